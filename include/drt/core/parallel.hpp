@@ -1,0 +1,55 @@
+#pragma once
+/// @file parallel.hpp
+/// OpenMP helpers. Kernels parallelize their outermost loop themselves unless they already run
+/// inside a parallel region (then they run serially in the calling thread).
+
+#include <cstddef>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace drt {
+
+inline int max_threads() noexcept {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+inline int thread_index() noexcept {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline bool in_parallel() noexcept {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+inline void set_threads(int n) noexcept {
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+/// Calls f(i) for i in [0, n), across threads when `work` (an estimate of flops) makes it worthwhile.
+template <class F>
+void parallel_for(std::size_t n, F&& f, double work = 1e9) {
+  const bool par = !in_parallel() && n > 1 && work > 2e5;
+  const long long nn = static_cast<long long>(n);
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (long long i = 0; i < nn; ++i) f(static_cast<std::size_t>(i));
+}
+
+}  // namespace drt

@@ -1,0 +1,366 @@
+#pragma once
+/// @file image.hpp
+/// Images in and out: decode PNG/JPEG to 8-bit RGB, resize, normalize to the model's
+/// pixel_values, read 8-bit label maps, and write class maps and overlays as PNG.
+///
+/// Built on Debian's stb (`libstb-dev`): the headers come from /usr/include/stb and the
+/// implementations from libstb.so, so this header never defines STB_*_IMPLEMENTATION.
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <stb_image.h>
+#include <stb_image_resize.h>
+#include <stb_image_write.h>
+
+#include "../core/error.hpp"
+#include "../core/tensor.hpp"
+
+namespace drt {
+
+/// An 8-bit RGB image.
+struct rgb_image {
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::vector<std::uint8_t> pixels;  ///< [H, W, 3] row-major, RGB interleaved
+};
+
+/// An 8-bit single-channel class map as stored in label PNGs (e.g. CamVid: 0..10, 11 = void).
+struct label_map {
+  std::size_t width = 0;
+  std::size_t height = 0;
+  std::vector<std::uint8_t> labels;  ///< [H, W] row-major, one class index per pixel
+};
+
+/// One palette entry.
+struct rgb_color {
+  std::uint8_t r = 0, g = 0, b = 0;
+  friend bool operator==(const rgb_color& a, const rgb_color& c) noexcept {
+    return a.r == c.r && a.g == c.g && a.b == c.b;
+  }
+  friend bool operator!=(const rgb_color& a, const rgb_color& c) noexcept { return !(a == c); }
+};
+
+/// Colour per class, index = class id.
+using palette = std::vector<rgb_color>;
+
+/// What `load_image` does with files that are not 3-channel RGB.
+enum class channel_policy {
+  convert,      ///< grey, grey+alpha and RGBA are converted to RGB (alpha dropped), as PIL's convert("RGB")
+  require_rgb,  ///< anything but 3 channels throws drt::invalid_input
+};
+
+namespace detail {
+
+inline std::string image_where(const char* what, const std::string& path) {
+  return std::string(what) + " '" + path + "'";
+}
+
+/// "1 channel (grey)", "4 channels (RGBA)".
+inline std::string channels_str(int c) {
+  const char* name = "unknown";
+  switch (c) {
+    case 1: name = "grey"; break;
+    case 2: name = "grey+alpha"; break;
+    case 3: name = "RGB"; break;
+    case 4: name = "RGBA"; break;
+    default: break;
+  }
+  return std::to_string(c) + (c == 1 ? " channel (" : " channels (") + name + ")";
+}
+
+/// Whole file into memory; io_error naming the file and the OS reason when it cannot be read.
+inline std::vector<unsigned char> read_file_bytes(const char* what, const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw io_error(image_where(what, path) + ": cannot open file (it is a directory)");
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw io_error(image_where(what, path) + ": cannot open file (" +
+                   (err != 0 ? std::strerror(err) : "unknown reason") + ")");
+  }
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw io_error(image_where(what, path) + ": read failed");
+  if (bytes.empty()) throw io_error(image_where(what, path) + ": file is empty");
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw io_error(image_where(what, path) + ": file is " + std::to_string(bytes.size()) +
+                   " bytes, larger than stb_image can decode");
+  return bytes;
+}
+
+struct stbi_deleter {
+  void operator()(stbi_uc* p) const noexcept { stbi_image_free(p); }
+};
+using stbi_pixels = std::unique_ptr<stbi_uc, stbi_deleter>;
+
+/// Decode with stb_image; `desired` = 0 keeps the file's channel count.
+inline stbi_pixels decode(const char* what, const std::string& path, const std::vector<unsigned char>& bytes,
+                          int desired, int& w, int& h, int& channels) {
+  stbi_pixels px(stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, desired));
+  if (!px) {
+    const char* why = stbi_failure_reason();
+    throw io_error(image_where(what, path) + ": cannot decode (stb_image: " + (why ? why : "unknown reason") + ")");
+  }
+  return px;
+}
+
+inline void check_rgb(const rgb_image& img, const std::string& what) {
+  if (img.width == 0 || img.height == 0)
+    throw invalid_input(what + ": image is " + std::to_string(img.height) + "x" +
+                        std::to_string(img.width) + " (HxW), expected a non-empty image");
+  if (img.pixels.size() != img.width * img.height * 3)
+    throw invalid_input(what + ": image of " + std::to_string(img.height) + "x" +
+                        std::to_string(img.width) + " (HxW) holds " + std::to_string(img.pixels.size()) +
+                        " bytes, expected H*W*3 = " + std::to_string(img.width * img.height * 3));
+}
+
+/// Encode RGB rows as PNG and write them to `path`; io_error naming the path and the OS reason.
+inline void write_png_rgb(const std::string& path, std::size_t width, std::size_t height,
+                          const std::uint8_t* rgb) {
+  if (width > static_cast<std::size_t>(std::numeric_limits<int>::max() / 3) ||
+      height > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw invalid_input("png '" + path + "': " + std::to_string(height) + "x" + std::to_string(width) +
+                        " (HxW) is too large for stb_image_write");
+  std::vector<unsigned char> encoded;
+  auto sink = [](void* ctx, void* data, int size) {
+    auto* out = static_cast<std::vector<unsigned char>*>(ctx);
+    const auto* p = static_cast<const unsigned char*>(data);
+    out->insert(out->end(), p, p + size);
+  };
+  const int w = static_cast<int>(width), h = static_cast<int>(height);
+  if (!stbi_write_png_to_func(sink, &encoded, w, h, 3, rgb, w * 3))
+    throw io_error("png '" + path + "': stb_image_write could not encode the image");
+  errno = 0;
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) {
+    const int err = errno;
+    throw io_error("png '" + path + "': cannot open for writing (" + (err ? std::strerror(err) : "unknown reason") +
+                   ")");
+  }
+  const std::size_t written = std::fwrite(encoded.data(), 1, encoded.size(), f);
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (written != encoded.size() || !closed)
+    throw io_error("png '" + path + "': write failed (" + (err ? std::strerror(err) : "short write") + ")");
+}
+
+/// Class map [H, W] -> RGB via the palette; invalid_input naming the first pixel outside it.
+inline std::vector<std::uint8_t> colorize(const std::string& where, const std::int32_t* classes,
+                                          std::size_t height, std::size_t width, const palette& pal) {
+  std::vector<std::uint8_t> rgb(height * width * 3);
+  for (std::size_t i = 0; i < height * width; ++i) {
+    const std::int32_t c = classes[i];
+    if (c < 0 || static_cast<std::size_t>(c) >= pal.size())
+      throw invalid_input(where + ": pixel (y " + std::to_string(i / width) + ", x " + std::to_string(i % width) +
+                          ") has class " + std::to_string(c) + ", outside the palette's " +
+                          std::to_string(pal.size()) + " classes");
+    rgb[3 * i + 0] = pal[static_cast<std::size_t>(c)].r;
+    rgb[3 * i + 1] = pal[static_cast<std::size_t>(c)].g;
+    rgb[3 * i + 2] = pal[static_cast<std::size_t>(c)].b;
+  }
+  return rgb;
+}
+
+inline void check_item(const std::string& where, const itensor3& classes, std::size_t item) {
+  if (item >= classes.shape(0))
+    throw invalid_input(where + ": batch item " + std::to_string(item) + " requested from class maps of shape " +
+                        shape_str(classes.shape()) + " ([N, H, W])");
+}
+
+}  // namespace detail
+
+/// Decode a PNG or JPEG (anything stb_image reads) into 8-bit RGB. 16-bit files are reduced to
+/// 8 bits. Throws drt::io_error when the file cannot be opened or decoded (with stb's reason), and
+/// drt::invalid_input under `channel_policy::require_rgb` when the file is not 3-channel.
+inline rgb_image load_image(const std::string& path, channel_policy policy = channel_policy::convert) {
+  const auto bytes = detail::read_file_bytes("image", path);
+  int w = 0, h = 0, channels = 0;
+  auto px = detail::decode("image", path, bytes, 3, w, h, channels);
+  if (policy == channel_policy::require_rgb && channels != 3)
+    throw invalid_input("image '" + path + "': has " + detail::channels_str(channels) + ", expected 3 (RGB)");
+  rgb_image img;
+  img.width = static_cast<std::size_t>(w);
+  img.height = static_cast<std::size_t>(h);
+  img.pixels.assign(px.get(), px.get() + img.width * img.height * 3);
+  return img;
+}
+
+/// Read an 8-bit single-channel label PNG (one class index per pixel). Throws drt::io_error when
+/// it cannot be opened or decoded, drt::invalid_input when it has other than 1 channel or 16 bits.
+inline label_map load_label_png(const std::string& path) {
+  const auto bytes = detail::read_file_bytes("label", path);
+  int w = 0, h = 0, channels = 0;
+  auto px = detail::decode("label", path, bytes, 0, w, h, channels);
+  if (channels != 1)
+    throw invalid_input("label '" + path + "': has " + detail::channels_str(channels) +
+                        ", expected 1 (an 8-bit class map)");
+  if (stbi_is_16_bit_from_memory(bytes.data(), static_cast<int>(bytes.size())))
+    throw invalid_input("label '" + path + "': has 16-bit samples, expected 8-bit class indices");
+  label_map m;
+  m.width = static_cast<std::size_t>(w);
+  m.height = static_cast<std::size_t>(h);
+  m.labels.assign(px.get(), px.get() + m.width * m.height);
+  return m;
+}
+
+/// Resize to `height` x `width` with stb's triangle (tent) filter, edges clamped, in linear RGB:
+/// exact bilinear interpolation with half-pixel centres (align_corners=False) when enlarging; when
+/// shrinking the tent widens with the scale (antialiased, like PIL's BILINEAR).
+inline rgb_image resize_image(const rgb_image& img, std::size_t height, std::size_t width) {
+  detail::check_rgb(img, "resize_image");
+  constexpr auto int_max = static_cast<std::size_t>(std::numeric_limits<int>::max() / 3);
+  if (height == 0 || width == 0 || height > int_max || width > int_max)
+    throw invalid_input("resize_image: target size " + std::to_string(height) + "x" + std::to_string(width) +
+                        " (HxW) must be positive and fit in an int");
+  if (height == img.height && width == img.width) return img;
+  rgb_image out;
+  out.width = width;
+  out.height = height;
+  out.pixels.resize(width * height * 3);
+  const int ok = stbir_resize_uint8_generic(
+      img.pixels.data(), static_cast<int>(img.width), static_cast<int>(img.height), static_cast<int>(img.width * 3),
+      out.pixels.data(), static_cast<int>(width), static_cast<int>(height), static_cast<int>(width * 3), 3,
+      STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, nullptr);
+  if (!ok)
+    throw io_error("resize_image: stb_image_resize failed for " + std::to_string(img.height) + "x" +
+                   std::to_string(img.width) + " -> " + std::to_string(height) + "x" + std::to_string(width) +
+                   " (HxW; out of memory?)");
+  return out;
+}
+
+/// ImageNet mean and std per RGB channel, as SegformerImageProcessor.
+inline constexpr float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+inline constexpr float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+
+/// Batch of equally sized images -> pixel_values [N, 3, H, W] float32 (NCHW, as transformers):
+/// (x/255 - mean) / std, computed in float32 as transformers' fused fast image processor does,
+/// (x - 255*mean) / (255*std), so values match its pixel_values bit for bit.
+/// Throws drt::invalid_input for an empty batch or images of different sizes.
+/// ref: transformers image_processing_utils_fast.py, _fuse_mean_std_and_rescale_factor
+inline tensor4 normalize_imagenet(const std::vector<rgb_image>& images) {
+  if (images.empty()) throw invalid_input("normalize_imagenet: the batch is empty, expected at least 1 image");
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    detail::check_rgb(images[i], "normalize_imagenet: image " + std::to_string(i));
+    if (images[i].height != images[0].height || images[i].width != images[0].width)
+      throw shape_error("normalize_imagenet: image " + std::to_string(i) + " is " +
+                        std::to_string(images[i].height) + "x" + std::to_string(images[i].width) +
+                        " (HxW) but image 0 is " + std::to_string(images[0].height) + "x" +
+                        std::to_string(images[0].width) + "; all images of a batch must have the same size");
+  }
+  float lut[3][256];
+  for (int c = 0; c < 3; ++c) {
+    const float m = imagenet_mean[c] * 255.0f, s = imagenet_std[c] * 255.0f;
+    for (int v = 0; v < 256; ++v) lut[c][v] = (static_cast<float>(v) - m) / s;
+  }
+  const std::size_t n = images.size(), h = images[0].height, w = images[0].width, hw = h * w;
+  tensor4 out = tensor4::from_shape({n, std::size_t{3}, h, w});
+  float* dst = out.data();
+  for (std::size_t b = 0; b < n; ++b) {
+    const std::uint8_t* src = images[b].pixels.data();
+    float* plane = dst + b * 3 * hw;
+    for (std::size_t i = 0; i < hw; ++i) {
+      plane[i] = lut[0][src[3 * i + 0]];
+      plane[hw + i] = lut[1][src[3 * i + 1]];
+      plane[2 * hw + i] = lut[2][src[3 * i + 2]];
+    }
+  }
+  return out;
+}
+
+/// Single-image convenience: [1, 3, H, W].
+inline tensor4 normalize_imagenet(const rgb_image& image) { return normalize_imagenet(std::vector<rgb_image>{image}); }
+
+/// A fixed, distinct colour per class. For n == 11 the CamVid colours (sky, building, pole, road,
+/// pavement, tree, sign_symbol, fence, car, pedestrian, bicyclist); otherwise the PASCAL VOC /
+/// DeepLab bit-interleaved colormap, which is deterministic and distinct for any n <= 2^24.
+inline palette class_palette(std::size_t n) {
+  if (n == 11)
+    return {{128, 128, 128}, {128, 0, 0},   {192, 192, 128}, {128, 64, 128}, {60, 40, 222}, {128, 128, 0},
+            {192, 128, 128}, {64, 64, 128}, {64, 0, 128},    {64, 64, 0},    {0, 128, 192}};
+  if (n > (std::size_t{1} << 24))
+    throw invalid_input("class_palette: " + std::to_string(n) + " classes requested, at most 2^24 = 16777216 have " +
+                        "distinct colours");
+  // ref: DeepLab create_pascal_label_colormap: bits of the id spread over the colour bit planes,
+  // from the most significant one down, so ids and colours are in one-to-one correspondence.
+  palette p(n);
+  for (std::size_t id = 0; id < n; ++id) {
+    std::uint32_t r = 0, g = 0, b = 0, v = static_cast<std::uint32_t>(id);
+    for (int shift = 7; shift >= 0; --shift) {
+      r |= ((v >> 0) & 1u) << shift;
+      g |= ((v >> 1) & 1u) << shift;
+      b |= ((v >> 2) & 1u) << shift;
+      v >>= 3;
+    }
+    p[id] = {static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(g), static_cast<std::uint8_t>(b)};
+  }
+  return p;
+}
+
+/// Write a palette-coloured class map as an RGB PNG. `classes`: [H, W] row-major int32.
+/// Throws drt::invalid_input for a class outside the palette, drt::io_error when writing fails.
+inline void write_class_map_png(const std::string& path, const std::int32_t* classes, std::size_t height,
+                                std::size_t width, const palette& pal) {
+  const auto rgb = detail::colorize("class map for png '" + path + "'", classes, height, width, pal);
+  detail::write_png_rgb(path, width, height, rgb.data());
+}
+
+/// Write batch item `item` of class maps [N, H, W] (as `upsample_argmax` returns).
+inline void write_class_map_png(const std::string& path, const itensor3& classes, const palette& pal,
+                                std::size_t item = 0) {
+  detail::check_item("class map for png '" + path + "'", classes, item);
+  const std::size_t h = classes.shape(1), w = classes.shape(2);
+  write_class_map_png(path, classes.data() + item * h * w, h, w, pal);
+}
+
+/// Write `photo` blended with the palette-coloured class map: (1 - alpha) * photo + alpha * colour.
+/// `classes`: [H, W] row-major int32, the photo's size. Throws drt::invalid_input for a size
+/// mismatch, alpha outside [0, 1] or a class outside the palette, drt::io_error when writing fails.
+inline void write_overlay_png(const std::string& path, const rgb_image& photo, const std::int32_t* classes,
+                              std::size_t height, std::size_t width, const palette& pal, float alpha = 0.5f) {
+  const std::string where = "overlay png '" + path + "'";
+  detail::check_rgb(photo, where);
+  if (photo.height != height || photo.width != width)
+    throw shape_error(where + ": class map is " + std::to_string(height) + "x" + std::to_string(width) +
+                      " (HxW) but the photo is " + std::to_string(photo.height) + "x" + std::to_string(photo.width));
+  if (!(alpha >= 0.0f && alpha <= 1.0f)) {
+    std::ostringstream os;
+    os << where << ": alpha is " << alpha << ", expected a value in [0, 1]";
+    throw invalid_input(os.str());
+  }
+  auto rgb = detail::colorize(where, classes, height, width, pal);
+  for (std::size_t i = 0; i < rgb.size(); ++i) {
+    const float v = (1.0f - alpha) * static_cast<float>(photo.pixels[i]) + alpha * static_cast<float>(rgb[i]);
+    rgb[i] = static_cast<std::uint8_t>(std::min(255.0f, v + 0.5f));
+  }
+  detail::write_png_rgb(path, width, height, rgb.data());
+}
+
+/// Overlay of batch item `item` of class maps [N, H, W].
+inline void write_overlay_png(const std::string& path, const rgb_image& photo, const itensor3& classes,
+                              const palette& pal, float alpha = 0.5f, std::size_t item = 0) {
+  detail::check_item("overlay png '" + path + "'", classes, item);
+  const std::size_t h = classes.shape(1), w = classes.shape(2);
+  write_overlay_png(path, photo, classes.data() + item * h * w, h, w, pal, alpha);
+}
+
+/// Write an RGB image as PNG. Throws drt::io_error naming the path when writing fails.
+inline void write_png(const std::string& path, const rgb_image& img) {
+  detail::check_rgb(img, "png '" + path + "'");
+  detail::write_png_rgb(path, img.width, img.height, img.pixels.data());
+}
+
+}  // namespace drt

@@ -1,0 +1,225 @@
+#pragma once
+/// @file conv2d.hpp
+/// 2-D convolutions on NHWC activations with PyTorch [OC, IC/groups, KH, KW] weights.
+/// - `conv2d`: dense or grouped, any kernel/stride/padding (read from configs at run time); a 1x1
+///   stride-1 conv is a GEMM on the pixels, others go through a blocked im2col that never holds
+///   more than one block of rows per thread.
+/// - `conv2d_dw<K>`: depthwise KxK, stride 1, padding K/2, kernel size fixed at compile time.
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "activation.hpp"
+#include "gemm.hpp"
+
+namespace drt {
+
+/// Geometry of a convolution.
+struct conv2d_shape {
+  std::size_t in_channels = 0, out_channels = 0;
+  std::size_t kernel_h = 1, kernel_w = 1;
+  std::size_t stride_h = 1, stride_w = 1;
+  std::size_t pad_h = 0, pad_w = 0;
+  std::size_t groups = 1;
+
+  std::size_t out_h(std::size_t h) const noexcept {
+    return h + 2 * pad_h < kernel_h ? 0 : (h + 2 * pad_h - kernel_h) / stride_h + 1;
+  }
+  std::size_t out_w(std::size_t w) const noexcept {
+    return w + 2 * pad_w < kernel_w ? 0 : (w + 2 * pad_w - kernel_w) / stride_w + 1;
+  }
+  bool is_pointwise() const noexcept {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0 && groups == 1;
+  }
+  /// MACs for an N x H x W input.
+  double macs(std::size_t n, std::size_t h, std::size_t w) const noexcept {
+    return static_cast<double>(n) * out_h(h) * out_w(w) * out_channels * (in_channels / groups) * kernel_h * kernel_w;
+  }
+};
+
+class conv2d {
+public:
+  conv2d() = default;
+  /// weight: [OC, IC/groups, KH, KW]; bias: [OC] or null.
+  conv2d(const float* weight, const float* bias, const conv2d_shape& s) : s_(s) {
+    if (s.groups == 0 || s.in_channels % s.groups || s.out_channels % s.groups)
+      throw invalid_input("conv2d: channels " + std::to_string(s.in_channels) + " -> " +
+                          std::to_string(s.out_channels) + " are not divisible by groups = " + std::to_string(s.groups));
+    const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
+    const std::size_t kk = s.kernel_h * s.kernel_w * icg;
+    // Reorder each output channel's weights to (ky, kx, ic): the order of an NHWC im2col row.
+    std::vector<float> reordered(ocg * kk);
+    for (std::size_t g = 0; g < s.groups; ++g) {
+      for (std::size_t o = 0; o < ocg; ++o)
+        for (std::size_t ky = 0; ky < s.kernel_h; ++ky)
+          for (std::size_t kx = 0; kx < s.kernel_w; ++kx)
+            for (std::size_t i = 0; i < icg; ++i)
+              reordered[o * kk + (ky * s.kernel_w + kx) * icg + i] =
+                  weight[(((g * ocg + o) * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
+      w_.push_back(packed_matrix::from_nk(reordered.data(), ocg, kk, kk));
+    }
+    if (bias) bias_.assign(bias, bias + s.out_channels);
+  }
+
+  const conv2d_shape& shape() const noexcept { return s_; }
+  const float* bias() const noexcept { return bias_.empty() ? nullptr : bias_.data(); }
+  const packed_matrix& weights(std::size_t group = 0) const noexcept { return w_[group]; }
+
+  /// x: [N, H, W, IC]; y: [N, OH, OW, OC] (row stride ldy >= OC, default OC).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act = activation::none,
+           std::size_t ldy = 0) const {
+    const auto& s = s_;
+    if (ldy == 0) ldy = s.out_channels;
+    const std::size_t oh = s.out_h(h), ow = s.out_w(w);
+    if (oh == 0 || ow == 0)
+      throw shape_error("conv2d: input " + std::to_string(h) + "x" + std::to_string(w) + " is smaller than the " +
+                        std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " kernel");
+    const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
+    gemm_epilogue ep;
+    ep.act = act;
+    if (s.is_pointwise()) {
+      ep.bias = bias();
+      gemm(n * h * w, s.out_channels, s.in_channels, x, s.in_channels, w_[0], y, ldy, ep);
+      return;
+    }
+    const std::size_t kk = s.kernel_h * s.kernel_w * icg;
+    const std::size_t pixels = n * oh * ow;
+    // Rows per im2col block: enough for the GEMM micro-tiles, small enough to stay in L2.
+    const std::size_t block = std::max<std::size_t>(detail::gemm_mr, std::min<std::size_t>(256, (1u << 18) / (kk + 1)));
+    const std::size_t blocks = (pixels + block - 1) / block;
+    auto task = [&](std::size_t bi) {
+      thread_local detail::aligned_vector<float> col;
+      const std::size_t p0 = bi * block, rows = std::min(block, pixels - p0);
+      if (col.size() < rows * kk) col.resize(rows * kk);
+      for (std::size_t g = 0; g < s.groups; ++g) {
+        for (std::size_t r = 0; r < rows; ++r) {
+          const std::size_t p = p0 + r, b = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
+          float* dst = col.data() + r * kk;
+          for (std::size_t ky = 0; ky < s.kernel_h; ++ky) {
+            const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
+            for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
+              const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
+              float* d = dst + (ky * s.kernel_w + kx) * icg;
+              if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) {
+                std::fill(d, d + icg, 0.f);
+              } else {
+                const float* src = x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) *
+                                           s.in_channels + g * icg;
+                std::copy(src, src + icg, d);
+              }
+            }
+          }
+        }
+        gemm_epilogue epg = ep;
+        epg.bias = bias() ? bias() + g * ocg : nullptr;
+        gemm(rows, ocg, kk, col.data(), kk, w_[g], y + p0 * ldy + g * ocg, ldy, epg, /*allow_parallel=*/false);
+      }
+    };
+    parallel_for(blocks, task, 2.0 * s.macs(n, h, w));
+  }
+
+private:
+  conv2d_shape s_;
+  std::vector<packed_matrix> w_;  // one per group
+  std::vector<float> bias_;
+};
+
+/// Depthwise KxK convolution, stride 1, padding K/2 (ref: SegformerDWConv, groups = channels).
+template <std::size_t K>
+class conv2d_dw {
+  static_assert(K % 2 == 1, "depthwise kernel must be odd");
+
+public:
+  conv2d_dw() = default;
+  /// weight: [C, 1, K, K]; bias: [C] or null.
+  conv2d_dw(const float* weight, const float* bias, std::size_t channels) : c_(channels), w_(K * K * channels) {
+    for (std::size_t c = 0; c < channels; ++c)
+      for (std::size_t t = 0; t < K * K; ++t) w_[t * channels + c] = weight[c * K * K + t];  // -> [K*K][C]
+    bias_ = bias ? std::vector<float>(bias, bias + channels) : std::vector<float>(channels, 0.f);
+  }
+  std::size_t channels() const noexcept { return c_; }
+
+  /// x, y: [N, H, W, C] (distinct buffers). The activation is fused into the store.
+  template <activation A = activation::none>
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y) const noexcept {
+    using simd = xsimd::batch<float>;
+    constexpr std::size_t W = simd::size;
+    constexpr long P = static_cast<long>(K / 2);
+    const std::size_t c = c_;
+    auto row = [&](std::size_t r) {
+      const std::size_t b = r / h, oy = r % h;
+      for (std::size_t ox = 0; ox < w; ++ox) {
+        float* out = y + ((b * h + oy) * w + ox) * c;
+        std::size_t j = 0;
+        for (; j + W <= c; j += W) {
+          simd acc = simd::load_unaligned(bias_.data() + j);
+          for (long ky = 0; ky < static_cast<long>(K); ++ky) {
+            const long iy = static_cast<long>(oy) + ky - P;
+            if (iy < 0 || iy >= static_cast<long>(h)) continue;
+            for (long kx = 0; kx < static_cast<long>(K); ++kx) {
+              const long ix = static_cast<long>(ox) + kx - P;
+              if (ix < 0 || ix >= static_cast<long>(w)) continue;
+              const float* in = x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * c;
+              acc = xsimd::fma(simd::load_unaligned(in + j),
+                               simd::load_unaligned(w_.data() + static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * c + j), acc);
+            }
+          }
+          activate<A>(acc).store_unaligned(out + j);
+        }
+        for (; j < c; ++j) {
+          float acc = bias_[j];
+          for (long ky = 0; ky < static_cast<long>(K); ++ky) {
+            const long iy = static_cast<long>(oy) + ky - P;
+            if (iy < 0 || iy >= static_cast<long>(h)) continue;
+            for (long kx = 0; kx < static_cast<long>(K); ++kx) {
+              const long ix = static_cast<long>(ox) + kx - P;
+              if (ix < 0 || ix >= static_cast<long>(w)) continue;
+              acc += x[((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * c + j] *
+                     w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * c + j];
+            }
+          }
+          out[j] = activate<A>(acc);
+        }
+      }
+    };
+    parallel_for(n * h, row, 2.0 * n * h * w * c * K * K);
+  }
+
+private:
+  std::size_t c_ = 0;
+  std::vector<float> w_, bias_;
+};
+
+/// Plain-loop reference for any conv (dense, grouped, depthwise). x: [N, H, W, IC] NHWC;
+/// weight: [OC, IC/groups, KH, KW]; bias: [OC] or null; y: [N, OH, OW, OC].
+inline void conv2d_ref(const float* x, std::size_t n, std::size_t h, std::size_t w, const float* weight,
+                       const float* bias, const conv2d_shape& s, float* y) {
+  const std::size_t oh = s.out_h(h), ow = s.out_w(w);
+  const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
+  for (std::size_t b = 0; b < n; ++b)
+    for (std::size_t oy = 0; oy < oh; ++oy)
+      for (std::size_t ox = 0; ox < ow; ++ox)
+        for (std::size_t o = 0; o < s.out_channels; ++o) {
+          const std::size_t g = o / ocg;
+          double acc = bias ? bias[o] : 0.0;
+          for (std::size_t i = 0; i < icg; ++i)
+            for (std::size_t ky = 0; ky < s.kernel_h; ++ky)
+              for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
+                const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
+                const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
+                if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) continue;
+                acc += static_cast<double>(x[((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) *
+                                                 s.in_channels + g * icg + i]) *
+                       weight[((o * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
+              }
+          y[((b * oh + oy) * ow + ox) * s.out_channels + o] = static_cast<float>(acc);
+        }
+}
+
+}  // namespace drt

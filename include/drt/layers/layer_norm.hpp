@@ -1,0 +1,79 @@
+#pragma once
+/// @file layer_norm.hpp
+/// LayerNorm over the channel (last) dimension of token rows (ref: torch.nn.LayerNorm, biased variance).
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/parallel.hpp"
+
+namespace drt {
+
+class layer_norm {
+public:
+  layer_norm() = default;
+  layer_norm(const float* gamma, const float* beta, std::size_t channels, float eps)
+      : gamma_(gamma, gamma + channels), beta_(beta, beta + channels), eps_(eps) {}
+
+  std::size_t channels() const noexcept { return gamma_.size(); }
+
+  /// x: [m, C] rows of stride ldx; y: [m, C] rows of stride ldy (may alias x).
+  void run(std::size_t m, const float* x, std::size_t ldx, float* y, std::size_t ldy,
+           bool allow_parallel = true) const noexcept {
+    const std::size_t c = channels();
+    auto row = [&](std::size_t i) {
+      using simd = xsimd::batch<float>;
+      constexpr std::size_t W = simd::size;
+      const float* xr = x + i * ldx;
+      float* yr = y + i * ldy;
+      simd s(0.f);
+      std::size_t j = 0;
+      for (; j + W <= c; j += W) s += simd::load_unaligned(xr + j);
+      float sum = xsimd::hadd(s);
+      for (; j < c; ++j) sum += xr[j];
+      const float mean = sum / static_cast<float>(c);
+      simd v(0.f);
+      j = 0;
+      for (; j + W <= c; j += W) {
+        const simd d = simd::load_unaligned(xr + j) - simd(mean);
+        v = xsimd::fma(d, d, v);
+      }
+      float var = xsimd::hadd(v);
+      for (; j < c; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+      const float inv = 1.0f / std::sqrt(var / static_cast<float>(c) + eps_);
+      j = 0;
+      for (; j + W <= c; j += W) {
+        const simd d = (simd::load_unaligned(xr + j) - simd(mean)) * simd(inv);
+        xsimd::fma(d, simd::load_unaligned(gamma_.data() + j), simd::load_unaligned(beta_.data() + j))
+            .store_unaligned(yr + j);
+      }
+      for (; j < c; ++j) yr[j] = (xr[j] - mean) * inv * gamma_[j] + beta_[j];
+    };
+    if (allow_parallel) parallel_for(m, row, 8.0 * static_cast<double>(m) * c);
+    else
+      for (std::size_t i = 0; i < m; ++i) row(i);
+  }
+
+private:
+  std::vector<float> gamma_, beta_;
+  float eps_ = 1e-5f;
+};
+
+/// Plain-loop reference (double accumulation). x, y: [m, C] contiguous.
+inline void layer_norm_ref(std::size_t m, std::size_t c, const float* x, const float* gamma, const float* beta,
+                           float eps, float* y) {
+  for (std::size_t i = 0; i < m; ++i) {
+    double mean = 0, var = 0;
+    for (std::size_t j = 0; j < c; ++j) mean += x[i * c + j];
+    mean /= static_cast<double>(c);
+    for (std::size_t j = 0; j < c; ++j) var += (x[i * c + j] - mean) * (x[i * c + j] - mean);
+    var /= static_cast<double>(c);
+    for (std::size_t j = 0; j < c; ++j)
+      y[i * c + j] = static_cast<float>((x[i * c + j] - mean) / std::sqrt(var + eps) * gamma[j] + beta[j]);
+  }
+}
+
+}  // namespace drt

@@ -1,0 +1,123 @@
+#pragma once
+/// @file resize.hpp
+/// Bilinear resize with PyTorch's align_corners=False semantics (ref: aten UpSampleBilinear2d,
+/// area_pixel_compute_source_index): src = (dst + 0.5) * in/out - 0.5, clamped at 0, computed in
+/// float as aten does for float tensors.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+
+namespace drt {
+
+namespace detail {
+/// Source taps and weights of one output coordinate.
+struct bilinear_tap {
+  std::size_t i0, i1;
+  float w0, w1;
+};
+
+inline std::vector<bilinear_tap> bilinear_taps(std::size_t in, std::size_t out) {
+  std::vector<bilinear_tap> taps(out);
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (std::size_t d = 0; d < out; ++d) {
+    float src = scale * (static_cast<float>(d) + 0.5f) - 0.5f;
+    if (src < 0.f) src = 0.f;
+    const std::size_t i0 = std::min(static_cast<std::size_t>(src), in - 1);
+    const std::size_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
+    const float l1 = src - static_cast<float>(i0);
+    taps[d] = {i0, i1, 1.f - l1, l1};
+  }
+  return taps;
+}
+}  // namespace detail
+
+/// x: [N, H, W, *] with C channels at row stride ldx; y: [N, OH, OW, *] at row stride ldy.
+/// Writing with ldy > C places the result in a channel slice of a wider tensor (the decoder concat).
+inline void resize_bilinear(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t ldx,
+                            float* y, std::size_t oh, std::size_t ow, std::size_t ldy) {
+  const auto ty = detail::bilinear_taps(h, oh), tx = detail::bilinear_taps(w, ow);
+  auto row = [&](std::size_t r) {
+    using simd = xsimd::batch<float>;
+    constexpr std::size_t W = simd::size;
+    const std::size_t b = r / oh, oy = r % oh;
+    const auto& vy = ty[oy];
+    for (std::size_t ox = 0; ox < ow; ++ox) {
+      const auto& vx = tx[ox];
+      const float* p00 = x + ((b * h + vy.i0) * w + vx.i0) * ldx;
+      const float* p01 = x + ((b * h + vy.i0) * w + vx.i1) * ldx;
+      const float* p10 = x + ((b * h + vy.i1) * w + vx.i0) * ldx;
+      const float* p11 = x + ((b * h + vy.i1) * w + vx.i1) * ldx;
+      float* out = y + ((b * oh + oy) * ow + ox) * ldy;
+      std::size_t j = 0;
+      for (; j + W <= c; j += W) {
+        const simd top = simd::load_unaligned(p00 + j) * simd(vx.w0) + simd::load_unaligned(p01 + j) * simd(vx.w1);
+        const simd bot = simd::load_unaligned(p10 + j) * simd(vx.w0) + simd::load_unaligned(p11 + j) * simd(vx.w1);
+        (top * simd(vy.w0) + bot * simd(vy.w1)).store_unaligned(out + j);
+      }
+      for (; j < c; ++j)
+        out[j] = vy.w0 * (vx.w0 * p00[j] + vx.w1 * p01[j]) + vy.w1 * (vx.w0 * p10[j] + vx.w1 * p11[j]);
+    }
+  };
+  parallel_for(n * oh, row, 8.0 * n * oh * ow * c);
+}
+
+/// Plain-loop reference on contiguous NHWC tensors (double arithmetic).
+inline void resize_bilinear_ref(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c, float* y,
+                                std::size_t oh, std::size_t ow) {
+  auto src = [](std::size_t d, std::size_t in, std::size_t out) {
+    double s = (static_cast<double>(d) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
+    return s < 0 ? 0.0 : s;
+  };
+  for (std::size_t b = 0; b < n; ++b)
+    for (std::size_t oy = 0; oy < oh; ++oy)
+      for (std::size_t ox = 0; ox < ow; ++ox) {
+        const double sy = src(oy, h, oh), sx = src(ox, w, ow);
+        const std::size_t y0 = std::min(static_cast<std::size_t>(sy), h - 1), x0 = std::min(static_cast<std::size_t>(sx), w - 1);
+        const std::size_t y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
+        const double ly = sy - y0, lx = sx - x0;
+        for (std::size_t j = 0; j < c; ++j) {
+          auto at = [&](std::size_t yy, std::size_t xx) { return static_cast<double>(x[((b * h + yy) * w + xx) * c + j]); };
+          y[((b * oh + oy) * ow + ox) * c + j] = static_cast<float>(
+              (1 - ly) * ((1 - lx) * at(y0, x0) + lx * at(y0, x1)) + ly * ((1 - lx) * at(y1, x0) + lx * at(y1, x1)));
+        }
+      }
+}
+
+/// Bilinear upsampling of logits [N, K, h, w] (NCHW) to H x W, then argmax over K -> [N, H, W].
+/// Ties go to the lower class index, as torch.argmax.
+inline itensor3 upsample_argmax(const tensor4& logits, std::size_t height, std::size_t width) {
+  const std::size_t n = logits.shape(0), k = logits.shape(1), h = logits.shape(2), w = logits.shape(3);
+  itensor3 out = itensor3::from_shape({n, height, width});
+  const auto ty = detail::bilinear_taps(h, height), tx = detail::bilinear_taps(w, width);
+  const float* L = logits.data();
+  auto row = [&](std::size_t r) {
+    const std::size_t b = r / height, oy = r % height;
+    const auto& vy = ty[oy];
+    for (std::size_t ox = 0; ox < width; ++ox) {
+      const auto& vx = tx[ox];
+      float best = -INFINITY;
+      std::int32_t arg = 0;
+      for (std::size_t c = 0; c < k; ++c) {
+        const float* p = L + (b * k + c) * h * w;
+        const float v = vy.w0 * (vx.w0 * p[vy.i0 * w + vx.i0] + vx.w1 * p[vy.i0 * w + vx.i1]) +
+                        vy.w1 * (vx.w0 * p[vy.i1 * w + vx.i0] + vx.w1 * p[vy.i1 * w + vx.i1]);
+        if (v > best) {
+          best = v;
+          arg = static_cast<std::int32_t>(c);
+        }
+      }
+      out(b, oy, ox) = arg;
+    }
+  };
+  parallel_for(n * height, row, 8.0 * n * height * width * k);
+  return out;
+}
+
+}  // namespace drt

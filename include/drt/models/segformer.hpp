@@ -1,0 +1,237 @@
+#pragma once
+/// @file segformer.hpp
+/// SegFormer (MiT encoder + All-MLP decode head) built from a hub-layout directory.
+/// ref: transformers modeling_segformer.py (SegformerModel, SegformerForSemanticSegmentation).
+/// Activations are NHWC inside; inputs and outputs are NCHW so they compare 1:1 with transformers.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/tensor.hpp"
+#include "../io/model_config.hpp"
+#include "../io/safetensors.hpp"
+#include "../layers/attention.hpp"
+#include "../layers/decode_head.hpp"
+#include "../layers/layer_norm.hpp"
+#include "../layers/mix_ffn.hpp"
+#include "../layers/patch_embed.hpp"
+#include "../layers/resize.hpp"
+
+namespace drt {
+
+/// Outputs of one forward pass, in PyTorch's NCHW layout.
+struct segformer_output {
+  tensor4 logits;               ///< [N, classes, H_0, W_0] at stage-0 resolution (not upsampled, as transformers)
+  std::vector<tensor4> stages;  ///< encoder stage outputs [N, C_s, H_s, W_s] when requested
+};
+
+/// Which parts of the graph run (the dynamic path; defaults run everything).
+struct segformer_execution {
+  /// skip[s][j] != 0 bypasses block j of stage s (identity). Empty = run all.
+  std::vector<std::vector<unsigned char>> skip;
+  decode_head_channels head;  ///< channel prefixes of the decode head
+  bool is_skipped(std::size_t s, std::size_t j) const noexcept {
+    return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
+  }
+};
+
+/// One transformer block (ref: SegformerLayer): x += attn(ln1(x)); x += ffn(ln2(x)).
+struct segformer_block {
+  layer_norm norm1, norm2;
+  efficient_self_attention attention;
+  mix_ffn ffn;
+};
+
+class segformer_model {
+public:
+  /// Load a hub-layout directory: config.json + model.safetensors.
+  static segformer_model from_dir(const std::string& dir) {
+    auto cfg = load_segformer_config(dir + "/config.json");
+    safetensors_file weights(dir + "/model.safetensors");
+    return segformer_model(std::move(cfg), weights);
+  }
+
+  segformer_model(segformer_config cfg, const safetensors_file& st) : cfg_(std::move(cfg)) {
+    const auto& c = cfg_;
+    const float eps = static_cast<float>(c.norm_eps);
+    using shape = std::vector<std::int64_t>;
+    // Tensors are converted and kept alive only while the layers pack them.
+    std::vector<host_tensor> keep;
+    auto get = [&](const std::string& name, const shape& s) -> const float* {
+      keep.push_back(st.read_float(name, s));
+      return keep.back().data.data();
+    };
+    std::size_t in_ch = static_cast<std::size_t>(c.num_channels);
+    for (std::size_t s = 0; s < static_cast<std::size_t>(c.num_encoder_blocks); ++s) {
+      const std::int64_t C = c.hidden_sizes[s], P = c.patch_sizes[s], R = c.sr_ratios[s];
+      const std::int64_t hidden = C * c.mlp_ratios[s];
+      const std::string pe = "segformer.encoder.patch_embeddings." + std::to_string(s) + ".";
+      embeds_.emplace_back(get(pe + "proj.weight", {C, static_cast<std::int64_t>(in_ch), P, P}), get(pe + "proj.bias", {C}),
+                           get(pe + "layer_norm.weight", {C}), get(pe + "layer_norm.bias", {C}), in_ch,
+                           static_cast<std::size_t>(C), static_cast<std::size_t>(P),
+                           static_cast<std::size_t>(c.strides[s]), eps);
+      std::vector<segformer_block> blocks;
+      for (int j = 0; j < c.depths[s]; ++j) {
+        const std::string b = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
+        efficient_attention_weights aw{};
+        aw.q_w = get(b + "attention.self.query.weight", {C, C});
+        aw.q_b = get(b + "attention.self.query.bias", {C});
+        aw.k_w = get(b + "attention.self.key.weight", {C, C});
+        aw.k_b = get(b + "attention.self.key.bias", {C});
+        aw.v_w = get(b + "attention.self.value.weight", {C, C});
+        aw.v_b = get(b + "attention.self.value.bias", {C});
+        if (R > 1) {
+          aw.sr_w = get(b + "attention.self.sr.weight", {C, C, R, R});
+          aw.sr_b = get(b + "attention.self.sr.bias", {C});
+          aw.sr_ln_g = get(b + "attention.self.layer_norm.weight", {C});
+          aw.sr_ln_b = get(b + "attention.self.layer_norm.bias", {C});
+        }
+        aw.o_w = get(b + "attention.output.dense.weight", {C, C});
+        aw.o_b = get(b + "attention.output.dense.bias", {C});
+        mix_ffn_weights fw{};
+        fw.dense1_w = get(b + "mlp.dense1.weight", {hidden, C});
+        fw.dense1_b = get(b + "mlp.dense1.bias", {hidden});
+        fw.dw_w = get(b + "mlp.dwconv.dwconv.weight", {hidden, 1, 3, 3});
+        fw.dw_b = get(b + "mlp.dwconv.dwconv.bias", {hidden});
+        fw.dense2_w = get(b + "mlp.dense2.weight", {C, hidden});
+        fw.dense2_b = get(b + "mlp.dense2.bias", {C});
+        segformer_block blk;
+        blk.norm1 = layer_norm(get(b + "layer_norm_1.weight", {C}), get(b + "layer_norm_1.bias", {C}),
+                               static_cast<std::size_t>(C), eps);
+        blk.norm2 = layer_norm(get(b + "layer_norm_2.weight", {C}), get(b + "layer_norm_2.bias", {C}),
+                               static_cast<std::size_t>(C), eps);
+        blk.attention = efficient_self_attention(aw, static_cast<std::size_t>(C),
+                                                 static_cast<std::size_t>(c.num_attention_heads[s]),
+                                                 static_cast<std::size_t>(R), eps);
+        blk.ffn = mix_ffn(fw, static_cast<std::size_t>(C), static_cast<std::size_t>(hidden),
+                          c.hidden_act == activation_kind::gelu ? activation::gelu : activation::relu);
+        blocks.push_back(std::move(blk));
+        keep.clear();
+      }
+      blocks_.push_back(std::move(blocks));
+      const std::string ln = "segformer.encoder.layer_norm." + std::to_string(s) + ".";
+      stage_norms_.emplace_back(get(ln + "weight", {C}), get(ln + "bias", {C}), static_cast<std::size_t>(C), eps);
+      in_ch = static_cast<std::size_t>(C);
+      keep.clear();
+    }
+    const std::int64_t D = c.decoder_hidden_size, K = static_cast<std::int64_t>(c.num_classes());
+    const std::int64_t S = c.num_encoder_blocks;
+    decode_head_weights hw{};
+    std::vector<std::size_t> chans;
+    for (std::int64_t s = 0; s < S; ++s) {
+      const std::string p = "decode_head.linear_c." + std::to_string(s) + ".proj.";
+      hw.linear_w.push_back(get(p + "weight", {D, c.hidden_sizes[static_cast<std::size_t>(s)]}));
+      hw.linear_b.push_back(get(p + "bias", {D}));
+      chans.push_back(static_cast<std::size_t>(c.hidden_sizes[static_cast<std::size_t>(s)]));
+    }
+    hw.fuse_w = get("decode_head.linear_fuse.weight", {D, S * D, 1, 1});
+    hw.bn_g = get("decode_head.batch_norm.weight", {D});
+    hw.bn_b = get("decode_head.batch_norm.bias", {D});
+    hw.bn_mean = get("decode_head.batch_norm.running_mean", {D});
+    hw.bn_var = get("decode_head.batch_norm.running_var", {D});
+    hw.cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});
+    hw.cls_b = get("decode_head.classifier.bias", {K});
+    head_ = mlp_decode_head(hw, chans, static_cast<std::size_t>(D), static_cast<std::size_t>(K),
+                            static_cast<float>(c.batch_norm_eps));
+  }
+
+  const segformer_config& config() const noexcept { return cfg_; }
+  std::size_t num_stages() const noexcept { return embeds_.size(); }
+  const mlp_decode_head& decode_head() const noexcept { return head_; }
+  const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
+  const std::vector<segformer_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
+
+  /// Per-stage spatial sizes for an H x W input.
+  std::vector<std::pair<std::size_t, std::size_t>> stage_sizes(std::size_t height, std::size_t width) const {
+    std::vector<std::pair<std::size_t, std::size_t>> out;
+    for (const auto& e : embeds_) {
+      height = e.out_h(height);
+      width = e.out_w(width);
+      out.emplace_back(height, width);
+    }
+    return out;
+  }
+
+  /// Throws drt::invalid_input when H x W is too small for the model (names the stage and sizes).
+  void check_input(std::size_t height, std::size_t width) const {
+    const auto sizes = stage_sizes(height, width);
+    for (std::size_t s = 0; s < sizes.size(); ++s) {
+      const auto r = static_cast<std::size_t>(cfg_.sr_ratios[s]);
+      if (sizes[s].first == 0 || sizes[s].second == 0 || sizes[s].first < r || sizes[s].second < r)
+        throw invalid_input("segformer: input " + std::to_string(height) + "x" + std::to_string(width) +
+                            " is too small: stage " + std::to_string(s) + " would be " +
+                            std::to_string(sizes[s].first) + "x" + std::to_string(sizes[s].second) +
+                            ", smaller than its " + std::to_string(r) + "x" + std::to_string(r) +
+                            " spatial-reduction kernel");
+    }
+  }
+
+  /// pixel_values: [N, C, H, W] float32, normalized. Returns logits [N, K, H_0, W_0].
+  segformer_output forward(const tensor4& pixel_values, bool keep_stages = false,
+                           const segformer_execution& exec = {}) const {
+    const std::size_t n = pixel_values.shape(0), c = pixel_values.shape(1);
+    const std::size_t height = pixel_values.shape(2), width = pixel_values.shape(3);
+    if (c != static_cast<std::size_t>(cfg_.num_channels) || n == 0)
+      throw shape_error("segformer: pixel_values has shape " + shape_str(pixel_values.shape()) + ", expected [N, " +
+                        std::to_string(cfg_.num_channels) + ", H, W] with N >= 1");
+    check_input(height, width);
+    tensor4 x = nchw_to_nhwc(pixel_values.data(), n, c, height, width);
+    std::vector<detail::aligned_vector<float>> feats(num_stages());
+    std::vector<std::size_t> hs, ws;
+    segformer_output out;
+    std::size_t h = height, w = width;
+    const float* in = x.data();
+    for (std::size_t s = 0; s < num_stages(); ++s) {
+      const auto& e = embeds_[s];
+      const std::size_t oh = e.out_h(h), ow = e.out_w(w), C = e.shape().out_channels, m = n * oh * ow;
+      auto& f = feats[s];
+      f.resize(m * C);
+      e.run(in, n, h, w, f.data());
+      detail::aligned_vector<float> normed(m * C);
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
+        if (exec.is_skipped(s, j)) continue;  // a bypassed block is the identity: nothing computed
+        const auto& blk = blocks_[s][j];
+        blk.norm1.run(m, f.data(), C, normed.data(), C);
+        blk.attention.run(normed.data(), n, oh, ow, f.data());
+        blk.norm2.run(m, f.data(), C, normed.data(), C);
+        blk.ffn.run(normed.data(), n, oh, ow, f.data());
+      }
+      stage_norms_[s].run(m, f.data(), C, f.data(), C);
+      if (keep_stages) out.stages.push_back(to_nchw(f.data(), n, oh, ow, C));
+      hs.push_back(oh);
+      ws.push_back(ow);
+      in = f.data();
+      h = oh;
+      w = ow;
+    }
+    std::vector<const float*> fp;
+    for (const auto& f : feats) fp.push_back(f.data());
+    const std::size_t k = head_.classes();
+    detail::aligned_vector<float> logits(n * hs[0] * ws[0] * k);
+    head_.run(fp, n, hs, ws, logits.data(), exec.head);
+    out.logits = to_nchw(logits.data(), n, hs[0], ws[0], k);
+    return out;
+  }
+
+private:
+  static tensor4 to_nchw(const float* p, std::size_t n, std::size_t h, std::size_t w, std::size_t c) {
+    tensor4 out = tensor4::from_shape({n, c, h, w});
+    float* dst = out.data();
+    for (std::size_t b = 0; b < n; ++b)
+      for (std::size_t y = 0; y < h; ++y)
+        for (std::size_t x = 0; x < w; ++x)
+          for (std::size_t ch = 0; ch < c; ++ch) dst[((b * c + ch) * h + y) * w + x] = p[((b * h + y) * w + x) * c + ch];
+    return out;
+  }
+
+  segformer_config cfg_;
+  std::vector<overlap_patch_embed> embeds_;
+  std::vector<std::vector<segformer_block>> blocks_;
+  std::vector<layer_norm> stage_norms_;
+  mlp_decode_head head_;
+};
+
+}  // namespace drt

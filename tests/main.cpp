@@ -1,0 +1,3 @@
+// The single main of the drt test suite.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
