@@ -45,3 +45,73 @@ TEST_CASE("segformer-b0 fixture: logits and encoder stages match transformers") 
   }
 }
 }
+
+TEST_SUITE("models") {
+TEST_CASE("segformer-b0 fixture: dynamic paths (skipped blocks, decoder channel prefixes) match transformers") {
+  const std::string dir = shared_dir() + "/fixtures/segformer-b0";
+  if (!require_file(dir + "/dyn_skip.safetensors")) return;
+  const auto model = drt::segformer_model::from_dir(dir);
+  SUBCASE("skip blocks (0,1) and (2,0)") {
+    const drt::safetensors_file io(dir + "/dyn_skip.safetensors");
+    const auto pairs = io.read_int("skip_blocks");
+    REQUIRE(pairs.shape == std::vector<std::int64_t>{2, 2});
+    drt::segformer_execution exec;
+    exec.skip.assign(4, std::vector<unsigned char>(2, 0));
+    for (std::size_t i = 0; i < 2; ++i) exec.skip[std::size_t(pairs.idata[2 * i])][std::size_t(pairs.idata[2 * i + 1])] = 1;
+    const auto out = model.forward(as_tensor4(io.read_float("pixel_values")), false, exec);
+    const auto ref = io.read_float("logits");
+    check_close(out.logits.data(), ref.data.data(), ref.data.size(), "dyn_skip logits");
+    // The full model must differ from this path: the test can fail.
+    const auto full = model.forward(as_tensor4(io.read_float("pixel_values")));
+    CHECK(compare(full.logits.data(), ref.data.data(), ref.data.size()).rel_l2 > 1e-2);
+  }
+  SUBCASE("fuse_in = 512 of 1024, pred_in = 160 of 256") {
+    const drt::safetensors_file io(dir + "/dyn_mask.safetensors");
+    drt::segformer_execution exec;
+    exec.head.fuse_in = std::size_t(io.read_int("fuse_in_keep").idata.at(0));
+    exec.head.pred_in = std::size_t(io.read_int("pred_in_keep").idata.at(0));
+    CHECK(exec.head.fuse_in == 512);
+    CHECK(exec.head.pred_in == 160);
+    const auto out = model.forward(as_tensor4(io.read_float("pixel_values")), false, exec);
+    const auto ref = io.read_float("logits");
+    check_close(out.logits.data(), ref.data.data(), ref.data.size(), "dyn_mask logits");
+  }
+}
+
+/// Runs a CamVid case: logits within tolerance and the full-resolution argmax equal to
+/// `prediction` on >= 99.9% of pixels.
+static void check_camvid_case(const std::string& model_dir, const std::string& case_path) {
+  const auto model = drt::segformer_model::from_dir(model_dir);
+  const drt::safetensors_file io(case_path);
+  const auto x = as_tensor4(io.read_float("pixel_values"));
+  const auto out = model.forward(x);
+  const auto ref = io.read_float("logits");
+  check_shape_eq(out.logits, ref.shape);
+  check_close(out.logits.data(), ref.data.data(), ref.data.size(), case_path + " logits");
+  const auto pred = io.read_int("prediction");
+  const auto mine = drt::upsample_argmax(out.logits, x.shape(2), x.shape(3));
+  REQUIRE(mine.size() == pred.idata.size());
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < mine.size(); ++i) same += mine.data()[i] == pred.idata[i];
+  const double agree = double(same) / double(mine.size());
+  INFO(case_path << ": argmax agreement " << agree);
+  if (std::getenv("DRT_TEST_VERBOSE")) MESSAGE(case_path << ": argmax agreement " << agree);
+  CHECK(agree >= 0.999);
+}
+
+TEST_CASE("segformer-b{0,1,2}-camvid (float16 weights): logits and full-resolution prediction") {
+  for (const char* m : {"segformer-b0-camvid", "segformer-b1-camvid", "segformer-b2-camvid"}) {
+    SUBCASE(m) {
+      const std::string dir = shared_dir() + "/models/" + m;
+      if (!require_file(dir + "/case_camvid_val2.safetensors")) return;
+      check_camvid_case(dir, dir + "/case_camvid_val2.safetensors");
+    }
+  }
+}
+
+TEST_CASE("vendored segformer-b0-camvid runs without ../shared (end-to-end parity)") {
+  const std::string dir = source_dir() + "/data/models/segformer-b0-camvid";
+  REQUIRE(std::filesystem::exists(dir + "/case_camvid_val1.safetensors"));
+  check_camvid_case(dir, dir + "/case_camvid_val1.safetensors");
+}
+}
