@@ -5,7 +5,9 @@
 /// Activations are NHWC inside; inputs and outputs are NCHW so they compare 1:1 with transformers.
 
 #include <cstddef>
+#include <cmath>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,34 @@
 #include "../layers/resize.hpp"
 
 namespace drt {
+
+/// The standard MiT-B0/B1/B2 + All-MLP geometry (name "segformer-b0" / "-b1" / "-b2") with `classes`
+/// output classes (ADE20K: 150), as published with SegFormer.
+inline segformer_config standard_segformer_config(const std::string& name, std::size_t classes = 150) {
+  segformer_config c;
+  c.depths = {2, 2, 2, 2};
+  c.sr_ratios = {8, 4, 2, 1};
+  c.patch_sizes = {7, 3, 3, 3};
+  c.strides = {4, 2, 2, 2};
+  c.num_attention_heads = {1, 2, 5, 8};
+  c.mlp_ratios = {4, 4, 4, 4};
+  if (name == "segformer-b0") {
+    c.hidden_sizes = {32, 64, 160, 256};
+    c.decoder_hidden_size = 256;
+  } else if (name == "segformer-b1") {
+    c.hidden_sizes = {64, 128, 320, 512};
+    c.decoder_hidden_size = 256;
+  } else if (name == "segformer-b2") {
+    c.hidden_sizes = {64, 128, 320, 512};
+    c.depths = {3, 4, 6, 3};
+    c.decoder_hidden_size = 768;
+  } else {
+    throw invalid_input("unknown SegFormer architecture '" + name + "' (segformer-b0, segformer-b1, segformer-b2)");
+  }
+  if (classes == 0) throw invalid_input("architecture '" + name + "': the number of classes must be positive");
+  for (std::size_t k = 0; k < classes; ++k) c.class_names.push_back("class_" + std::to_string(k));
+  return c;
+}
 
 /// Outputs of one forward pass, in PyTorch's NCHW layout.
 struct segformer_output {
@@ -54,16 +84,45 @@ public:
     return segformer_model(std::move(cfg), weights);
   }
 
+  /// Build from a checkpoint; every tensor is checked for presence and shape.
   segformer_model(segformer_config cfg, const safetensors_file& st) : cfg_(std::move(cfg)) {
+    std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
+    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
+      keep.push_back(st.read_float(name, shape));
+      return keep.back().data.data();
+    });
+  }
+
+  /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
+  /// hand: weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms near identity, variances in [0.5, 1.5].
+  static segformer_model with_random_weights(segformer_config cfg, unsigned seed = 0) {
+    return segformer_model(std::move(cfg), seed);
+  }
+
+private:
+  segformer_model(segformer_config cfg, unsigned seed) : cfg_(std::move(cfg)) {
+    std::vector<std::vector<float>> keep;
+    std::mt19937 gen(seed);
+    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
+      std::size_t n = 1;
+      for (auto d : shape) n *= static_cast<std::size_t>(d);
+      const std::size_t fan_in = shape.size() > 1 ? n / static_cast<std::size_t>(shape[0]) : 1;
+      const bool is_var = name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
+      const bool is_scale = shape.size() == 1 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+      const float a = shape.size() > 1 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.1f;
+      std::uniform_real_distribution<float> d(-a, a);
+      std::vector<float> v(n);
+      for (auto& x : v) x = is_var ? 1.0f + d(gen) * 5.0f : (is_scale ? 1.0f + d(gen) : d(gen));
+      keep.push_back(std::move(v));
+      return keep.back().data();
+    });
+  }
+
+  /// Builds every layer from `get(name, shape) -> const float*` (pointers valid until the layer is made).
+  template <class Get>
+  void build(Get&& get) {
     const auto& c = cfg_;
     const float eps = static_cast<float>(c.norm_eps);
-    using shape = std::vector<std::int64_t>;
-    // Tensors are converted and kept alive only while the layers pack them.
-    std::vector<host_tensor> keep;
-    auto get = [&](const std::string& name, const shape& s) -> const float* {
-      keep.push_back(st.read_float(name, s));
-      return keep.back().data.data();
-    };
     std::size_t in_ch = static_cast<std::size_t>(c.num_channels);
     for (std::size_t s = 0; s < static_cast<std::size_t>(c.num_encoder_blocks); ++s) {
       const std::int64_t C = c.hidden_sizes[s], P = c.patch_sizes[s], R = c.sr_ratios[s];
@@ -109,13 +168,11 @@ public:
         blk.ffn = mix_ffn(fw, static_cast<std::size_t>(C), static_cast<std::size_t>(hidden),
                           c.hidden_act == activation_kind::gelu ? activation::gelu : activation::relu);
         blocks.push_back(std::move(blk));
-        keep.clear();
       }
       blocks_.push_back(std::move(blocks));
       const std::string ln = "segformer.encoder.layer_norm." + std::to_string(s) + ".";
       stage_norms_.emplace_back(get(ln + "weight", {C}), get(ln + "bias", {C}), static_cast<std::size_t>(C), eps);
       in_ch = static_cast<std::size_t>(C);
-      keep.clear();
     }
     const std::int64_t D = c.decoder_hidden_size, K = static_cast<std::int64_t>(c.num_classes());
     const std::int64_t S = c.num_encoder_blocks;
@@ -138,6 +195,7 @@ public:
                             static_cast<float>(c.batch_norm_eps));
   }
 
+public:
   const segformer_config& config() const noexcept { return cfg_; }
   std::size_t num_stages() const noexcept { return embeds_.size(); }
   const mlp_decode_head& decode_head() const noexcept { return head_; }
