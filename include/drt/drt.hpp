@@ -17,6 +17,7 @@
 #include "layers/linear.hpp"
 #include "layers/mix_ffn.hpp"
 #include "layers/patch_embed.hpp"
+#include "layers/pooling.hpp"
 #include "layers/resize.hpp"
 #include "layers/softmax.hpp"
 #include "models/segformer.hpp"
