@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/tensor.hpp"
+#include "io/image.hpp"
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
 #include "layers/activation.hpp"

@@ -50,7 +50,12 @@ drt::rgb_image solid(std::size_t h, std::size_t w, std::uint8_t r, std::uint8_t 
   drt::rgb_image img;
   img.height = h;
   img.width = w;
-  for (std::size_t i = 0; i < h * w; ++i) img.pixels.insert(img.pixels.end(), {r, g, b});
+  img.pixels.resize(h * w * 3);
+  for (std::size_t i = 0; i < h * w; ++i) {
+    img.pixels[3 * i + 0] = r;
+    img.pixels[3 * i + 1] = g;
+    img.pixels[3 * i + 2] = b;
+  }
   return img;
 }
 
@@ -58,6 +63,8 @@ const std::string camvid_image = data_path("images/0016E5_07959.png");
 const std::string camvid_label = data_path("labels/0016E5_07959.png");
 
 }  // namespace
+
+TEST_SUITE_BEGIN("io");
 
 TEST_CASE("load_image reads the vendored CamVid PNG as 480x360 RGB") {
   const auto img = drt::load_image(camvid_image, drt::channel_policy::require_rgb);
@@ -85,7 +92,8 @@ TEST_CASE("load_image converts grey and RGBA to RGB, or rejects them under requi
     const auto img = drt::load_image(path);
     CHECK(img.width == 3);
     CHECK(img.height == 2);
-    CHECK(img.pixels == std::vector<std::uint8_t>{0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40, 255, 255, 255});
+    CHECK(img.pixels ==
+          std::vector<std::uint8_t>{0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40, 255, 255, 255});
     CHECK_THROWS_WITH_AS(drt::load_image(path, drt::channel_policy::require_rgb),
                          ("image '" + path + "': has 1 channel (grey), expected 3 (RGB)").c_str(), drt::invalid_input);
   }
@@ -198,7 +206,7 @@ TEST_CASE("class_palette: CamVid colours for 11 classes, distinct colours for an
   CHECK(ade.size() == 150);
   CHECK(all_distinct(ade));
   CHECK(all_distinct(drt::class_palette(256)));
-  CHECK(drt::class_palette(150) == ade);  // deterministic
+  CHECK(drt::class_palette(150) == ade);       // deterministic
   CHECK(ade[1] == drt::rgb_color{128, 0, 0});  // PASCAL VOC colormap
   CHECK(ade[2] == drt::rgb_color{0, 128, 0});
   CHECK(drt::class_palette(0).empty());
@@ -232,8 +240,10 @@ TEST_CASE("write_class_map_png and reload round trip") {
     for (std::size_t i = 0; i < h * w; ++i)
       CHECK(back.pixels[3 * i + 2] == pal[static_cast<std::size_t>(classes[i])].b);
     CHECK_THROWS_WITH_AS(drt::write_class_map_png(path, batch, pal, 2),
-                         ("class map for png '" + path + "': batch item 2 requested from class maps of shape [2, 5, 7] "
-                          "([N, H, W])").c_str(),
+                         ("class map for png '" + path +
+                          "': batch item 2 requested from class maps of shape [2, 5, 7] "
+                          "([N, H, W])")
+                             .c_str(),
                          drt::invalid_input);
   }
   SUBCASE("overlay") {
@@ -262,8 +272,10 @@ TEST_CASE("write_class_map_png errors") {
   const std::vector<std::int32_t> classes = {0, 1, 11, 2};
   const std::string path = tmp.file("bad.png");
   CHECK_THROWS_WITH_AS(drt::write_class_map_png(path, classes.data(), 2, 2, drt::class_palette(11)),
-                       ("class map for png '" + path + "': pixel (y 1, x 0) has class 11, outside the palette's 11 "
-                        "classes").c_str(),
+                       ("class map for png '" + path +
+                        "': pixel (y 1, x 0) has class 11, outside the palette's 11 "
+                        "classes")
+                           .c_str(),
                        drt::invalid_input);
   const std::string nowhere = tmp.file("no_such_dir/mask.png");
   CHECK_THROWS_WITH_AS(drt::write_class_map_png(nowhere, classes.data(), 2, 2, drt::class_palette(12)),
@@ -281,7 +293,7 @@ TEST_CASE("load_label_png reads 8-bit class maps and rejects RGB files") {
   std::vector<std::size_t> hist(256, 0);
   for (auto v : label.labels) ++hist[v];
   CHECK(*std::max_element(label.labels.begin(), label.labels.end()) == 11);  // 11 = void
-  CHECK(hist[1] == 52841);                                                    // building
+  CHECK(hist[1] == 52841);                                                   // building
   CHECK(hist[11] == 679);
 
   CHECK_THROWS_WITH_AS(drt::load_label_png(camvid_image),
@@ -290,5 +302,8 @@ TEST_CASE("load_label_png reads 8-bit class maps and rejects RGB files") {
   temp_dir tmp;
   const std::string missing = tmp.file("missing_label.png");
   CHECK_THROWS_WITH_AS(drt::load_label_png(missing),
-                       ("label '" + missing + "': cannot open file (No such file or directory)").c_str(), drt::io_error);
+                       ("label '" + missing + "': cannot open file (No such file or directory)").c_str(),
+                       drt::io_error);
 }
+
+TEST_SUITE_END();

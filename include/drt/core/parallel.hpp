@@ -48,6 +48,7 @@ template <class F>
 void parallel_for(std::size_t n, F&& f, double work = 1e9) {
   const bool par = !in_parallel() && n > 1 && work > 2e5;
   const long long nn = static_cast<long long>(n);
+  (void)par;  // unused when compiled without OpenMP
 #pragma omp parallel for schedule(dynamic, 1) if (par)
   for (long long i = 0; i < nn; ++i) f(static_cast<std::size_t>(i));
 }

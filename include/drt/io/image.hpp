@@ -70,14 +70,8 @@ inline std::string image_where(const char* what, const std::string& path) {
 
 /// "1 channel (grey)", "4 channels (RGBA)".
 inline std::string channels_str(int c) {
-  const char* name = "unknown";
-  switch (c) {
-    case 1: name = "grey"; break;
-    case 2: name = "grey+alpha"; break;
-    case 3: name = "RGB"; break;
-    case 4: name = "RGBA"; break;
-    default: break;
-  }
+  static const char* const names[] = {"grey", "grey+alpha", "RGB", "RGBA"};
+  const char* name = c >= 1 && c <= 4 ? names[c - 1] : "unknown";
   return std::to_string(c) + (c == 1 ? " channel (" : " channels (") + name + ")";
 }
 
@@ -120,17 +114,16 @@ inline stbi_pixels decode(const char* what, const std::string& path, const std::
 
 inline void check_rgb(const rgb_image& img, const std::string& what) {
   if (img.width == 0 || img.height == 0)
-    throw invalid_input(what + ": image is " + std::to_string(img.height) + "x" +
-                        std::to_string(img.width) + " (HxW), expected a non-empty image");
+    throw invalid_input(what + ": image is " + std::to_string(img.height) + "x" + std::to_string(img.width) +
+                        " (HxW), expected a non-empty image");
   if (img.pixels.size() != img.width * img.height * 3)
-    throw invalid_input(what + ": image of " + std::to_string(img.height) + "x" +
-                        std::to_string(img.width) + " (HxW) holds " + std::to_string(img.pixels.size()) +
+    throw invalid_input(what + ": image of " + std::to_string(img.height) + "x" + std::to_string(img.width) +
+                        " (HxW) holds " + std::to_string(img.pixels.size()) +
                         " bytes, expected H*W*3 = " + std::to_string(img.width * img.height * 3));
 }
 
 /// Encode RGB rows as PNG and write them to `path`; io_error naming the path and the OS reason.
-inline void write_png_rgb(const std::string& path, std::size_t width, std::size_t height,
-                          const std::uint8_t* rgb) {
+inline void write_png_rgb(const std::string& path, std::size_t width, std::size_t height, const std::uint8_t* rgb) {
   if (width > static_cast<std::size_t>(std::numeric_limits<int>::max() / 3) ||
       height > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw invalid_input("png '" + path + "': " + std::to_string(height) + "x" + std::to_string(width) +
@@ -159,15 +152,15 @@ inline void write_png_rgb(const std::string& path, std::size_t width, std::size_
 }
 
 /// Class map [H, W] -> RGB via the palette; invalid_input naming the first pixel outside it.
-inline std::vector<std::uint8_t> colorize(const std::string& where, const std::int32_t* classes,
-                                          std::size_t height, std::size_t width, const palette& pal) {
+inline std::vector<std::uint8_t> colorize(const std::string& where, const std::int32_t* classes, std::size_t height,
+                                          std::size_t width, const palette& pal) {
   std::vector<std::uint8_t> rgb(height * width * 3);
   for (std::size_t i = 0; i < height * width; ++i) {
     const std::int32_t c = classes[i];
     if (c < 0 || static_cast<std::size_t>(c) >= pal.size())
       throw invalid_input(where + ": pixel (y " + std::to_string(i / width) + ", x " + std::to_string(i % width) +
-                          ") has class " + std::to_string(c) + ", outside the palette's " +
-                          std::to_string(pal.size()) + " classes");
+                          ") has class " + std::to_string(c) + ", outside the palette's " + std::to_string(pal.size()) +
+                          " classes");
     rgb[3 * i + 0] = pal[static_cast<std::size_t>(c)].r;
     rgb[3 * i + 1] = pal[static_cast<std::size_t>(c)].g;
     rgb[3 * i + 2] = pal[static_cast<std::size_t>(c)].b;
@@ -256,10 +249,10 @@ inline tensor4 normalize_imagenet(const std::vector<rgb_image>& images) {
   for (std::size_t i = 0; i < images.size(); ++i) {
     detail::check_rgb(images[i], "normalize_imagenet: image " + std::to_string(i));
     if (images[i].height != images[0].height || images[i].width != images[0].width)
-      throw shape_error("normalize_imagenet: image " + std::to_string(i) + " is " +
-                        std::to_string(images[i].height) + "x" + std::to_string(images[i].width) +
-                        " (HxW) but image 0 is " + std::to_string(images[0].height) + "x" +
-                        std::to_string(images[0].width) + "; all images of a batch must have the same size");
+      throw shape_error("normalize_imagenet: image " + std::to_string(i) + " is " + std::to_string(images[i].height) +
+                        "x" + std::to_string(images[i].width) + " (HxW) but image 0 is " +
+                        std::to_string(images[0].height) + "x" + std::to_string(images[0].width) +
+                        "; all images of a batch must have the same size");
   }
   float lut[3][256];
   for (int c = 0; c < 3; ++c) {

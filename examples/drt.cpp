@@ -1,0 +1,262 @@
+// drt: command-line front end of the drt library.
+//
+//   drt run MODEL_DIR --input CASE.safetensors --output OUT.safetensors
+//   drt segment [MODEL_DIR] [IMAGE] [--out mask.png] [--overlay overlay.png] [--size HxW] [--threads T]
+//
+// Exit codes: 0 success, 1 an error from drt (bad file, bad model, ...), 2 a bad command line.
+
+#include <drt/core/error.hpp>
+#include <drt/core/tensor.hpp>
+#include <drt/io/image.hpp>
+#include <drt/io/safetensors.hpp>
+#include <drt/models/segformer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cli_args.hpp"
+
+namespace {
+
+using drt_cli::command_spec;
+using drt_cli::parsed_args;
+using drt_cli::usage_error;
+
+const char* const default_model = "data/models/segformer-b0-camvid";
+const char* const default_image = "data/images/0016E5_07959.png";
+
+/// A default data path: under the source tree baked in at build time when it exists there,
+/// otherwise relative to the working directory.
+std::string resolve_default(const std::string& rel) {
+#ifdef DRT_SOURCE_DIR
+  const std::filesystem::path in_tree = std::filesystem::path(DRT_SOURCE_DIR) / rel;
+  std::error_code ec;
+  if (std::filesystem::exists(in_tree, ec)) return in_tree.string();
+#endif
+  return rel;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// --threads T: the OpenMP thread count for the forward pass.
+void apply_threads(const std::string& command, const parsed_args& args) {
+  if (!args.has("--threads")) return;
+  const std::size_t t = drt_cli::parse_positive(command, "--threads", args.get("--threads"));
+#ifdef _OPENMP
+  omp_set_num_threads(static_cast<int>(t));
+#else
+  (void)t;
+  std::cerr << "drt " << command << ": built without OpenMP, --threads is ignored\n";
+#endif
+}
+
+int thread_count() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// ------------------------------------------------------------------------------------- run
+
+const command_spec run_cmd{
+    "run",
+    "MODEL_DIR --input CASE.safetensors --output OUT.safetensors [options]",
+    "Run a SegFormer model on the 'pixel_values' [N, 3, H, W] of a safetensors file and write its\n"
+    "'logits' [N, K, H/4, W/4] (F32) and 'prediction' [N, H, W] (I32, bilinear upsampling + argmax).",
+    {"MODEL_DIR holds config.json and model.safetensors (Hugging Face hub layout).",
+     "Shapes and timings go to stderr; the input's metadata is copied to the output."},
+    {{"--input", "CASE", "safetensors file with 'pixel_values' [N, 3, H, W] (normalized, float)"},
+     {"--output", "OUT", "safetensors file to write"},
+     {"--threads", "T", "OpenMP threads (default: all)"}},
+    1,
+    1};
+
+int run_main(const parsed_args& args) {
+  if (!args.has("--input")) throw usage_error(run_cmd.name, "missing required option '--input'");
+  if (!args.has("--output")) throw usage_error(run_cmd.name, "missing required option '--output'");
+  apply_threads(run_cmd.name, args);
+  const std::string model_dir = args.positional.at(0);
+  const std::string input = args.get("--input"), output = args.get("--output");
+
+  const drt::safetensors_file in(input);
+  const drt::host_tensor px = in.read_float("pixel_values");
+  if (px.shape.size() != 4 || px.shape[1] != 3 || px.shape[0] == 0)
+    throw drt::shape_error("safetensors '" + input + "': tensor 'pixel_values' has shape " + drt::shape_str(px.shape) +
+                           ", expected [N, 3, H, W] with N >= 1");
+  const auto n = static_cast<std::size_t>(px.shape[0]), h = static_cast<std::size_t>(px.shape[2]),
+             w = static_cast<std::size_t>(px.shape[3]);
+  drt::tensor4 pixel_values = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
+  std::copy(px.data.begin(), px.data.end(), pixel_values.begin());
+
+  const auto model = drt::segformer_model::from_dir(model_dir);
+  model.check_input(h, w);
+  std::cerr << "drt run: model " << model_dir << " (" << model.config().num_classes() << " classes, " << thread_count()
+            << " threads)\n"
+            << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const drt::segformer_output out = model.forward(pixel_values);
+  const double forward_ms = ms_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  const drt::itensor3 prediction = drt::upsample_argmax(out.logits, h, w);
+  const double argmax_ms = ms_since(t1);
+
+  const std::vector<std::int64_t> logits_shape(out.logits.shape().begin(), out.logits.shape().end());
+  const std::vector<std::int64_t> pred_shape(prediction.shape().begin(), prediction.shape().end());
+  drt::save_safetensors(output,
+                        {{"logits", {logits_shape, out.logits.data(), nullptr}},
+                         {"prediction", {pred_shape, nullptr, prediction.data()}}},
+                        in.metadata());
+  std::cerr << std::fixed << std::setprecision(1) << "drt run: forward " << forward_ms << " ms, upsample+argmax "
+            << argmax_ms << " ms\n"
+            << "drt run: wrote " << output << ": logits " << drt::shape_str(logits_shape) << " F32, prediction "
+            << drt::shape_str(pred_shape) << " I32\n";
+  return 0;
+}
+
+// --------------------------------------------------------------------------------- segment
+
+const command_spec segment_cmd{
+    "segment",
+    "[MODEL_DIR] [IMAGE] [options]",
+    "Segment one PNG/JPEG image: write the class map as a palette-coloured PNG and print the time\n"
+    "taken and the class histogram.",
+    {std::string("MODEL_DIR defaults to ") + default_model + ", IMAGE to " + default_image + ",",
+     "both inside the source tree (or relative to the working directory)."},
+    {{"--out", "PATH", "class map PNG to write (default segment_mask.png)"},
+     {"--overlay", "PATH", "also write the photo blended with the class colours"},
+     {"--alpha", "A", "overlay opacity of the class colours in [0, 1] (default 0.5)"},
+     {"--size", "HxW", "resize the image to H x W before inference (e.g. 352x480)"},
+     {"--threads", "T", "OpenMP threads (default: all)"}},
+    0,
+    2};
+
+int segment_main(const parsed_args& args) {
+  const std::string& cmd = segment_cmd.name;
+  const std::string model_dir = args.positional.size() > 0 ? args.positional[0] : resolve_default(default_model);
+  const std::string image_path = args.positional.size() > 1 ? args.positional[1] : resolve_default(default_image);
+  const std::string mask_path = args.get("--out", "segment_mask.png");
+  const std::string overlay_path = args.get("--overlay");
+  const float alpha = args.has("--alpha") ? drt_cli::parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f;
+  drt_cli::size_hw size;
+  if (args.has("--size")) size = drt_cli::parse_size(cmd, "--size", args.get("--size"));
+  apply_threads(cmd, args);
+
+  const auto model = drt::segformer_model::from_dir(model_dir);
+  const drt::rgb_image original = drt::load_image(image_path);
+  const drt::rgb_image image = args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
+  model.check_input(image.height, image.width);
+  const drt::tensor4 pixel_values = drt::normalize_imagenet(image);  // [1, 3, H, W]
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const drt::segformer_output out = model.forward(pixel_values);
+  const double forward_ms = ms_since(t0);
+  const drt::itensor3 classes = drt::upsample_argmax(out.logits, image.height, image.width);  // [1, H, W]
+
+  const auto& names = model.config().class_names;
+  const drt::palette pal = drt::class_palette(names.size());
+  drt::write_class_map_png(mask_path, classes, pal);
+  if (!overlay_path.empty()) drt::write_overlay_png(overlay_path, image, classes, pal, alpha);
+
+  std::cout << "model    " << model_dir << " (" << names.size() << " classes)\n"
+            << "image    " << image_path << " (" << original.height << "x" << original.width << " HxW)\n"
+            << "size     " << image.height << "x" << image.width << " (HxW)"
+            << (args.has("--size") ? " after resize" : "") << '\n'
+            << "threads  " << thread_count() << '\n'
+            << std::fixed << std::setprecision(1) << "time     " << forward_ms << " ms (forward)\n"
+            << "mask     " << mask_path << '\n';
+  if (!overlay_path.empty()) std::cout << "overlay  " << overlay_path << '\n';
+
+  // Class histogram, most frequent first.
+  std::vector<std::size_t> count(names.size(), 0);
+  for (const std::int32_t c : classes)
+    if (c >= 0 && static_cast<std::size_t>(c) < count.size()) ++count[static_cast<std::size_t>(c)];
+  std::vector<std::size_t> order(count.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return count[a] > count[b]; });
+  std::size_t name_width = 5;
+  for (const auto& nm : names) name_width = std::max(name_width, nm.size());
+  const double total = static_cast<double>(classes.size());
+  std::cout << "classes  (pixels, share of " << classes.size() << ")\n";
+  for (const std::size_t k : order) {
+    if (count[k] == 0) continue;
+    std::cout << "  " << std::setw(2) << k << ' ' << std::left << std::setw(static_cast<int>(name_width)) << names[k]
+              << std::right << std::setw(9) << count[k] << std::setw(7) << 100.0 * static_cast<double>(count[k]) / total
+              << " %\n";
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------ main
+
+void print_main_usage(std::ostream& os) {
+  os << "usage: drt <command> [arguments] [options]\n\n"
+        "Dynamic real-time inference of SegFormer vision transformers.\n\n"
+        "commands:\n"
+        "  run      run a model on the pixel_values of a safetensors file, write logits and prediction\n"
+        "  segment  segment an image, write a coloured class map, print time and class histogram\n\n"
+        "'drt <command> --help' describes a command.\n";
+}
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    print_main_usage(std::cerr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  if (command == "-h" || command == "--help" || command == "help") {
+    print_main_usage(std::cout);
+    return 0;
+  }
+  const std::map<std::string, std::pair<const command_spec*, int (*)(const parsed_args&)>> commands = {
+      {"run", {&run_cmd, &run_main}}, {"segment", {&segment_cmd, &segment_main}}};
+  const auto it = commands.find(command);
+  if (it == commands.end()) {
+    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment; see 'drt --help')\n";
+    return 2;
+  }
+  const command_spec& spec = *it->second.first;
+  const parsed_args args = drt_cli::parse_args(spec, argc, argv, 2);
+  if (args.help) {
+    drt_cli::print_usage(std::cout, spec);
+    return 0;
+  }
+  return it->second.second(args);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "drt " << e.command() << ": " << e.what() << " (see 'drt " << e.command() << " --help')\n";
+    return 2;
+  } catch (const drt::invalid_input& e) {  // bad file, tensor, config or argument value
+    std::cerr << "drt: error: " << e.what() << '\n';
+    return 1;
+  } catch (const drt::io_error& e) {  // missing, unreadable or unwritable file
+    std::cerr << "drt: error: " << e.what() << '\n';
+    return 1;
+  } catch (const std::exception& e) {  // not expected from drt (e.g. out of memory)
+    std::cerr << "drt: unexpected error: " << e.what() << '\n';
+    return 1;
+  }
+}
