@@ -8,6 +8,7 @@
 #include "io/image.hpp"
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
+#include "io/weight_source.hpp"
 #include "layers/activation.hpp"
 #include "layers/attention.hpp"
 #include "layers/batch_norm.hpp"

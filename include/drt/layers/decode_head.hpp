@@ -35,6 +35,9 @@ struct decode_head_channels {
   std::size_t fuse_in = 0;     ///< Conv2DFuse input channels kept (0 = all)
   std::size_t pred_in = 0;     ///< Conv2DPred input channels kept = fuse outputs computed (0 = all)
   std::size_t linear0_in = 0;  ///< DecodeLinear0 input channels kept (0 = all)
+  /// true: a dropped Conv2DFuse input is never produced by its decoder linear (backward propagation);
+  /// false: the linears run in full and Conv2DFuse only shortens its reduction (the paper's Table III count).
+  bool propagate = true;
 };
 
 class mlp_decode_head {
@@ -81,9 +84,11 @@ public:
            const std::vector<std::size_t>& ws, float* logits, decode_head_channels ch = {}) const {
     ch = resolve(ch);
     const std::size_t h0 = hs[0], w0 = ws[0], m0 = n * h0 * w0;
-    detail::aligned_vector<float> concat(m0 * ch.fuse_in), tmp;
+    // Without propagation the concat holds every channel; the fuse GEMM reads a prefix of each row.
+    const std::size_t width = ch.propagate ? ch.fuse_in : stages() * d_;
+    detail::aligned_vector<float> concat(m0 * width), tmp;
     for (std::size_t s = 0; s < stages(); ++s) {
-      const std::size_t kept = stage_outputs_kept(s, ch.fuse_in);
+      const std::size_t kept = ch.propagate ? stage_outputs_kept(s, ch.fuse_in) : d_;
       if (kept == 0) continue;  // every output of this linear is dropped: do not run it
       const std::size_t off = (stages() - 1 - s) * d_;
       const std::size_t k = s == 0 ? ch.linear0_in : linears_[s].in_features();
@@ -91,18 +96,18 @@ public:
       gemm_epilogue ep;
       ep.bias = linears_[s].bias();
       if (hs[s] == h0 && ws[s] == w0) {  // same size: interpolate is the identity, write in place
-        gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), concat.data() + off, ch.fuse_in, ep);
+        gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), concat.data() + off, width, ep);
       } else {
         tmp.resize(ms * kept);
         gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), tmp.data(), kept, ep);
-        resize_bilinear(tmp.data(), n, hs[s], ws[s], kept, kept, concat.data() + off, h0, w0, ch.fuse_in);
+        resize_bilinear(tmp.data(), n, hs[s], ws[s], kept, kept, concat.data() + off, h0, w0, width);
       }
     }
     detail::aligned_vector<float> fused(m0 * ch.pred_in);
     gemm_epilogue ep;
     ep.bias = fuse_bias_.data();
     ep.act = activation::relu;
-    gemm(m0, ch.pred_in, ch.fuse_in, concat.data(), ch.fuse_in, fuse_, fused.data(), ch.pred_in, ep);
+    gemm(m0, ch.pred_in, ch.fuse_in, concat.data(), width, fuse_, fused.data(), ch.pred_in, ep);
     gemm_epilogue ec;
     ec.bias = cls_.bias();
     gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), logits, classes_, ec);

@@ -15,6 +15,9 @@
 #include "../core/tensor.hpp"
 #include "../io/model_config.hpp"
 #include "../io/safetensors.hpp"
+#include "../io/weight_source.hpp"
+#include "../dynamic/path.hpp"
+#include "layer_info.hpp"
 #include "../layers/attention.hpp"
 #include "../layers/decode_head.hpp"
 #include "../layers/layer_norm.hpp"
@@ -85,39 +88,25 @@ public:
   }
 
   /// Build from a checkpoint; every tensor is checked for presence and shape.
-  segformer_model(segformer_config cfg, const safetensors_file& st) : cfg_(std::move(cfg)) {
-    std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
-    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      keep.push_back(st.read_float(name, shape));
-      return keep.back().data.data();
-    });
-  }
+  segformer_model(segformer_config cfg, const safetensors_file& st)
+      : segformer_model(std::move(cfg), safetensors_source(st)) {}
 
-  /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
-  /// hand: weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms near identity, variances in [0.5, 1.5].
-  static segformer_model with_random_weights(segformer_config cfg, unsigned seed = 0) {
-    return segformer_model(std::move(cfg), seed);
-  }
-
-private:
-  segformer_model(segformer_config cfg, unsigned seed) : cfg_(std::move(cfg)) {
-    std::vector<std::vector<float>> keep;
-    std::mt19937 gen(seed);
+  /// Build from any weight source (checkpoint, synthetic, edited).
+  segformer_model(segformer_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+    std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      std::size_t n = 1;
-      for (auto d : shape) n *= static_cast<std::size_t>(d);
-      const std::size_t fan_in = shape.size() > 1 ? n / static_cast<std::size_t>(shape[0]) : 1;
-      const bool is_var = name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
-      const bool is_scale = shape.size() == 1 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
-      const float a = shape.size() > 1 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.1f;
-      std::uniform_real_distribution<float> d(-a, a);
-      std::vector<float> v(n);
-      for (auto& x : v) x = is_var ? 1.0f + d(gen) * 5.0f : (is_scale ? 1.0f + d(gen) : d(gen));
-      keep.push_back(std::move(v));
+      keep.push_back(source(name, shape));
       return keep.back().data();
     });
   }
 
+  /// A model with synthetic weights (see `random_source`) for benchmarks and profiles when no
+  /// checkpoint is at hand.
+  static segformer_model with_random_weights(segformer_config cfg, unsigned seed = 0) {
+    return segformer_model(std::move(cfg), random_source(seed));
+  }
+
+private:
   /// Builds every layer from `get(name, shape) -> const float*` (pointers valid until the layer is made).
   template <class Get>
   void build(Get&& get) {
@@ -225,6 +214,107 @@ public:
                             ", smaller than its " + std::to_string(r) + "x" + std::to_string(r) +
                             " spatial-reduction kernel");
     }
+  }
+
+  /// Compiles a path into what `forward` runs (validated once; switching paths is then a lookup).
+  segformer_execution compile(const segformer_path& path) const {
+    path.validate(cfg_);
+    segformer_execution e;
+    e.skip.resize(blocks_.size());
+    for (std::size_t s = 0; s < blocks_.size(); ++s) {
+      e.skip[s].resize(blocks_[s].size());
+      for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
+    }
+    e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
+    e.head.pred_in = static_cast<std::size_t>(path.pred_in);
+    e.head.linear0_in = static_cast<std::size_t>(path.linear0_in);
+    e.head.propagate = path.propagate;
+    e.head = head_.resolve(e.head);
+    return e;
+  }
+
+  /// The layers `forward` runs for a batch of N images of H x W under `exec`, with exact MACs.
+  std::vector<layer_info> layers(std::size_t height, std::size_t width, const segformer_execution& exec = {},
+                                 std::size_t n = 1) const {
+    std::vector<layer_info> out;
+    auto add = [&](std::string name, layer_kind kind, model_region region, std::size_t k, std::size_t c, std::size_t p,
+                   std::size_t q, std::size_t r, std::size_t stride, std::size_t params, std::size_t batch = 1) {
+      layer_info l;
+      l.name = std::move(name);
+      l.kind = kind;
+      l.region = region;
+      l.batch = batch * n;
+      l.k = k;
+      l.c = c;
+      l.p = p;
+      l.q = q;
+      l.r = l.s = r;
+      l.stride = stride;
+      l.params = params;
+      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::depthwise_conv || kind == layer_kind::linear ||
+                            kind == layer_kind::attention_matmul;
+      l.macs = has_macs ? double(l.batch) * k * c * p * q * r * r : 0.0;
+      out.push_back(std::move(l));
+    };
+    const auto enc = model_region::encoder, dec = model_region::decoder;
+    std::size_t h = height, w = width, cin = static_cast<std::size_t>(cfg_.num_channels);
+    std::vector<std::size_t> hs, ws;
+    for (std::size_t s = 0; s < embeds_.size(); ++s) {
+      const auto& es = embeds_[s].shape();
+      const std::size_t oh = es.out_h(h), ow = es.out_w(w), C = es.out_channels, T = oh * ow;
+      const std::string st = "Stage" + std::to_string(s + 1);
+      add("PatchEmbed" + std::to_string(s + 1) + "_Conv2D", layer_kind::conv, enc, C, cin, oh, ow, es.kernel_h,
+          es.stride_h, C * cin * es.kernel_h * es.kernel_w + C);
+      add("PatchEmbed" + std::to_string(s + 1) + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
+        if (exec.is_skipped(s, j)) continue;
+        const auto& a = blocks_[s][j].attention;
+        const auto& f = blocks_[s][j].ffn;
+        const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), heads = a.heads(), d = C / heads;
+        const std::string b = st + " Block" + std::to_string(j + 1) + " ";
+        add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+        add(b + "attention.query", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C);
+        if (sr > 1) {
+          add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C);
+          add(b + "attention.sr_layer_norm", layer_kind::norm, enc, C, C, S, 1, 1, 1, 2 * C);
+        }
+        add(b + "attention.key", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C);
+        add(b + "attention.value", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C);
+        add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads);
+        add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads);
+        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads);
+        add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C);
+        add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+        add(b + "mlp.dense1", layer_kind::linear, enc, f.hidden(), C, T, 1, 1, 1, f.hidden() * C + f.hidden());
+        add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, f.hidden(), 1, oh, ow, 3, 1, f.hidden() * 10);
+        add(b + "mlp.dense2", layer_kind::linear, enc, C, f.hidden(), T, 1, 1, 1, f.hidden() * C + C);
+      }
+      add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+      hs.push_back(oh);
+      ws.push_back(ow);
+      h = oh;
+      w = ow;
+      cin = C;
+    }
+    const auto ch = head_.resolve(exec.head);
+    const std::size_t D = head_.hidden();
+    for (std::size_t s = 0; s < head_.stages(); ++s) {
+      const std::size_t kept = ch.propagate ? head_.stage_outputs_kept(s, ch.fuse_in) : D;
+      if (kept == 0) continue;
+      const std::size_t cs = s == 0 ? ch.linear0_in : head_.stage_linear(s).in_features();
+      add("DecodeLinear" + std::to_string(s), layer_kind::linear, dec, kept, cs, hs[s] * ws[s], 1, 1, 1, kept * cs + kept);
+      if (hs[s] != hs[0] || ws[s] != ws[0])
+        add("DecodeUpsample" + std::to_string(s), layer_kind::resize, dec, kept, kept, hs[0], ws[0], 1, 1, 0);
+    }
+    add("Conv2DFuse", layer_kind::conv, dec, ch.pred_in, ch.fuse_in, hs[0], ws[0], 1, 1, ch.pred_in * ch.fuse_in + ch.pred_in);
+    add("Conv2DPred", layer_kind::conv, dec, head_.classes(), ch.pred_in, hs[0], ws[0], 1, 1,
+        head_.classes() * ch.pred_in + head_.classes());
+    return out;
+  }
+
+  /// Runs `path` (compiled on each call; hold a `segformer_execution` to switch paths per frame).
+  segformer_output forward(const tensor4& pixel_values, const segformer_path& path, bool keep_stages = false) const {
+    return forward(pixel_values, keep_stages, compile(path));
   }
 
   /// pixel_values: [N, C, H, W] float32, normalized. Returns logits [N, K, H_0, W_0].

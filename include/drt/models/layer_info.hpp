@@ -1,0 +1,52 @@
+#pragma once
+/// @file layer_info.hpp
+/// A model's layer list for one input size and path: what each layer computes, in the paper's
+/// vocabulary, with its exact MAC count and its geometry in the accelerator notation
+/// (K output channels, C input channels, P x Q output, R x S kernel). Profiles, the accelerator
+/// model and the sweep all read this list, so they agree with what the CPU executor runs.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace drt {
+
+enum class layer_kind { conv, depthwise_conv, linear, attention_matmul, softmax, norm, elementwise, resize, pool };
+
+inline const char* to_string(layer_kind k) noexcept {
+  switch (k) {
+    case layer_kind::conv: return "conv";
+    case layer_kind::depthwise_conv: return "depthwise conv";
+    case layer_kind::linear: return "linear";
+    case layer_kind::attention_matmul: return "attention matmul";
+    case layer_kind::softmax: return "softmax";
+    case layer_kind::norm: return "norm";
+    case layer_kind::elementwise: return "elementwise";
+    case layer_kind::resize: return "resize";
+    case layer_kind::pool: return "pool";
+  }
+  return "?";
+}
+
+enum class model_region { encoder, decoder };
+
+struct layer_info {
+  std::string name;  ///< e.g. "PatchEmbed1_Conv2D", "Stage2 Block1 attention.query", "Conv2DFuse"
+  layer_kind kind = layer_kind::conv;
+  model_region region = model_region::encoder;
+  std::size_t batch = 1;      ///< independent products (batch x heads for attention matmuls)
+  std::size_t k = 0, c = 0;   ///< output / input channels (depthwise: c = 1 per group, k = channels)
+  std::size_t p = 1, q = 1;   ///< output rows x columns (tokens: p = tokens, q = 1)
+  std::size_t r = 1, s = 1;   ///< kernel
+  std::size_t stride = 1;
+  std::size_t params = 0;     ///< weights (+ bias) read by the layer
+  double macs = 0;            ///< multiply-accumulates for the whole batch
+};
+
+inline double total_macs(const std::vector<layer_info>& layers) noexcept {
+  double t = 0;
+  for (const auto& l : layers) t += l.macs;
+  return t;
+}
+
+}  // namespace drt
