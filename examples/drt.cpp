@@ -84,6 +84,7 @@ const command_spec run_cmd{
      "Shapes and timings go to stderr; the input's metadata is copied to the output."},
     {{"--input", "CASE", "safetensors file with 'pixel_values' [N, 3, H, W] (normalized, float)"},
      {"--output", "OUT", "safetensors file to write"},
+     {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
      {"--threads", "T", "OpenMP threads (default: all)"}},
     1,
     1};
@@ -111,8 +112,12 @@ int run_main(const parsed_args& args) {
             << " threads)\n"
             << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';
 
+  const auto path = drt::segformer_path::parse(args.get("--path"));
+  const auto exec = model.compile(path);
+  std::cerr << "drt run: path " << path.to_string() << " (" << std::fixed << std::setprecision(2)
+            << drt::total_macs(model.layers(h, w, exec, n)) / 1e9 << " GMACs)\n";
   const auto t0 = std::chrono::steady_clock::now();
-  const drt::segformer_output out = model.forward(pixel_values);
+  const drt::segformer_output out = model.forward(pixel_values, false, exec);
   const double forward_ms = ms_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
   const drt::itensor3 prediction = drt::upsample_argmax(out.logits, h, w);
@@ -144,6 +149,7 @@ const command_spec segment_cmd{
      {"--overlay", "PATH", "also write the photo blended with the class colours"},
      {"--alpha", "A", "overlay opacity of the class colours in [0, 1] (default 0.5)"},
      {"--size", "HxW", "resize the image to H x W before inference (e.g. 352x480)"},
+     {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
      {"--threads", "T", "OpenMP threads (default: all)"}},
     0,
     2};
@@ -165,8 +171,11 @@ int segment_main(const parsed_args& args) {
   model.check_input(image.height, image.width);
   const drt::tensor4 pixel_values = drt::normalize_imagenet(image);  // [1, 3, H, W]
 
+  const auto path = drt::segformer_path::parse(args.get("--path"));
+  const auto exec = model.compile(path);
+  const double gmacs = drt::total_macs(model.layers(image.height, image.width, exec)) / 1e9;
   const auto t0 = std::chrono::steady_clock::now();
-  const drt::segformer_output out = model.forward(pixel_values);
+  const drt::segformer_output out = model.forward(pixel_values, false, exec);
   const double forward_ms = ms_since(t0);
   const drt::itensor3 classes = drt::upsample_argmax(out.logits, image.height, image.width);  // [1, H, W]
 
@@ -180,6 +189,7 @@ int segment_main(const parsed_args& args) {
             << "size     " << image.height << "x" << image.width << " (HxW)"
             << (args.has("--size") ? " after resize" : "") << '\n'
             << "threads  " << thread_count() << '\n'
+            << "path     " << path.to_string() << " (" << std::fixed << std::setprecision(2) << gmacs << " GMACs)\n"
             << std::fixed << std::setprecision(1) << "time     " << forward_ms << " ms (forward)\n"
             << "mask     " << mask_path << '\n';
   if (!overlay_path.empty()) std::cout << "overlay  " << overlay_path << '\n';
