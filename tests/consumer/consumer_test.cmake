@@ -42,4 +42,4 @@ if(NOT at EQUAL 0)
 endif()
 
 step("build consumer" "${CMAKE_COMMAND}" --build "${work}/build")
-step("run consumer" "${work}/build/drt_consumer")
+step("run consumer" "${work}/build/drt_consumer" "${work}/roundtrip.png")

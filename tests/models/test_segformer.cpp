@@ -26,7 +26,12 @@ TEST_CASE("segformer-b0 fixture: logits and encoder stages match transformers") 
   const std::string dir = shared_dir() + "/fixtures/segformer-b0";
   if (!require_file(dir + "/model.safetensors")) return;
   const auto model = drt::segformer_model::from_dir(dir);
-  for (const char* name : {"case_64x64", "case_96x80", "case_512x512"}) {
+#ifdef DRT_SANITIZED_BUILD
+  const char* const cases[] = {"case_64x64", "case_96x80"};
+#else
+  const char* const cases[] = {"case_64x64", "case_96x80", "case_512x512"};
+#endif
+  for (const char* name : cases) {
     SUBCASE(name) {
       const drt::safetensors_file io(dir + "/" + name + ".safetensors");
       const auto x = as_tensor4(io.read_float("pixel_values"));
@@ -100,7 +105,12 @@ static void check_camvid_case(const std::string& model_dir, const std::string& c
 }
 
 TEST_CASE("segformer-b{0,1,2}-camvid (float16 weights): logits and full-resolution prediction") {
-  for (const char* m : {"segformer-b0-camvid", "segformer-b1-camvid", "segformer-b2-camvid"}) {
+#ifdef DRT_SANITIZED_BUILD
+  const char* const models[] = {"segformer-b0-camvid"};  // B1/B2 take ~10 minutes under ASan
+#else
+  const char* const models[] = {"segformer-b0-camvid", "segformer-b1-camvid", "segformer-b2-camvid"};
+#endif
+  for (const char* m : models) {
     SUBCASE(m) {
       const std::string dir = shared_dir() + "/models/" + m;
       if (!require_file(dir + "/case_camvid_val2.safetensors")) return;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Quick start 1: build the drt program and segment the bundled CamVid frame with the bundled
+# SegFormer-B0 model, writing out/segment_mask.png and out/segment_overlay.png.
+# The program is target drt_cli (OUTPUT_NAME drt: the name drt is the library target).
+# Extra arguments go to `drt segment` (e.g. --model DIR --image FILE).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDRT_BUILD_TESTS=OFF -DDRT_BUILD_BENCHMARKS=OFF \
+      -DDRT_BUILD_EXAMPLES=ON >/dev/null
+cmake --build build --target drt_cli -j "$(nproc)"
+mkdir -p out
+build/examples/drt segment --out out/segment_mask.png --overlay out/segment_overlay.png "$@"
