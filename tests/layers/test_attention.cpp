@@ -1,0 +1,160 @@
+// multi_head_attention and efficient_self_attention (layers/attention.hpp) against the plain-loop
+// references: (tokens, keys, heads, head_dim) = (37, 5, 2, 16), (64, 64, 1, 32), (200, 13, 5, 32),
+// odd head dims below the SIMD width, several query-row blocks, strided q/kv/ctx; the whole
+// efficient self-attention (sr = 1, 2, 4 on sizes not divisible by sr) against linear_ref +
+// conv2d_ref + layer_norm_ref + multi_head_attention_ref + linear_ref + residual.
+// Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <drt/layers/attention.hpp>
+
+#include "test_support.hpp"
+
+using namespace drt_test;
+
+namespace {
+constexpr double att_rel = 1e-5, att_abs = 1e-4;
+
+struct mha_case {
+  std::size_t tokens, keys, heads, head_dim;
+};
+
+std::string describe(const mha_case& a) {
+  return "T=" + std::to_string(a.tokens) + " S=" + std::to_string(a.keys) + " H=" + std::to_string(a.heads) +
+         " d=" + std::to_string(a.head_dim);
+}
+
+/// Runs the fast core on q [T, ldq], k/v [S, ldkv] (the first H*d columns used), ctx [T, ldc];
+/// compares with the reference on contiguous copies; ctx's padding columns must stay untouched.
+void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::size_t kv_pad = 0, std::size_t c_pad = 0,
+               float scale = 1.f) {
+  const std::size_t c = a.heads * a.head_dim, ldq = c + q_pad, ldkv = c + kv_pad, ldc = c + c_pad;
+  const auto qs = random_vector(a.tokens * ldq, seed, -scale, scale);
+  const auto ks = random_vector(a.keys * ldkv, seed + 1, -scale, scale);
+  const auto vs = random_vector(a.keys * ldkv, seed + 2);
+  auto compact = [c](const std::vector<float>& src, std::size_t rows, std::size_t ld) {
+    std::vector<float> out(rows * c);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = 0; j < c; ++j) out[i * c + j] = src[i * ld + j];
+    return out;
+  };
+  const auto q = compact(qs, a.tokens, ldq), k = compact(ks, a.keys, ldkv), v = compact(vs, a.keys, ldkv);
+  std::vector<float> ctx(a.tokens * ldc, 31.f), ref(a.tokens * c);
+  drt::multi_head_attention(a.tokens, a.keys, a.heads, a.head_dim, qs.data(), ldq, ks.data(), vs.data(), ldkv,
+                            ctx.data(), ldc);
+  drt::multi_head_attention_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref.data());
+  std::size_t pad_changed = 0;
+  for (std::size_t i = 0; i < a.tokens; ++i)
+    for (std::size_t j = c; j < ldc; ++j) pad_changed += ctx[i * ldc + j] != 31.f;
+  CHECK(pad_changed == 0);
+  const auto got = compact(ctx, a.tokens, ldc);
+  check_close(got.data(), ref.data(), ref.size(), describe(a), att_rel, att_abs);
+}
+}  // namespace
+
+TEST_SUITE("layers") {
+  TEST_CASE("multi_head_attention matches multi_head_attention_ref") {
+    SUBCASE("the SegFormer-like shapes") {
+      check_mha({37, 5, 2, 16}, 1);
+      check_mha({64, 64, 1, 32}, 2);
+      check_mha({200, 13, 5, 32}, 3);
+    }
+    SUBCASE("head dims and key counts off the SIMD width and the tiles") {
+      const std::size_t nr = drt::detail::gemm_nr;
+      check_mha({1, 1, 1, 1}, 10);
+      check_mha({7, 3, 3, 5}, 11);
+      check_mha({drt::detail::gemm_mr + 1, nr + 1, 2, nr - 1}, 12);
+      check_mha({29, 2 * nr + 3, 4, 8}, 13);
+    }
+    SUBCASE("several blocks of query rows per head") {
+      // Rows per block shrink as keys grow (a score block stays in cache): 300 keys give two blocks.
+      check_mha({300, 300, 2, 8}, 20);
+      check_mha({513, 40, 1, 16}, 21);
+    }
+    SUBCASE("strided q, kv and ctx (q, k, v as column slices of wider buffers)") {
+      check_mha({37, 5, 2, 16}, 30, 64, 32, 7);
+      check_mha({50, 17, 5, 7}, 31, 3, 70, 1);
+    }
+    SUBCASE("peaked scores (large q, k) stay finite and accurate") { check_mha({37, 29, 2, 16}, 40, 0, 0, 0, 4.f); }
+  }
+
+  TEST_CASE("efficient_self_attention equals the composition of the references") {
+    struct esa_case {
+      std::size_t n, h, w, c, heads, sr;
+    };
+    const esa_case cases[] = {{2, 5, 7, 16, 2, 1}, {1, 13, 9, 32, 1, 2}, {2, 13, 9, 40, 5, 4}, {1, 16, 8, 20, 4, 8}};
+    for (const auto& e : cases) {
+      const std::string what = "esa " + std::to_string(e.n) + "x" + std::to_string(e.h) + "x" + std::to_string(e.w) +
+                               " C=" + std::to_string(e.c) + " heads=" + std::to_string(e.heads) +
+                               " sr=" + std::to_string(e.sr);
+      INFO(what);
+      const std::size_t c = e.c, t = e.h * e.w;
+      unsigned seed = static_cast<unsigned>(1000 + c + e.sr);
+      const float ws = 1.f / std::sqrt(float(c));
+      const auto qw = random_vector(c * c, seed++, -ws, ws), qb = random_vector(c, seed++, -0.1f, 0.1f);
+      const auto kw = random_vector(c * c, seed++, -ws, ws), kb = random_vector(c, seed++, -0.1f, 0.1f);
+      const auto vw = random_vector(c * c, seed++, -ws, ws), vb = random_vector(c, seed++, -0.1f, 0.1f);
+      const auto ow = random_vector(c * c, seed++, -ws, ws), ob = random_vector(c, seed++, -0.1f, 0.1f);
+      const float ss = 1.f / (std::sqrt(float(c)) * float(e.sr));
+      const auto srw = random_vector(c * c * e.sr * e.sr, seed++, -ss, ss), srb = random_vector(c, seed++, -0.1f, 0.1f);
+      const auto lng = random_vector(c, seed++, 0.5f, 1.5f), lnb = random_vector(c, seed++, -0.2f, 0.2f);
+      drt::efficient_attention_weights wts{};
+      wts.q_w = qw.data();
+      wts.q_b = qb.data();
+      wts.k_w = kw.data();
+      wts.k_b = kb.data();
+      wts.v_w = vw.data();
+      wts.v_b = vb.data();
+      wts.o_w = ow.data();
+      wts.o_b = ob.data();
+      if (e.sr > 1) {
+        wts.sr_w = srw.data();
+        wts.sr_b = srb.data();
+        wts.sr_ln_g = lng.data();
+        wts.sr_ln_b = lnb.data();
+      }
+      const float eps = 1e-6f;
+      const drt::efficient_self_attention att(wts, c, e.heads, e.sr, eps);
+      CHECK(att.channels() == c);
+      CHECK(att.heads() == e.heads);
+      CHECK(att.sr_ratio() == e.sr);
+      const std::size_t s = att.reduced_tokens(e.h, e.w);
+      CHECK(s == (e.sr > 1 ? (e.h / e.sr) * (e.w / e.sr) : t));
+
+      const auto x = random_vector(e.n * t * c, seed++, -2.f, 2.f);
+      const auto residual = random_vector(e.n * t * c, seed++);
+      std::vector<float> out = residual;
+      att.run(x.data(), e.n, e.h, e.w, out.data());
+
+      std::vector<float> ref(e.n * t * c);
+      for (std::size_t b = 0; b < e.n; ++b) {
+        const float* xb = x.data() + b * t * c;
+        std::vector<float> q(t * c), kv(s * c), k(s * c), v(s * c), ctx(t * c), o(t * c);
+        drt::linear_ref(t, xb, qw.data(), qb.data(), c, c, q.data());
+        const float* kv_in = xb;
+        if (e.sr > 1) {
+          drt::conv2d_shape sh;
+          sh.in_channels = sh.out_channels = c;
+          sh.kernel_h = sh.kernel_w = sh.stride_h = sh.stride_w = e.sr;
+          std::vector<float> red(s * c);
+          drt::conv2d_ref(xb, 1, e.h, e.w, srw.data(), srb.data(), sh, red.data());
+          drt::layer_norm_ref(s, c, red.data(), lng.data(), lnb.data(), eps, kv.data());
+          kv_in = kv.data();
+        }
+        drt::linear_ref(s, kv_in, kw.data(), kb.data(), c, c, k.data());
+        drt::linear_ref(s, kv_in, vw.data(), vb.data(), c, c, v.data());
+        drt::multi_head_attention_ref(t, s, e.heads, c / e.heads, q.data(), k.data(), v.data(), ctx.data());
+        drt::linear_ref(t, ctx.data(), ow.data(), ob.data(), c, c, o.data());
+        for (std::size_t i = 0; i < t * c; ++i) ref[b * t * c + i] = residual[b * t * c + i] + o[i];
+      }
+      check_close(out.data(), ref.data(), ref.size(), what, att_rel, att_abs);
+      // The attention term is not negligible next to the residual: the check can fail.
+      CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);
+    }
+  }
+
+}  // TEST_SUITE("layers")

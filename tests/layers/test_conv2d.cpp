@@ -1,0 +1,212 @@
+// conv2d and conv2d_dw<K> (layers/conv2d.hpp) against conv2d_ref: pointwise (GEMM path), 3x3 pad 1,
+// the 7x7 stride-4 patch embedding, the sr-style k = s = 2, 4, 8 reductions, grouped and depthwise
+// convs, on odd spatial sizes (13x7, ...) and channel counts (3, 5, 17, 33) that leave SIMD and tile
+// remainders; fused activations; channel-slice writes (ldy > OC); the constructor and shape errors.
+// Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float FMA vs double reference); padding
+// channels of a slice write must be left bit-for-bit untouched.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <drt/layers/conv2d.hpp>
+
+#include "test_support.hpp"
+
+using namespace drt_test;
+
+namespace {
+constexpr double conv_rel = 1e-5, conv_abs = 1e-4;
+constexpr float sentinel = -4321.f;
+
+drt::conv2d_shape make_shape(std::size_t ic, std::size_t oc, std::size_t k, std::size_t stride, std::size_t pad,
+                             std::size_t groups = 1) {
+  drt::conv2d_shape s;
+  s.in_channels = ic;
+  s.out_channels = oc;
+  s.kernel_h = s.kernel_w = k;
+  s.stride_h = s.stride_w = stride;
+  s.pad_h = s.pad_w = pad;
+  s.groups = groups;
+  return s;
+}
+
+void apply_inplace(drt::activation a, std::vector<float>& v) {
+  for (auto& x : v) {
+    if (a == drt::activation::relu) x = drt::activate<drt::activation::relu>(x);
+    if (a == drt::activation::gelu) x = drt::activate<drt::activation::gelu>(x);
+  }
+}
+
+std::string describe(const drt::conv2d_shape& s, std::size_t n, std::size_t h, std::size_t w) {
+  return "conv " + std::to_string(s.in_channels) + "->" + std::to_string(s.out_channels) +
+         " k=" + std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " s=" + std::to_string(s.stride_h) +
+         "," + std::to_string(s.stride_w) + " p=" + std::to_string(s.pad_h) + "," + std::to_string(s.pad_w) +
+         " g=" + std::to_string(s.groups) + " on " + std::to_string(n) + "x" + std::to_string(h) + "x" +
+         std::to_string(w);
+}
+
+/// conv2d::run vs conv2d_ref (+ the activation), optionally into a channel slice of stride ldy.
+void check_conv(const drt::conv2d_shape& s, std::size_t n, std::size_t h, std::size_t w, unsigned seed,
+                drt::activation act = drt::activation::none, std::size_t ldy_pad = 0, bool with_bias = true) {
+  const std::size_t icg = s.in_channels / s.groups;
+  const auto weight = random_vector(s.out_channels * icg * s.kernel_h * s.kernel_w, seed);
+  const auto bias = random_vector(s.out_channels, seed + 1);
+  const auto x = random_vector(n * h * w * s.in_channels, seed + 2);
+  const drt::conv2d conv(weight.data(), with_bias ? bias.data() : nullptr, s);
+  CHECK((conv.bias() != nullptr) == with_bias);
+  CHECK(conv.shape().is_pointwise() == s.is_pointwise());
+
+  const std::size_t oh = s.out_h(h), ow = s.out_w(w), oc = s.out_channels, ldy = oc + ldy_pad;
+  REQUIRE(oh > 0);
+  REQUIRE(ow > 0);
+  std::vector<float> y(n * oh * ow * ldy, sentinel), ref(n * oh * ow * oc);
+  conv.run(x.data(), n, h, w, y.data(), act, ldy_pad ? ldy : 0);
+  drt::conv2d_ref(x.data(), n, h, w, weight.data(), with_bias ? bias.data() : nullptr, s, ref.data());
+  apply_inplace(act, ref);
+
+  std::vector<float> got(ref.size());
+  std::size_t pad_changed = 0;
+  for (std::size_t p = 0; p < n * oh * ow; ++p) {
+    for (std::size_t c = 0; c < oc; ++c) got[p * oc + c] = y[p * ldy + c];
+    for (std::size_t c = oc; c < ldy; ++c) pad_changed += y[p * ldy + c] != sentinel;
+  }
+  CHECK(pad_changed == 0);
+  check_close(got.data(), ref.data(), ref.size(), describe(s, n, h, w), conv_rel, conv_abs);
+}
+
+template <drt::activation A, std::size_t K>
+void check_dw(std::size_t c, std::size_t n, std::size_t h, std::size_t w, unsigned seed, bool with_bias = true) {
+  const auto weight = random_vector(c * K * K, seed), bias = random_vector(c, seed + 1);
+  const auto x = random_vector(n * h * w * c, seed + 2);
+  const drt::conv2d_dw<K> dw(weight.data(), with_bias ? bias.data() : nullptr, c);
+  CHECK(dw.channels() == c);
+  std::vector<float> y(n * h * w * c, sentinel), ref(n * h * w * c);
+  dw.template run<A>(x.data(), n, h, w, y.data());
+  // Depthwise = a grouped conv with groups = channels, stride 1, padding K/2.
+  drt::conv2d_ref(x.data(), n, h, w, weight.data(), with_bias ? bias.data() : nullptr, make_shape(c, c, K, 1, K / 2, c),
+                  ref.data());
+  apply_inplace(A, ref);
+  check_close(y.data(), ref.data(), ref.size(),
+              "dw" + std::to_string(K) + " act=" + std::to_string(static_cast<int>(A)) + " c=" + std::to_string(c) +
+                  " " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w),
+              conv_rel, conv_abs);
+}
+
+template <std::size_t K>
+using kernel_size = std::integral_constant<std::size_t, K>;
+}  // namespace
+
+TEST_SUITE("layers") {
+  TEST_CASE("conv2d matches conv2d_ref") {
+    SUBCASE("1x1 pointwise (GEMM path), pixels past gemm_mc") {
+      check_conv(make_shape(17, 33, 1, 1, 0), 2, 13, 7, 10);
+      check_conv(make_shape(3, 5, 1, 1, 0), 1, 1, 1, 11);
+      check_conv(make_shape(33, 17, 1, 1, 0), 1, 13, 7, 12, drt::activation::relu, 0, false);
+    }
+    SUBCASE("3x3 pad 1") {
+      check_conv(make_shape(5, 17, 3, 1, 1), 2, 13, 7, 20);
+      check_conv(make_shape(17, 33, 3, 1, 1), 1, 7, 13, 21);
+      check_conv(make_shape(3, 5, 3, 1, 1), 1, 1, 1, 22);
+    }
+    SUBCASE("3x3 stride 2 pad 1 (later patch embeddings)") {
+      check_conv(make_shape(32, 17, 3, 2, 1), 2, 13, 7, 30);
+      check_conv(make_shape(5, 33, 3, 2, 1), 1, 2, 3, 31);
+    }
+    SUBCASE("7x7 stride 4 pad 3 (stage-1 patch embedding)") {
+      check_conv(make_shape(3, 32, 7, 4, 3), 2, 29, 23, 40);
+      check_conv(make_shape(3, 17, 7, 4, 3), 1, 13, 7, 41);
+      check_conv(make_shape(3, 5, 7, 4, 3), 1, 1, 1, 42);
+    }
+    SUBCASE("spatial reduction k = s = 2, 4, 8, no padding (sizes not divisible by s)") {
+      check_conv(make_shape(33, 33, 2, 2, 0), 2, 13, 7, 50);
+      check_conv(make_shape(17, 17, 4, 4, 0), 1, 16, 13, 51);
+      check_conv(make_shape(5, 5, 8, 8, 0), 2, 17, 9, 52);
+      check_conv(make_shape(32, 32, 8, 8, 0), 1, 8, 8, 53);
+    }
+    SUBCASE("im2col in several row blocks (large reduction, many pixels)") {
+      // kk = 7*7*33 = 1617 gives blocks of ~162 rows; 20x13 = 260 pixels span two.
+      check_conv(make_shape(33, 17, 7, 1, 3), 1, 20, 13, 60);
+    }
+    SUBCASE("grouped, groups = 2 and 4") {
+      check_conv(make_shape(34, 18, 3, 1, 1, 2), 2, 13, 7, 70);
+      check_conv(make_shape(20, 36, 3, 2, 1, 4), 1, 13, 7, 71);
+      check_conv(make_shape(12, 8, 1, 1, 0, 4), 1, 5, 3, 72);     // grouped 1x1 goes through im2col
+      check_conv(make_shape(17, 17, 3, 1, 1, 17), 1, 13, 7, 73);  // depthwise through the generic path
+    }
+    SUBCASE("fused activations") {
+      check_conv(make_shape(5, 17, 3, 1, 1), 1, 13, 7, 80, drt::activation::relu);
+      check_conv(make_shape(5, 17, 3, 1, 1), 1, 13, 7, 81, drt::activation::gelu);
+      check_conv(make_shape(17, 33, 1, 1, 0), 1, 13, 7, 82, drt::activation::gelu);
+    }
+    SUBCASE("no bias") {
+      check_conv(make_shape(5, 17, 3, 1, 1), 1, 13, 7, 90, drt::activation::none, 0, false);
+      check_conv(make_shape(20, 36, 3, 2, 1, 4), 1, 13, 7, 91, drt::activation::none, 0, false);
+    }
+    SUBCASE("writing a channel slice (ldy > OC) leaves the other channels untouched") {
+      check_conv(make_shape(17, 33, 1, 1, 0), 2, 13, 7, 100, drt::activation::none, 7);
+      check_conv(make_shape(5, 17, 3, 1, 1), 1, 13, 7, 101, drt::activation::relu, 3);
+      check_conv(make_shape(20, 36, 3, 2, 1, 4), 1, 13, 7, 102, drt::activation::none, 5);
+    }
+  }
+
+  TEST_CASE("conv2d_shape geometry") {
+    const auto pe = make_shape(3, 32, 7, 4, 3);
+    CHECK(pe.out_h(29) == 8);
+    CHECK(pe.out_w(23) == 6);
+    CHECK(pe.out_h(512) == 128);
+    CHECK_FALSE(pe.is_pointwise());
+    CHECK(pe.macs(2, 29, 23) == doctest::Approx(2.0 * 8 * 6 * 32 * 3 * 49));
+    const auto sr = make_shape(32, 32, 8, 8, 0);
+    CHECK(sr.out_h(17) == 2);
+    CHECK(sr.out_h(7) == 0);  // smaller than the kernel
+    CHECK(make_shape(8, 8, 1, 1, 0).is_pointwise());
+    CHECK_FALSE(make_shape(8, 8, 1, 1, 0, 2).is_pointwise());
+    CHECK(make_shape(8, 16, 3, 1, 1, 4).macs(1, 5, 5) == doctest::Approx(25.0 * 16 * 2 * 9));
+  }
+
+  TEST_CASE_TEMPLATE("conv2d_dw<K> matches conv2d_ref with groups = C, then the activation", K, kernel_size<3>,
+                     kernel_size<5>) {
+    constexpr std::size_t k = K::value;
+    struct dims {
+      std::size_t c, n, h, w;
+    };
+    const dims cases[] = {
+        {3, 2, 13, 7}, {5, 1, 7, 13}, {17, 2, 13, 7},
+        {33, 1, 9, 6}, {32, 1, 4, 4}, {17, 1, 2, 1},  // smaller than the kernel: every tap near the border is padding
+        {1, 1, 5, 3}};
+    SUBCASE("none") {
+      unsigned seed = 200;
+      for (const auto& d : cases) check_dw<drt::activation::none, k>(d.c, d.n, d.h, d.w, seed += 3);
+    }
+    SUBCASE("relu") {
+      unsigned seed = 300;
+      for (const auto& d : cases) check_dw<drt::activation::relu, k>(d.c, d.n, d.h, d.w, seed += 3);
+    }
+    SUBCASE("gelu") {
+      unsigned seed = 400;
+      for (const auto& d : cases) check_dw<drt::activation::gelu, k>(d.c, d.n, d.h, d.w, seed += 3);
+    }
+    SUBCASE("no bias") { check_dw<drt::activation::none, k>(17, 1, 13, 7, 500, false); }
+  }
+
+  TEST_CASE("conv2d rejects channels not divisible by groups, and inputs smaller than the kernel") {
+    const std::vector<float> w(1024, 0.5f);
+    CHECK_THROWS_WITH_AS(drt::conv2d(w.data(), nullptr, make_shape(6, 4, 3, 1, 1, 4)),
+                         "conv2d: channels 6 -> 4 are not divisible by groups = 4", drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::conv2d(w.data(), nullptr, make_shape(8, 6, 3, 1, 1, 4)),
+                         "conv2d: channels 8 -> 6 are not divisible by groups = 4", drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::conv2d(w.data(), nullptr, make_shape(8, 8, 3, 1, 1, 0)),
+                         "conv2d: channels 8 -> 8 are not divisible by groups = 0", drt::invalid_input);
+    CHECK_NOTHROW(drt::conv2d(w.data(), nullptr, make_shape(8, 12, 3, 1, 1, 4)));
+
+    const drt::conv2d sr(w.data(), nullptr, make_shape(2, 2, 8, 8, 0));
+    const std::vector<float> x(5 * 9 * 2, 1.f);
+    std::vector<float> y(16, sentinel);
+    CHECK_THROWS_WITH_AS(sr.run(x.data(), 1, 5, 9, y.data()), "conv2d: input 5x9 is smaller than the 8x8 kernel",
+                         drt::shape_error);
+    for (float v : y) CHECK(v == sentinel);
+  }
+
+}  // TEST_SUITE("layers")

@@ -1,0 +1,77 @@
+// mix_ffn (layers/mix_ffn.hpp) against the composition of the references
+// (ref: transformers modeling_segformer.py, SegformerMixFFN): linear_ref (dense1), conv2d_ref with
+// groups = hidden 3x3 pad 1 (SegformerDWConv), the activation, linear_ref (dense2), plus the residual.
+// Channels and hidden sizes off the SIMD width (17 -> 68, 5 -> 20) and on it (32 -> 128), odd maps.
+// Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <drt/layers/mix_ffn.hpp>
+
+#include "test_support.hpp"
+
+using namespace drt_test;
+
+namespace {
+constexpr double ffn_rel = 1e-5, ffn_abs = 1e-4;
+
+void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t hidden, drt::activation act,
+               unsigned seed) {
+  const float s1 = 1.f / std::sqrt(float(c)), s2 = 1.f / std::sqrt(float(hidden));
+  const auto d1w = random_vector(hidden * c, seed++, -s1, s1), d1b = random_vector(hidden, seed++, -0.2f, 0.2f);
+  const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++, -0.2f, 0.2f);
+  const auto d2w = random_vector(c * hidden, seed++, -s2, s2), d2b = random_vector(c, seed++, -0.2f, 0.2f);
+  drt::mix_ffn_weights wts{};
+  wts.dense1_w = d1w.data();
+  wts.dense1_b = d1b.data();
+  wts.dw_w = dww.data();
+  wts.dw_b = dwb.data();
+  wts.dense2_w = d2w.data();
+  wts.dense2_b = d2b.data();
+  const drt::mix_ffn ffn(wts, c, hidden, act);
+  CHECK(ffn.channels() == c);
+  CHECK(ffn.hidden() == hidden);
+  CHECK(ffn.macs(h, w) == doctest::Approx(double(h) * w * (2.0 * c * hidden + 9.0 * hidden)));
+
+  const std::size_t m = n * h * w;
+  const auto x = random_vector(m * c, seed++, -2.f, 2.f), residual = random_vector(m * c, seed++);
+  std::vector<float> out = residual;
+  ffn.run(x.data(), n, h, w, out.data());
+
+  std::vector<float> a(m * hidden), b(m * hidden), y(m * c), ref(m * c);
+  drt::linear_ref(m, x.data(), d1w.data(), d1b.data(), hidden, c, a.data());
+  drt::conv2d_shape dw;
+  dw.in_channels = dw.out_channels = dw.groups = hidden;
+  dw.kernel_h = dw.kernel_w = 3;
+  dw.pad_h = dw.pad_w = 1;
+  drt::conv2d_ref(a.data(), n, h, w, dww.data(), dwb.data(), dw, b.data());
+  for (auto& v : b) {
+    if (act == drt::activation::gelu) v = drt::gelu_ref(v);
+    if (act == drt::activation::relu) v = std::max(v, 0.f);
+  }
+  drt::linear_ref(m, b.data(), d2w.data(), d2b.data(), c, hidden, y.data());
+  for (std::size_t i = 0; i < m * c; ++i) ref[i] = residual[i] + y[i];
+  const std::string what = "mix_ffn " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " " +
+                           std::to_string(c) + "->" + std::to_string(hidden) + " act=" + std::to_string(int(act));
+  check_close(out.data(), ref.data(), ref.size(), what, ffn_rel, ffn_abs);
+  INFO(what);
+  CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);  // the FFN term is not negligible
+}
+}  // namespace
+
+TEST_SUITE("layers") {
+  TEST_CASE("mix_ffn equals dense1, depthwise 3x3, activation, dense2 and the residual") {
+    SUBCASE("gelu (SegFormer)") {
+      check_ffn(2, 13, 7, 17, 68, drt::activation::gelu, 10);
+      check_ffn(1, 8, 8, 32, 128, drt::activation::gelu, 20);
+      check_ffn(1, 1, 1, 5, 20, drt::activation::gelu, 30);
+      check_ffn(1, 2, 9, 3, 12, drt::activation::gelu, 35);
+    }
+    SUBCASE("relu") { check_ffn(2, 7, 5, 17, 68, drt::activation::relu, 40); }
+    SUBCASE("none") { check_ffn(1, 5, 11, 33, 40, drt::activation::none, 50); }
+  }
+
+}  // TEST_SUITE("layers")
