@@ -106,3 +106,19 @@ TEST_SUITE("layers") {
   }
 
 }  // TEST_SUITE("layers")
+
+TEST_SUITE("layers") {
+TEST_CASE("layer_norm keeps its accuracy on rows with a large common offset") {
+  const std::size_t m = 64, c = 160;
+  for (const float offset : {1000.f, 10000.f}) {
+    auto x = drt_test::random_vector(m * c, 99, -1.f, 1.f);
+    for (auto& v : x) v += offset;
+    const std::vector<float> g(c, 1.f), b(c, 0.f);
+    std::vector<float> y(m * c), ref(m * c);
+    drt::layer_norm(g.data(), b.data(), c, 1e-5f).run(m, x.data(), c, y.data(), c);
+    drt::layer_norm_ref(m, c, x.data(), g.data(), b.data(), 1e-5f, ref.data());
+    CAPTURE(offset);
+    drt_test::check_close(y.data(), ref.data(), y.size(), "offset rows", 1e-6, 1e-5);
+  }
+}
+}

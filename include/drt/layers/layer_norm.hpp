@@ -35,22 +35,32 @@ public:
       float sum = xsimd::hadd(s);
       for (; j < c; ++j) sum += xr[j];
       const float mean = sum / static_cast<float>(c);
-      simd v(0.f);
+      // Second pass around the first mean; its residual sum corrects the mean (rows with a large
+      // common offset would otherwise lose digits in the float sum).
+      simd v(0.f), r(0.f);
       j = 0;
       for (; j + W <= c; j += W) {
         const simd d = simd::load_unaligned(xr + j) - simd(mean);
+        r += d;
         v = xsimd::fma(d, d, v);
       }
-      float var = xsimd::hadd(v);
-      for (; j < c; ++j) var += (xr[j] - mean) * (xr[j] - mean);
-      const float inv = 1.0f / std::sqrt(var / static_cast<float>(c) + eps_);
+      float var = xsimd::hadd(v), res = xsimd::hadd(r);
+      for (; j < c; ++j) {
+        res += xr[j] - mean;
+        var += (xr[j] - mean) * (xr[j] - mean);
+      }
+      // mean + shift is the true mean in more than float precision: x - mean is exact for x near
+      // the mean, so subtracting the small shift afterwards keeps the digits a float mean would lose.
+      const float shift = res / static_cast<float>(c);
+      var = std::max(0.f, var / static_cast<float>(c) - shift * shift);
+      const float inv = 1.0f / std::sqrt(var + eps_);
       j = 0;
       for (; j + W <= c; j += W) {
-        const simd d = (simd::load_unaligned(xr + j) - simd(mean)) * simd(inv);
+        const simd d = (simd::load_unaligned(xr + j) - simd(mean) - simd(shift)) * simd(inv);
         xsimd::fma(d, simd::load_unaligned(gamma_.data() + j), simd::load_unaligned(beta_.data() + j))
             .store_unaligned(yr + j);
       }
-      for (; j < c; ++j) yr[j] = (xr[j] - mean) * inv * gamma_[j] + beta_[j];
+      for (; j < c; ++j) yr[j] = ((xr[j] - mean) - shift) * inv * gamma_[j] + beta_[j];
     };
     if (allow_parallel) parallel_for(m, row, 8.0 * static_cast<double>(m) * c);
     else
