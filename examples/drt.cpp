@@ -2,6 +2,7 @@
 //
 //   drt run MODEL_DIR --input CASE.safetensors --output OUT.safetensors
 //   drt segment [MODEL_DIR] [IMAGE] [--out mask.png] [--overlay overlay.png] [--size HxW] [--threads T]
+//   drt eval MODEL_DIR --data DIR [--path ...] [--ignore-index K] [--limit N] [--json OUT]
 //
 // Exit codes: 0 success, 1 an error from drt (bad file, bad model, ...), 2 a bad command line.
 
@@ -28,6 +29,7 @@
 #endif
 
 #include "cli_args.hpp"
+#include "cmd_eval.hpp"
 
 namespace {
 
@@ -221,7 +223,8 @@ void print_main_usage(std::ostream& os) {
         "Dynamic real-time inference of SegFormer vision transformers.\n\n"
         "commands:\n"
         "  run      run a model on the pixel_values of a safetensors file, write logits and prediction\n"
-        "  segment  segment an image, write a coloured class map, print time and class histogram\n\n"
+        "  segment  segment an image, write a coloured class map, print time and class histogram\n"
+        "  eval     mIoU of a model (and path) on a labelled folder\n\n"
         "'drt <command> --help' describes a command.\n";
 }
 
@@ -236,10 +239,12 @@ int dispatch(int argc, char** argv) {
     return 0;
   }
   const std::map<std::string, std::pair<const command_spec*, int (*)(const parsed_args&)>> commands = {
-      {"run", {&run_cmd, &run_main}}, {"segment", {&segment_cmd, &segment_main}}};
+      {"run", {&run_cmd, &run_main}},
+      {"segment", {&segment_cmd, &segment_main}},
+      {"eval", {&drt_cli::eval_cmd, &drt_cli::eval_main}}};
   const auto it = commands.find(command);
   if (it == commands.end()) {
-    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment; see 'drt --help')\n";
+    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval; see 'drt --help')\n";
     return 2;
   }
   const command_spec& spec = *it->second.first;

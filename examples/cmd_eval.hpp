@@ -1,0 +1,67 @@
+#pragma once
+// drt eval: mIoU of a model (and dynamic path) on a labelled folder.
+
+#include <drt/eval/evaluate.hpp>
+#include <drt/models/segformer.hpp>
+
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "cli_args.hpp"
+
+namespace drt_cli {
+
+inline const command_spec eval_cmd{
+    "eval",
+    "MODEL_DIR --data DIR [options]",
+    "Measure mIoU, pixel accuracy and per-class IoU on a labelled folder (images/ + labels/ with\n"
+    "matching stems): logits upsampled to the label size (bilinear, align_corners=False), one\n"
+    "confusion matrix over the set.",
+    {"Labels are 8-bit PNGs with one class index per pixel; --ignore-index pixels are not counted."},
+    {{"--data", "DIR", "labelled folder with images/ and labels/"},
+     {"--path", "TEXT", "dynamic execution path (default: full model)"},
+     {"--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)"},
+     {"--limit", "N", "evaluate only the first N images (sorted by name)"},
+     {"--json", "OUT", "write mIoU, pixel accuracy, per-class IoU and the confusion matrix as JSON"},
+     {"--threads", "T", "OpenMP threads (default: all)"}},
+    1,
+    1};
+
+inline int eval_main(const parsed_args& args) {
+  const std::string& cmd = eval_cmd.name;
+  if (!args.has("--data")) throw usage_error(cmd, "missing required option '--data'");
+  if (args.has("--threads")) drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
+  const std::string model_dir = args.positional.at(0), data = args.get("--data");
+  const int ignore = args.has("--ignore-index") ? static_cast<int>(parse_positive(cmd, "--ignore-index", args.get("--ignore-index"))) : 255;
+  const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
+  const auto model = drt::segformer_model::from_dir(model_dir);
+  const auto path = drt::segformer_path::parse(args.get("--path"));
+  const auto exec = model.compile(path);
+  const auto items = drt::list_labelled_dataset(data, limit);
+  const auto& names = model.config().class_names;
+  const auto cm = drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x, false, exec).logits; },
+                                             names.size(), items, ignore, drt::stderr_progress("drt eval"));
+  auto j = cm.to_json(names);
+  j["model"] = model_dir;
+  j["path"] = path.to_string();
+  j["data"] = data;
+  j["images"] = items.size();
+  std::cout << "model      " << model_dir << "\npath       " << path.to_string() << "\nimages     " << items.size()
+            << " (" << data << ")\n"
+            << std::fixed << std::setprecision(4) << "mIoU       " << cm.miou() << "\npixel acc  "
+            << cm.pixel_accuracy() << "\nper class IoU:\n";
+  const auto ious = cm.iou();
+  for (std::size_t c = 0; c < ious.size(); ++c)
+    std::cout << "  " << std::setw(2) << c << ' ' << std::left << std::setw(14) << names[c] << std::right << ' '
+              << (ious[c] == ious[c] ? ious[c] : 0.0) << '\n';
+  if (args.has("--json")) {
+    std::ofstream out(args.get("--json"));
+    if (!out) throw drt::io_error("json '" + args.get("--json") + "': cannot open for writing");
+    out << j.dump(1) << '\n';
+    std::cout << "json       " << args.get("--json") << '\n';
+  }
+  return 0;
+}
+
+}  // namespace drt_cli
