@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../core/parallel.hpp"
+#include "../core/profiler.hpp"
 #include "conv2d.hpp"
 #include "gemm.hpp"
 #include "layer_norm.hpp"
@@ -115,17 +116,34 @@ public:
     detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), k(s * c), v(s * c), ctx(t * c);
     for (std::size_t b = 0; b < n; ++b) {
       const float* xb = x + b * t * c;
-      query_.run(t, xb, c, q.data(), c);
+      {
+        profile_scope ps("attention.query");
+        query_.run(t, xb, c, q.data(), c);
+      }
       const float* kv_in = xb;
       if (sr_ > 1) {
-        sr_conv_.run(xb, 1, h, w, kv.data());
+        {
+          profile_scope ps("attention.sr");
+          sr_conv_.run(xb, 1, h, w, kv.data());
+        }
+        profile_scope ps("attention.sr_layer_norm");
         sr_norm_.run(s, kv.data(), c, kv.data(), c);
         kv_in = kv.data();
       }
-      key_.run(s, kv_in, c, k.data(), c);
-      value_.run(s, kv_in, c, v.data(), c);
-      multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c);
+      {
+        profile_scope ps("attention.key");
+        key_.run(s, kv_in, c, k.data(), c);
+      }
+      {
+        profile_scope ps("attention.value");
+        value_.run(s, kv_in, c, v.data(), c);
+      }
+      {
+        profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
+        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c);
+      }
       float* ob = out + b * t * c;
+      profile_scope ps("attention.output");
       out_.run(t, ctx.data(), c, ob, c, activation::none, ob, c);
     }
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/profiler.hpp"
 #include "batch_norm.hpp"
 #include "gemm.hpp"
 #include "linear.hpp"
@@ -95,11 +96,18 @@ public:
       const std::size_t ms = n * hs[s] * ws[s], cs = linears_[s].in_features();
       gemm_epilogue ep;
       ep.bias = linears_[s].bias();
+      const std::string lin = profiling_active() ? "DecodeLinear" + std::to_string(s) : std::string();
       if (hs[s] == h0 && ws[s] == w0) {  // same size: interpolate is the identity, write in place
+        profile_scope ps(lin.c_str());
         gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), concat.data() + off, width, ep);
       } else {
         tmp.resize(ms * kept);
-        gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), tmp.data(), kept, ep);
+        {
+          profile_scope ps(lin.c_str());
+          gemm(ms, kept, k, feats[s], cs, linears_[s].weights(), tmp.data(), kept, ep);
+        }
+        const std::string up = profiling_active() ? "DecodeUpsample" + std::to_string(s) : std::string();
+        profile_scope ps(up.c_str());
         resize_bilinear(tmp.data(), n, hs[s], ws[s], kept, kept, concat.data() + off, h0, w0, width);
       }
     }
@@ -107,9 +115,13 @@ public:
     gemm_epilogue ep;
     ep.bias = fuse_bias_.data();
     ep.act = activation::relu;
+    {
+    profile_scope ps("Conv2DFuse");
     gemm(m0, ch.pred_in, ch.fuse_in, concat.data(), width, fuse_, fused.data(), ch.pred_in, ep);
+    }
     gemm_epilogue ec;
     ec.bias = cls_.bias();
+    profile_scope ps("Conv2DPred");
     gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), logits, classes_, ec);
   }
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "../core/profiler.hpp"
 #include "conv2d.hpp"
 #include "gemm.hpp"
 #include "linear.hpp"
@@ -36,12 +37,19 @@ public:
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out) const {
     const std::size_t m = n * h * w, r = hidden(), c = channels();
     detail::aligned_vector<float> a(m * r), b(m * r);
-    dense1_.run(m, x, c, a.data(), r);
+    {
+      profile_scope ps("mlp.dense1");
+      dense1_.run(m, x, c, a.data(), r);
+    }
+    {
+    profile_scope ps("mlp.dwconv");
     switch (act_) {  // the kernel is compiled per activation; one branch per call
       case activation::gelu: dw_.run<activation::gelu>(a.data(), n, h, w, b.data()); break;
       case activation::relu: dw_.run<activation::relu>(a.data(), n, h, w, b.data()); break;
       case activation::none: dw_.run<activation::none>(a.data(), n, h, w, b.data()); break;
     }
+    }
+    profile_scope ps2("mlp.dense2");
     dense2_.run(m, b.data(), r, out, c, activation::none, out, c);
   }
 

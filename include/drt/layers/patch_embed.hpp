@@ -5,6 +5,7 @@
 
 #include <cstddef>
 
+#include "../core/profiler.hpp"
 #include "conv2d.hpp"
 #include "layer_norm.hpp"
 
@@ -33,7 +34,11 @@ public:
 
   /// x: [N, H, W, C_in]; y: [N, OH, OW, C_out] normalized tokens.
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y) const {
-    proj_.run(x, n, h, w, y);
+    {
+      profile_scope ps("Conv2D");
+      proj_.run(x, n, h, w, y);
+    }
+    profile_scope ps("LayerNorm");
     const std::size_t m = n * out_h(h) * out_w(w), c = proj_.shape().out_channels;
     norm_.run(m, y, c, y, c);
   }

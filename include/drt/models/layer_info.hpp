@@ -41,6 +41,10 @@ struct layer_info {
   std::size_t stride = 1;
   std::size_t params = 0;     ///< weights (+ bias) read by the layer
   double macs = 0;            ///< multiply-accumulates for the whole batch
+  /// The profiling scope whose time covers this layer when it is fused with others
+  /// (e.g. attention qk + softmax + pv run as one pass); empty = `name`.
+  std::string timed_as;
+  const std::string& timing_name() const noexcept { return timed_as.empty() ? name : timed_as; }
 };
 
 inline double total_macs(const std::vector<layer_info>& layers) noexcept {

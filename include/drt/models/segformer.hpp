@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
 #include "../io/model_config.hpp"
 #include "../io/safetensors.hpp"
@@ -59,6 +60,13 @@ inline segformer_config standard_segformer_config(const std::string& name, std::
 struct segformer_output {
   tensor4 logits;               ///< [N, classes, H_0, W_0] at stage-0 resolution (not upsampled, as transformers)
   std::vector<tensor4> stages;  ///< encoder stage outputs [N, C_s, H_s, W_s] when requested
+};
+
+/// Encoder stage outputs of one batch, NHWC.
+struct segformer_features {
+  std::size_t n = 0;
+  std::vector<detail::aligned_vector<float>> maps;  ///< per stage [N, H_s, W_s, C_s]
+  std::vector<std::size_t> hs, ws, channels;
 };
 
 /// Which parts of the graph run (the dynamic path; defaults run everything).
@@ -283,6 +291,7 @@ public:
         add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads);
         add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads);
         add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads);
+        for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "attention.qk_softmax_pv";
         add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C);
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
         add(b + "mlp.dense1", layer_kind::linear, enc, f.hidden(), C, T, 1, 1, 1, f.hidden() * C + f.hidden());
@@ -320,6 +329,18 @@ public:
   /// pixel_values: [N, C, H, W] float32, normalized. Returns logits [N, K, H_0, W_0].
   segformer_output forward(const tensor4& pixel_values, bool keep_stages = false,
                            const segformer_execution& exec = {}) const {
+    const segformer_features f = encode(pixel_values, exec);
+    segformer_output out;
+    if (keep_stages)
+      for (std::size_t s = 0; s < f.maps.size(); ++s)
+        out.stages.push_back(to_nchw(f.maps[s].data(), f.n, f.hs[s], f.ws[s], f.channels[s]));
+    out.logits = decode(f, exec.head);
+    return out;
+  }
+
+  /// The encoder half: stage outputs (NHWC) for the blocks `exec` runs. Every decoder path of the
+  /// same encoder path reuses them (the sweep measures many decoder masks on one encoding).
+  segformer_features encode(const tensor4& pixel_values, const segformer_execution& exec = {}) const {
     const std::size_t n = pixel_values.shape(0), c = pixel_values.shape(1);
     const std::size_t height = pixel_values.shape(2), width = pixel_values.shape(3);
     if (c != static_cast<std::size_t>(cfg_.num_channels) || n == 0)
@@ -327,41 +348,61 @@ public:
                         std::to_string(cfg_.num_channels) + ", H, W] with N >= 1");
     check_input(height, width);
     tensor4 x = nchw_to_nhwc(pixel_values.data(), n, c, height, width);
-    std::vector<detail::aligned_vector<float>> feats(num_stages());
-    std::vector<std::size_t> hs, ws;
-    segformer_output out;
+    segformer_features out;
+    out.n = n;
+    out.maps.resize(num_stages());
     std::size_t h = height, w = width;
     const float* in = x.data();
+    const bool prof = profiling_active();
     for (std::size_t s = 0; s < num_stages(); ++s) {
       const auto& e = embeds_[s];
       const std::size_t oh = e.out_h(h), ow = e.out_w(w), C = e.shape().out_channels, m = n * oh * ow;
-      auto& f = feats[s];
+      auto& f = out.maps[s];
       f.resize(m * C);
-      e.run(in, n, h, w, f.data());
+      const std::string st = prof ? "Stage" + std::to_string(s + 1) : std::string();
+      {
+        profile_prefix pp(prof ? "PatchEmbed" + std::to_string(s + 1) + "_" : std::string());
+        e.run(in, n, h, w, f.data());
+      }
       detail::aligned_vector<float> normed(m * C);
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
         if (exec.is_skipped(s, j)) continue;  // a bypassed block is the identity: nothing computed
         const auto& blk = blocks_[s][j];
-        blk.norm1.run(m, f.data(), C, normed.data(), C);
+        profile_prefix pp(prof ? st + " Block" + std::to_string(j + 1) + " " : std::string());
+        {
+          profile_scope ps("attention.layer_norm_1");
+          blk.norm1.run(m, f.data(), C, normed.data(), C);
+        }
         blk.attention.run(normed.data(), n, oh, ow, f.data());
-        blk.norm2.run(m, f.data(), C, normed.data(), C);
+        {
+          profile_scope ps("mlp.layer_norm_2");
+          blk.norm2.run(m, f.data(), C, normed.data(), C);
+        }
         blk.ffn.run(normed.data(), n, oh, ow, f.data());
       }
-      stage_norms_[s].run(m, f.data(), C, f.data(), C);
-      if (keep_stages) out.stages.push_back(to_nchw(f.data(), n, oh, ow, C));
-      hs.push_back(oh);
-      ws.push_back(ow);
+      {
+        const std::string name = prof ? st + "_LayerNorm" : std::string();
+        profile_scope ps(name.c_str());
+        stage_norms_[s].run(m, f.data(), C, f.data(), C);
+      }
+      out.hs.push_back(oh);
+      out.ws.push_back(ow);
+      out.channels.push_back(C);
       in = f.data();
       h = oh;
       w = ow;
     }
-    std::vector<const float*> fp;
-    for (const auto& f : feats) fp.push_back(f.data());
-    const std::size_t k = head_.classes();
-    detail::aligned_vector<float> logits(n * hs[0] * ws[0] * k);
-    head_.run(fp, n, hs, ws, logits.data(), exec.head);
-    out.logits = to_nchw(logits.data(), n, hs[0], ws[0], k);
     return out;
+  }
+
+  /// The decoder half on an encoding: logits [N, K, H_0, W_0] (NCHW) for the channel prefixes `ch`.
+  tensor4 decode(const segformer_features& f, const decode_head_channels& ch = {}) const {
+    std::vector<const float*> fp;
+    for (const auto& m : f.maps) fp.push_back(m.data());
+    const std::size_t k = head_.classes();
+    detail::aligned_vector<float> logits(f.n * f.hs[0] * f.ws[0] * k);
+    head_.run(fp, f.n, f.hs, f.ws, logits.data(), ch);
+    return to_nchw(logits.data(), f.n, f.hs[0], f.ws[0], k);
   }
 
 private:
