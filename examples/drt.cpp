@@ -10,7 +10,7 @@
 #include <drt/core/tensor.hpp>
 #include <drt/io/image.hpp>
 #include <drt/io/safetensors.hpp>
-#include <drt/models/segformer.hpp>
+#include <drt/models/any_model.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -108,33 +108,54 @@ int run_main(const parsed_args& args) {
   drt::tensor4 pixel_values = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
   std::copy(px.data.begin(), px.data.end(), pixel_values.begin());
 
-  const auto model = drt::segformer_model::from_dir(model_dir);
-  model.check_input(h, w);
-  std::cerr << "drt run: model " << model_dir << " (" << model.config().num_classes() << " classes, " << thread_count()
+  const drt::any_model any = drt::load_model(model_dir);
+  std::cerr << "drt run: model " << model_dir << " (" << drt::family_name(any) << ", " << thread_count()
             << " threads)\n"
             << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';
-
-  const auto path = drt::segformer_path::parse(args.get("--path"));
-  const auto exec = model.compile(path);
-  std::cerr << "drt run: path " << path.to_string() << " (" << std::fixed << std::setprecision(2)
-            << drt::total_macs(model.layers(h, w, exec, n)) / 1e9 << " GMACs)\n";
+  std::map<std::string, drt::safetensors_record> records;
+  std::vector<drt::tensor4> keep4;  // outputs must live until written
+  drt::tensor2 keep2;
+  drt::itensor3 prediction;
+  auto shape_of = [](const auto& t) { return std::vector<std::int64_t>(t.shape().begin(), t.shape().end()); };
+  auto add4 = [&](const std::string& name, drt::tensor4 t) {
+    keep4.push_back(std::move(t));
+    records[name] = {shape_of(keep4.back()), keep4.back().data(), nullptr};
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  const drt::segformer_output out = model.forward(pixel_values, false, exec);
-  const double forward_ms = ms_since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
-  const drt::itensor3 prediction = drt::upsample_argmax(out.logits, h, w);
-  const double argmax_ms = ms_since(t1);
-
-  const std::vector<std::int64_t> logits_shape(out.logits.shape().begin(), out.logits.shape().end());
-  const std::vector<std::int64_t> pred_shape(prediction.shape().begin(), prediction.shape().end());
-  drt::save_safetensors(output,
-                        {{"logits", {logits_shape, out.logits.data(), nullptr}},
-                         {"prediction", {pred_shape, nullptr, prediction.data()}}},
-                        in.metadata());
-  std::cerr << std::fixed << std::setprecision(1) << "drt run: forward " << forward_ms << " ms, upsample+argmax "
-            << argmax_ms << " ms\n"
-            << "drt run: wrote " << output << ": logits " << drt::shape_str(logits_shape) << " F32, prediction "
-            << drt::shape_str(pred_shape) << " I32\n";
+  double forward_ms = 0;
+  if (const auto* seg = std::get_if<drt::segformer_model>(&any)) {
+    seg->check_input(h, w);
+    const auto path = drt::segformer_path::parse(args.get("--path"));
+    const auto exec = seg->compile(path);
+    std::cerr << "drt run: path " << path.to_string() << " (" << std::fixed << std::setprecision(2)
+              << drt::total_macs(seg->layers(h, w, exec, n)) / 1e9 << " GMACs)\n";
+    auto out = seg->forward(pixel_values, false, exec);
+    forward_ms = ms_since(t0);
+    prediction = drt::upsample_argmax(out.logits, h, w);
+    add4("logits", std::move(out.logits));
+  } else if (const auto* up = std::get_if<drt::upernet_swin_model>(&any)) {
+    if (args.has("--path")) throw drt::invalid_input("drt run: --path is not available for upernet models yet");
+    auto out = up->forward(pixel_values, true);
+    forward_ms = ms_since(t0);
+    prediction = drt::upsample_argmax(out.logits, h, w);  // logits are already at the input size
+    add4("logits", std::move(out.logits));
+    for (std::size_t i = 0; i < out.features.size(); ++i) add4("backbone_stage" + std::to_string(i), std::move(out.features[i]));
+  } else {
+    const auto& rn = std::get<drt::resnet_model>(any);
+    if (args.has("--path")) throw drt::invalid_input("drt run: --path is not available for resnet models yet");
+    auto out = rn.forward(pixel_values, true);
+    forward_ms = ms_since(t0);
+    keep2 = std::move(out.logits);
+    records["logits"] = {shape_of(keep2), keep2.data(), nullptr};
+    for (std::size_t i = 0; i < out.hidden_states.size(); ++i)
+      add4("hidden_state" + std::to_string(i), std::move(out.hidden_states[i]));
+  }
+  if (prediction.size() > 0) records["prediction"] = {shape_of(prediction), nullptr, prediction.data()};
+  drt::save_safetensors(output, records, in.metadata());
+  std::cerr << std::fixed << std::setprecision(1) << "drt run: forward " << forward_ms << " ms\n"
+            << "drt run: wrote " << output << ":";
+  for (const auto& [name, rec] : records) std::cerr << ' ' << name << ' ' << drt::shape_str(rec.shape);
+  std::cerr << '\n';
   return 0;
 }
 
@@ -167,21 +188,38 @@ int segment_main(const parsed_args& args) {
   if (args.has("--size")) size = drt_cli::parse_size(cmd, "--size", args.get("--size"));
   apply_threads(cmd, args);
 
-  const auto model = drt::segformer_model::from_dir(model_dir);
+  const drt::any_model any = drt::load_model(model_dir);
+  if (std::holds_alternative<drt::resnet_model>(any))
+    throw drt::invalid_input("drt segment: model '" + model_dir + "' is a resnet classifier, not a segmentation model");
   const drt::rgb_image original = drt::load_image(image_path);
   const drt::rgb_image image = args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
-  model.check_input(image.height, image.width);
   const drt::tensor4 pixel_values = drt::normalize_imagenet(image);  // [1, 3, H, W]
 
-  const auto path = drt::segformer_path::parse(args.get("--path"));
-  const auto exec = model.compile(path);
-  const double gmacs = drt::total_macs(model.layers(image.height, image.width, exec)) / 1e9;
-  const auto t0 = std::chrono::steady_clock::now();
-  const drt::segformer_output out = model.forward(pixel_values, false, exec);
-  const double forward_ms = ms_since(t0);
-  const drt::itensor3 classes = drt::upsample_argmax(out.logits, image.height, image.width);  // [1, H, W]
+  std::string path_text = "full";
+  double gmacs = 0, forward_ms = 0;
+  drt::tensor4 logits;
+  std::vector<std::string> names;
+  if (const auto* seg = std::get_if<drt::segformer_model>(&any)) {
+    seg->check_input(image.height, image.width);
+    const auto path = drt::segformer_path::parse(args.get("--path"));
+    const auto exec = seg->compile(path);
+    path_text = path.to_string();
+    gmacs = drt::total_macs(seg->layers(image.height, image.width, exec)) / 1e9;
+    const auto t0 = std::chrono::steady_clock::now();
+    logits = seg->forward(pixel_values, false, exec).logits;
+    forward_ms = ms_since(t0);
+    names = seg->config().class_names;
+  } else {
+    const auto& up = std::get<drt::upernet_swin_model>(any);
+    if (args.has("--path")) throw drt::invalid_input("drt segment: --path is not available for upernet models yet");
+    gmacs = up.macs(image.height, image.width) / 1e9;
+    const auto t0 = std::chrono::steady_clock::now();
+    logits = up.forward(pixel_values).logits;
+    forward_ms = ms_since(t0);
+    names = up.config().class_names;
+  }
+  const drt::itensor3 classes = drt::upsample_argmax(logits, image.height, image.width);  // [1, H, W]
 
-  const auto& names = model.config().class_names;
   const drt::palette pal = drt::class_palette(names.size());
   drt::write_class_map_png(mask_path, classes, pal);
   if (!overlay_path.empty()) drt::write_overlay_png(overlay_path, image, classes, pal, alpha);
@@ -191,7 +229,7 @@ int segment_main(const parsed_args& args) {
             << "size     " << image.height << "x" << image.width << " (HxW)"
             << (args.has("--size") ? " after resize" : "") << '\n'
             << "threads  " << thread_count() << '\n'
-            << "path     " << path.to_string() << " (" << std::fixed << std::setprecision(2) << gmacs << " GMACs)\n"
+            << "path     " << path_text << " (" << std::fixed << std::setprecision(2) << gmacs << " GMACs)\n"
             << std::fixed << std::setprecision(1) << "time     " << forward_ms << " ms (forward)\n"
             << "mask     " << mask_path << '\n';
   if (!overlay_path.empty()) std::cout << "overlay  " << overlay_path << '\n';

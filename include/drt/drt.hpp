@@ -31,6 +31,7 @@
 #include "layers/softmax.hpp"
 #include "layers/upernet_head.hpp"
 #include "layers/window_attention.hpp"
+#include "models/any_model.hpp"
 #include "models/layer_info.hpp"
 #include "models/resnet.hpp"
 #include "models/segformer.hpp"

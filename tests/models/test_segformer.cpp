@@ -1,6 +1,10 @@
 // SegFormer against the transformers fixtures (../shared) and the vendored CamVid case.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include <drt/models/any_model.hpp>
 #include <drt/models/segformer.hpp>
 
 #include "test_support.hpp"
@@ -123,5 +127,22 @@ TEST_CASE("vendored segformer-b0-camvid runs without ../shared (end-to-end parit
   const std::string dir = source_dir() + "/data/models/segformer-b0-camvid";
   REQUIRE(std::filesystem::exists(dir + "/case_camvid_val1.safetensors"));
   check_camvid_case(dir, dir + "/case_camvid_val1.safetensors");
+}
+}
+
+
+TEST_SUITE("models") {
+TEST_CASE("load_model picks the family from config.json and rejects unknown types") {
+  const auto m = drt::load_model(source_dir() + "/data/models/segformer-b0-camvid");
+  CHECK(std::string(drt::family_name(m)) == "segformer");
+  const auto dir = std::filesystem::temp_directory_path() / "drt_unknown_model";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << R"({"model_type": "mask2former"})";
+  CHECK_THROWS_WITH_AS(drt::load_model(dir.string()),
+                       ("model '" + dir.string() + "': model_type 'mask2former' is not supported (supported: segformer, "
+                        "upernet with a swin backbone, resnet)").c_str(),
+                       drt::invalid_input);
+  CHECK_THROWS_WITH_AS(drt::load_model("/nonexistent/dir"), "config '/nonexistent/dir/config.json': cannot open file",
+                       drt::io_error);
 }
 }
