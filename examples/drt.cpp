@@ -30,6 +30,7 @@
 
 #include "cli_args.hpp"
 #include "cmd_eval.hpp"
+#include "cmd_profile.hpp"
 
 namespace {
 
@@ -262,7 +263,8 @@ void print_main_usage(std::ostream& os) {
         "commands:\n"
         "  run      run a model on the pixel_values of a safetensors file, write logits and prediction\n"
         "  segment  segment an image, write a coloured class map, print time and class histogram\n"
-        "  eval     mIoU of a model (and path) on a labelled folder\n\n"
+        "  eval     mIoU of a model (and path) on a labelled folder\n"
+        "  profile  per-layer MACs and time, grouped by kind and region\n\n"
         "'drt <command> --help' describes a command.\n";
 }
 
@@ -279,10 +281,11 @@ int dispatch(int argc, char** argv) {
   const std::map<std::string, std::pair<const command_spec*, int (*)(const parsed_args&)>> commands = {
       {"run", {&run_cmd, &run_main}},
       {"segment", {&segment_cmd, &segment_main}},
-      {"eval", {&drt_cli::eval_cmd, &drt_cli::eval_main}}};
+      {"eval", {&drt_cli::eval_cmd, &drt_cli::eval_main}},
+      {"profile", {&drt_cli::profile_cmd, &drt_cli::profile_main}}};
   const auto it = commands.find(command);
   if (it == commands.end()) {
-    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval; see 'drt --help')\n";
+    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval, profile; see 'drt --help')\n";
     return 2;
   }
   const command_spec& spec = *it->second.first;

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -25,8 +28,33 @@ constexpr std::size_t gemm_nr = 2 * simd_width;  ///< columns per panel (two vec
 /// Rows per micro-tile: 2*MR accumulators + 2 B vectors + 1 broadcast must fit the register file.
 constexpr std::size_t gemm_mr = simd_width >= 16 ? 12 : (simd_width == 8 ? 6 : 4);
 constexpr std::size_t gemm_mc = gemm_mr * 8;  ///< rows per parallel task (A block stays in L2)
+/// 64-byte aligned allocator that leaves new elements uninitialized: activation buffers are always
+/// written before they are read, so zero-filling them would only cost memory bandwidth.
 template <class T>
-using aligned_vector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+struct uninitialized_allocator : xsimd::aligned_allocator<T, 64> {
+  template <class U>
+  struct rebind {
+    using other = uninitialized_allocator<U>;
+  };
+  uninitialized_allocator() noexcept = default;
+  template <class U>
+  uninitialized_allocator(const uninitialized_allocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;  // default-initialization: no zeroing for floats
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T, class U>
+bool operator==(const uninitialized_allocator<T>&, const uninitialized_allocator<U>&) noexcept { return true; }
+template <class T, class U>
+bool operator!=(const uninitialized_allocator<T>&, const uninitialized_allocator<U>&) noexcept { return false; }
+
+template <class T>
+using aligned_vector = std::vector<T, uninitialized_allocator<T>>;
 }  // namespace detail
 
 /// The B operand of a GEMM, packed: ceil(n / NR) panels of [k][NR] floats, zero past n.
