@@ -91,7 +91,9 @@ public:
     const std::size_t kk = s.kernel_h * s.kernel_w * icg;
     const std::size_t pixels = n * oh * ow;
     // Rows per im2col block: enough for the GEMM micro-tiles, small enough to stay in L2.
-    const std::size_t block = std::max<std::size_t>(detail::gemm_mr, std::min<std::size_t>(256, (1u << 18) / (kk + 1)));
+    // At least one GEMM row block per im2col block: fewer rows would re-stream the whole packed
+    // weight matrix from memory every few rows (a 3x3 conv over 2048 channels has 18432 per row).
+    const std::size_t block = std::max<std::size_t>(detail::gemm_mc, std::min<std::size_t>(512, (1u << 21) / (kk + 1)));
     const std::size_t blocks = (pixels + block - 1) / block;
     auto task = [&](std::size_t bi) {
       thread_local detail::aligned_vector<float> col;

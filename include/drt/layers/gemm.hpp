@@ -27,7 +27,10 @@ constexpr std::size_t simd_width = simd::size;
 constexpr std::size_t gemm_nr = 2 * simd_width;  ///< columns per panel (two vector registers)
 /// Rows per micro-tile: 2*MR accumulators + 2 B vectors + 1 broadcast must fit the register file.
 constexpr std::size_t gemm_mr = simd_width >= 16 ? 12 : (simd_width == 8 ? 6 : 4);
-constexpr std::size_t gemm_mc = gemm_mr * 8;  ///< rows per parallel task (A block stays in L2)
+constexpr std::size_t gemm_mc = gemm_mr * 16;  ///< rows per parallel task (A block stays in L2)
+/// Reduction block: a [KC][NR] slice of a B panel (16 KB with AVX2, 32 KB with AVX-512) stays in
+/// L1 while every micro-tile of the row block uses it.
+constexpr std::size_t gemm_kc = 256;
 /// 64-byte aligned allocator that leaves new elements uninitialized: activation buffers are always
 /// written before they are read, so zero-filling them would only cost memory bandwidth.
 template <class T>
@@ -130,13 +133,13 @@ namespace detail {
 /// One MR x NR micro-tile over the whole reduction; accumulators stay in registers.
 template <std::size_t MR>
 inline void gemm_micro(std::size_t k, const float* a, std::size_t lda, std::size_t rows, const float* bp,
-                       float* tile) noexcept {
+                       float* tile, bool accumulate) noexcept {
   constexpr std::size_t W = simd_width;
   simd c0[MR], c1[MR];
   const float* ar[MR];
   for (std::size_t r = 0; r < MR; ++r) {
-    c0[r] = simd(0.f);
-    c1[r] = simd(0.f);
+    c0[r] = accumulate ? simd::load_aligned(tile + r * gemm_nr) : simd(0.f);
+    c1[r] = accumulate ? simd::load_aligned(tile + r * gemm_nr + W) : simd(0.f);
     ar[r] = a + (r < rows ? r : 0) * lda;  // rows past the edge recompute row 0, never stored
   }
   for (std::size_t kk = 0; kk < k; ++kk) {
@@ -194,17 +197,23 @@ void gemm_impl(std::size_t m, std::size_t n, std::size_t k, const float* a, std:
   const std::size_t ppc = (panels + pchunks - 1) / pchunks;
   pchunks = (panels + ppc - 1) / ppc;
   auto task = [&](std::size_t t) {
-    alignas(64) float tile[gemm_mr * gemm_nr];
+    // Accumulators of the row block for one panel: [MC][NR], carried across reduction blocks.
+    alignas(64) float tiles[gemm_mc * gemm_nr];
     const std::size_t mb = t / pchunks, pc = t % pchunks;
-    const std::size_t i_end = std::min(m, (mb + 1) * gemm_mc);
+    const std::size_t i0 = mb * gemm_mc, i_end = std::min(m, (mb + 1) * gemm_mc);
     const std::size_t p_end = std::min(panels, (pc + 1) * ppc);
     for (std::size_t p = pc * ppc; p < p_end; ++p) {
       const std::size_t j0 = p * gemm_nr, cols = std::min(gemm_nr, n - j0);
-      for (std::size_t i = mb * gemm_mc; i < i_end; i += gemm_mr) {
-        const std::size_t rows = std::min(gemm_mr, i_end - i);
-        gemm_micro<gemm_mr>(k, a + i * lda, lda, rows, b.panel(p), tile);
-        gemm_store<A>(tile, rows, cols, j0, c, ldc, i, ep);
+      const float* bp = b.panel(p);
+      for (std::size_t k0 = 0; k0 < k || k0 == 0; k0 += gemm_kc) {
+        const std::size_t kc = std::min(gemm_kc, k - k0);
+        for (std::size_t i = i0; i < i_end; i += gemm_mr)
+          gemm_micro<gemm_mr>(kc, a + i * lda + k0, lda, std::min(gemm_mr, i_end - i), bp + k0 * gemm_nr,
+                              tiles + (i - i0) * gemm_nr, k0 > 0);
+        if (k0 + kc >= k) break;
       }
+      for (std::size_t i = i0; i < i_end; i += gemm_mr)
+        gemm_store<A>(tiles + (i - i0) * gemm_nr, std::min(gemm_mr, i_end - i), cols, j0, c, ldc, i, ep);
     }
   };
   const std::size_t tasks = mblocks * pchunks;
