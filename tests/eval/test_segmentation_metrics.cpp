@@ -81,7 +81,7 @@ TEST_CASE("CamVid val mIoU reproduces the model cards (B0 0.5209, B1 0.5783, B2 
     const auto cm = drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x).logits; },
                                                model.config().num_classes(), items, 11);
     CAPTURE(name);
-    if (std::getenv("DRT_TEST_VERBOSE")) MESSAGE(name << ": mIoU " << cm.miou() << ", pixel acc " << cm.pixel_accuracy());
+    if (std::getenv("DRT_TEST_VERBOSE")) MESSAGE(std::string(name) << ": mIoU " << cm.miou() << ", pixel acc " << cm.pixel_accuracy());
     CHECK(std::abs(cm.miou() - miou) <= 0.002);
   }
 }
