@@ -29,6 +29,7 @@
 #endif
 
 #include "cli_args.hpp"
+#include "cmd_accel.hpp"
 #include "cmd_eval.hpp"
 #include "cmd_profile.hpp"
 
@@ -264,7 +265,9 @@ void print_main_usage(std::ostream& os) {
         "  run      run a model on the pixel_values of a safetensors file, write logits and prediction\n"
         "  segment  segment an image, write a coloured class map, print time and class histogram\n"
         "  eval     mIoU of a model (and path) on a labelled folder\n"
-        "  profile  per-layer MACs and time, grouped by kind and region\n\n"
+        "  profile  per-layer MACs and time, grouped by kind and region\n"
+        "  accel    map a model onto a MAGNet-style accelerator: tiling, cycles, energy, area\n"
+        "  dse      paths x accelerator designs: the paper's Figs. 10 and 11\n\n"
         "'drt <command> --help' describes a command.\n";
 }
 
@@ -282,10 +285,12 @@ int dispatch(int argc, char** argv) {
       {"run", {&run_cmd, &run_main}},
       {"segment", {&segment_cmd, &segment_main}},
       {"eval", {&drt_cli::eval_cmd, &drt_cli::eval_main}},
-      {"profile", {&drt_cli::profile_cmd, &drt_cli::profile_main}}};
+      {"profile", {&drt_cli::profile_cmd, &drt_cli::profile_main}},
+      {"accel", {&drt_cli::accel_cmd, &drt_cli::accel_main}},
+      {"dse", {&drt_cli::dse_cmd, &drt_cli::dse_main}}};
   const auto it = commands.find(command);
   if (it == commands.end()) {
-    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval, profile; see 'drt --help')\n";
+    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval, profile, accel, dse; see 'drt --help')\n";
     return 2;
   }
   const command_spec& spec = *it->second.first;

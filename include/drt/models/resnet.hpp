@@ -7,6 +7,12 @@
 /// Activations are NHWC inside; inputs and hidden states are NCHW so they compare 1:1 with transformers.
 /// Every BatchNorm is folded into the convolution before it at load; the end of each residual block
 /// (last conv + shortcut + ReLU) is one fused pass.
+///
+/// Dynamic paths (dynamic/resnet_path.hpp, Once-for-All style): `compile(path)` gives a
+/// `resnet_execution` (blocks run per stage, middle channels per block, output width per stage) that
+/// `forward` runs without copying weights: skipped blocks cost nothing, every conv reads and writes
+/// only its kept channel prefixes (`detail::conv2d_prefix`), activations are stored dense at the kept
+/// widths. `layers(h, w, exec)` lists what runs, named as the profile scopes of `forward`.
 
 #include <algorithm>
 #include <cmath>
@@ -22,150 +28,23 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
+#include "../dynamic/gemm_segmented.hpp"
+#include "../dynamic/resnet_path.hpp"
 #include "../io/model_config.hpp"
+#include "../io/resnet_config.hpp"
 #include "../io/safetensors.hpp"
+#include "../io/weight_source.hpp"
 #include "../layers/activation.hpp"
 #include "../layers/batch_norm.hpp"
 #include "../layers/conv2d.hpp"
 #include "../layers/gemm.hpp"
 #include "../layers/linear.hpp"
 #include "../layers/pooling.hpp"
+#include "layer_info.hpp"
 
 namespace drt {
-
-// ---------------------------------------------------------------------------------------- config
-
-/// The residual block of every stage (ref: ResNetBasicLayer, ResNetBottleNeckLayer).
-enum class resnet_layer_type { basic, bottleneck };
-
-inline const char* to_string(resnet_layer_type t) noexcept {
-  return t == resnet_layer_type::basic ? "basic" : "bottleneck";
-}
-
-/// ref: transformers configuration_resnet.py, ResNetConfig (defaults are ResNetConfig's = ResNet-50).
-struct resnet_config {
-  int num_channels = 3;
-  int embedding_size = 64;                              ///< stem output channels
-  std::vector<int> hidden_sizes{256, 512, 1024, 2048};  ///< output channels per stage
-  std::vector<int> depths{3, 4, 6, 3};                  ///< residual blocks per stage
-  resnet_layer_type layer_type = resnet_layer_type::bottleneck;
-  activation_kind hidden_act = activation_kind::relu;  ///< only ReLU is supported
-  bool downsample_in_first_stage = false;              ///< stage 0 has stride 2 (else 1); the others always 2
-  bool downsample_in_bottleneck = false;               ///< stride on the first 1x1 conv instead of the 3x3
-  /// Not a config field: transformers builds every BatchNorm2d with PyTorch's default eps.
-  double batch_norm_eps = 1e-5;
-  /// From id2label, index = class id. Empty (absent or {}) = no classifier: a backbone-only model.
-  std::vector<std::string> class_names;
-  std::string dtype = "float32";  ///< storage dtype recorded in the config
-
-  std::size_t num_classes() const noexcept { return class_names.size(); }
-  std::size_t num_stages() const noexcept { return depths.size(); }
-  /// Channels of the feature maps a backbone returns: stem, then every stage (ref: ResNetBackbone.num_features).
-  std::vector<std::size_t> feature_channels() const {
-    std::vector<std::size_t> out{static_cast<std::size_t>(embedding_size)};
-    for (int h : hidden_sizes) out.push_back(static_cast<std::size_t>(h));
-    return out;
-  }
-};
-
-namespace detail {
-
-inline std::vector<int> resnet_int_list(const nlohmann::json& j, const std::string& path, const char* key,
-                                        std::vector<int> fallback) {
-  if (!j.contains(key)) return fallback;
-  auto v = int_list(j, path, key);
-  if (v.empty()) throw invalid_input("config '" + path + "': field '" + key + "' must not be empty");
-  return v;
-}
-
-inline bool resnet_bool(const nlohmann::json& j, const std::string& path, const char* key, bool fallback) {
-  if (!j.contains(key)) return fallback;
-  const auto& v = j[key];
-  if (!v.is_boolean())
-    throw invalid_input("config '" + path + "': field '" + key + "' must be true or false, got " + v.dump());
-  return v.get<bool>();
-}
-
-}  // namespace detail
-
-/// Parse and validate a ResNet config.json. Absent fields take ResNetConfig's defaults, as
-/// transformers does; present ones are checked and a bad one throws naming the file and the field.
-inline resnet_config parse_resnet_config(const nlohmann::json& j, const std::string& path) {
-  if (!j.is_object()) throw invalid_input("config '" + path + "': not a JSON object");
-  const std::string type = j.value("model_type", std::string());
-  if (type != "resnet")
-    throw invalid_input("config '" + path + "': model_type '" + type + "' is not supported here, expected 'resnet'");
-  resnet_config c;
-  c.num_channels = detail::positive_int(j, path, "num_channels", c.num_channels);
-  c.embedding_size = detail::positive_int(j, path, "embedding_size", c.embedding_size);
-  c.hidden_sizes = detail::resnet_int_list(j, path, "hidden_sizes", c.hidden_sizes);
-  c.depths = detail::resnet_int_list(j, path, "depths", c.depths);
-  if (c.depths.size() != c.hidden_sizes.size())
-    throw invalid_input("config '" + path + "': field 'depths' has " + std::to_string(c.depths.size()) +
-                        " entries, expected one per entry of 'hidden_sizes' (" + std::to_string(c.hidden_sizes.size()) +
-                        ")");
-  if (j.contains("layer_type")) {
-    const auto& v = j["layer_type"];
-    const std::string lt = v.is_string() ? v.get<std::string>() : v.dump();
-    if (lt == "basic")
-      c.layer_type = resnet_layer_type::basic;
-    else if (lt == "bottleneck")
-      c.layer_type = resnet_layer_type::bottleneck;
-    else
-      throw invalid_input("config '" + path + "': layer_type '" + lt + "' is not supported (basic, bottleneck)");
-  }
-  if (j.contains("hidden_act")) {
-    const auto& v = j["hidden_act"];
-    const std::string act = v.is_string() ? v.get<std::string>() : v.dump();
-    if (act != "relu") throw invalid_input("config '" + path + "': hidden_act '" + act + "' is not supported (relu)");
-  }
-  c.downsample_in_first_stage = detail::resnet_bool(j, path, "downsample_in_first_stage", false);
-  c.downsample_in_bottleneck = detail::resnet_bool(j, path, "downsample_in_bottleneck", false);
-  if (c.layer_type == resnet_layer_type::bottleneck)
-    for (std::size_t s = 0; s < c.hidden_sizes.size(); ++s)
-      if (c.hidden_sizes[s] < 4)
-        throw invalid_input("config '" + path + "': stage " + std::to_string(s) + " hidden size " +
-                            std::to_string(c.hidden_sizes[s]) +
-                            " is too small for a bottleneck layer (reduction 4 leaves no channels)");
-  if (j.contains("id2label")) {
-    const auto& m = j["id2label"];
-    if (!m.is_object())
-      throw invalid_input("config '" + path + "': field 'id2label' must be an object {\"0\": name, ...}, got " +
-                          m.dump());
-    // An empty map is transformers' num_labels = 0: the classifier is an identity, i.e. there is none.
-    if (!m.empty()) c.class_names = detail::class_names(j, path);
-  }
-  c.dtype = j.value("dtype", j.value("torch_dtype", std::string("float32")));
-  return c;
-}
-
-inline resnet_config load_resnet_config(const std::string& path) {
-  return parse_resnet_config(detail::read_json_file(path), path);
-}
-
-/// The published ResNet geometries ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"; the
-/// microsoft/resnet-* configs) with `classes` output classes (ImageNet: 1000; 0 = backbone only).
-inline resnet_config standard_resnet_config(const std::string& name, std::size_t classes = 1000) {
-  resnet_config c;  // ResNetConfig defaults: ResNet-50
-  c.embedding_size = 64;
-  if (name == "resnet18" || name == "resnet34") {
-    c.layer_type = resnet_layer_type::basic;
-    c.hidden_sizes = {64, 128, 256, 512};
-    c.depths = name == "resnet18" ? std::vector<int>{2, 2, 2, 2} : std::vector<int>{3, 4, 6, 3};
-  } else if (name == "resnet50" || name == "resnet101" || name == "resnet152") {
-    c.layer_type = resnet_layer_type::bottleneck;
-    c.hidden_sizes = {256, 512, 1024, 2048};
-    c.depths = name == "resnet50"    ? std::vector<int>{3, 4, 6, 3}
-               : name == "resnet101" ? std::vector<int>{3, 4, 23, 3}
-                                     : std::vector<int>{3, 8, 36, 3};
-  } else {
-    throw invalid_input("unknown ResNet architecture '" + name +
-                        "' (resnet18, resnet34, resnet50, resnet101, resnet152)");
-  }
-  for (std::size_t k = 0; k < classes; ++k) c.class_names.push_back("class_" + std::to_string(k));
-  return c;
-}
 
 // ----------------------------------------------------------------------------------------- model
 
@@ -184,6 +63,14 @@ struct resnet_layer_macs {
   double macs = 0;
 };
 
+/// Which parts of the network run (the dynamic path, made by `resnet_model::compile`); the defaults
+/// run everything. Channel counts are prefixes in checkpoint order.
+struct resnet_execution {
+  std::vector<std::size_t> depths;            ///< blocks run per stage (the first d); empty = all
+  std::vector<std::vector<std::size_t>> mid;  ///< middle channels per stage and block; empty = all
+  std::vector<std::size_t> width;             ///< output channels per stage; empty = all
+};
+
 /// One residual block (ref: ResNetBottleNeckLayer / ResNetBasicLayer), every BatchNorm folded.
 /// Bottleneck: layer[0] 1x1 reduce, layer[1] 3x3, layer[2] 1x1 expand; basic: layer[0], layer[1] 3x3.
 struct resnet_block {
@@ -195,12 +82,14 @@ struct resnet_block {
 
 namespace detail {
 
-/// y[m, n] = relu(a[m, k] x B + bias + residual[m, n]): the end of every residual block
-/// (ref: `hidden_state += residual; hidden_state = self.activation(hidden_state)`). gemm's epilogue
-/// adds the residual after its activation, so the ReLU is applied to each block of rows right after
-/// the GEMM wrote it, while it is still in cache. residual may alias y.
+/// y[m, n] (row stride ldy) = relu(a[m, k] x B + bias + residual[m, n] (row stride ldr)): the end of
+/// every bottleneck block (ref: `hidden_state += residual; hidden_state = self.activation(hidden_state)`).
+/// gemm's epilogue adds the residual after its activation, so the ReLU is applied to each block of
+/// rows right after the GEMM wrote it, while it is still in cache. residual may alias y when ldr == ldy.
+/// n and k may be prefixes of B's outputs and reduction (a dynamic path's width and middle channels).
 inline void gemm_residual_relu(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-                               const packed_matrix& b, const float* bias, const float* residual, float* y) {
+                               const packed_matrix& b, const float* bias, const float* residual, std::size_t ldr,
+                               float* y, std::size_t ldy) {
   const std::size_t want = 4 * static_cast<std::size_t>(max_threads());
   std::size_t rows = gemm_mc;
   if ((m + rows - 1) / rows < want) {
@@ -214,10 +103,13 @@ inline void gemm_residual_relu(std::size_t m, std::size_t n, std::size_t k, cons
         const std::size_t r0 = bi * rows, mr = std::min(rows, m - r0);
         gemm_epilogue ep;
         ep.bias = bias;
-        ep.residual = residual + r0 * n;
-        ep.ldr = n;
-        gemm(mr, n, k, a + r0 * lda, lda, b, y + r0 * n, n, ep, /*allow_parallel=*/false);
-        activate_inplace<activation::relu>(y + r0 * n, mr * n);
+        ep.residual = residual + r0 * ldr;
+        ep.ldr = ldr;
+        gemm(mr, n, k, a + r0 * lda, lda, b, y + r0 * ldy, ldy, ep, /*allow_parallel=*/false);
+        if (ldy == n)
+          activate_inplace<activation::relu>(y + r0 * n, mr * n);
+        else
+          for (std::size_t r = 0; r < mr; ++r) activate_inplace<activation::relu>(y + (r0 + r) * ldy, n);
       },
       2.0 * static_cast<double>(m) * n * k);
 }
@@ -238,6 +130,81 @@ inline void add_relu_inplace(float* y, const float* residual, std::size_t count)
         for (; i < i1; ++i) y[i] = std::max(y[i] + residual[i], 0.f);
       },
       static_cast<double>(count));
+}
+
+/// y[m, :c] = relu(y[m, :c] + residual[m, :c]) for m pixels, y of pixel stride c, residual of pixel
+/// stride ldr >= c (a channel prefix of a wider map).
+inline void add_relu_rows(float* y, std::size_t c, const float* residual, std::size_t ldr, std::size_t m) {
+  if (ldr == c) return add_relu_inplace(y, residual, m * c);
+  parallel_for(
+      m,
+      [&](std::size_t i) {
+        float* yr = y + i * c;
+        const float* rr = residual + i * ldr;
+        for (std::size_t j = 0; j < c; ++j) yr[j] = std::max(yr[j] + rr[j], 0.f);
+      },
+      static_cast<double>(m) * c);
+}
+
+/// y[:, :out_kept] = act(conv(x[:, :in_kept])): a channel prefix of a conv2d's input and output
+/// computed from its one packed copy. x: [N, H, W, *] with pixel stride ldx; y: [N, OH, OW, *] with
+/// pixel stride ldy. Dropped input channels shorten the reduction, dropped outputs are never computed.
+/// With every channel kept and a dense input this is conv2d::run itself.
+inline void conv2d_prefix(const conv2d& conv, const float* x, std::size_t ldx, std::size_t n, std::size_t h,
+                          std::size_t w, std::size_t in_kept, float* y, std::size_t ldy, std::size_t out_kept,
+                          activation act) {
+  const conv2d_shape& s = conv.shape();
+  if (s.groups != 1 || in_kept == 0 || out_kept == 0 || in_kept > s.in_channels || out_kept > s.out_channels ||
+      ldx < in_kept || ldy < out_kept)
+    throw shape_error("conv2d_prefix: channels in=" + std::to_string(in_kept) + " (stride " + std::to_string(ldx) +
+                      "), out=" + std::to_string(out_kept) + " (stride " + std::to_string(ldy) +
+                      ") do not fit the conv [" + std::to_string(s.in_channels) + " -> " +
+                      std::to_string(s.out_channels) + "], groups " + std::to_string(s.groups));
+  if (in_kept == s.in_channels && out_kept == s.out_channels && ldx == s.in_channels)
+    return conv.run(x, n, h, w, y, act, ldy);
+  gemm_epilogue ep;
+  ep.act = act;
+  ep.bias = conv.bias();
+  if (s.is_pointwise()) {
+    gemm(n * h * w, out_kept, in_kept, x, ldx, conv.weights(), y, ldy, ep);
+    return;
+  }
+  const std::size_t oh = s.out_h(h), ow = s.out_w(w), taps = s.kernel_h * s.kernel_w, kk = taps * in_kept;
+  if (oh == 0 || ow == 0)
+    throw shape_error("conv2d_prefix: input " + std::to_string(h) + "x" + std::to_string(w) + " is smaller than the " +
+                      std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " kernel");
+  const std::size_t pixels = n * oh * ow;
+  const std::size_t block = std::max<std::size_t>(segmented::mr, std::min<std::size_t>(256, (1u << 18) / (kk + 1)));
+  const std::size_t blocks = (pixels + block - 1) / block;
+  // The kept channels of each tap are a run of conv2d's (ky, kx, ic) reduction: one segment per tap
+  // (merged into one when every input channel is kept).
+  std::vector<gemm_segment> segs;
+  for (std::size_t t = 0; t < taps; ++t) append_segment(segs, {t * in_kept, t * s.in_channels, in_kept});
+  auto task = [&](std::size_t bi) {
+    thread_local aligned_vector<float> col;
+    const std::size_t p0 = bi * block, rows = std::min(block, pixels - p0);
+    if (col.size() < rows * kk) col.resize(rows * kk);
+    // im2col rows in (ky, kx, ic < in_kept) order
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t p = p0 + r, b = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
+      float* dst = col.data() + r * kk;
+      for (std::size_t ky = 0; ky < s.kernel_h; ++ky) {
+        const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
+        for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
+          const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
+          float* d = dst + (ky * s.kernel_w + kx) * in_kept;
+          if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w))
+            std::fill(d, d + in_kept, 0.f);
+          else
+            std::copy_n(x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * ldx, in_kept,
+                        d);
+        }
+      }
+    }
+    gemm_segmented(rows, out_kept, col.data(), kk, segs, conv.weights(), y + p0 * ldy, ldy, conv.bias(), act,
+                   /*allow_parallel=*/false);
+  };
+  parallel_for(blocks, task, 2.0 * static_cast<double>(pixels) * out_kept * kk);
 }
 
 }  // namespace detail
@@ -265,6 +232,18 @@ public:
           return keep.back().data.data();
         },
         bare ? "" : "resnet.", !bare && cfg_.num_classes() > 0);
+  }
+
+  /// Build from any weight source (checkpoint, synthetic, edited) with ResNetForImageClassification
+  /// names (`resnet.*`, and `classifier.1.*` when the config has classes).
+  resnet_model(resnet_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+    std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
+    build(
+        [&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
+          keep.push_back(source(name, shape));
+          return keep.back().data();
+        },
+        "resnet.", cfg_.num_classes() > 0);
   }
 
   /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
@@ -392,72 +371,114 @@ public:
     std::size_t h = stem_pool().out(stem_.shape().out_h(height)), w = stem_pool().out(stem_.shape().out_w(width));
     out.emplace_back(h, w);
     for (const auto& blocks : stages_) {
-      for (const auto& b : blocks) {
-        for (const auto& l : b.layer) {
-          h = l.shape().out_h(h);
-          w = l.shape().out_w(w);
-        }
+      for (const auto& l : blocks.front().layer) {  // only the first block of a stage changes the size
+        h = l.shape().out_h(h);
+        w = l.shape().out_w(w);
       }
       out.emplace_back(h, w);
     }
     return out;
   }
 
-  /// MACs per convolution / linear layer for one H x W image, in execution order, named as the
-  /// checkpoint's modules (without the `resnet.` prefix). Pooling and the residual adds are not counted.
-  std::vector<resnet_layer_macs> macs(std::size_t height, std::size_t width) const {
-    std::vector<resnet_layer_macs> out;
-    out.push_back({"embedder.embedder", stem_.shape().macs(1, height, width)});
-    std::size_t h = stem_pool().out(stem_.shape().out_h(height)), w = stem_pool().out(stem_.shape().out_w(width));
-    for (std::size_t s = 0; s < stages_.size(); ++s)
-      for (std::size_t j = 0; j < stages_[s].size(); ++j) {
-        const auto& b = stages_[s][j];
-        const std::string p = "encoder.stages." + std::to_string(s) + ".layers." + std::to_string(j) + ".";
-        const std::size_t h0 = h, w0 = w;
-        for (std::size_t i = 0; i < b.layer.size(); ++i) {
-          out.push_back({p + "layer." + std::to_string(i), b.layer[i].shape().macs(1, h, w)});
-          h = b.layer[i].shape().out_h(h);
-          w = b.layer[i].shape().out_w(w);
-        }
-        if (b.has_shortcut) out.push_back({p + "shortcut", b.shortcut.shape().macs(1, h0, w0)});
-      }
-    if (has_classifier_)
-      out.push_back({"classifier.1", static_cast<double>(classifier_.in_features()) * classifier_.out_features()});
+  /// Compiles a path into what `forward` runs (validated once; switching paths is then a lookup).
+  resnet_execution compile(const resnet_path& path) const {
+    path.validate(cfg_);
+    resnet_execution e;
+    std::size_t g = 0;
+    for (std::size_t s = 0; s < stages_.size(); ++s) {
+      e.depths.push_back(path.depths.empty() ? stages_[s].size() : static_cast<std::size_t>(path.depths[s]));
+      e.mid.emplace_back();
+      for (std::size_t j = 0; j < stages_[s].size(); ++j, ++g) e.mid[s].push_back(path.mid_kept(cfg_, s, g));
+      e.width.push_back(path.width_kept(cfg_, s));
+    }
+    return e;
+  }
+
+  /// Blocks of stage s that `exec` runs (the first ones; at least the first).
+  std::size_t blocks_run(const resnet_execution& exec, std::size_t s) const noexcept {
+    const std::size_t d = s < exec.depths.size() ? exec.depths[s] : stages_[s].size();
+    return std::max<std::size_t>(1, std::min(d, stages_[s].size()));
+  }
+  /// Middle channels block j of stage s computes under `exec`.
+  std::size_t mid_kept(const resnet_execution& exec, std::size_t s, std::size_t j) const noexcept {
+    return s < exec.mid.size() && j < exec.mid[s].size() ? exec.mid[s][j]
+                                                         : stages_[s][j].layer.front().shape().out_channels;
+  }
+  /// Output channels stage s computes under `exec`.
+  std::size_t width_kept(const resnet_execution& exec, std::size_t s) const noexcept {
+    return s < exec.width.size() ? exec.width[s] : static_cast<std::size_t>(cfg_.hidden_sizes[s]);
+  }
+
+  /// The layers `forward` runs for a batch of N images of H x W under `exec`, in execution order, with
+  /// exact MACs: `stem.conv`, `stem.pool`, then per block `stage<s>.block<j>.shortcut` (a projection),
+  /// `.conv1`, `.conv2`(, `.conv3`), `.residual` (the addition + ReLU; timed with conv3 in a
+  /// bottleneck, where it is fused), then `pool` and `classifier`. Stages and blocks count from 1.
+  std::vector<layer_info> layers(std::size_t height, std::size_t width, const resnet_execution& exec = {},
+                                 std::size_t n = 1) const {
+    std::vector<layer_info> out;
+    visit_layers(height, width, exec, n, [&](layer_info&& l, const std::string&) { out.push_back(std::move(l)); });
     return out;
   }
 
-  /// Sum of `macs(height, width)`.
-  double total_macs(std::size_t height, std::size_t width) const {
+  /// MACs per convolution / linear layer for one H x W image under `exec`, in execution order, named as
+  /// the checkpoint's modules (without the `resnet.` prefix): the MAC layers of `layers()`. Pooling and
+  /// the residual adds are not counted.
+  std::vector<resnet_layer_macs> macs(std::size_t height, std::size_t width, const resnet_execution& exec = {}) const {
+    std::vector<resnet_layer_macs> out;
+    visit_layers(height, width, exec, 1, [&](layer_info&& l, const std::string& module) {
+      if (!module.empty()) out.push_back({module, l.macs});
+    });
+    return out;
+  }
+
+  /// Sum of `macs(height, width, exec)` = total_macs(layers(height, width, exec)).
+  double total_macs(std::size_t height, std::size_t width, const resnet_execution& exec = {}) const {
     double total = 0;
-    for (const auto& l : macs(height, width)) total += l.macs;
+    for (const auto& l : macs(height, width, exec)) total += l.macs;
     return total;
   }
 
+  /// Runs `path` (compiled on each call; hold a `resnet_execution` to switch paths per frame).
+  resnet_output forward(const tensor4& pixel_values, const resnet_path& path, bool keep_hidden_states = false) const {
+    return forward(pixel_values, keep_hidden_states, compile(path));
+  }
+
   /// pixel_values: [N, C, H, W] float32, normalized. Returns the logits [N, classes], the pooled
-  /// features and, when `keep_hidden_states`, the stem and stage outputs (NCHW).
-  resnet_output forward(const tensor4& pixel_values, bool keep_hidden_states = false) const {
+  /// features and, when `keep_hidden_states`, the stem and stage outputs (NCHW). Under a path with
+  /// narrower stages, the stage outputs and the pooled features hold only the channels computed
+  /// (the first `width` of each stage).
+  resnet_output forward(const tensor4& pixel_values, bool keep_hidden_states = false,
+                        const resnet_execution& exec = {}) const {
     resnet_output out;
     const std::size_t n = pixel_values.shape(0);
-    const float* last =
-        encode(pixel_values, [&](std::size_t, const float* p, std::size_t h, std::size_t w, std::size_t ch) {
+    const encoded last =
+        encode(pixel_values, exec, [&](std::size_t, const float* p, std::size_t h, std::size_t w, std::size_t ch) {
           if (keep_hidden_states) out.hidden_states.push_back(to_nchw(p, n, h, w, ch));
         });
-    const auto last_size = feature_sizes(pixel_values.shape(2), pixel_values.shape(3)).back();
-    const std::size_t C = static_cast<std::size_t>(cfg_.hidden_sizes.back());
     // ref: ResNetModel.pooler = AdaptiveAvgPool2d((1, 1)); [N, 1, 1, C] is [N, C].
-    out.pooled = tensor2::from_shape({n, C});
-    adaptive_avg_pool2d(last, n, last_size.first, last_size.second, C, out.pooled.data(), 1, 1);
+    out.pooled = tensor2::from_shape({n, last.c});
+    {
+      profile_scope ps("pool");
+      adaptive_avg_pool2d(last.data, n, last.h, last.w, last.c, out.pooled.data(), 1, 1);
+    }
     out.logits = tensor2::from_shape({n, num_classes()});
-    if (has_classifier_) classifier_.run(n, out.pooled.data(), C, out.logits.data(), num_classes());
+    if (has_classifier_) {
+      profile_scope ps("classifier");
+      gemm_epilogue ep;
+      ep.bias = classifier_.bias();
+      gemm(n, num_classes(), last.c, out.pooled.data(), last.c, classifier_.weights(), out.logits.data(), num_classes(),
+           ep);
+    }
     return out;
   }
 
   /// Backbone use: the stem output (after the max-pool) and every stage output, NHWC [N, H, W, C]
   /// (ref: ResNetBackbone feature_maps, all of stage_names; pick by index 0 = "stem", s = "stage<s>").
-  std::vector<tensor4> features(const tensor4& pixel_values) const {
+  /// Under a path with narrower stages, C is the stage's kept width.
+  std::vector<tensor4> features(const tensor4& pixel_values, const resnet_execution& exec = {}) const {
     std::vector<tensor4> maps;
     const std::size_t n = pixel_values.shape(0);
-    encode(pixel_values, [&](std::size_t, const float* p, std::size_t h, std::size_t w, std::size_t ch) {
+    encode(pixel_values, exec, [&](std::size_t, const float* p, std::size_t h, std::size_t w, std::size_t ch) {
       tensor4 t = tensor4::from_shape({n, h, w, ch});
       std::copy(p, p + n * h * w * ch, t.data());
       maps.push_back(std::move(t));
@@ -474,34 +495,120 @@ public:
   }
 
 private:
-  /// Runs the stem and the stages; calls on_feature(index, nhwc, h, w, channels) for the stem output
-  /// and each stage output. Returns the last stage's output (valid until this thread's next call).
+  /// Calls f(layer_info, checkpoint module name or "" for layers without weights) for every layer
+  /// `forward` runs, in order. The one description of the graph that layers() and macs() share.
   template <class F>
-  const float* encode(const tensor4& pixel_values, F&& on_feature) const {
+  void visit_layers(std::size_t height, std::size_t width, const resnet_execution& exec, std::size_t n, F&& f) const {
+    auto emit = [&](std::string name, layer_kind kind, std::size_t k, std::size_t c, std::size_t p, std::size_t q,
+                    std::size_t r, std::size_t stride, std::size_t params, const std::string& module,
+                    std::string timed_as = {}) {
+      layer_info l;
+      l.name = std::move(name);
+      l.kind = kind;
+      l.region = model_region::encoder;  // a classifier / backbone: everything is the encoder
+      l.batch = n;
+      l.k = k;
+      l.c = c;
+      l.p = p;
+      l.q = q;
+      l.r = l.s = r;
+      l.stride = stride;
+      l.params = params;
+      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::linear;
+      l.macs = has_macs ? double(n) * k * c * p * q * r * r : 0.0;
+      l.timed_as = std::move(timed_as);
+      f(std::move(l), module);
+    };
+    const auto& st = stem_.shape();
+    const std::size_t E = st.out_channels, sh = st.out_h(height), sw = st.out_w(width);
+    emit("stem.conv", layer_kind::conv, E, st.in_channels, sh, sw, st.kernel_h, st.stride_h,
+         E * st.in_channels * st.kernel_h * st.kernel_w + E, "embedder.embedder");
+    std::size_t h = stem_pool().out(sh), w = stem_pool().out(sw), c = E;
+    emit("stem.pool", layer_kind::pool, E, E, h, w, stem_pool().kernel, stem_pool().stride, 0, "");
+    for (std::size_t s = 0; s < stages_.size(); ++s) {
+      const std::size_t cout = width_kept(exec, s);
+      for (std::size_t j = 0; j < blocks_run(exec, s); ++j) {
+        const auto& b = stages_[s][j];
+        const std::string pre = "stage" + std::to_string(s + 1) + ".block" + std::to_string(j + 1) + ".";
+        const std::string mod = "encoder.stages." + std::to_string(s) + ".layers." + std::to_string(j) + ".";
+        const std::size_t mid = mid_kept(exec, s, j);
+        std::size_t oh = h, ow = w;
+        for (const auto& l : b.layer) {
+          oh = l.shape().out_h(oh);
+          ow = l.shape().out_w(ow);
+        }
+        if (b.has_shortcut) {
+          const auto& ss = b.shortcut.shape();
+          emit(pre + "shortcut", layer_kind::conv, cout, c, oh, ow, 1, ss.stride_h, cout * c + cout, mod + "shortcut");
+        }
+        std::size_t lh = h, lw = w;
+        for (std::size_t i = 0; i < b.layer.size(); ++i) {
+          const auto& ls = b.layer[i].shape();
+          const std::size_t in = i == 0 ? c : mid, o = i + 1 == b.layer.size() ? cout : mid;
+          lh = ls.out_h(lh);
+          lw = ls.out_w(lw);
+          emit(pre + "conv" + std::to_string(i + 1), layer_kind::conv, o, in, lh, lw, ls.kernel_h, ls.stride_h,
+               o * in * ls.kernel_h * ls.kernel_w + o, mod + "layer." + std::to_string(i));
+        }
+        emit(pre + "residual", layer_kind::elementwise, cout, cout, oh, ow, 1, 1, 0, "",
+             b.layer.size() == 3 ? pre + "conv3" : std::string());
+        h = oh;
+        w = ow;
+        c = cout;
+      }
+    }
+    emit("pool", layer_kind::pool, c, c, 1, 1, 1, 1, 0, "");
+    if (has_classifier_)
+      emit("classifier", layer_kind::linear, num_classes(), c, 1, 1, 1, 1, num_classes() * c + num_classes(),
+           "classifier.1");
+  }
+
+  /// The last feature map of an encoding: NHWC [N, h, w, c] (valid until this thread's next call).
+  struct encoded {
+    const float* data = nullptr;
+    std::size_t h = 0, w = 0, c = 0;
+  };
+
+  /// Runs the stem and the stages under `exec`; calls on_feature(index, nhwc, h, w, channels) for the
+  /// stem output and each stage output. Activations are dense: a stage's maps hold its kept width.
+  template <class F>
+  encoded encode(const tensor4& pixel_values, const resnet_execution& exec, F&& on_feature) const {
     check_input(pixel_values);
     const std::size_t n = pixel_values.shape(0), c = pixel_values.shape(1);
     std::size_t h = pixel_values.shape(2), w = pixel_values.shape(3);
     buffers& buf = thread_buffers();
+    const bool prof = profiling_active();
+    const std::size_t E = stem_.shape().out_channels;
     {
       const tensor4 x = nchw_to_nhwc(pixel_values.data(), n, c, h, w);
       const std::size_t sh = stem_.shape().out_h(h), sw = stem_.shape().out_w(w);
-      const std::size_t E = stem_.shape().out_channels;
       grow(buf.t1, n * sh * sw * E);
-      stem_.run(x.data(), n, h, w, buf.t1.data(), activation::relu);
+      {
+        profile_scope ps("stem.conv");
+        stem_.run(x.data(), n, h, w, buf.t1.data(), activation::relu);
+      }
       h = stem_pool().out(sh);
       w = stem_pool().out(sw);
       grow(buf.cur, n * h * w * E);
-      max_pool2d(buf.t1.data(), n, sh, sw, E, stem_pool(), buf.cur.data());
+      {
+        profile_scope ps("stem.pool");
+        max_pool2d(buf.t1.data(), n, sh, sw, E, stem_pool(), buf.cur.data());
+      }
       on_feature(0, buf.cur.data(), h, w, E);
     }
+    std::size_t ch = E;
     for (std::size_t s = 0; s < stages_.size(); ++s) {
-      for (const auto& b : stages_[s]) {
-        run_block(b, n, h, w, buf);
+      const std::size_t width = width_kept(exec, s);
+      for (std::size_t j = 0; j < blocks_run(exec, s); ++j) {
+        profile_prefix pp(prof ? "stage" + std::to_string(s + 1) + ".block" + std::to_string(j + 1) + "."
+                               : std::string());
+        run_block(stages_[s][j], n, h, w, ch, mid_kept(exec, s, j), width, buf);
         std::swap(buf.cur, buf.next);
+        ch = width;
       }
-      on_feature(s + 1, buf.cur.data(), h, w, static_cast<std::size_t>(cfg_.hidden_sizes[s]));
+      on_feature(s + 1, buf.cur.data(), h, w, ch);
     }
-    return buf.cur.data();
+    return {buf.cur.data(), h, w, ch};
   }
 
   struct buffers {
@@ -518,38 +625,55 @@ private:
     if (v.size() < size) v.resize(size);
   }
 
-  /// buf.cur [N, h, w, IC] -> buf.next [N, h', w', OC]; h and w become the output size.
-  void run_block(const resnet_block& b, std::size_t n, std::size_t& h, std::size_t& w, buffers& buf) const {
+  /// buf.cur [N, h, w, cin] -> buf.next [N, h', w', cout]; h and w become the output size. `mid` and
+  /// `cout` are the block's kept middle and output channels, `cin` the channels of its input (the
+  /// previous block's kept width): every conv reads and writes only those prefixes.
+  void run_block(const resnet_block& b, std::size_t n, std::size_t& h, std::size_t& w, std::size_t cin, std::size_t mid,
+                 std::size_t cout, buffers& buf) const {
     const float* x = buf.cur.data();
     // The shortcut's geometry equals the block's (1x1 pad 0 and 3x3 pad 1 with the same stride agree).
-    const auto& last = b.layer.back().shape();
     std::size_t oh = h, ow = w;
     for (const auto& l : b.layer) {
       oh = l.shape().out_h(oh);
       ow = l.shape().out_w(ow);
     }
-    const std::size_t oc = last.out_channels, m = n * oh * ow;
-    const float* residual = x;  // identity: same size and width
+    const std::size_t m = n * oh * ow;
+    const float* residual = x;  // identity: same size; its first cout channels
+    std::size_t ldr = cin;
     if (b.has_shortcut) {
-      grow(buf.sc, m * oc);
-      b.shortcut.run(x, n, h, w, buf.sc.data());
+      grow(buf.sc, m * cout);
+      profile_scope ps("shortcut");
+      detail::conv2d_prefix(b.shortcut, x, cin, n, h, w, cin, buf.sc.data(), cout, cout, activation::none);
       residual = buf.sc.data();
+      ldr = cout;
     }
-    grow(buf.next, m * oc);
+    grow(buf.next, m * cout);
     const auto& l0 = b.layer[0];
     const std::size_t h1 = l0.shape().out_h(h), w1 = l0.shape().out_w(w);
-    grow(buf.t1, n * h1 * w1 * l0.shape().out_channels);
-    l0.run(x, n, h, w, buf.t1.data(), activation::relu);
+    grow(buf.t1, n * h1 * w1 * mid);
+    {
+      profile_scope ps("conv1");
+      detail::conv2d_prefix(l0, x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu);
+    }
     if (b.layer.size() == 3) {  // bottleneck: 3x3, then the 1x1 expand fused with the residual and ReLU
       const auto& l1 = b.layer[1];
-      grow(buf.t2, m * l1.shape().out_channels);
-      l1.run(buf.t1.data(), n, h1, w1, buf.t2.data(), activation::relu);
+      grow(buf.t2, m * mid);
+      {
+        profile_scope ps("conv2");
+        detail::conv2d_prefix(l1, buf.t1.data(), mid, n, h1, w1, mid, buf.t2.data(), mid, mid, activation::relu);
+      }
       const auto& l2 = b.layer[2];
-      detail::gemm_residual_relu(m, oc, l2.shape().in_channels, buf.t2.data(), l2.shape().in_channels, l2.weights(),
-                                 l2.bias(), residual, buf.next.data());
+      profile_scope ps("conv3");
+      detail::gemm_residual_relu(m, cout, mid, buf.t2.data(), mid, l2.weights(), l2.bias(), residual, ldr,
+                                 buf.next.data(), cout);
     } else {  // basic: 3x3 without activation, then residual + ReLU
-      b.layer[1].run(buf.t1.data(), n, h1, w1, buf.next.data());
-      detail::add_relu_inplace(buf.next.data(), residual, m * oc);
+      {
+        profile_scope ps("conv2");
+        detail::conv2d_prefix(b.layer[1], buf.t1.data(), mid, n, h1, w1, mid, buf.next.data(), cout, cout,
+                              activation::none);
+      }
+      profile_scope ps("residual");
+      detail::add_relu_rows(buf.next.data(), cout, residual, ldr, m);
     }
     h = oh;
     w = ow;

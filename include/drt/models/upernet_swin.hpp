@@ -16,10 +16,19 @@
 /// - the feature map of stage s is the stage output before patch merging, normalized by
 ///   `hidden_states_norms.stage{s}` (`stem`: the embedding output);
 /// - the logits are upsampled to the input size (bilinear, align_corners=False).
+///
+/// Dynamic paths (dynamic/upernet_path.hpp): `compile(path)` gives an `upernet_execution` that
+/// `forward` runs without copying weights: skipped Swin blocks are the identity and cost nothing, and
+/// the UPerNet head (run here, from the same modules as layers/upernet_head.hpp, so that every conv
+/// takes run-time channel prefixes) computes only the kept channels, propagated backwards from the
+/// classifier to the fpn_bottleneck, the fpn convs and the lateral path. `layers(h, w, exec)` lists
+/// what runs, named as the profile scopes of `forward`.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <utility>
@@ -28,9 +37,16 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
+#include "../dynamic/gemm_segmented.hpp"
+#include "../dynamic/upernet_path.hpp"
 #include "../io/model_config.hpp"
 #include "../io/safetensors.hpp"
+#include "../io/upernet_config.hpp"
+#include "../io/weight_source.hpp"
+#include "../layers/batch_norm.hpp"
 #include "../layers/conv2d.hpp"
 #include "../layers/layer_norm.hpp"
 #include "../layers/linear.hpp"
@@ -38,253 +54,21 @@
 #include "../layers/resize.hpp"
 #include "../layers/upernet_head.hpp"
 #include "../layers/window_attention.hpp"
+#include "layer_info.hpp"
 
 namespace drt {
-
-/// ref: transformers configuration_swin.py, SwinConfig (defaults as there: Swin-T).
-struct swin_config {
-  int num_channels = 3;
-  int patch_size = 4;
-  int embed_dim = 96;
-  std::vector<int> depths{2, 2, 6, 2};
-  std::vector<int> num_heads{3, 6, 12, 24};
-  int window_size = 7;
-  double mlp_ratio = 4.0;
-  bool qkv_bias = true;
-  double layer_norm_eps = 1e-5;  ///< layernorm_before / layernorm_after only
-  activation_kind hidden_act = activation_kind::gelu;
-  /// Feature maps returned, as indices into stage_names ["stem", "stage1", ...]: 0 = the embedding output.
-  std::vector<int> out_indices{1, 2, 3, 4};
-  /// Not a config field: how the window adapts to small grids (SwinBackbone: always_partition).
-  window_policy policy = window_policy::always_partition;
-
-  std::size_t num_stages() const noexcept { return depths.size(); }
-  std::size_t stage_channels(std::size_t s) const noexcept { return static_cast<std::size_t>(embed_dim) << s; }
-  /// Channels of stage_names[idx] (0 = stem).
-  std::size_t feature_channels(std::size_t idx) const noexcept {
-    return idx == 0 ? static_cast<std::size_t>(embed_dim) : stage_channels(idx - 1);
-  }
-  /// int(mlp_ratio * dim), as SwinIntermediate.
-  std::size_t mlp_hidden(std::size_t s) const noexcept {
-    return static_cast<std::size_t>(mlp_ratio * static_cast<double>(stage_channels(s)));
-  }
-  static std::string stage_name(std::size_t idx) { return idx == 0 ? "stem" : "stage" + std::to_string(idx); }
-};
-
-/// ref: transformers configuration_upernet.py, UperNetConfig (the inference fields).
-struct upernet_config {
-  swin_config backbone;
-  int hidden_size = 512;
-  std::vector<int> pool_scales{1, 2, 3, 6};
-  double batch_norm_eps = 1e-5;          ///< every BatchNorm2d of the head (PyTorch default)
-  std::vector<std::string> class_names;  ///< from id2label, index = class id
-  std::string dtype = "float32";
-  std::size_t num_classes() const noexcept { return class_names.size(); }
-};
-
-namespace detail {
-namespace upernet_cfg {
-
-inline std::string where(const std::string& path) { return "config '" + path + "': "; }
-
-inline int positive_int(const nlohmann::json& j, const std::string& path, const std::string& prefix, const char* key,
-                        int fallback) {
-  if (!j.contains(key)) return fallback;
-  const auto& v = j[key];
-  if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > (1LL << 30))
-    throw invalid_input(where(path) + "field '" + prefix + key + "' must be a positive integer, got " + v.dump());
-  return v.get<int>();
-}
-
-inline double positive_number(const nlohmann::json& j, const std::string& path, const std::string& prefix,
-                              const char* key, double fallback) {
-  if (!j.contains(key)) return fallback;
-  const auto& v = j[key];
-  if (!v.is_number() || !(v.get<double>() > 0))
-    throw invalid_input(where(path) + "field '" + prefix + key + "' must be a positive number, got " + v.dump());
-  return v.get<double>();
-}
-
-inline bool boolean(const nlohmann::json& j, const std::string& path, const std::string& prefix, const char* key,
-                    bool fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  if (!j[key].is_boolean())
-    throw invalid_input(where(path) + "field '" + prefix + key + "' must be true or false, got " + j[key].dump());
-  return j[key].get<bool>();
-}
-
-inline std::vector<int> positive_list(const nlohmann::json& j, const std::string& path, const std::string& prefix,
-                                      const char* key, std::vector<int> fallback) {
-  if (!j.contains(key)) return fallback;
-  const auto& v = j[key];
-  std::vector<int> out;
-  bool ok = v.is_array() && !v.empty();
-  if (ok)
-    for (const auto& x : v) {
-      if (!x.is_number_integer() || x.get<long long>() <= 0 || x.get<long long>() > (1LL << 30)) {
-        ok = false;
-        break;
-      }
-      out.push_back(x.get<int>());
-    }
-  if (!ok)
-    throw invalid_input(where(path) + "field '" + prefix + key +
-                        "' must be a non-empty list of positive integers, got " + v.dump());
-  return out;
-}
-
-/// out_features / out_indices as transformers aligns them (get_aligned_output_features_output_indices):
-/// either one given, both consistent, or neither (= the last stage).
-inline std::vector<int> out_indices(const nlohmann::json& b, const std::string& path, std::size_t stages) {
-  const std::string p = where(path) + "backbone_config.";
-  const std::size_t names = stages + 1;
-  std::string all;
-  for (std::size_t i = 0; i < names; ++i) all += (i ? ", " : "") + swin_config::stage_name(i);
-  std::vector<int> from_features, from_indices;
-  const bool has_f = b.contains("out_features") && !b["out_features"].is_null();
-  const bool has_i = b.contains("out_indices") && !b["out_indices"].is_null();
-  if (has_f) {
-    const auto& f = b["out_features"];
-    if (!f.is_array() || f.empty())
-      throw invalid_input(p + "out_features must be a non-empty list of stage names, got " + f.dump());
-    for (const auto& s : f) {
-      int found = -1;
-      for (std::size_t i = 0; i < names; ++i)
-        if (s.is_string() && s.get<std::string>() == swin_config::stage_name(i)) found = static_cast<int>(i);
-      if (found < 0) throw invalid_input(p + "out_features entry " + s.dump() + " is not a stage name (" + all + ")");
-      from_features.push_back(found);
-    }
-  }
-  if (has_i) {
-    const auto& f = b["out_indices"];
-    if (!f.is_array() || f.empty())
-      throw invalid_input(p + "out_indices must be a non-empty list of stage indices, got " + f.dump());
-    for (const auto& s : f) {
-      const long long n = static_cast<long long>(names);
-      long long v = s.is_number_integer() ? s.get<long long>() : n;
-      if (v < 0) v += n;  // Python-style negative index, as transformers accepts
-      if (v < 0 || v >= n)
-        throw invalid_input(p + "out_indices entry " + s.dump() + " is out of range 0.." + std::to_string(n - 1));
-      from_indices.push_back(static_cast<int>(v));
-    }
-  }
-  if (has_f && has_i && from_features != from_indices)
-    throw invalid_input(p + "out_features " + b["out_features"].dump() + " and out_indices " + b["out_indices"].dump() +
-                        " disagree");
-  std::vector<int> out = has_f ? from_features : has_i ? from_indices : std::vector<int>{static_cast<int>(stages)};
-  for (std::size_t i = 1; i < out.size(); ++i)
-    if (out[i] <= out[i - 1])
-      throw invalid_input(p + "out_indices must follow the stage order without repeats, got " + shape_str(out));
-  return out;
-}
-
-}  // namespace upernet_cfg
-}  // namespace detail
-
-/// Parse and validate an UPerNet config.json with a Swin backbone_config.
-inline upernet_config parse_upernet_config(const nlohmann::json& j, const std::string& path) {
-  namespace uc = detail::upernet_cfg;
-  const std::string at = uc::where(path);
-  if (!j.is_object()) throw invalid_input(at + "not a JSON object");
-  const std::string type =
-      j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
-  if (type != "upernet")
-    throw invalid_input(at + "model_type '" + type + "' is not supported here, expected 'upernet'");
-  if (uc::boolean(j, path, "", "use_timm_backbone", false))
-    throw invalid_input(at + "use_timm_backbone = true is not supported (a transformers backbone_config is needed)");
-  if (!j.contains("backbone_config") || !j["backbone_config"].is_object())
-    throw invalid_input(
-        at + "missing object field 'backbone_config' (transformers would default to ResNet; drt supports swin)");
-  const auto& b = j["backbone_config"];
-  const std::string btype =
-      b.contains("model_type") && b["model_type"].is_string() ? b["model_type"].get<std::string>() : "";
-  if (btype != "swin") throw invalid_input(at + "backbone_config.model_type '" + btype + "' is not supported (swin)");
-
-  upernet_config c;
-  swin_config& s = c.backbone;
-  const std::string bp = "backbone_config.";
-  s.num_channels = uc::positive_int(b, path, bp, "num_channels", s.num_channels);
-  s.patch_size = uc::positive_int(b, path, bp, "patch_size", s.patch_size);
-  s.embed_dim = uc::positive_int(b, path, bp, "embed_dim", s.embed_dim);
-  s.depths = uc::positive_list(b, path, bp, "depths", s.depths);
-  s.num_heads = uc::positive_list(b, path, bp, "num_heads", s.num_heads);
-  s.window_size = uc::positive_int(b, path, bp, "window_size", s.window_size);
-  s.mlp_ratio = uc::positive_number(b, path, bp, "mlp_ratio", s.mlp_ratio);
-  s.qkv_bias = uc::boolean(b, path, bp, "qkv_bias", s.qkv_bias);
-  s.layer_norm_eps = uc::positive_number(b, path, bp, "layer_norm_eps", s.layer_norm_eps);
-  if (s.depths.size() > 16)
-    throw invalid_input(at + "field 'backbone_config.depths' has " + std::to_string(s.depths.size()) +
-                        " stages, more than drt supports (16)");
-  if (s.num_heads.size() != s.depths.size())
-    throw invalid_input(at + "field 'backbone_config.num_heads' has " + std::to_string(s.num_heads.size()) +
-                        " entries, expected one per stage (len(depths) = " + std::to_string(s.depths.size()) + ")");
-  for (std::size_t i = 0; i < s.depths.size(); ++i)
-    if (s.stage_channels(i) % static_cast<std::size_t>(s.num_heads[i]) != 0)
-      throw invalid_input(at + "backbone_config stage " + std::to_string(i + 1) + " has " +
-                          std::to_string(s.stage_channels(i)) + " channels, not a multiple of its " +
-                          std::to_string(s.num_heads[i]) + " attention heads");
-  for (std::size_t i = 0; i < s.depths.size(); ++i)
-    if (s.mlp_hidden(i) == 0)
-      throw invalid_input(at + "field 'backbone_config.mlp_ratio' = " + b["mlp_ratio"].dump() +
-                          " gives an empty MLP in stage " + std::to_string(i + 1));
-  if (b.contains("hidden_act")) {
-    const auto& a = b["hidden_act"];
-    const std::string act = a.is_string() ? a.get<std::string>() : a.dump();
-    if (act == "gelu")
-      s.hidden_act = activation_kind::gelu;
-    else if (act == "relu")
-      s.hidden_act = activation_kind::relu;
-    else
-      throw invalid_input(at + "backbone_config.hidden_act '" + act + "' is not supported (gelu, relu)");
-  }
-  if (uc::boolean(b, path, bp, "use_absolute_embeddings", false))
-    throw invalid_input(at + "backbone_config.use_absolute_embeddings = true is not supported");
-  s.out_indices = uc::out_indices(b, path, s.depths.size());
-
-  c.hidden_size = uc::positive_int(j, path, "", "hidden_size", c.hidden_size);
-  c.pool_scales = uc::positive_list(j, path, "", "pool_scales", c.pool_scales);
-  c.class_names = detail::class_names(j, path);
-  c.dtype = j.value("dtype", j.value("torch_dtype", std::string("float32")));
-  return c;
-}
-
-inline upernet_config load_upernet_config(const std::string& path) {
-  return parse_upernet_config(detail::read_json_file(path), path);
-}
-
-/// The standard Swin-T/S/B + UPerNet geometry ("swin-t-upernet", "swin-s-upernet", "swin-b-upernet")
-/// with `classes` output classes (ADE20K: 150), as published with Swin (window 7, head 512).
-inline upernet_config standard_upernet_swin_config(const std::string& name, std::size_t classes = 150) {
-  upernet_config c;
-  swin_config& s = c.backbone;
-  if (name == "swin-t-upernet") {
-    s.embed_dim = 96;
-    s.depths = {2, 2, 6, 2};
-    s.num_heads = {3, 6, 12, 24};
-  } else if (name == "swin-s-upernet") {
-    s.embed_dim = 96;
-    s.depths = {2, 2, 18, 2};
-    s.num_heads = {3, 6, 12, 24};
-  } else if (name == "swin-b-upernet") {
-    s.embed_dim = 128;
-    s.depths = {2, 2, 18, 2};
-    s.num_heads = {4, 8, 16, 32};
-  } else {
-    throw invalid_input("unknown UPerNet architecture '" + name + "' (swin-t-upernet, swin-s-upernet, swin-b-upernet)");
-  }
-  if (classes == 0) throw invalid_input("architecture '" + name + "': the number of classes must be positive");
-  s.window_size = 7;
-  s.out_indices = {1, 2, 3, 4};
-  c.hidden_size = 512;
-  c.pool_scales = {1, 2, 3, 6};
-  for (std::size_t k = 0; k < classes; ++k) c.class_names.push_back("class_" + std::to_string(k));
-  return c;
-}
 
 /// Outputs of one forward pass, in PyTorch's NCHW layout.
 struct upernet_output {
   tensor4 logits;                 ///< [N, classes, H, W], upsampled to the input size as transformers
   std::vector<tensor4> features;  ///< backbone feature maps [N, C_i, H_i, W_i] (normalized) when requested
+};
+
+/// Normalized backbone feature maps of one batch (the head's input), NHWC.
+struct upernet_features {
+  std::size_t n = 0, height = 0, width = 0;         ///< batch and input size (the logits are upsampled to it)
+  std::vector<detail::aligned_vector<float>> maps;  ///< per level [N, H_i, W_i, C_i]
+  std::vector<std::size_t> hs, ws, channels;
 };
 
 /// One Swin block (ref: SwinLayer): x += attention(ln_before(x)); x += fc2(act(fc1(ln_after(x)))).
@@ -293,6 +77,40 @@ struct swin_block {
   window_attention attention;
   linear fc1, fc2;  ///< intermediate.dense [hidden, C], output.dense [C, hidden]
 };
+
+/// Which parts of the graph run (the dynamic path, made by `upernet_swin_model::compile`); the
+/// defaults run everything. See dynamic/upernet_path.hpp for the semantics of the channel counts.
+struct upernet_execution {
+  /// skip[s][j] != 0 bypasses Swin block j of stage s (identity). Empty = run all.
+  std::vector<std::vector<unsigned char>> skip;
+  /// Per feature level: fpn_bottleneck input channels kept of its slice (= fpn_convs.i outputs
+  /// computed for i < L-1); 0 = the level is not used. Empty = all.
+  std::vector<std::size_t> level_kept;
+  /// Per feature level: lateral_convs.i outputs computed (the pyramid-pooling bottleneck's for the
+  /// last level). Empty = all.
+  std::vector<std::size_t> lateral_kept;
+  std::size_t fpn_in = 0;   ///< fpn_convs input channels kept (0 = all)
+  std::size_t pred_in = 0;  ///< fpn_bottleneck outputs computed = classifier inputs (0 = all)
+  bool is_skipped(std::size_t s, std::size_t j) const noexcept {
+    return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
+  }
+};
+
+namespace detail {
+
+/// dst[p, :c] += src[p, :c] for m pixels (pixel strides ldd, lds).
+inline void add_rows(float* dst, std::size_t ldd, const float* src, std::size_t lds, std::size_t m, std::size_t c) {
+  parallel_for(
+      m,
+      [&](std::size_t p) {
+        float* d = dst + p * ldd;
+        const float* s = src + p * lds;
+        for (std::size_t j = 0; j < c; ++j) d[j] += s[j];
+      },
+      double(m) * c);
+}
+
+}  // namespace detail
 
 class upernet_swin_model {
 public:
@@ -309,6 +127,15 @@ public:
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
       keep.push_back(st.read_float(name, shape));
       return keep.back().data.data();
+    });
+  }
+
+  /// Build from any weight source (checkpoint, synthetic, edited) with the checkpoint's names.
+  upernet_swin_model(upernet_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+    std::vector<std::vector<float>> keep;
+    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
+      keep.push_back(source(name, shape));
+      return keep.back().data();
     });
   }
 
@@ -392,19 +219,22 @@ private:
                              get(d + "reduction.weight", {2 * C, 4 * C}), static_cast<std::size_t>(C), default_eps);
       }
     }
-    std::vector<std::size_t> in_channels;
     for (int idx : s.out_indices) {
       const i64 C = static_cast<i64>(s.feature_channels(static_cast<std::size_t>(idx)));
       const std::string n =
           "backbone.hidden_states_norms." + swin_config::stage_name(static_cast<std::size_t>(idx)) + ".";
       feature_norms_.emplace_back(get(n + "weight", {C}), get(n + "bias", {C}), static_cast<std::size_t>(C),
                                   default_eps);
-      in_channels.push_back(static_cast<std::size_t>(C));
+      in_channels_.push_back(static_cast<std::size_t>(C));
     }
-    // UPerNet head
+    // UPerNet head (ref: UperNetHead); every conv module is conv + BatchNorm (folded) + ReLU.
     const i64 D = cfg_.hidden_size, K = static_cast<i64>(cfg_.num_classes());
-    const i64 L = static_cast<i64>(in_channels.size()), CL = static_cast<i64>(in_channels.back());
+    const i64 L = static_cast<i64>(in_channels_.size()), CL = static_cast<i64>(in_channels_.back());
     const i64 S = static_cast<i64>(cfg_.pool_scales.size());
+    const float bn_eps = static_cast<float>(cfg_.batch_norm_eps);
+    d_ = static_cast<std::size_t>(D);
+    classes_ = static_cast<std::size_t>(K);
+    scales_.assign(cfg_.pool_scales.begin(), cfg_.pool_scales.end());
     auto module = [&](const std::string& p, const std::vector<i64>& wshape) {
       conv_module_weights m;
       const i64 oc = wshape[0];
@@ -415,28 +245,43 @@ private:
       m.bn_var = get(p + "batch_norm.running_var", {oc});
       return m;
     };
-    upernet_head_weights hw;
+    const std::size_t d = d_, cl = static_cast<std::size_t>(CL);
     for (i64 i = 0; i < S; ++i)
-      hw.psp.push_back(module("decode_head.psp_modules." + std::to_string(i) + ".1.", {D, CL, 1, 1}));
-    hw.bottleneck = module("decode_head.bottleneck.", {D, CL + S * D, 3, 3});
+      psp_.emplace_back(module("decode_head.psp_modules." + std::to_string(i) + ".1.", {D, CL, 1, 1}), cl, d, 1,
+                        bn_eps);
+    psp_bottleneck_ = conv_bn_relu(module("decode_head.bottleneck.", {D, CL + S * D, 3, 3}),
+                                   cl + static_cast<std::size_t>(S) * d, d, 3, bn_eps);
     for (i64 i = 0; i + 1 < L; ++i) {
-      hw.lateral.push_back(module("decode_head.lateral_convs." + std::to_string(i) + ".",
-                                  {D, static_cast<i64>(in_channels[static_cast<std::size_t>(i)]), 1, 1}));
-      hw.fpn.push_back(module("decode_head.fpn_convs." + std::to_string(i) + ".", {D, D, 3, 3}));
+      const std::size_t ci = in_channels_[static_cast<std::size_t>(i)];
+      lateral_.emplace_back(
+          module("decode_head.lateral_convs." + std::to_string(i) + ".", {D, static_cast<i64>(ci), 1, 1}), ci, d, 1,
+          bn_eps);
+      fpn_.emplace_back(module("decode_head.fpn_convs." + std::to_string(i) + ".", {D, D, 3, 3}), d, d, 3, bn_eps);
     }
-    hw.fpn_bottleneck = module("decode_head.fpn_bottleneck.", {D, L * D, 3, 3});
-    hw.cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});
-    hw.cls_b = get("decode_head.classifier.bias", {K});
-    std::vector<std::size_t> scales(cfg_.pool_scales.begin(), cfg_.pool_scales.end());
-    head_ = upernet_head(hw, in_channels, static_cast<std::size_t>(D), static_cast<std::size_t>(K), scales,
-                         static_cast<float>(cfg_.batch_norm_eps));
+    {  // fpn_bottleneck [D, L*D, 3, 3], BatchNorm folded, packed once as [9 * L*D][D] in (tap, ic) order:
+       // every path's kept input (a prefix of each level's slice) is one run of rows per (tap, level).
+      const auto m = module("decode_head.fpn_bottleneck.", {D, L * D, 3, 3});
+      const std::size_t in = static_cast<std::size_t>(L) * d, per_out = in * 9;
+      std::vector<float> folded(m.conv_w, m.conv_w + d * per_out);
+      fpn_bottleneck_bias_ =
+          fold_batch_norm(folded, per_out, {}, batch_norm_to_affine(m.bn_g, m.bn_b, m.bn_mean, m.bn_var, d, bn_eps));
+      std::vector<float> reordered(d * per_out);  // [OC][tap][IC]
+      for (std::size_t o = 0; o < d; ++o)
+        for (std::size_t i = 0; i < in; ++i)
+          for (std::size_t t = 0; t < 9; ++t) reordered[(o * 9 + t) * in + i] = folded[(o * in + i) * 9 + t];
+      fpn_bottleneck_ = packed_matrix::from_nk(reordered.data(), d, per_out, per_out);
+    }
+    const float* cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});  // in checkpoint order (weight, bias)
+    cls_ = linear(cls_w, get("decode_head.classifier.bias", {K}), classes_, d);
   }
 
 public:
   const upernet_config& config() const noexcept { return cfg_; }
   std::size_t num_stages() const noexcept { return blocks_.size(); }
-  const upernet_head& decode_head() const noexcept { return head_; }
   const std::vector<swin_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
+  std::size_t levels() const noexcept { return in_channels_.size(); }  ///< feature levels of the head (L)
+  std::size_t hidden() const noexcept { return d_; }                   ///< the head's width (D)
+  std::size_t classes() const noexcept { return classes_; }
 
   /// Token grid of stage s (s = 0..stages-1) for an H x W input: ceil(H/P) x ceil(W/P), halved
   /// (rounding up) by every patch merging.
@@ -452,43 +297,190 @@ public:
     return out;
   }
 
-  /// Multiply-accumulates of one H x W image (convs, linears, attention matmuls; norms, softmax and
-  /// resizes not counted), for FLOP-rate reports.
-  double macs(std::size_t height, std::size_t width) const {
-    const swin_config& s = cfg_.backbone;
-    const auto sizes = stage_sizes(height, width);
-    const double P = s.patch_size;
-    double m = double(sizes[0].first) * sizes[0].second * s.num_channels * P * P * s.embed_dim;
-    std::vector<std::size_t> fh, fw;
-    if (s.out_indices.front() == 0) {
-      fh.push_back(sizes[0].first);
-      fw.push_back(sizes[0].second);
+  /// Compiles a path into what `forward` runs (validated once; switching paths is then a lookup).
+  upernet_execution compile(const upernet_path& path) const {
+    path.validate(cfg_);
+    upernet_execution e;
+    e.skip.resize(blocks_.size());
+    for (std::size_t s = 0; s < blocks_.size(); ++s) {
+      e.skip[s].resize(blocks_[s].size());
+      for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
     }
-    for (std::size_t st = 0; st < num_stages(); ++st) {
-      const std::size_t h = sizes[st].first, w = sizes[st].second, ws = static_cast<std::size_t>(s.window_size);
-      for (std::size_t j = 0; j < blocks_[st].size(); ++j) {
-        const auto& blk = blocks_[st][j];
-        m += blk.attention.macs(make_window_geometry(h, w, ws, j % 2 ? ws / 2 : 0, s.policy));
-        m += 2.0 * h * w * blk.fc1.in_features() * blk.fc1.out_features();
-      }
-      if (st + 1 < num_stages()) m += merges_[st].macs(h, w);
-      for (int idx : s.out_indices)
-        if (static_cast<std::size_t>(idx) == st + 1) {
+    const std::size_t L = levels(), D = d_;
+    const std::size_t bin = path.bottleneck_in ? static_cast<std::size_t>(path.bottleneck_in) : L * D;
+    const std::size_t fout = path.fpn_out ? static_cast<std::size_t>(path.fpn_out) : D;
+    e.fpn_in = path.fpn_in ? static_cast<std::size_t>(path.fpn_in) : D;
+    e.pred_in = path.pred_in ? static_cast<std::size_t>(path.pred_in) : D;
+    for (std::size_t i = 0; i < L; ++i) e.level_kept.push_back(bin <= i * D ? 0 : std::min({D, bin - i * D, fout}));
+    // Level 0 is always kept and sums every coarser level through the top-down path: each lateral
+    // computes the fpn_in channels the fpn convs read; the last level also feeds its own slice.
+    for (std::size_t i = 0; i < L; ++i)
+      e.lateral_kept.push_back(i + 1 < L ? e.fpn_in : L > 1 ? std::max(e.fpn_in, e.level_kept[i]) : e.level_kept[i]);
+    return e;
+  }
+
+  /// fpn_bottleneck input channels of level i's slice that `exec` keeps (0: the level is unused).
+  std::size_t level_kept(const upernet_execution& exec, std::size_t i) const noexcept {
+    return i < exec.level_kept.size() ? exec.level_kept[i] : d_;
+  }
+  /// Outputs of lateral_convs.i (the pyramid-pooling bottleneck for i = L-1) that `exec` computes.
+  std::size_t lateral_kept(const upernet_execution& exec, std::size_t i) const noexcept {
+    return i < exec.lateral_kept.size() ? exec.lateral_kept[i] : d_;
+  }
+  std::size_t fpn_in_kept(const upernet_execution& exec) const noexcept { return exec.fpn_in ? exec.fpn_in : d_; }
+  std::size_t pred_in_kept(const upernet_execution& exec) const noexcept { return exec.pred_in ? exec.pred_in : d_; }
+
+  /// The layers `forward` runs for a batch of N images of H x W under `exec`, in execution order, with
+  /// exact MACs. Backbone (region encoder): `PatchEmbed_Conv2D`, `PatchEmbed_LayerNorm`, per block
+  /// `Stage<s> Block<j> layernorm_before`, `attention.qkv`, `.qk`, `.softmax`, `.pv`, `.output` (one
+  /// timed pass: `Stage<s> Block<j> attention`), `layernorm_after`, `mlp.fc1`, `mlp.fc2`, then
+  /// `hidden_states_norms.stage<s>` and `Stage<s> patch_merging.norm` / `.reduction` (timed as
+  /// `Stage<s> patch_merging`). Head (region decoder): `psp_modules.<i>.pool`, `psp_modules.<i>`,
+  /// `psp_modules.<i>.upsample`, `bottleneck`, `lateral_convs.<i>`, `top_down.<i>` (upsampling of
+  /// level i added into level i-1), `fpn_convs.<i>`, `fpn_upsample.<i>`, `fpn_bottleneck`,
+  /// `classifier`, `logits_upsample`. Stages and blocks count from 1, head modules from 0 (checkpoint names).
+  std::vector<layer_info> layers(std::size_t height, std::size_t width, const upernet_execution& exec = {},
+                                 std::size_t n = 1) const {
+    std::vector<layer_info> out;
+    auto add = [&](std::string name, layer_kind kind, model_region region, std::size_t k, std::size_t c, std::size_t p,
+                   std::size_t q, std::size_t r, std::size_t stride, std::size_t params, std::size_t batch = 1,
+                   std::string timed_as = {}) {
+      layer_info l;
+      l.name = std::move(name);
+      l.kind = kind;
+      l.region = region;
+      l.batch = batch * n;
+      l.k = k;
+      l.c = c;
+      l.p = p;
+      l.q = q;
+      l.r = l.s = r;
+      l.stride = stride;
+      l.params = params;
+      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::depthwise_conv ||
+                            kind == layer_kind::linear || kind == layer_kind::attention_matmul;
+      l.macs = has_macs ? double(l.batch) * k * c * p * q * r * r : 0.0;
+      l.timed_as = std::move(timed_as);
+      out.push_back(std::move(l));
+    };
+    const auto enc = model_region::encoder, dec = model_region::decoder;
+    const swin_config& s = cfg_.backbone;
+    const std::size_t P = static_cast<std::size_t>(s.patch_size), IC = static_cast<std::size_t>(s.num_channels);
+    std::size_t h = (height + P - 1) / P, w = (width + P - 1) / P, C = static_cast<std::size_t>(s.embed_dim);
+    add("PatchEmbed_Conv2D", layer_kind::conv, enc, C, IC, h, w, P, P, C * IC * P * P + C);
+    add("PatchEmbed_LayerNorm", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
+    std::vector<std::size_t> fh, fw;
+    auto feature = [&](std::size_t idx) {
+      for (int o : s.out_indices)
+        if (static_cast<std::size_t>(o) == idx) {
+          add("hidden_states_norms." + swin_config::stage_name(idx), layer_kind::norm, enc, C, C, h * w, 1, 1, 1,
+              2 * C);
           fh.push_back(h);
           fw.push_back(w);
         }
+    };
+    feature(0);
+    const std::size_t ws = static_cast<std::size_t>(s.window_size), run = stages_run();
+    for (std::size_t st = 0; st < run; ++st) {
+      const std::string sn = "Stage" + std::to_string(st + 1);
+      for (std::size_t j = 0; j < blocks_[st].size(); ++j) {
+        if (exec.is_skipped(st, j)) continue;
+        const auto& blk = blocks_[st][j];
+        const auto g = make_window_geometry(h, w, ws, j % 2 == 1 ? ws / 2 : 0, s.policy);
+        const std::size_t T = g.tokens(), rows = g.windows() * T, heads = blk.attention.heads(), d = C / heads;
+        const std::size_t hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
+        const std::string b = sn + " Block" + std::to_string(j + 1) + " ", att = b + "attention";
+        add(b + "layernorm_before", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
+        add(b + "attention.qkv", layer_kind::linear, enc, 3 * C, C, rows, 1, 1, 1, 3 * C * C + bias, 1, att);
+        add(b + "attention.qk", layer_kind::attention_matmul, enc, T, d, T, 1, 1, 1, 0, g.windows() * heads, att);
+        add(b + "attention.softmax", layer_kind::softmax, enc, T, T, T, 1, 1, 1, 0, g.windows() * heads, att);
+        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, T, T, 1, 1, 1, 0, g.windows() * heads, att);
+        add(b + "attention.output", layer_kind::linear, enc, C, C, h * w, 1, 1, 1, C * C + C, 1, att);
+        add(b + "layernorm_after", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
+        add(b + "mlp.fc1", layer_kind::linear, enc, hid, C, h * w, 1, 1, 1, hid * C + hid);
+        add(b + "mlp.fc2", layer_kind::linear, enc, C, hid, h * w, 1, 1, 1, hid * C + C);
+      }
+      feature(st + 1);
+      if (st + 1 < run) {
+        const std::size_t oh = patch_merging_out(h), ow = patch_merging_out(w);
+        const std::string pm = sn + " patch_merging";
+        add(pm + ".norm", layer_kind::norm, enc, 4 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C, 1, pm);
+        add(pm + ".reduction", layer_kind::linear, enc, 2 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C * C, 1, pm);
+        h = oh;
+        w = ow;
+        C *= 2;
+      }
     }
-    return m + head_.macs(fh, fw);
+    // Head
+    const std::size_t L = levels(), D = d_, cl = in_channels_.back(), hl = fh[L - 1], wl = fw[L - 1];
+    for (std::size_t i = 0; i < scales_.size(); ++i) {
+      const std::size_t sc = scales_[i];
+      const std::string pm = "psp_modules." + std::to_string(i);
+      add(pm + ".pool", layer_kind::pool, dec, cl, cl, sc, sc, 1, 1, 0);
+      add(pm, layer_kind::conv, dec, D, cl, sc, sc, 1, 1, D * cl + D);
+      add(pm + ".upsample", layer_kind::resize, dec, D, D, hl, wl, 1, 1, 0);
+    }
+    const std::size_t lb = lateral_kept(exec, L - 1), cb = cl + scales_.size() * D;
+    add("bottleneck", layer_kind::conv, dec, lb, cb, hl, wl, 3, 1, lb * cb * 9 + lb);
+    for (std::size_t i = 0; i + 1 < L; ++i) {
+      const std::size_t lk = lateral_kept(exec, i);
+      add("lateral_convs." + std::to_string(i), layer_kind::conv, dec, lk, in_channels_[i], fh[i], fw[i], 1, 1,
+          lk * in_channels_[i] + lk);
+    }
+    const std::size_t fin = fpn_in_kept(exec);
+    for (std::size_t i = L - 1; i > 0; --i)
+      add("top_down." + std::to_string(i), layer_kind::resize, dec, fin, fin, fh[i - 1], fw[i - 1], 1, 1, 0);
+    std::size_t kin = 0;
+    for (std::size_t i = 0; i < L; ++i) {
+      const std::size_t kept = level_kept(exec, i);
+      kin += kept;
+      if (kept == 0) continue;
+      if (i + 1 < L)
+        add("fpn_convs." + std::to_string(i), layer_kind::conv, dec, kept, fin, fh[i], fw[i], 3, 1,
+            kept * fin * 9 + kept);
+      if (i + 1 == L || fh[i] != fh[0] || fw[i] != fw[0])
+        add("fpn_upsample." + std::to_string(i), layer_kind::resize, dec, kept, kept, fh[0], fw[0], 1, 1, 0);
+    }
+    const std::size_t pred = pred_in_kept(exec);
+    add("fpn_bottleneck", layer_kind::conv, dec, pred, kin, fh[0], fw[0], 3, 1, pred * kin * 9 + pred);
+    add("classifier", layer_kind::conv, dec, classes_, pred, fh[0], fw[0], 1, 1, classes_ * pred + classes_);
+    add("logits_upsample", layer_kind::resize, dec, classes_, classes_, height, width, 1, 1, 0);
+    return out;
+  }
+
+  /// Multiply-accumulates of one H x W image under `exec` (convs, linears, attention matmuls; norms,
+  /// softmax, pooling and resizes not counted): total_macs(layers(height, width, exec)).
+  double macs(std::size_t height, std::size_t width, const upernet_execution& exec = {}) const {
+    return total_macs(layers(height, width, exec));
+  }
+
+  /// Runs `path` (compiled on each call; hold an `upernet_execution` to switch paths per frame).
+  upernet_output forward(const tensor4& pixel_values, const upernet_path& path, bool keep_features = false) const {
+    return forward(pixel_values, keep_features, compile(path));
   }
 
   /// pixel_values: [N, C, H, W] float32, normalized. Returns logits [N, K, H, W].
-  upernet_output forward(const tensor4& pixel_values, bool keep_features = false) const {
+  upernet_output forward(const tensor4& pixel_values, bool keep_features = false,
+                         const upernet_execution& exec = {}) const {
+    const upernet_features f = encode(pixel_values, exec);
+    upernet_output out;
+    if (keep_features)
+      for (std::size_t i = 0; i < f.maps.size(); ++i)
+        out.features.push_back(to_nchw(f.maps[i].data(), f.n, f.hs[i], f.ws[i], f.channels[i]));
+    out.logits = decode(f, exec);
+    return out;
+  }
+
+  /// The backbone: the normalized feature maps (NHWC) for the blocks `exec` runs. Every head path of
+  /// the same backbone path reuses them.
+  upernet_features encode(const tensor4& pixel_values, const upernet_execution& exec = {}) const {
     const swin_config& s = cfg_.backbone;
     const std::size_t n = pixel_values.shape(0), c = pixel_values.shape(1);
     const std::size_t height = pixel_values.shape(2), width = pixel_values.shape(3);
     if (c != static_cast<std::size_t>(s.num_channels) || n == 0 || height == 0 || width == 0)
       throw shape_error("upernet: pixel_values has shape " + shape_str(pixel_values.shape()) + ", expected [N, " +
                         std::to_string(s.num_channels) + ", H, W] with N, H, W >= 1");
+    const bool prof = profiling_active();
     // Patch embedding on the input zero-padded to a multiple of the patch (ref: SwinPatchEmbeddings.maybe_pad)
     const std::size_t P = static_cast<std::size_t>(s.patch_size);
     const std::size_t hp = (height + P - 1) / P * P, wp = (width + P - 1) / P * P;
@@ -505,69 +497,235 @@ public:
     }
     std::size_t h = hp / P, w = wp / P, C = static_cast<std::size_t>(s.embed_dim);
     detail::aligned_vector<float> cur(n * h * w * C), normed, hidden;
-    patch_embed_.run(x.data(), n, hp, wp, cur.data());
-    embed_norm_.run(n * h * w, cur.data(), C, cur.data(), C);
-
-    std::vector<detail::aligned_vector<float>> feats(s.out_indices.size());
-    std::vector<std::size_t> fh, fw;
+    {
+      profile_scope ps("PatchEmbed_Conv2D");
+      patch_embed_.run(x.data(), n, hp, wp, cur.data());
+    }
+    {
+      profile_scope ps("PatchEmbed_LayerNorm");
+      embed_norm_.run(n * h * w, cur.data(), C, cur.data(), C);
+    }
+    upernet_features out;
+    out.n = n;
+    out.height = height;
+    out.width = width;
+    out.maps.resize(s.out_indices.size());
     std::size_t next_feature = 0;
     auto take_feature = [&](std::size_t idx) {
       if (next_feature >= s.out_indices.size() || static_cast<std::size_t>(s.out_indices[next_feature]) != idx) return;
-      auto& f = feats[next_feature];
+      auto& f = out.maps[next_feature];
       f.resize(n * h * w * C);
+      const std::string name = prof ? "hidden_states_norms." + swin_config::stage_name(idx) : std::string();
+      profile_scope ps(name.c_str());
       feature_norms_[next_feature].run(n * h * w, cur.data(), C, f.data(), C);
-      fh.push_back(h);
-      fw.push_back(w);
+      out.hs.push_back(h);
+      out.ws.push_back(w);
+      out.channels.push_back(C);
       ++next_feature;
     };
     take_feature(0);
-    const std::size_t ws = static_cast<std::size_t>(s.window_size);
+    const std::size_t ws = static_cast<std::size_t>(s.window_size), run = stages_run();
     const activation act = s.hidden_act == activation_kind::gelu ? activation::gelu : activation::relu;
-    for (std::size_t st = 0; st < num_stages(); ++st) {
+    for (std::size_t st = 0; st < run; ++st) {
       const std::size_t m = n * h * w;
       normed.resize(m * C);
+      const std::string sn = prof ? "Stage" + std::to_string(st + 1) : std::string();
       for (std::size_t j = 0; j < blocks_[st].size(); ++j) {
+        if (exec.is_skipped(st, j)) continue;  // a bypassed block is the identity: nothing computed
         const auto& blk = blocks_[st][j];
+        profile_prefix pp(prof ? sn + " Block" + std::to_string(j + 1) + " " : std::string());
         // ref: SwinStage: shift_size = 0 on even blocks, window_size // 2 on odd ones
         const auto g = make_window_geometry(h, w, ws, j % 2 == 1 ? ws / 2 : 0, s.policy);
-        blk.norm_before.run(m, cur.data(), C, normed.data(), C);
-        blk.attention.run(normed.data(), n, g, cur.data());
-        blk.norm_after.run(m, cur.data(), C, normed.data(), C);
+        {
+          profile_scope ps("layernorm_before");
+          blk.norm_before.run(m, cur.data(), C, normed.data(), C);
+        }
+        {
+          profile_scope ps("attention");
+          blk.attention.run(normed.data(), n, g, cur.data());
+        }
+        {
+          profile_scope ps("layernorm_after");
+          blk.norm_after.run(m, cur.data(), C, normed.data(), C);
+        }
         const std::size_t hid = blk.fc1.out_features();
         hidden.resize(m * hid);
-        blk.fc1.run(m, normed.data(), C, hidden.data(), hid, act);
+        {
+          profile_scope ps("mlp.fc1");
+          blk.fc1.run(m, normed.data(), C, hidden.data(), hid, act);
+        }
+        profile_scope ps("mlp.fc2");
         blk.fc2.run(m, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C);
       }
       take_feature(st + 1);
-      if (st + 1 < num_stages()) {
+      if (st + 1 < run) {  // patch merging only when the next stage runs
         const std::size_t oh = patch_merging_out(h), ow = patch_merging_out(w);
         detail::aligned_vector<float> merged(n * oh * ow * 2 * C);
-        merges_[st].run(cur.data(), n, h, w, merged.data());
+        {
+          const std::string name = prof ? sn + " patch_merging" : std::string();
+          profile_scope ps(name.c_str());
+          merges_[st].run(cur.data(), n, h, w, merged.data());
+        }
         cur = std::move(merged);
         h = oh;
         w = ow;
         C *= 2;
       }
     }
+    return out;
+  }
 
-    upernet_output out;
-    std::vector<const float*> fp;
-    for (std::size_t i = 0; i < feats.size(); ++i) {
-      fp.push_back(feats[i].data());
-      if (keep_features)
-        out.features.push_back(to_nchw(feats[i].data(), n, fh[i], fw[i], feature_norms_[i].channels()));
+  /// The head on an encoding under `exec`'s channel prefixes: logits [N, K, H, W] (NCHW) upsampled
+  /// to the input size. Every dropped channel is never computed: see upernet_execution.
+  tensor4 decode(const upernet_features& f, const upernet_execution& exec = {}) const {
+    const std::size_t L = levels(), D = d_, n = f.n;
+    if (f.maps.size() != L)
+      throw invalid_input("upernet head: got " + std::to_string(f.maps.size()) + " feature maps, expected " +
+                          std::to_string(L));
+    const bool prof = profiling_active();
+    auto name = [&](const std::string& base, std::size_t i) { return prof ? base + std::to_string(i) : std::string(); };
+    const std::size_t fin = fpn_in_kept(exec), pred = pred_in_kept(exec);
+    std::vector<detail::aligned_vector<float>> lat(L);
+    // Pyramid pooling on the last level: [x, ppm_0, ppm_1, ...] -> bottleneck (ref: psp_forward)
+    {
+      const std::size_t h = f.hs[L - 1], w = f.ws[L - 1], c = in_channels_[L - 1], ctot = c + scales_.size() * D;
+      const std::size_t m = n * h * w, lk = lateral_kept(exec, L - 1);
+      detail::aligned_vector<float> cat(m * ctot), pooled, conv;
+      const float* x = f.maps[L - 1].data();
+      for (std::size_t i = 0; i < scales_.size(); ++i) {
+        const std::size_t s = scales_[i];
+        pooled.resize(n * s * s * c);
+        conv.resize(n * s * s * D);
+        const std::string pm = name("psp_modules.", i);
+        {
+          const std::string pn = prof ? pm + ".pool" : std::string();
+          profile_scope ps(pn.c_str());
+          adaptive_avg_pool2d(x, n, h, w, c, pooled.data(), s, s);
+        }
+        {
+          profile_scope ps(pm.c_str());
+          psp_[i].run(pooled.data(), c, n, s, s, conv.data(), D);
+        }
+        const std::string up = prof ? pm + ".upsample" : std::string();
+        profile_scope ps(up.c_str());
+        resize_bilinear(conv.data(), n, s, s, D, D, cat.data() + c + i * D, h, w, ctot);
+      }
+      lat[L - 1].resize(m * lk);
+      profile_scope ps("bottleneck");
+      parallel_for(
+          m, [&](std::size_t i) { std::memcpy(cat.data() + i * ctot, x + i * c, c * sizeof(float)); }, double(m) * c);
+      psp_bottleneck_.run(cat.data(), ctot, n, h, w, lat[L - 1].data(), lk, 0, lk);
     }
-    const std::size_t k = head_.classes();
-    detail::aligned_vector<float> logits(n * fh[0] * fw[0] * k);
-    head_.run(fp, n, fh, fw, logits.data());
+    for (std::size_t i = 0; i + 1 < L; ++i) {
+      const std::size_t lk = lateral_kept(exec, i);
+      lat[i].resize(n * f.hs[i] * f.ws[i] * lk);
+      const std::string ln = name("lateral_convs.", i);
+      profile_scope ps(ln.c_str());
+      lateral_[i].run(f.maps[i].data(), in_channels_[i], n, f.hs[i], f.ws[i], lat[i].data(), lk, 0, lk);
+    }
+    // Top-down: lateral[i-1] += upsample(lateral[i]) from the top, on the fpn_in channels the fpn convs read
+    detail::aligned_vector<float> tmp;
+    for (std::size_t i = L - 1; i > 0; --i) {
+      const std::size_t m = n * f.hs[i - 1] * f.ws[i - 1], ldd = lateral_kept(exec, i - 1);
+      const std::string tn = name("top_down.", i);
+      profile_scope ps(tn.c_str());
+      const float* up = lat[i].data();
+      std::size_t lds = lateral_kept(exec, i);
+      if (f.hs[i] != f.hs[i - 1] || f.ws[i] != f.ws[i - 1]) {
+        tmp.resize(m * fin);
+        resize_bilinear(lat[i].data(), n, f.hs[i], f.ws[i], fin, lds, tmp.data(), f.hs[i - 1], f.ws[i - 1], fin);
+        up = tmp.data();
+        lds = fin;
+      }
+      detail::add_rows(lat[i - 1].data(), ldd, up, lds, m, fin);
+    }
+    // fpn convs, every kept level brought to level 0's size, concatenated level 0 first: the dense kept
+    // input of the fpn_bottleneck, zero-padded by one pixel around every image.
+    const std::size_t h0 = f.hs[0], w0 = f.ws[0], m0 = n * h0 * w0;
+    std::vector<std::size_t> kept(L), off(L);
+    std::size_t K = 0;
+    for (std::size_t i = 0; i < L; ++i) {
+      kept[i] = level_kept(exec, i);
+      off[i] = K;
+      K += kept[i];
+    }
+    detail::aligned_vector<float> cat(m0 * K), level;
+    for (std::size_t i = 0; i < L; ++i) {
+      if (kept[i] == 0) continue;  // every channel of this level is dropped: its fpn conv does not run
+      const bool same = f.hs[i] == h0 && f.ws[i] == w0;
+      const float* src = lat[i].data();
+      std::size_t lds = lateral_kept(exec, i);
+      if (i + 1 < L) {
+        const std::string fn = name("fpn_convs.", i);
+        profile_scope ps(fn.c_str());
+        if (same) {
+          fpn_[i].run(lat[i].data(), lds, n, f.hs[i], f.ws[i], cat.data() + off[i], K, fin, kept[i]);
+          continue;
+        }
+        level.resize(n * f.hs[i] * f.ws[i] * kept[i]);
+        fpn_[i].run(lat[i].data(), lds, n, f.hs[i], f.ws[i], level.data(), kept[i], fin, kept[i]);
+        src = level.data();
+        lds = kept[i];
+      }
+      const std::string un = name("fpn_upsample.", i);
+      profile_scope ps(un.c_str());
+      resize_bilinear(src, n, f.hs[i], f.ws[i], kept[i], lds, cat.data() + off[i], h0, w0, K);  // a copy when same
+    }
+    detail::aligned_vector<float> fused(m0 * pred), logits(m0 * classes_);
+    {
+      profile_scope ps("fpn_bottleneck");
+      const std::size_t hp = h0 + 2, wp = w0 + 2;
+      detail::aligned_vector<float> padded(n * hp * wp * K, 0.f);
+      parallel_for(
+          n * h0,
+          [&](std::size_t r) {
+            const std::size_t b = r / h0, yy = r % h0;
+            std::memcpy(padded.data() + ((b * hp + yy + 1) * wp + 1) * K, cat.data() + (b * h0 + yy) * w0 * K,
+                        w0 * K * sizeof(float));
+          },
+          double(m0) * K);
+      // Output pixel (y, x) of image b is "wide" pixel q = (b*hp + y)*wp + x of the padded map, and tap
+      // (ky, kx) reads padded pixel q + ky*wp + kx (as conv_bn_relu); the wide pixels on the padding are
+      // computed and dropped. One segment per (tap, kept level): the reduction is 9 * sum_i kept_i.
+      const std::size_t m = ((n - 1) * hp + h0 - 1) * wp + w0;  // last needed wide pixel + 1
+      std::vector<gemm_segment> segs;
+      for (std::size_t t = 0; t < 9; ++t)
+        for (std::size_t i = 0; i < L; ++i)
+          append_segment(segs, {((t / 3) * wp + t % 3) * K + off[i], t * L * D + i * D, kept[i]});
+      detail::aligned_vector<float> wide(m * pred);
+      gemm_segmented(m, pred, padded.data(), K, segs, fpn_bottleneck_, wide.data(), pred, fpn_bottleneck_bias_.data(),
+                     activation::relu);
+      parallel_for(
+          n * h0,
+          [&](std::size_t r) {
+            const std::size_t b = r / h0, yy = r % h0;
+            std::memcpy(fused.data() + (b * h0 + yy) * w0 * pred, wide.data() + (b * hp + yy) * wp * pred,
+                        w0 * pred * sizeof(float));
+          },
+          double(m0) * pred);
+    }
+    {
+      profile_scope ps("classifier");
+      gemm_epilogue ec;
+      ec.bias = cls_.bias();
+      gemm(m0, classes_, pred, fused.data(), pred, cls_.weights(), logits.data(), classes_, ec);
+    }
     // Upsample to the input size: NCHW planes resized as a batch of single-channel maps.
-    const tensor4 small = to_nchw(logits.data(), n, fh[0], fw[0], k);
-    out.logits = tensor4::from_shape({n, k, height, width});
-    resize_bilinear(small.data(), n * k, fh[0], fw[0], 1, 1, out.logits.data(), height, width, 1);
+    const tensor4 small = to_nchw(logits.data(), n, h0, w0, classes_);
+    tensor4 out = tensor4::from_shape({n, classes_, f.height, f.width});
+    profile_scope ps("logits_upsample");
+    resize_bilinear(small.data(), n * classes_, h0, w0, 1, 1, out.data(), f.height, f.width, 1);
     return out;
   }
 
 private:
+  /// Backbone stages that run: up to the last one a feature level reads.
+  std::size_t stages_run() const noexcept {
+    int last = 0;
+    for (int o : cfg_.backbone.out_indices) last = std::max(last, o);
+    return static_cast<std::size_t>(last);
+  }
+
   static tensor4 to_nchw(const float* p, std::size_t n, std::size_t h, std::size_t w, std::size_t c) {
     tensor4 out = tensor4::from_shape({n, c, h, w});
     float* dst = out.data();
@@ -585,7 +743,14 @@ private:
   std::vector<std::vector<swin_block>> blocks_;
   std::vector<patch_merging> merges_;
   std::vector<layer_norm> feature_norms_;  ///< one per out_indices entry
-  upernet_head head_;
+  // UPerNet head, every BatchNorm folded (ref: UperNetHead); the auxiliary FCN head is training only.
+  std::vector<std::size_t> in_channels_, scales_;  ///< channels per feature level, pool scales
+  std::size_t d_ = 0, classes_ = 0;
+  std::vector<conv_bn_relu> psp_, lateral_, fpn_;
+  conv_bn_relu psp_bottleneck_;
+  packed_matrix fpn_bottleneck_;  ///< [9 * L*D][D], reduction in (tap, ic) order
+  std::vector<float> fpn_bottleneck_bias_;
+  linear cls_;  ///< classifier [K, D, 1, 1] as a linear over pixels
 };
 
 }  // namespace drt

@@ -1,0 +1,271 @@
+#pragma once
+// drt segment --lut LUT --budget-ms X: let a lookup table choose the model and path for a per-frame
+// latency budget, run it, and report the choice, its expected mIoU and the measured time; with
+// --frames DIR, a video-like run over a folder of frames with a budget per frame (constant or a trace).
+
+#include <drt/engine/executor.hpp>
+#include <drt/engine/lut.hpp>
+#include <drt/engine/policy.hpp>
+#include <drt/io/image.hpp>
+#include <drt/layers/resize.hpp>
+#include <drt/models/segformer.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli_args.hpp"
+
+namespace drt_cli {
+
+/// Options `drt segment` gains for budgeted inference.
+inline const std::vector<option_spec> budget_options{
+    {"--lut", "LUT", "lookup table from 'drt sweep': the table chooses model and path per frame"},
+    {"--budget-ms", "X", "latency budget per frame in milliseconds (with --lut)"},
+    {"--budget-trace", "FILE", "budgets per frame, one number of ms per line, repeated (with --lut)"},
+    {"--frames", "DIR", "run every image of DIR in name order as a video, one line per frame (with --lut)"},
+    {"--policy", "NAME", "lut (open loop, default) or deadline (closed loop, adapts to the machine's speed)"},
+    {"--miss-target", "R", "deadline policy: deadline miss rate to stay under (default 0.01)"}};
+
+/// `spec` with the budget options and a usage line added (for segment_cmd).
+inline command_spec with_budget_options(command_spec spec) {
+  spec.options.insert(spec.options.end(), budget_options.begin(), budget_options.end());
+  spec.details.push_back(
+      "With --lut, MODEL_DIR limits the table to that model (otherwise the table's models are loaded");
+  spec.details.push_back("from their recorded directories); a single positional that is a file is the image.");
+  return spec;
+}
+
+/// True when the command line asks for budgeted inference; a budget option without --lut is a usage error.
+inline bool wants_budget(const std::string& cmd, const parsed_args& args) {
+  if (args.has("--lut")) return true;
+  for (const auto& o : budget_options)
+    if (args.has(o.name)) throw usage_error(cmd, "option '" + o.name + "' needs '--lut'");
+  return false;
+}
+
+namespace detail {
+
+inline std::vector<std::string> frame_files(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw drt::io_error("frames '" + dir + "': not a directory");
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") out.push_back(e.path().string());
+  }
+  if (out.empty()) throw drt::io_error("frames '" + dir + "': no PNG or JPEG images");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The loaded models of a budgeted run, keyed by LUT model name.
+struct budget_models {
+  std::map<std::string, std::unique_ptr<drt::segformer_model>> models;
+  drt::segformer_graph graph;
+};
+
+template <class Policy>
+int run_budget(const std::string& cmd, const parsed_args& args, const drt::lookup_table& table, Policy policy,
+               budget_models& bm, const std::string& image_path, const std::string& lut_file) {
+  const bool has_trace = args.has("--budget-trace");
+  const std::vector<double> budgets =
+      has_trace ? drt::load_budget_trace(args.get("--budget-trace"))
+                : std::vector<double>{drt::parse_budget_ms(args.get("--budget-ms"), "--budget-ms")};
+  size_hw size;
+  if (args.has("--size")) size = parse_size(cmd, "--size", args.get("--size"));
+  auto load = [&](const std::string& path, drt::rgb_image& original) {
+    original = drt::load_image(path);
+    return args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
+  };
+  drt::executor<drt::segformer_graph, Policy> ex(bm.graph, std::move(policy));
+  auto size_note = [&](const drt::rgb_image& img) {
+    const std::size_t lh = table.input_height(), lw = table.input_width();
+    if (lh && (lh != img.height || lw != img.width))
+      std::cerr << "drt " << cmd << ": warning: lut '" << lut_file << "' was measured at " << lh << "x" << lw
+                << " but the input is " << img.height << "x" << img.width << ": its latencies may not hold\n";
+  };
+  std::cout << std::fixed;
+  if (!args.has("--frames")) {
+    drt::rgb_image original;
+    const drt::rgb_image image = load(image_path, original);
+    size_note(image);
+    const drt::tensor4 x = drt::normalize_imagenet(image);
+    const double budget = budgets[0];
+    ex.run(x, budget);  // warm-up: the first run pays for page faults and thread start-up
+    const auto r = ex.run(x, budget);
+    const drt::itensor3 classes = drt::upsample_argmax(r.output, image.height, image.width);
+    const std::string mask = args.get("--out", "segment_mask.png");
+    const std::size_t k = r.output.shape(1);
+    const drt::palette pal = drt::class_palette(k);
+    drt::write_class_map_png(mask, classes, pal);
+    if (args.has("--overlay"))
+      drt::write_overlay_png(args.get("--overlay"), image, classes, pal,
+                             args.has("--alpha") ? parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f);
+    std::cout << std::setprecision(1) << "lut      " << lut_file << " (" << table.entries.size() << " entries, policy "
+              << Policy::name() << ")\n"
+              << "image    " << image_path << " (" << image.height << "x" << image.width << " HxW)\n"
+              << "budget   " << budget << " ms\n"
+              << "model    " << r.entry.model << '\n'
+              << "path     " << r.entry.path << " (" << std::setprecision(2) << r.entry.macs / 1e9 << " GMACs)\n"
+              << std::setprecision(4) << "expected mIoU " << r.entry.miou << " (" << std::setprecision(3)
+              << r.entry.miou_normalized << " of the reference)\n"
+              << std::setprecision(1) << "expected " << r.choice.expected_ms << " ms (table: median "
+              << r.entry.latency_ms << ", p95 " << r.entry.latency_p95_ms << ", " << r.entry.latency_source << ")\n"
+              << "time     " << r.measured_ms << " ms (forward, after 1 warm-up run): "
+              << (r.choice.fits ? (r.missed ? "missed the budget" : "within the budget")
+                                : "nothing in the table fits the budget; ran the cheapest path")
+              << '\n'
+              << "mask     " << mask << '\n';
+    if (args.has("--overlay")) std::cout << "overlay  " << args.get("--overlay") << '\n';
+    return 0;
+  }
+  const auto files = frame_files(args.get("--frames"));
+  std::cout << "lut " << lut_file << ", policy " << Policy::name() << ", " << files.size() << " frames from "
+            << args.get("--frames") << (has_trace ? ", budget trace " + args.get("--budget-trace") : "") << '\n'
+            << std::left << std::setw(6) << "frame" << std::setw(22) << "image" << std::right << std::setw(9)
+            << "budget"
+            << "  " << std::left << std::setw(22) << "model" << std::setw(40) << "path" << std::right << std::setw(7)
+            << "mIoU" << std::setw(10) << "expected" << std::setw(10) << "measured" << '\n';
+  std::vector<double> times;
+  double miou_sum = 0;
+  std::size_t misses = 0, infeasible = 0;
+  std::map<std::string, std::size_t> counts;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    drt::rgb_image original;
+    const drt::rgb_image image = load(files[i], original);
+    if (i == 0) size_note(image);
+    const drt::tensor4 x = drt::normalize_imagenet(image);
+    const double budget = budgets[i % budgets.size()];
+    const auto r = ex.run(x, budget);
+    times.push_back(r.measured_ms);
+    miou_sum += r.entry.miou;
+    misses += r.missed ? 1 : 0;
+    infeasible += r.choice.fits ? 0 : 1;
+    ++counts[r.entry.model + " '" + r.entry.path + "'"];
+    std::cout << std::left << std::setw(6) << i << std::setw(22)
+              << std::filesystem::path(files[i]).filename().string().substr(0, 21) << std::right << std::setprecision(1)
+              << std::setw(9) << budget << "  " << std::left << std::setw(22) << r.entry.model.substr(0, 21)
+              << std::setw(40) << r.entry.path.substr(0, 39) << std::right << std::setprecision(4) << std::setw(7)
+              << r.entry.miou << std::setprecision(1) << std::setw(10) << r.choice.expected_ms << std::setw(10)
+              << r.measured_ms << (r.missed ? " MISS" : "") << (r.choice.fits ? "" : " (nothing fits)") << '\n';
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  double mean = 0;
+  for (double t : times) mean += t;
+  mean /= double(times.size());
+  const std::size_t p99 =
+      std::min(sorted.size() - 1, static_cast<std::size_t>(std::ceil(0.99 * double(sorted.size()))) - 1);
+  std::cout << std::setprecision(1) << "\nframes " << times.size() << ", deadline misses " << misses << " ("
+            << 100.0 * double(misses) / double(times.size()) << " %), frames where nothing fits " << infeasible
+            << "\nlatency mean " << mean << " ms, p99 " << sorted[p99] << " ms, expected mIoU mean "
+            << std::setprecision(4) << miou_sum / double(times.size()) << "\npaths used:\n";
+  for (const auto& [name, n] : counts) std::cout << "  " << std::setw(5) << n << "  " << name << '\n';
+  return 0;
+}
+
+}  // namespace detail
+
+/// `drt segment [MODEL_DIR] [IMAGE] --lut LUT (--budget-ms X | --budget-trace FILE) [--frames DIR]
+/// [--policy lut|deadline] [--miss-target R] [--size HxW] [--out mask.png] [--overlay PATH] [--threads T]`.
+/// `default_image` is used when no image is given.
+inline int segment_budget_main(const parsed_args& args, const std::string& default_image) {
+  const std::string cmd = "segment";
+  namespace fs = std::filesystem;
+  if (args.has("--path"))
+    throw usage_error(cmd, "options '--path' and '--lut' exclude each other (the table chooses the path)");
+  if (args.has("--budget-ms") == args.has("--budget-trace"))
+    throw usage_error(cmd, "with '--lut' give exactly one of '--budget-ms' and '--budget-trace'");
+  if (args.has("--threads"))
+    drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
+  const std::string policy = args.get("--policy", "lut");
+  if (policy != "lut" && policy != "deadline")
+    throw usage_error(cmd, "option '--policy' expects 'lut' or 'deadline', got '" + policy + "'");
+  if (args.has("--miss-target") && policy != "deadline")
+    throw usage_error(cmd, "option '--miss-target' needs '--policy deadline'");
+
+  // Positionals: [MODEL_DIR] [IMAGE], or a single IMAGE file.
+  std::string model_dir, image = default_image;
+  if (args.positional.size() == 1 && fs::is_regular_file(args.positional[0]))
+    image = args.positional[0];
+  else {
+    if (!args.positional.empty()) model_dir = args.positional[0];
+    if (args.positional.size() > 1) image = args.positional[1];
+  }
+
+  const std::string lut_file = args.get("--lut");
+  drt::lookup_table table = drt::load_lut(lut_file);
+  const std::string warn = drt::machine_mismatch(table.machine, drt::machine_info::current(), "lut '" + lut_file + "'");
+  if (!warn.empty()) std::cerr << "drt " << cmd << ": warning: " << warn << '\n';
+
+  // Which models: MODEL_DIR's, or every model of the table whose directory can be found.
+  std::map<std::string, std::string> dirs;  // model name -> directory
+  std::set<std::string> in_table;
+  for (const auto& e : table.entries) in_table.insert(e.model);
+  if (!model_dir.empty()) {
+    auto p = fs::path(model_dir);
+    const std::string name = (p.filename().empty() ? p.parent_path() : p).filename().string();
+    if (!in_table.count(name)) {
+      std::string names;
+      for (const auto& n : in_table) names += (names.empty() ? "" : ", ") + n;
+      throw drt::invalid_input("lut '" + lut_file + "': no entries for model '" + name + "' (models in it: " + names +
+                               ")");
+    }
+    dirs[name] = model_dir;
+  } else {
+    for (const auto& e : table.entries) {
+      if (dirs.count(e.model)) continue;
+      std::vector<fs::path> tries;
+      if (!e.model_dir.empty()) {
+        tries.push_back(e.model_dir);
+        tries.push_back(fs::path(lut_file).parent_path() / e.model_dir);
+      }
+      bool found = false;
+      for (const auto& t : tries)
+        if (fs::exists(t / "config.json")) {
+          dirs[e.model] = t.string();
+          found = true;
+          break;
+        }
+      if (!found && dirs.find(e.model) == dirs.end())
+        std::cerr << "drt " << cmd << ": warning: skipping the entries of model '" << e.model << "': directory '"
+                  << e.model_dir << "' not found (give MODEL_DIR to use it)\n";
+      if (!found) dirs[e.model] = "";
+    }
+    for (auto it = dirs.begin(); it != dirs.end();) it = it->second.empty() ? dirs.erase(it) : std::next(it);
+    if (dirs.empty())
+      throw drt::invalid_input("lut '" + lut_file + "': none of its models' directories were found; give MODEL_DIR");
+  }
+  table.entries.erase(std::remove_if(table.entries.begin(), table.entries.end(),
+                                     [&](const drt::lut_entry& e) { return !dirs.count(e.model); }),
+                      table.entries.end());
+  table.mark_pareto();
+
+  detail::budget_models bm;
+  for (const auto& [name, dir] : dirs) {
+    bm.models[name] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir));
+    bm.graph.add(name, *bm.models[name]);
+  }
+  if (policy == "lut") return detail::run_budget(cmd, args, table, drt::lut_policy(table), bm, image, lut_file);
+  drt::deadline_controller_options o;
+  if (args.has("--miss-target")) {
+    const float r = parse_fraction(cmd, "--miss-target", args.get("--miss-target"));
+    if (!(r > 0 && r < 0.5f))
+      throw usage_error(cmd,
+                        "option '--miss-target' expects a rate in (0, 0.5), got '" + args.get("--miss-target") + "'");
+    o.target_miss_rate = r;
+  }
+  return detail::run_budget(cmd, args, table, drt::deadline_controller(table, o), bm, image, lut_file);
+}
+
+}  // namespace drt_cli

@@ -1,0 +1,180 @@
+#pragma once
+// drt sweep: measure many execution paths (latency on this machine, mIoU on a labelled set), keep the
+// Pareto front, write the lookup table (JSON) and a plot (SVG).
+
+#include <drt/engine/front_plot.hpp>
+#include <drt/engine/sweep.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "cli_args.hpp"
+
+namespace drt_cli {
+
+inline const command_spec sweep_cmd{
+    "sweep",
+    "MODEL_DIR [MODEL_DIR ...] --data DIR --out lut.json [options]",
+    "Enumerate execution paths of SegFormer models (depth combinations near the full model, decoder\n"
+    "channel counts on a grid), measure each path's latency on this machine (median and p95) and its\n"
+    "mIoU on a labelled folder, and write a lookup table with the Pareto-optimal paths flagged.\n"
+    "Several models give one hybrid table: the policies may switch models as well as paths.",
+    {"The first MODEL_DIR's full path is the reference for normalized mIoU and time.",
+     "Latency: per-layer times of the full path and of each decoder configuration predict every path;",
+     "a sample (the Pareto front first) is timed end to end and the agreement is reported.",
+     "mIoU: one encoding per image and encoder path serves every decoder path of the grid.",
+     "Encoder paths run in order of promise while the --budget-minutes estimate allows.",
+     "Progress and ETA on stderr; the front on stdout. docs/engine.md describes the LUT format."},
+    {{"--data", "DIR", "labelled folder with images/ and labels/ (required)"},
+     {"--out", "LUT", "lookup table to write (JSON, required)"},
+     {"--svg", "PATH", "also plot every path and the front (normalized latency vs normalized mIoU)"},
+     {"--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)"},
+     {"--limit", "N", "use only the first N images (sorted by name)"},
+     {"--size", "HxW", "resize the images to H x W for inference (mIoU stays at label size)"},
+     {"--budget-minutes", "M", "time budget of the whole sweep (default 20)"},
+     {"--max-paths", "N", "stop scheduling encoder paths once N paths are measured"},
+     {"--depth-reduce", "R", "per-stage depths from D-R to D (default 1: 16 combinations)"},
+     {"--depths", "LIST", "explicit depth vectors, e.g. \"3,4,6,3;2,3,5,3\" (overrides --depth-reduce)"},
+     {"--channel-step", "C", "decoder channel counts are multiples of C (default 32)"},
+     {"--fuse-levels", "N", "Conv2DFuse input levels, full down to 1/6 (default 17)"},
+     {"--pred-levels", "N", "Conv2DPred input levels, full down to 1/4 (default 6)"},
+     {"--fuse-in", "LIST", "explicit Conv2DFuse input counts, e.g. 1024,2048,3072"},
+     {"--pred-in", "LIST", "explicit Conv2DPred input counts, e.g. 384,768"},
+     {"--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)"},
+     {"--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)"},
+     {"--confirm", "N", "paths timed end to end to confirm the prediction (default 8)"},
+     {"--title", "TEXT", "plot title"},
+     {"--threads", "T", "OpenMP threads (default: all)"}},
+    1,
+    64};
+
+namespace detail {
+
+inline double parse_positive_number(const std::string& cmd, const std::string& option, const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || !std::isfinite(v))
+    throw usage_error(cmd, "option '" + option + "' expects a positive number, got '" + text + "'");
+  return v;
+}
+
+/// "a,b,c" -> positive integers.
+inline std::vector<std::size_t> parse_size_list(const std::string& cmd, const std::string& option,
+                                                const std::string& text) {
+  std::vector<std::size_t> out;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) {
+    const std::size_t v = positive_or_zero(part);
+    if (v == 0)
+      throw usage_error(cmd,
+                        "option '" + option + "' expects positive integers separated by commas, got '" + text + "'");
+    out.push_back(v);
+  }
+  if (out.empty()) throw usage_error(cmd, "option '" + option + "' expects at least one number");
+  return out;
+}
+
+}  // namespace detail
+
+inline int sweep_main(const parsed_args& args) {
+  const std::string& cmd = sweep_cmd.name;
+  if (!args.has("--data")) throw usage_error(cmd, "missing required option '--data'");
+  if (!args.has("--out")) throw usage_error(cmd, "missing required option '--out'");
+  drt::sweep_options o;
+  o.data_dir = args.get("--data");
+  if (args.has("--ignore-index")) {
+    const std::string v = args.get("--ignore-index");
+    o.ignore_index = v == "0" ? 0 : static_cast<int>(parse_positive(cmd, "--ignore-index", v));
+  }
+  auto count = [&](const char* opt, std::size_t& field) {
+    if (args.has(opt)) field = parse_positive(cmd, opt, args.get(opt));
+  };
+  count("--limit", o.image_limit);
+  count("--max-paths", o.max_paths);
+  count("--channel-step", o.channel_step);
+  count("--fuse-levels", o.fuse_levels);
+  count("--pred-levels", o.pred_levels);
+  count("--repeats", o.repeats);
+  count("--decoder-repeats", o.decoder_repeats);
+  count("--confirm", o.confirm);
+  if (args.has("--size")) {
+    const auto s = parse_size(cmd, "--size", args.get("--size"));
+    o.height = s.height;
+    o.width = s.width;
+  }
+  if (args.has("--budget-minutes"))
+    o.budget_minutes = detail::parse_positive_number(cmd, "--budget-minutes", args.get("--budget-minutes"));
+  if (args.has("--depth-reduce")) {
+    const std::string v = args.get("--depth-reduce");
+    o.depth_reduce = v == "0" ? 0 : static_cast<int>(parse_positive(cmd, "--depth-reduce", v));
+  }
+  if (args.has("--depths")) {
+    std::stringstream in(args.get("--depths"));
+    for (std::string part; std::getline(in, part, ';');) {
+      std::vector<int> d;
+      std::stringstream pin(part);
+      for (std::string x; std::getline(pin, x, ',');) {
+        const std::size_t v = x == "0" ? 0 : drt_cli::detail::positive_or_zero(x);
+        if (v == 0 && x != "0")
+          throw usage_error(cmd, "option '--depths' expects depth vectors like \"3,4,6,3;2,3,5,3\", got '" +
+                                     args.get("--depths") + "'");
+        d.push_back(static_cast<int>(v));
+      }
+      o.depths.push_back(d);
+    }
+  }
+  if (args.has("--fuse-in")) o.fuse_in = detail::parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
+  if (args.has("--pred-in")) o.pred_in = detail::parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
+  if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
+
+  std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
+  const auto result = drt::sweep_segformer(args.positional, o, drt::stderr_sweep_progress(), [](const std::string& s) {
+    std::cerr << (isatty(2) ? "\r\033[K" : "") << "drt sweep: " << s << '\n';
+  });
+  const auto& t = result.table;
+  drt::save_lut(t, args.get("--out"));
+  if (args.has("--svg")) drt::front_chart(t, args.get("--title")).save(args.get("--svg"));
+
+  const auto& r = result.report;
+  const auto& lat = r["latency"];
+  std::cout << std::fixed << std::setprecision(1) << "paths      " << t.entries.size() << " ("
+            << r["pareto_paths"].get<int>() << " on the front), " << r["encoder_paths"].size()
+            << " encoder paths, stopped: " << r["stopped_by"].get<std::string>() << '\n'
+            << "wall time  " << r["wall_s"].get<double>() << " s (latency " << r["phases_s"]["latency"].get<double>()
+            << " s, accuracy " << r["phases_s"]["accuracy"].get<double>() << " s, confirmation "
+            << r["phases_s"]["confirm"].get<double>() << " s)\n"
+            << "machine    " << t.machine.describe() << ", load " << std::setprecision(2)
+            << (r["load_average_start"].empty() ? 0.0 : r["load_average_start"][0].get<double>()) << " -> "
+            << (r["load_average_end"].empty() ? 0.0 : r["load_average_end"][0].get<double>()) << '\n';
+  if (lat["median"].contains("median_abs_relative_error"))
+    std::cout << std::setprecision(1) << "prediction " << lat["sample"].size()
+              << " paths timed end to end: median |error| "
+              << 100 * lat["median"]["median_abs_relative_error"].get<double>() << " %, max "
+              << 100 * lat["median"]["max_abs_relative_error"].get<double>() << " % (p95: median "
+              << 100 * lat["p95"]["median_abs_relative_error"].get<double>() << " %, max "
+              << 100 * lat["p95"]["max_abs_relative_error"].get<double>() << " %)\n";
+  std::cout << "lut        " << args.get("--out") << '\n';
+  if (args.has("--svg")) std::cout << "plot       " << args.get("--svg") << '\n';
+  std::cout << "\nPareto front (latency median / p95 in ms; * = timed end to end, otherwise predicted):\n"
+            << std::left << std::setw(22) << "model" << std::setw(44) << "path" << std::right << std::setw(8) << "GMACs"
+            << std::setw(10) << "median" << std::setw(10) << "p95" << std::setw(8) << "mIoU" << std::setw(7) << "norm"
+            << '\n';
+  for (const std::size_t i : t.front()) {
+    const auto& e = t.entries[i];
+    std::cout << std::left << std::setw(22) << e.model << std::setw(44) << e.path << std::right << std::setprecision(2)
+              << std::setw(8) << e.macs / 1e9 << std::setprecision(1) << std::setw(9) << e.latency_ms
+              << (e.latency_source == "measured" ? '*' : ' ') << std::setw(10) << e.latency_p95_ms
+              << std::setprecision(4) << std::setw(8) << e.miou << std::setprecision(3) << std::setw(7)
+              << e.miou_normalized << '\n';
+  }
+  return 0;
+}
+
+}  // namespace drt_cli

@@ -1,0 +1,304 @@
+#pragma once
+/// @file lut.hpp
+/// The lookup table of the dynamic real-time engine (paper Section IV, Fig. 8): one entry per
+/// measured execution path with its cost (MACs, median and p95 latency on the measuring machine)
+/// and its accuracy, the Pareto-optimal entries flagged. Stored as versioned JSON (docs/engine.md
+/// documents the format); loading validates every field and names the file, the entry and the value.
+
+#include <cmath>
+#include <cstddef>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "pareto.hpp"
+
+namespace drt {
+
+/// The LUT format version this drt writes and reads.
+inline constexpr int lut_format_version = 1;
+/// The value of the `format` field that identifies a drt LUT.
+inline constexpr const char* lut_format_name = "drt-lut";
+
+/// Where latencies were measured. Two machines are "the same" for a LUT when CPU model, logical CPU
+/// count and thread count agree (the date and load are recorded for the reader, not compared).
+struct machine_info {
+  std::string cpu = "unknown";       ///< CPU model name (/proc/cpuinfo "model name")
+  int logical_cpus = 0;              ///< std::thread::hardware_concurrency()
+  int threads = 0;                   ///< OpenMP threads the latencies were measured with
+  std::string date;                  ///< UTC, ISO 8601
+  std::vector<double> load_average;  ///< 1, 5, 15 min load averages when measured (empty when unknown)
+
+  /// This machine now, measuring with `threads` threads (0 = OpenMP's current maximum).
+  static machine_info current(int threads = 0) {
+    machine_info m;
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);)
+      if (line.rfind("model name", 0) == 0) {
+        const auto colon = line.find(':');
+        if (colon != std::string::npos) {
+          m.cpu = line.substr(line.find_first_not_of(" \t", colon + 1));
+          break;
+        }
+      }
+    m.logical_cpus = static_cast<int>(std::thread::hardware_concurrency());
+    m.threads = threads > 0 ? threads : max_threads();
+    const std::time_t now = std::time(nullptr);
+    char buf[32];
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    m.date = buf;
+    m.load_average = current_load_average();
+    return m;
+  }
+
+  /// The 1/5/15-minute load averages (empty where /proc/loadavg is missing).
+  static std::vector<double> current_load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::vector<double> v(3);
+    if (!(in >> v[0] >> v[1] >> v[2])) return {};
+    return v;
+  }
+
+  /// "AMD EPYC, 2 logical CPUs, 2 threads"
+  std::string describe() const {
+    return cpu + ", " + std::to_string(logical_cpus) + " logical CPUs, " + std::to_string(threads) + " threads";
+  }
+  bool same_machine(const machine_info& o) const noexcept {
+    return cpu == o.cpu && logical_cpus == o.logical_cpus && threads == o.threads;
+  }
+
+  nlohmann::json to_json() const {
+    nlohmann::json j{{"cpu", cpu}, {"logical_cpus", logical_cpus}, {"threads", threads}, {"date", date}};
+    if (!load_average.empty()) j["load_average"] = load_average;
+    return j;
+  }
+};
+
+/// One measured path.
+struct lut_entry {
+  std::string model;          ///< model name: its directory's base name, e.g. "segformer-b2-camvid"
+  std::string model_dir;      ///< the directory it was loaded from when measured (may not exist elsewhere)
+  std::string path = "full";  ///< execution path, text form (`segformer_path::to_string`)
+  double macs = 0;            ///< multiply-accumulates of one inference at the LUT's input size
+  double latency_ms = 0;      ///< median latency
+  double latency_p95_ms = 0;  ///< 95th-percentile latency
+  std::string latency_source = "measured";  ///< "measured" (timed end to end) or "predicted" (per-layer sum)
+  double predicted_latency_ms = NAN;        ///< the per-layer prediction (also kept for measured entries)
+  double miou = 0;                          ///< mIoU on the labelled set
+  double miou_normalized = 0;               ///< miou / the reference entry's miou
+  double pixel_acc = NAN;                   ///< pixel accuracy (optional)
+  bool pareto = false;                      ///< on the (latency_ms, miou) Pareto front of the table
+
+  /// "segformer-b2-camvid 'depths=2,3,5,3 fuse_in=1024'"
+  std::string label() const { return model + " '" + path + "'"; }
+
+  nlohmann::json to_json() const {
+    nlohmann::json j{{"model", model},
+                     {"path", path},
+                     {"macs", macs},
+                     {"latency_ms", latency_ms},
+                     {"latency_p95_ms", latency_p95_ms},
+                     {"latency_source", latency_source},
+                     {"miou", miou},
+                     {"miou_normalized", miou_normalized},
+                     {"pareto", pareto}};
+    if (!model_dir.empty()) j["model_dir"] = model_dir;
+    if (std::isfinite(predicted_latency_ms)) j["predicted_latency_ms"] = predicted_latency_ms;
+    if (std::isfinite(pixel_acc)) j["pixel_acc"] = pixel_acc;
+    return j;
+  }
+};
+
+/// A whole table: format version, machine, free-form information (data set, input size, reference
+/// entry, sweep report) and the entries.
+struct lookup_table {
+  int version = lut_format_version;
+  machine_info machine;
+  nlohmann::json info = nlohmann::json::object();  ///< "input": {height, width}, "dataset", "reference", "sweep"
+  std::vector<lut_entry> entries;
+
+  /// Indices of the entries on the (latency_ms, miou) front, cheapest first.
+  std::vector<std::size_t> front() const {
+    return pareto_front(
+        entries, [](const lut_entry& e) { return e.latency_ms; }, [](const lut_entry& e) { return e.miou; });
+  }
+  /// Recomputes every entry's `pareto` flag on (latency_ms, miou).
+  void mark_pareto() {
+    for (auto& e : entries) e.pareto = false;
+    for (const std::size_t i : front()) entries[i].pareto = true;
+  }
+  /// Sets `miou_normalized` = miou / reference_miou for every entry.
+  void normalize(double reference_miou) {
+    if (!(reference_miou > 0) || !std::isfinite(reference_miou))
+      throw invalid_input("lookup table: reference mIoU " + std::to_string(reference_miou) + " must be positive");
+    for (auto& e : entries) e.miou_normalized = e.miou / reference_miou;
+  }
+  /// The input size the latencies hold for (0 x 0 when not recorded).
+  std::size_t input_height() const {
+    return info.contains("input") ? info["input"].value("height", std::size_t{0}) : 0;
+  }
+  std::size_t input_width() const { return info.contains("input") ? info["input"].value("width", std::size_t{0}) : 0; }
+
+  nlohmann::json to_json() const {
+    nlohmann::json j;
+    j["format"] = lut_format_name;
+    j["version"] = version;
+    j["machine"] = machine.to_json();
+    for (auto it = info.begin(); it != info.end(); ++it) j[it.key()] = *it;
+    j["entries"] = nlohmann::json::array();
+    for (const auto& e : entries) j["entries"].push_back(e.to_json());
+    return j;
+  }
+};
+
+namespace detail {
+
+inline std::string lut_num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+/// A JSON value as it appears in the file, for error messages.
+inline std::string lut_shown(const nlohmann::json& v) {
+  std::string s = v.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+inline double lut_number(const nlohmann::json& e, const char* key, const std::string& where, bool required,
+                         double fallback) {
+  if (!e.contains(key) || e[key].is_null()) {
+    if (required) throw invalid_input(where + ": missing field '" + key + "'");
+    return fallback;
+  }
+  if (!e[key].is_number())
+    throw invalid_input(where + ": field '" + key + "' must be a number, got " + lut_shown(e[key]));
+  return e[key].get<double>();
+}
+
+inline std::string lut_string(const nlohmann::json& e, const char* key, const std::string& where, bool required,
+                              const std::string& fallback = "") {
+  if (!e.contains(key)) {
+    if (required) throw invalid_input(where + ": missing field '" + key + "'");
+    return fallback;
+  }
+  if (!e[key].is_string())
+    throw invalid_input(where + ": field '" + key + "' must be a string, got " + lut_shown(e[key]));
+  return e[key].get<std::string>();
+}
+
+}  // namespace detail
+
+/// Parses and validates a LUT document; `where` names it in errors (e.g. "lut 'lut.json'").
+inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) throw invalid_input(where + ": expected a JSON object with 'version', 'machine' and 'entries'");
+  if (j.contains("format") && j["format"] != lut_format_name)
+    throw invalid_input(where + ": format " + detail::lut_shown(j["format"]) + " is not a drt lookup table (\"" +
+                        lut_format_name + "\")");
+  if (!j.contains("version")) throw invalid_input(where + ": missing field 'version'");
+  if (!j["version"].is_number_integer())
+    throw invalid_input(where + ": field 'version' must be an integer, got " + detail::lut_shown(j["version"]));
+  lookup_table t;
+  t.version = j["version"].get<int>();
+  if (t.version != lut_format_version)
+    throw invalid_input(where + ": version " + std::to_string(t.version) +
+                        " is not supported (this drt reads version " + std::to_string(lut_format_version) + ")");
+  if (!j.contains("machine") || !j["machine"].is_object())
+    throw invalid_input(where + ": missing object 'machine' (cpu, logical_cpus, threads, date)");
+  const auto& m = j["machine"];
+  const std::string mw = where + ": machine";
+  t.machine.cpu = detail::lut_string(m, "cpu", mw, true);
+  t.machine.logical_cpus = static_cast<int>(detail::lut_number(m, "logical_cpus", mw, false, 0));
+  t.machine.threads = static_cast<int>(detail::lut_number(m, "threads", mw, true, 0));
+  t.machine.date = detail::lut_string(m, "date", mw, false);
+  if (m.contains("load_average") && m["load_average"].is_array())
+    for (const auto& v : m["load_average"])
+      if (v.is_number()) t.machine.load_average.push_back(v.get<double>());
+  if (!j.contains("entries") || !j["entries"].is_array()) throw invalid_input(where + ": missing array 'entries'");
+  if (j["entries"].empty()) throw invalid_input(where + ": 'entries' is empty, expected at least one measured path");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "format" && it.key() != "version" && it.key() != "machine" && it.key() != "entries")
+      t.info[it.key()] = *it;
+  std::size_t index = 0;
+  for (const auto& e : j["entries"]) {
+    const std::string ew = where + ": entry " + std::to_string(index++);
+    if (!e.is_object()) throw invalid_input(ew + " is not an object");
+    lut_entry x;
+    x.model = detail::lut_string(e, "model", ew, true);
+    if (x.model.empty()) throw invalid_input(ew + ": field 'model' is empty");
+    x.path = detail::lut_string(e, "path", ew, true);
+    const std::string xw = ew + " (" + x.label() + ")";
+    x.model_dir = detail::lut_string(e, "model_dir", xw, false);
+    x.macs = detail::lut_number(e, "macs", xw, true, 0);
+    x.latency_ms = detail::lut_number(e, "latency_ms", xw, true, 0);
+    x.latency_p95_ms = detail::lut_number(e, "latency_p95_ms", xw, true, 0);
+    x.latency_source = detail::lut_string(e, "latency_source", xw, false, "measured");
+    x.predicted_latency_ms = detail::lut_number(e, "predicted_latency_ms", xw, false, NAN);
+    x.miou = detail::lut_number(e, "miou", xw, true, 0);
+    x.miou_normalized = detail::lut_number(e, "miou_normalized", xw, true, 0);
+    x.pixel_acc = detail::lut_number(e, "pixel_acc", xw, false, NAN);
+    if (!e.contains("pareto")) throw invalid_input(xw + ": missing field 'pareto'");
+    if (!e["pareto"].is_boolean())
+      throw invalid_input(xw + ": field 'pareto' must be true or false, got " + detail::lut_shown(e["pareto"]));
+    x.pareto = e["pareto"].get<bool>();
+    auto positive = [&](const char* key, double v) {
+      if (!(v > 0) || !std::isfinite(v))
+        throw invalid_input(xw + ": " + key + " " + detail::lut_num(v) + " must be a positive number of milliseconds");
+    };
+    positive("latency_ms", x.latency_ms);
+    positive("latency_p95_ms", x.latency_p95_ms);
+    if (!(x.macs >= 0) || !std::isfinite(x.macs))
+      throw invalid_input(xw + ": macs " + detail::lut_num(x.macs) + " must be a non-negative number");
+    if (!(x.miou >= 0 && x.miou <= 1))
+      throw invalid_input(xw + ": miou " + detail::lut_num(x.miou) + " must be in [0, 1]");
+    if (!(x.miou_normalized >= 0) || !std::isfinite(x.miou_normalized))
+      throw invalid_input(xw + ": miou_normalized " + detail::lut_num(x.miou_normalized) +
+                          " must be a non-negative number");
+    if (x.latency_source != "measured" && x.latency_source != "predicted")
+      throw invalid_input(xw + ": latency_source '" + x.latency_source + "' must be \"measured\" or \"predicted\"");
+    t.entries.push_back(std::move(x));
+  }
+  return t;
+}
+
+/// Reads and validates a LUT file. Throws drt::io_error when it cannot be read, drt::invalid_input
+/// naming the file (and the entry and field) when it is not a valid LUT.
+inline lookup_table load_lut(const std::string& file) {
+  const std::string where = "lut '" + file + "'";
+  std::ifstream in(file);
+  if (!in) throw io_error(where + ": cannot open file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& ex) {
+    throw invalid_input(where + ": not valid JSON (" + ex.what() + ")");
+  }
+  return lut_from_json(j, where);
+}
+
+/// Writes a LUT as indented JSON. Throws drt::io_error naming the file when it cannot be written.
+inline void save_lut(const lookup_table& t, const std::string& file) {
+  std::ofstream out(file);
+  if (!out) throw io_error("lut '" + file + "': cannot open for writing");
+  out << t.to_json().dump(1) << '\n';
+  if (!out) throw io_error("lut '" + file + "': write failed");
+}
+
+/// The warning to print when a LUT's latencies were measured on another machine; empty when the
+/// machines match. `where` names the LUT ("lut 'lut.json'").
+inline std::string machine_mismatch(const machine_info& measured, const machine_info& here, const std::string& where) {
+  if (measured.same_machine(here)) return {};
+  return where + " was measured on another machine (" + measured.describe() + (measured.date.empty() ? "" : ", ") +
+         measured.date + "); this one is " + here.describe() + ": its latencies may not hold here";
+}
+
+}  // namespace drt

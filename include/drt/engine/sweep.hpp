@@ -1,0 +1,967 @@
+#pragma once
+/// @file sweep.hpp
+/// The offline half of the dynamic real-time engine (paper Sections III-IV): enumerate SegFormer
+/// execution paths, measure each path's latency on this machine and its mIoU on a labelled set,
+/// and keep them in a lookup table with the Pareto-optimal entries flagged.
+///
+/// What keeps a sweep of hundreds of paths practical:
+/// - **Accuracy: one encoding, many decoders.** Every decoder path of an encoder path (depths)
+///   reads the same encoder outputs, and the decoder's channel prefixes nest: Conv2DFuse over the
+///   first F concatenated channels is a prefix of the reduction over all of them, and Conv2DPred over
+///   the first P fuse outputs a prefix of its reduction. `shared_decoder` therefore runs the fuse
+///   and classifier reductions once, up to the largest F and P, and stores the accumulators at every
+///   F and P of the grid: the logits of all F x P decoder paths for the cost of one full decoder.
+///   drt's GEMM accumulates each output in reduction order from zero with the same fused
+///   multiply-adds, so those logits equal `segformer_model::decode`'s bit for bit (tests check it).
+///   Images are spread over the threads (each image runs serially: no per-layer barriers).
+/// - **Latency: measure layers once, predict paths.** The full path is profiled per layer; each
+///   decoder configuration's layers are profiled on one encoding; a path's latency is predicted as
+///   the sum of the layers it runs plus the time outside the layer scopes, then confirmed by timing
+///   a sample of paths end to end (the Pareto-optimal ones first); the agreement is reported.
+/// - **A time budget.** Encoder paths run in order of promise (fewest blocks removed, then most
+///   time saved) while the estimated time of the next one fits in what is left of the budget.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/profiler.hpp"
+#include "../core/tensor.hpp"
+#include "../dynamic/path.hpp"
+#include "../eval/evaluate.hpp"
+#include "../eval/labelled_dataset.hpp"
+#include "../eval/segmentation_metrics.hpp"
+#include "../io/image.hpp"
+#include "../io/safetensors.hpp"
+#include "../io/weight_source.hpp"
+#include "../layers/batch_norm.hpp"
+#include "../layers/gemm.hpp"
+#include "../layers/resize.hpp"
+#include "../models/segformer.hpp"
+#include "latency.hpp"
+#include "lut.hpp"
+
+namespace drt {
+
+// ------------------------------------------------------------------------------ shared decoder
+
+/// Logits of every decoder path of a grid (Conv2DFuse inputs F x Conv2DPred inputs P) on one
+/// encoding, for the cost of one full decoder. Holds its own packed copy of the fuse and classifier
+/// weights, read from the same source and folded exactly as `segformer_model` folds them.
+class shared_decoder {
+public:
+  /// `source` must hold the weights `model` was built from (e.g. `safetensors_source` of its file).
+  shared_decoder(const segformer_model& model, const weight_source& source) : model_(&model) {
+    const auto& c = model.config();
+    const auto& head = model.decode_head();
+    const std::size_t d = head.hidden(), s = head.stages(), k = head.classes();
+    const auto D = static_cast<std::int64_t>(d), S = static_cast<std::int64_t>(s), K = static_cast<std::int64_t>(k);
+    std::vector<float> fuse = source("decode_head.linear_fuse.weight", {D, S * D, 1, 1});
+    const auto g = source("decode_head.batch_norm.weight", {D}), b = source("decode_head.batch_norm.bias", {D});
+    const auto mean = source("decode_head.batch_norm.running_mean", {D});
+    const auto var = source("decode_head.batch_norm.running_var", {D});
+    // ref: mlp_decode_head's constructor: BatchNorm folded into the fuse weights, then packed [n=D][k=S*D].
+    const auto bn =
+        batch_norm_to_affine(g.data(), b.data(), mean.data(), var.data(), d, static_cast<float>(c.batch_norm_eps));
+    fuse_bias_ = fold_batch_norm(fuse, s * d, {}, bn);
+    fuse_ = packed_matrix::from_nk(fuse.data(), d, s * d, s * d);
+    const auto cw = source("decode_head.classifier.weight", {K, D, 1, 1});
+    cls_bias_ = source("decode_head.classifier.bias", {K});
+    cls_ = packed_matrix::from_nk(cw.data(), k, d, d);
+  }
+
+  /// Checks a grid against the model: ascending, within range, multiples of the SIMD width (the
+  /// bit-for-bit agreement with `decode` needs whole vectors in the decoder's resize).
+  void check_grid(const std::vector<std::size_t>& fuse_in, const std::vector<std::size_t>& pred_in) const {
+    const auto& head = model_->decode_head();
+    auto check = [&](const char* what, const std::vector<std::size_t>& v, std::size_t max) {
+      if (v.empty()) throw invalid_input(std::string("shared_decoder: the ") + what + " grid is empty");
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == 0 || v[i] > max || v[i] % detail::simd_width != 0)
+          throw invalid_input(std::string("shared_decoder: ") + what + "=" + std::to_string(v[i]) +
+                              " must be a multiple of " + std::to_string(detail::simd_width) + " between " +
+                              std::to_string(detail::simd_width) + " and " + std::to_string(max));
+        if (i && v[i] <= v[i - 1])
+          throw invalid_input(std::string("shared_decoder: the ") + what + " grid must be strictly ascending");
+      }
+    };
+    check("fuse_in", fuse_in, head.stages() * head.hidden());
+    check("pred_in", pred_in, head.hidden());
+  }
+
+  /// logits[fi * pred_in.size() + pi]: NHWC [N, H_0, W_0, K] of the path (fuse_in[fi], pred_in[pi])
+  /// with the full DecodeLinear0 and propagation on. Grids ascending (see `check_grid`).
+  void run(const segformer_features& f, const std::vector<std::size_t>& fuse_in,
+           const std::vector<std::size_t>& pred_in, std::vector<detail::aligned_vector<float>>& logits) const {
+    check_grid(fuse_in, pred_in);
+    const auto& head = model_->decode_head();
+    const std::size_t d = head.hidden(), S = head.stages(), K = head.classes(), full = S * d;
+    const std::size_t n = f.n, h0 = f.hs[0], w0 = f.ws[0], m0 = n * h0 * w0;
+    const std::size_t fmax = fuse_in.back(), pmax = pred_in.back(), nf = fuse_in.size(), np = pred_in.size();
+    // 1. The concatenation, every channel any path of the grid reads (ref: mlp_decode_head::run).
+    thread_local detail::aligned_vector<float> concat, tmp;
+    concat.resize(m0 * full);
+    for (std::size_t s = 0; s < S; ++s) {
+      const std::size_t kept = head.stage_outputs_kept(s, fmax);
+      if (kept == 0) continue;
+      const std::size_t off = (S - 1 - s) * d, cs = head.stage_linear(s).in_features(), ms = n * f.hs[s] * f.ws[s];
+      gemm_epilogue ep;
+      ep.bias = head.stage_linear(s).bias();
+      if (f.hs[s] == h0 && f.ws[s] == w0) {
+        gemm(ms, kept, cs, f.maps[s].data(), cs, head.stage_linear(s).weights(), concat.data() + off, full, ep);
+      } else {
+        tmp.resize(ms * kept);
+        gemm(ms, kept, cs, f.maps[s].data(), cs, head.stage_linear(s).weights(), tmp.data(), kept, ep);
+        resize_bilinear(tmp.data(), n, f.hs[s], f.ws[s], kept, kept, concat.data() + off, h0, w0, full);
+      }
+    }
+    logits.resize(nf * np);
+    for (auto& l : logits) l.resize(m0 * K);
+    // 2. Row blocks: Conv2DFuse with its accumulators read out at every F, then Conv2DPred on each of
+    //    those with its accumulators read out at every P.
+    constexpr std::size_t MC = detail::gemm_mc;
+    thread_local detail::aligned_vector<float> fused, tiles;  // [nf][MC][pmax], [MC][NR]
+    fused.resize(nf * MC * pmax);
+    tiles.resize(MC * detail::gemm_nr);
+    gemm_epilogue fuse_ep;
+    fuse_ep.bias = fuse_bias_.data();
+    fuse_ep.act = activation::relu;
+    gemm_epilogue cls_ep;
+    cls_ep.bias = cls_bias_.data();
+    for (std::size_t r0 = 0; r0 < m0; r0 += MC) {
+      const std::size_t rows = std::min(MC, m0 - r0);
+      checkpointed_gemm<activation::relu>(
+          rows, concat.data() + r0 * full, full, fuse_, pmax, fuse_in, fuse_ep, tiles.data(),
+          [&](std::size_t fi) { return fused.data() + fi * MC * pmax; }, pmax);
+      for (std::size_t fi = 0; fi < nf; ++fi)
+        checkpointed_gemm<activation::none>(
+            rows, fused.data() + fi * MC * pmax, pmax, cls_, K, pred_in, cls_ep, tiles.data(),
+            [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
+    }
+  }
+
+  const segformer_model& model() const noexcept { return *model_; }
+
+private:
+  /// Reduction block: a [KC][NR] slice of a B panel stays in L1 while every micro-tile of the row
+  /// block uses it.
+  static constexpr std::size_t kc = 256;
+
+  /// C_c[rows, :n] = epilogue(A[rows, :k_c] x B[:k_c, :n]) for every checkpoint k_c (ascending), in one
+  /// pass over the reduction. `dst(c)` is C_c's first row (row stride ldc); `tiles` holds [rows][NR].
+  /// Each output accumulates from zero in reduction order with the same fused multiply-adds as
+  /// drt's GEMM (blocks only store and reload the accumulators), so C_c equals
+  /// `gemm(rows, n, k_c, ...)` with the same epilogue bit for bit.
+  template <activation A, class Dst>
+  static void checkpointed_gemm(std::size_t rows, const float* a, std::size_t lda, const packed_matrix& b,
+                                std::size_t n, const std::vector<std::size_t>& ks, const gemm_epilogue& ep,
+                                float* tiles, Dst&& dst, std::size_t ldc) {
+    constexpr std::size_t MR = detail::gemm_mr, NR = detail::gemm_nr;
+    for (std::size_t p = 0; p * NR < n; ++p) {
+      const std::size_t j0 = p * NR, cols = std::min(NR, n - j0);
+      const float* bp = b.panel(p);
+      std::size_t ka = 0;
+      for (std::size_t c = 0; c < ks.size();) {
+        const std::size_t kb = std::min((ka / kc + 1) * kc, ks[c]);  // next block edge or checkpoint
+        for (std::size_t i = 0; i < rows; i += MR)
+          micro(kb - ka, a + i * lda + ka, lda, std::min(MR, rows - i), bp + ka * NR, tiles + i * NR, ka > 0);
+        if (kb == ks[c]) {
+          for (std::size_t i = 0; i < rows; i += MR)
+            detail::gemm_store<A>(tiles + i * NR, std::min(MR, rows - i), cols, j0, dst(c), ldc, i, ep);
+          ++c;
+        }
+        ka = kb;
+      }
+    }
+  }
+
+  /// One MR x NR tile over k reduction steps, starting from zero or from the tile (ref: detail::gemm_micro).
+  static void micro(std::size_t k, const float* a, std::size_t lda, std::size_t rows, const float* bp, float* tile,
+                    bool accumulate) noexcept {
+    using detail::simd;
+    constexpr std::size_t MR = detail::gemm_mr, NR = detail::gemm_nr, W = detail::simd_width;
+    simd c0[MR], c1[MR];
+    const float* ar[MR];
+    for (std::size_t r = 0; r < MR; ++r) {
+      c0[r] = accumulate ? simd::load_aligned(tile + r * NR) : simd(0.f);
+      c1[r] = accumulate ? simd::load_aligned(tile + r * NR + W) : simd(0.f);
+      ar[r] = a + (r < rows ? r : 0) * lda;  // rows past the edge recompute row 0, never stored
+    }
+    for (std::size_t kk = 0; kk < k; ++kk) {
+      const simd b0 = simd::load_aligned(bp + kk * NR);
+      const simd b1 = simd::load_aligned(bp + kk * NR + W);
+      for (std::size_t r = 0; r < MR; ++r) {
+        const simd av(ar[r][kk]);
+        c0[r] = xsimd::fma(av, b0, c0[r]);
+        c1[r] = xsimd::fma(av, b1, c1[r]);
+      }
+    }
+    for (std::size_t r = 0; r < MR; ++r) {
+      c0[r].store_aligned(tile + r * NR);
+      c1[r].store_aligned(tile + r * NR + W);
+    }
+  }
+
+  const segformer_model* model_;
+  packed_matrix fuse_, cls_;
+  std::vector<float> fuse_bias_, cls_bias_;
+};
+
+// ------------------------------------------------------------------------------ enumeration
+
+/// Per-stage depth vectors with max(1, D_s - reduce) <= d_s <= D_s, the full model first.
+inline std::vector<std::vector<int>> depth_combinations(const std::vector<int>& full, int reduce) {
+  if (reduce < 0) throw invalid_input("depth_combinations: reduce " + std::to_string(reduce) + " must be >= 0");
+  std::vector<std::vector<int>> out{full};
+  std::vector<int> d = full;
+  while (true) {
+    std::size_t s = 0;  // odometer over the stages, counting down
+    for (; s < d.size(); ++s) {
+      if (d[s] > std::max(1, full[s] - reduce)) {
+        --d[s];
+        break;
+      }
+      d[s] = full[s];
+    }
+    if (s == d.size()) break;
+    out.push_back(d);
+  }
+  return out;
+}
+
+/// `levels` channel counts from `full` down to about `min`, multiples of `step`, ascending, no repeats.
+inline std::vector<std::size_t> channel_levels(std::size_t full, std::size_t min, std::size_t levels,
+                                               std::size_t step) {
+  if (step == 0 || levels == 0 || full == 0)
+    throw invalid_input("channel_levels: full, levels and step must be positive (got " + std::to_string(full) + ", " +
+                        std::to_string(levels) + ", " + std::to_string(step) + ")");
+  min = std::max(step, std::min(min, full));
+  std::set<std::size_t> v;
+  for (std::size_t i = 0; i < levels; ++i) {
+    const double x = levels == 1 ? double(full) : double(full) - double(i) * double(full - min) / double(levels - 1);
+    std::size_t c = static_cast<std::size_t>(std::llround(x / double(step))) * step;
+    c = std::max(step, std::min(c, full));
+    v.insert(c);
+  }
+  v.insert(full);
+  return {v.begin(), v.end()};
+}
+
+// ------------------------------------------------------------------------------ the sweep
+
+struct sweep_options {
+  std::string data_dir;                  ///< labelled folder (images/ + labels/)
+  int ignore_index = 255;                ///< label value not counted (CamVid: 11)
+  std::size_t image_limit = 0;           ///< first N images only (0 = all)
+  std::size_t height = 0, width = 0;     ///< resize inputs to H x W (0 = as stored); mIoU at label size
+  double budget_minutes = 20;            ///< the whole sweep stays within this
+  std::size_t max_paths = 0;             ///< stop scheduling encoder paths past this many paths (0 = no limit)
+  int depth_reduce = 1;                  ///< depths from D_s - reduce to D_s per stage
+  std::vector<std::vector<int>> depths;  ///< explicit depth vectors (override depth_reduce; all models)
+  std::size_t channel_step = 32;         ///< channel counts are multiples of this
+  std::size_t fuse_levels = 17;          ///< Conv2DFuse input levels from full down to full * fuse_min
+  double fuse_min = 1.0 / 6;
+  std::size_t pred_levels = 6;  ///< Conv2DPred input levels from full down to full * pred_min
+  double pred_min = 0.25;
+  std::vector<std::size_t> fuse_in, pred_in;  ///< explicit grids (override the levels)
+  std::size_t warmup = 2;                     ///< untimed runs before timing
+  std::size_t repeats = 7;                    ///< timed runs of the full path and of each confirmed path
+  std::size_t decoder_repeats = 3;            ///< timed runs of each profiled decoder configuration
+  bool profile_every_decoder = false;         ///< profile every grid configuration (default: one F line, one P line)
+  std::size_t confirm = 8;                    ///< paths timed end to end to confirm the prediction
+  int threads = 0;                            ///< 0 = OpenMP's maximum
+  unsigned seed = 42;                         ///< for the random part of the confirmation sample
+};
+
+/// What the sweep is doing, for progress lines.
+struct sweep_progress {
+  std::string phase;                ///< "latency", "accuracy", "confirm"
+  std::string what;                 ///< model and path
+  std::size_t done = 0, total = 0;  ///< within the current step (images, runs, paths)
+  std::size_t step = 0, steps = 0;  ///< encoder path k of about n (accuracy), or sample k of n
+  std::size_t paths = 0;            ///< paths with a result so far
+  double elapsed_s = 0, eta_s = 0;
+};
+using sweep_progress_fn = std::function<void(const sweep_progress&)>;
+using sweep_log_fn = std::function<void(const std::string&)>;
+
+/// Progress on stderr: one line overwritten in place (at most every half second) on a terminal, a
+/// new line at each step and at most every 15 s otherwise (logs stay short).
+inline sweep_progress_fn stderr_sweep_progress() {
+  struct state {
+    bool tty = isatty(2) != 0;
+    std::chrono::steady_clock::time_point last{};
+    std::string key;
+  };
+  auto st = std::make_shared<state>();
+  return [st](const sweep_progress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::string key = p.phase + std::to_string(p.step);
+    const double since = std::chrono::duration<double>(now - st->last).count();
+    const bool new_step = key != st->key, finished = p.done == p.total;
+    if (!(new_step || finished || since >= (st->tty ? 0.5 : 15.0))) return;
+    st->last = now;
+    st->key = key;
+    std::fprintf(stderr, "%sdrt sweep: %s %zu/%zu %s: %zu/%zu | %zu paths | %.0f s, ETA %.0f s%s",
+                 st->tty ? "\r\033[K" : "", p.phase.c_str(), p.step, p.steps, p.what.c_str(), p.done, p.total, p.paths,
+                 p.elapsed_s, p.eta_s, st->tty ? "" : "\n");
+    std::fflush(stderr);
+  };
+}
+
+struct sweep_result {
+  lookup_table table;
+  nlohmann::json report;  ///< also stored in table.info["sweep"]
+};
+
+namespace detail {
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+inline std::string model_name_of(const std::string& dir) {
+  auto p = std::filesystem::path(dir);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+/// Everything the sweep keeps per model.
+struct sweep_model_state {
+  std::string name, dir;
+  std::unique_ptr<segformer_model> model;
+  std::unique_ptr<safetensors_file> file;
+  std::unique_ptr<shared_decoder> decoder;
+  std::vector<std::size_t> fuse_grid, pred_grid;
+  std::vector<std::vector<int>> depth_queue;                              ///< in order of promise
+  layer_timings full;                                                     ///< full path, per layer
+  std::map<std::pair<std::size_t, std::size_t>, layer_timings> decoders;  ///< profiled (fuse_in, pred_in)
+  std::map<std::string, double> encoder_ms;                               ///< encoder layer medians from `full`
+  double overhead_ms = 0, p95_ratio = 1;
+  double layer_scale = 1;                      ///< < 1 when the per-layer medians add up to more than the total
+  double fuse_a = 0, fuse_b = 0, fuse_r2 = 1;  ///< Conv2DFuse ms = a + b * fuse_in * pred_in (rounded to panels)
+  double calibration = 1;                      ///< measured / predicted full path at confirmation time
+  std::vector<double> encoder_path_seconds;    ///< accuracy time per encoder path so far
+  std::size_t next = 0;                        ///< next depth_queue item
+
+  segformer_path make_path(const std::vector<int>& depths, std::size_t f, std::size_t p) const {
+    const auto& c = model->config();
+    const auto& head = model->decode_head();
+    segformer_path path;
+    if (depths != c.depths) path.depths = depths;
+    if (f != head.stages() * head.hidden()) path.fuse_in = static_cast<int>(f);
+    if (p != head.hidden()) path.pred_in = static_cast<int>(p);
+    return path;
+  }
+
+  static std::size_t panel_cols(std::size_t p) { return (p + detail::gemm_nr - 1) / detail::gemm_nr * detail::gemm_nr; }
+
+  /// Median ms of decoder layer `name` in configuration (f, p). Profiled configurations are used as
+  /// measured; otherwise DecodeLinear*/DecodeUpsample* (which depend on f only) come from the
+  /// profile at (f, smallest pred_in), Conv2DPred (p only) from (largest fuse_in, p), and
+  /// Conv2DFuse from the least-squares line over every profiled configuration.
+  double decoder_layer_ms(std::size_t f, std::size_t p, const std::string& name) const {
+    const auto exact = decoders.find({f, p});
+    if (exact != decoders.end()) {
+      const auto it = exact->second.layer_ms.find(name);
+      if (it != exact->second.layer_ms.end()) return it->second;
+    }
+    auto from = [&](std::size_t ff, std::size_t pp) -> double {
+      const auto d = decoders.find({ff, pp});
+      if (d == decoders.end()) return NAN;
+      const auto it = d->second.layer_ms.find(name);
+      return it == d->second.layer_ms.end() ? NAN : it->second;
+    };
+    if (name == "Conv2DFuse") return fuse_a + fuse_b * double(f) * double(panel_cols(p));
+    if (name == "Conv2DPred") return from(fuse_grid.back(), p);
+    return from(f, pred_grid.front());
+  }
+
+  /// Predicted median latency: the encoder layers as profiled on the full path, the decoder layers
+  /// of this decoder configuration (see `decoder_layer_ms`), plus the unscoped time of the full path.
+  double predict_ms(const segformer_execution& exec, std::size_t h, std::size_t w) const {
+    const auto layers = model->layers(h, w, exec);
+    std::vector<layer_info> enc, dec;
+    std::map<std::string, double> dec_ms;
+    for (const auto& l : layers) {
+      if (l.region == model_region::encoder) {
+        enc.push_back(l);
+        continue;
+      }
+      dec.push_back(l);
+      const double t = decoder_layer_ms(exec.head.fuse_in, exec.head.pred_in, l.timing_name());
+      if (std::isfinite(t)) dec_ms[l.timing_name()] = std::max(0.0, t);
+    }
+    return layer_scale * (sum_layer_ms(enc, encoder_ms, name) + sum_layer_ms(dec, dec_ms, name)) + overhead_ms;
+  }
+};
+
+}  // namespace detail
+
+/// Sweeps the SegFormer models in `model_dirs` (hub layout) on `opt.data_dir`. The first model's full
+/// path is the reference for `miou_normalized`. Progress goes to `progress`, notes to `log`.
+inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, const sweep_options& opt,
+                                    const sweep_progress_fn& progress = {}, const sweep_log_fn& log = {}) {
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  const double budget_s = opt.budget_minutes * 60.0;
+  if (model_dirs.empty()) throw invalid_input("sweep: no model directories given");
+  if (!(opt.budget_minutes > 0) || !std::isfinite(opt.budget_minutes))
+    throw invalid_input("sweep: budget of " + detail::lut_num(opt.budget_minutes) + " minutes must be positive");
+  if (opt.repeats == 0 || opt.decoder_repeats == 0)
+    throw invalid_input("sweep: repeats and decoder_repeats must be at least 1");
+  if (opt.channel_step == 0 || opt.channel_step % detail::simd_width != 0)
+    throw invalid_input("sweep: channel step " + std::to_string(opt.channel_step) + " must be a positive multiple of " +
+                        std::to_string(detail::simd_width) + " (the SIMD width)");
+  const int threads = opt.threads > 0 ? opt.threads : max_threads();
+  set_threads(threads);
+  auto note = [&](const std::string& s) {
+    if (log) log(s);
+  };
+  const auto load_start = machine_info::current_load_average();
+
+  // ---- data: every image decoded, normalized (and resized) once
+  const auto items = list_labelled_dataset(opt.data_dir, opt.image_limit);
+  std::vector<tensor4> inputs(items.size());
+  std::vector<label_map> labels(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const rgb_image img = load_image(items[i].image_path);
+    labels[i] = load_label_png(items[i].label_path);
+    if (labels[i].width != img.width || labels[i].height != img.height)
+      throw shape_error("dataset: label '" + items[i].label_path + "' is " + std::to_string(labels[i].height) + "x" +
+                        std::to_string(labels[i].width) + " but image '" + items[i].image_path + "' is " +
+                        std::to_string(img.height) + "x" + std::to_string(img.width) + " (HxW)");
+    inputs[i] = normalize_imagenet(opt.height ? resize_image(img, opt.height, opt.width) : img);
+    if (inputs[i].shape(2) != inputs[0].shape(2) || inputs[i].shape(3) != inputs[0].shape(3))
+      throw shape_error("sweep: image '" + items[i].image_path + "' is " + std::to_string(inputs[i].shape(2)) + "x" +
+                        std::to_string(inputs[i].shape(3)) + " but the first is " + std::to_string(inputs[0].shape(2)) +
+                        "x" + std::to_string(inputs[0].shape(3)) + " (HxW); use --size");
+  }
+  const std::size_t H = inputs[0].shape(2), W = inputs[0].shape(3);
+  note("data " + opt.data_dir + ": " + std::to_string(items.size()) + " images, inference at " + std::to_string(H) +
+       "x" + std::to_string(W) + ", " + std::to_string(threads) + " threads");
+
+  // ---- models
+  std::vector<detail::sweep_model_state> models(model_dirs.size());
+  for (std::size_t mi = 0; mi < model_dirs.size(); ++mi) {
+    auto& m = models[mi];
+    m.dir = model_dirs[mi];
+    m.name = detail::model_name_of(m.dir);
+    for (std::size_t o = 0; o < mi; ++o)
+      if (models[o].name == m.name) throw invalid_input("sweep: two models are named '" + m.name + "'");
+    m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir));
+    m.model->check_input(H, W);
+    m.file = std::make_unique<safetensors_file>(m.dir + "/model.safetensors");
+    m.decoder = std::make_unique<shared_decoder>(*m.model, safetensors_source(*m.file));
+    const auto& head = m.model->decode_head();
+    const std::size_t full = head.stages() * head.hidden(), d = head.hidden();
+    m.fuse_grid = opt.fuse_in.empty() ? channel_levels(full, static_cast<std::size_t>(double(full) * opt.fuse_min),
+                                                       opt.fuse_levels, opt.channel_step)
+                                      : opt.fuse_in;
+    m.pred_grid = opt.pred_in.empty() ? channel_levels(d, static_cast<std::size_t>(double(d) * opt.pred_min),
+                                                       opt.pred_levels, opt.channel_step)
+                                      : opt.pred_in;
+    std::sort(m.fuse_grid.begin(), m.fuse_grid.end());
+    std::sort(m.pred_grid.begin(), m.pred_grid.end());
+    m.fuse_grid.erase(std::unique(m.fuse_grid.begin(), m.fuse_grid.end()), m.fuse_grid.end());
+    m.pred_grid.erase(std::unique(m.pred_grid.begin(), m.pred_grid.end()), m.pred_grid.end());
+    try {
+      m.decoder->check_grid(m.fuse_grid, m.pred_grid);
+    } catch (const invalid_input& e) {
+      throw invalid_input("sweep: model '" + m.name + "': " + e.what());
+    }
+    if (m.fuse_grid.back() != full || m.pred_grid.back() != d)
+      note(m.name + ": the channel grid does not include the full decoder (fuse_in " + std::to_string(full) +
+           ", pred_in " + std::to_string(d) + ")");
+    const auto& depths = m.model->config().depths;
+    m.depth_queue = opt.depths.empty() ? depth_combinations(depths, opt.depth_reduce) : opt.depths;
+    for (const auto& dv : m.depth_queue) m.make_path(dv, full, d).validate(m.model->config());
+  }
+
+  sweep_progress prog;
+  std::size_t path_count = 0;
+  auto report_progress = [&](double eta) {
+    if (!progress) return;
+    prog.paths = path_count;
+    prog.elapsed_s = detail::seconds_since(t_start);
+    prog.eta_s = eta;
+    progress(prog);
+  };
+
+  // ---- phase 1: per-layer latency (full path; every decoder configuration on one encoding)
+  prog.phase = "latency";
+  prog.steps = models.size();
+  for (std::size_t mi = 0; mi < models.size(); ++mi) {
+    auto& m = models[mi];
+    const auto& x = inputs[0];
+    const auto full_exec = m.model->compile(segformer_path{});
+    prog.step = mi + 1;
+    prog.what = m.name;
+    prog.total = opt.warmup + opt.repeats +
+                 (opt.profile_every_decoder ? m.fuse_grid.size() * m.pred_grid.size()
+                                            : m.fuse_grid.size() + m.pred_grid.size() - 1);
+    prog.done = 0;
+    report_progress(0);
+    for (std::size_t i = 0; i < opt.warmup; ++i) m.model->forward(x, false, full_exec);
+    m.full = profile_runs([&] { m.model->forward(x, false, full_exec); }, opt.repeats);
+    prog.done = opt.warmup + opt.repeats;
+    report_progress(0);
+    for (const auto& l : m.model->layers(H, W, full_exec))
+      if (l.region == model_region::encoder) {
+        const auto it = m.full.layer_ms.find(l.timing_name());
+        if (it != m.full.layer_ms.end()) m.encoder_ms[it->first] = it->second;
+      }
+    // Unscoped time; when noise makes the per-layer medians add up to more than the median total,
+    // scale them instead so that the full path's prediction is its profiled median.
+    m.overhead_ms = std::max(0.0, m.full.total.median_ms - m.full.scoped_ms());
+    m.layer_scale = m.full.scoped_ms() > m.full.total.median_ms ? m.full.total.median_ms / m.full.scoped_ms() : 1.0;
+    m.p95_ratio = m.full.total.median_ms > 0 ? m.full.total.p95_ms / m.full.total.median_ms : 1.0;
+    // Decoder configurations: every fuse_in at the smallest pred_in and every pred_in at the largest
+    // fuse_in (or the whole grid when asked); Conv2DFuse of the others from a line through them all.
+    const segformer_features feats = m.model->encode(x, full_exec);
+    for (const std::size_t f : m.fuse_grid)
+      for (const std::size_t p : m.pred_grid) {
+        if (!opt.profile_every_decoder && p != m.pred_grid.front() && f != m.fuse_grid.back()) continue;
+        const auto exec = m.model->compile(m.make_path(m.model->config().depths, f, p));
+        m.decoders[{exec.head.fuse_in, exec.head.pred_in}] =
+            profile_runs([&] { m.model->decode(feats, exec.head); }, opt.decoder_repeats);
+        ++prog.done;
+        report_progress(0);
+      }
+    {
+      double sx = 0, sy = 0, sxx = 0, sxy = 0, n = 0;
+      std::vector<std::pair<double, double>> pts;
+      for (const auto& [fp, t] : m.decoders) {
+        const auto it = t.layer_ms.find("Conv2DFuse");
+        if (it == t.layer_ms.end()) continue;
+        const double xx = double(fp.first) * double(detail::sweep_model_state::panel_cols(fp.second));
+        pts.emplace_back(xx, it->second);
+        sx += xx;
+        sy += it->second;
+        sxx += xx * xx;
+        sxy += xx * it->second;
+        n += 1;
+      }
+      const double den = n * sxx - sx * sx;
+      m.fuse_b = den > 0 ? (n * sxy - sx * sy) / den : 0.0;
+      m.fuse_a = n > 0 ? (sy - m.fuse_b * sx) / n : 0.0;
+      double ss_res = 0, ss_tot = 0;
+      for (const auto& [xx, yy] : pts) {
+        ss_res += (yy - m.fuse_a - m.fuse_b * xx) * (yy - m.fuse_a - m.fuse_b * xx);
+        ss_tot += (yy - sy / n) * (yy - sy / n);
+      }
+      m.fuse_r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1.0;
+    }
+    // Encoder paths in order of promise: fewest blocks removed, then most predicted time saved.
+    auto block_ms = [&](std::size_t s, int j) {
+      double t = 0;
+      const std::string prefix = "Stage" + std::to_string(s + 1) + " Block" + std::to_string(j + 1) + " ";
+      for (const auto& [name, ms] : m.encoder_ms)
+        if (name.rfind(prefix, 0) == 0) t += ms;
+      return t;
+    };
+    const auto& full_depths = m.model->config().depths;
+    auto removed = [&](const std::vector<int>& dv) {
+      int r = 0;
+      double saved = 0;
+      for (std::size_t s = 0; s < dv.size(); ++s)
+        for (int j = dv[s]; j < full_depths[s]; ++j) {
+          ++r;
+          saved += block_ms(s, j);
+        }
+      return std::make_pair(r, -saved);
+    };
+    if (opt.depths.empty())
+      std::stable_sort(m.depth_queue.begin(), m.depth_queue.end(),
+                       [&](const std::vector<int>& a, const std::vector<int>& b) { return removed(a) < removed(b); });
+    note(m.name + ": full path " + detail::lut_num(std::round(m.full.total.median_ms * 10) / 10) + " ms median (p95 " +
+         detail::lut_num(std::round(m.full.total.p95_ms * 10) / 10) + " ms), " + std::to_string(m.decoders.size()) +
+         " decoder configurations profiled (Conv2DFuse line R^2 " +
+         detail::lut_num(std::round(m.fuse_r2 * 1000) / 1000) + "), " + std::to_string(m.depth_queue.size()) +
+         " encoder paths queued");
+  }
+  const double latency_phase_s = detail::seconds_since(t_start);
+
+  // ---- phase 2: accuracy, encoder path by encoder path, interleaving the models by rank
+  struct result_row {
+    std::size_t model;
+    std::vector<int> depths;
+    std::size_t f, p;
+    double miou, pixel_acc;
+  };
+  std::vector<result_row> results;
+  nlohmann::json encoder_report = nlohmann::json::array();
+  double max_decode_diff = 0;
+  std::size_t verified = 0;
+  // Time to keep for the confirmation phase: the sample of each model at its full-path latency,
+  // with half again for a machine that gets busier.
+  double confirm_reserve_s = 0;
+  for (const auto& m : models)
+    confirm_reserve_s +=
+        1.5 * double(opt.confirm) / double(models.size()) * double(opt.repeats + 1) * m.full.total.median_ms / 1e3;
+  std::string stopped_by = "all encoder paths done";
+  // Seconds per encoder path: the mean so far, or (none yet) about one full-path latency per image,
+  // since the images are spread over the threads and each runs on one.
+  auto estimate_s = [&](const detail::sweep_model_state& m) {
+    if (m.encoder_path_seconds.empty()) return 1.2 * double(items.size()) * m.full.total.median_ms / 1e3;
+    return std::accumulate(m.encoder_path_seconds.begin(), m.encoder_path_seconds.end(), 0.0) /
+           double(m.encoder_path_seconds.size());
+  };
+  auto remaining_estimate_s = [&]() {  // what the queue would still take, capped by the budget
+    double s = 0;
+    for (const auto& m : models) {
+      s += estimate_s(m) * double(m.depth_queue.size() - m.next);
+    }
+    const double left = budget_s - detail::seconds_since(t_start) - confirm_reserve_s;
+    return std::max(0.0, std::min(s, left)) + confirm_reserve_s;
+  };
+  std::size_t planned_steps = 0;
+  for (const auto& m : models) planned_steps += m.depth_queue.size();
+  std::size_t step = 0;
+  prog.phase = "accuracy";
+  while (true) {
+    // the next item: lowest rank first, models in the given order within a rank
+    detail::sweep_model_state* pick = nullptr;
+    std::size_t pick_index = 0;
+    for (std::size_t mi = 0; mi < models.size(); ++mi) {
+      auto& m = models[mi];
+      if (m.next >= m.depth_queue.size()) continue;
+      const double est = estimate_s(m);
+      const bool first = m.next == 0;  // each model's first encoder path always runs
+      if (!first && detail::seconds_since(t_start) + est + confirm_reserve_s > budget_s) {
+        m.next = m.depth_queue.size();  // no time left for this model
+        stopped_by = "time budget";
+        continue;
+      }
+      if (!first && opt.max_paths && path_count >= opt.max_paths) {
+        m.next = m.depth_queue.size();
+        stopped_by = "path limit";
+        continue;
+      }
+      if (!pick || m.next < pick->next) {
+        pick = &m;
+        pick_index = mi;
+      }
+    }
+    if (!pick) break;
+    auto& m = *pick;
+    const auto depths = m.depth_queue[m.next++];
+    const auto t_enc = clock::now();
+    const auto exec = m.model->compile(m.make_path(depths, m.fuse_grid.back(), m.pred_grid.back()));
+    const std::size_t nf = m.fuse_grid.size(), np = m.pred_grid.size(), K = m.model->decode_head().classes();
+    std::vector<confusion_matrix> cms(nf * np, confusion_matrix(K, opt.ignore_index));
+    ++step;
+    prog.step = step;
+    prog.steps = std::min(
+        planned_steps, step + static_cast<std::size_t>((remaining_estimate_s() - confirm_reserve_s) / estimate_s(m)));
+    prog.what = m.name + " depths=" + detail::join_ints(depths);
+    prog.total = items.size();
+    prog.done = 0;
+    report_progress(remaining_estimate_s());
+    // Bit-for-bit check of the shared decoder against the model's own decoder (first image).
+    if (m.encoder_path_seconds.empty()) {
+      const auto feats = m.model->encode(inputs[0], exec);
+      std::vector<detail::aligned_vector<float>> logits;
+      m.decoder->run(feats, m.fuse_grid, m.pred_grid, logits);
+      const std::size_t picks[3][2] = {{nf - 1, np - 1}, {nf / 2, np / 2}, {0, 0}};
+      for (const auto& pk : picks) {
+        const auto e2 = m.model->compile(m.make_path(depths, m.fuse_grid[pk[0]], m.pred_grid[pk[1]]));
+        const tensor4 ref = m.model->decode(feats, e2.head);  // NCHW
+        const auto& got = logits[pk[0] * np + pk[1]];         // NHWC
+        const std::size_t hw = ref.shape(2) * ref.shape(3);
+        for (std::size_t q = 0; q < hw; ++q)
+          for (std::size_t k = 0; k < K; ++k)
+            max_decode_diff = std::max(max_decode_diff, double(std::abs(ref.data()[k * hw + q] - got[q * K + k])));
+        ++verified;
+      }
+    }
+    std::exception_ptr error;
+    std::size_t done = 0;
+    // An encoder path admitted on its estimate is given up (its partial counts dropped) once it runs
+    // into the time kept for the confirmation, e.g. because the machine got busier; a model's first
+    // encoder path always completes.
+    const bool may_cancel = !m.encoder_path_seconds.empty();
+    bool cancelled = false;
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<confusion_matrix> local(nf * np, confusion_matrix(K, opt.ignore_index));
+      std::vector<detail::aligned_vector<float>> logits;
+#pragma omp for schedule(dynamic, 1)
+      for (long long ii = 0; ii < static_cast<long long>(items.size()); ++ii) {
+        const auto i = static_cast<std::size_t>(ii);
+        bool skip = false;
+#pragma omp critical(drt_sweep_progress)
+        {
+          if (may_cancel && !cancelled && detail::seconds_since(t_start) + confirm_reserve_s > budget_s)
+            cancelled = true;
+          skip = cancelled;
+        }
+        if (skip) continue;
+        try {
+          const auto feats = m.model->encode(inputs[i], exec);  // serial: we are inside a parallel region
+          m.decoder->run(feats, m.fuse_grid, m.pred_grid, logits);
+          const std::size_t h0 = feats.hs[0], w0 = feats.ws[0];
+          tensor4 lg = tensor4::from_shape({std::size_t{1}, K, h0, w0});
+          for (std::size_t c = 0; c < nf * np; ++c) {
+            const float* src = logits[c].data();
+            float* dst = lg.data();
+            for (std::size_t q = 0; q < h0 * w0; ++q)
+              for (std::size_t k = 0; k < K; ++k) dst[k * h0 * w0 + q] = src[q * K + k];
+            const itensor3 pred = upsample_argmax(lg, labels[i].height, labels[i].width);
+            local[c].add(labels[i].labels.data(), pred.data(), labels[i].labels.size(), items[i].label_path);
+          }
+        } catch (...) {
+#pragma omp critical(drt_sweep_error)
+          if (!error) error = std::current_exception();
+        }
+#pragma omp critical(drt_sweep_progress)
+        {
+          prog.done = ++done;
+          report_progress(remaining_estimate_s() + estimate_s(m) * (1.0 - double(done) / double(items.size())));
+        }
+      }
+#pragma omp critical(drt_sweep_merge)
+      for (std::size_t c = 0; c < nf * np; ++c) cms[c].merge(local[c]);
+    }
+    if (error) std::rethrow_exception(error);
+    if (cancelled) {
+      stopped_by = "time budget";
+      encoder_report.push_back({{"model", m.name},
+                                {"depths", depths},
+                                {"seconds", detail::seconds_since(t_enc)},
+                                {"paths", 0},
+                                {"cancelled_after_images", done}});
+      note(m.name + " depths=" + detail::join_ints(depths) + ": cancelled after " + std::to_string(done) + " of " +
+           std::to_string(items.size()) + " images (time budget); its counts are dropped");
+      for (auto& mm : models) mm.next = mm.depth_queue.size();
+      continue;
+    }
+    for (std::size_t fi = 0; fi < nf; ++fi)
+      for (std::size_t pi = 0; pi < np; ++pi) {
+        const auto& cm = cms[fi * np + pi];
+        results.push_back({pick_index, depths, m.fuse_grid[fi], m.pred_grid[pi], cm.miou(), cm.pixel_accuracy()});
+        ++path_count;
+      }
+    const double sec = detail::seconds_since(t_enc);
+    m.encoder_path_seconds.push_back(sec);
+    encoder_report.push_back({{"model", m.name},
+                              {"depths", depths},
+                              {"seconds", sec},
+                              {"paths", nf * np},
+                              {"full_decoder_miou", cms.back().miou()}});
+  }
+  const double accuracy_phase_s = detail::seconds_since(t_start) - latency_phase_s;
+  if (progress && isatty(2)) std::fprintf(stderr, "\n");
+
+  // ---- entries with predicted latency
+  lookup_table table;
+  table.machine = machine_info::current(threads);
+  std::vector<segformer_execution> execs;
+  for (const auto& r : results) {
+    const auto& m = models[r.model];
+    const auto path = m.make_path(r.depths, r.f, r.p);
+    const auto exec = m.model->compile(path);
+    lut_entry e;
+    e.model = m.name;
+    e.model_dir = m.dir;
+    e.path = path.to_string();
+    e.macs = total_macs(m.model->layers(H, W, exec));
+    e.predicted_latency_ms = m.predict_ms(exec, H, W);
+    e.latency_ms = e.predicted_latency_ms;
+    e.latency_p95_ms = e.predicted_latency_ms * m.p95_ratio;
+    e.latency_source = "predicted";
+    e.miou = r.miou;
+    e.pixel_acc = r.pixel_acc;
+    table.entries.push_back(e);
+    execs.push_back(exec);
+  }
+
+  // ---- phase 3: confirm on a sample: the front (spread along it), each model's full path, a few others
+  std::vector<std::size_t> sample;
+  auto add_sample = [&](std::size_t i) {
+    if (sample.size() < opt.confirm && std::find(sample.begin(), sample.end(), i) == sample.end()) sample.push_back(i);
+  };
+  for (std::size_t i = 0; i < table.entries.size(); ++i)
+    if (table.entries[i].path == "full") add_sample(i);
+  const auto front = table.front();
+  const std::size_t others = std::min<std::size_t>(2, opt.confirm / 6);
+  const std::size_t front_slots = opt.confirm > sample.size() + others ? opt.confirm - sample.size() - others : 0;
+  if (front_slots > 0 && !front.empty()) {
+    if (front.size() <= front_slots) {
+      for (const std::size_t i : front) add_sample(i);
+    } else {
+      for (std::size_t k = 0; k < front_slots; ++k)
+        add_sample(front[front_slots == 1 ? front.size() - 1 : k * (front.size() - 1) / (front_slots - 1)]);
+    }
+  }
+  std::mt19937 rng(opt.seed);
+  for (std::size_t tries = 0; sample.size() < opt.confirm && tries < 100 && !table.entries.empty(); ++tries)
+    add_sample(std::uniform_int_distribution<std::size_t>(0, table.entries.size() - 1)(rng));
+  prog.phase = "confirm";
+  prog.steps = opt.repeats;
+  // Timed round robin (one run of each sampled path per round, after one warm-up run each), so
+  // that a load that drifts during the phase affects every path alike.
+  std::vector<std::vector<double>> runs(sample.size());
+  auto model_of = [&](const lut_entry& e) -> detail::sweep_model_state& {
+    return *std::find_if(models.begin(), models.end(), [&](const auto& s) { return s.name == e.model; });
+  };
+  for (std::size_t k = 0; k < sample.size(); ++k)
+    model_of(table.entries[sample[k]]).model->forward(inputs[0], false, execs[sample[k]]);
+  for (std::size_t r = 0; r < opt.repeats; ++r) {
+    prog.step = r + 1;
+    prog.what = "round robin over " + std::to_string(sample.size()) + " paths";
+    prog.total = sample.size();
+    for (std::size_t k = 0; k < sample.size(); ++k) {
+      prog.done = k;
+      double left = 0;
+      for (std::size_t q = 0; q < sample.size(); ++q) left += table.entries[sample[q]].predicted_latency_ms / 1e3;
+      report_progress(left * double(opt.repeats - r));
+      const auto& e = table.entries[sample[k]];
+      runs[k].push_back(
+          time_runs([&] { model_of(e).model->forward(inputs[0], false, execs[sample[k]]); }, 0, 1).median_ms);
+    }
+  }
+  if (progress && isatty(2) && !sample.empty()) std::fprintf(stderr, "\n");
+  std::vector<timing_stats> measured;
+  std::vector<double> p95_ratios;
+  for (std::size_t k = 0; k < sample.size(); ++k) {
+    measured.push_back(timing_stats::of(runs[k]));
+    p95_ratios.push_back(measured.back().p95_ms / measured.back().median_ms);
+    const auto& e = table.entries[sample[k]];
+    if (e.path == "full") {  // calibration: the load now vs when the layers were profiled
+      auto& m = model_of(e);
+      m.calibration = measured.back().median_ms / e.predicted_latency_ms;
+    }
+  }
+  const double p95_ratio = p95_ratios.empty() ? 1.0 : timing_stats::of(p95_ratios).median_ms;
+  nlohmann::json sample_report = nlohmann::json::array();
+  std::vector<double> err, err_cal, err95;
+  for (std::size_t k = 0; k < sample.size(); ++k) {
+    auto& e = table.entries[sample[k]];
+    const auto& m = model_of(e);
+    const auto& t = measured[k];
+    const double rel = (e.predicted_latency_ms - t.median_ms) / t.median_ms;
+    const double cal = e.predicted_latency_ms * m.calibration;
+    const double rel_cal = (cal - t.median_ms) / t.median_ms;
+    const double pred95 = cal * p95_ratio;
+    const double rel95 = (pred95 - t.p95_ms) / t.p95_ms;
+    err.push_back(rel);
+    if (e.path != "full") err_cal.push_back(rel_cal);
+    err95.push_back(rel95);
+    sample_report.push_back({{"model", e.model},
+                             {"path", e.path},
+                             {"predicted_ms", e.predicted_latency_ms},
+                             {"calibrated_ms", cal},
+                             {"measured_ms", t.median_ms},
+                             {"relative_error", rel},
+                             {"relative_error_calibrated", rel_cal},
+                             {"predicted_p95_ms", pred95},
+                             {"measured_p95_ms", t.p95_ms},
+                             {"relative_error_p95", rel95},
+                             {"samples_ms", t.samples_ms}});
+    e.latency_ms = t.median_ms;
+    e.latency_p95_ms = t.p95_ms;
+    e.latency_source = "measured";
+  }
+  for (auto& e : table.entries)
+    if (e.latency_source == "predicted") {
+      e.latency_ms = e.predicted_latency_ms * model_of(e).calibration;
+      e.latency_p95_ms = e.latency_ms * p95_ratio;
+    }
+  auto abs_stats = [](std::vector<double> v) {
+    nlohmann::json j;
+    if (v.empty()) return j;
+    double mean = 0;
+    for (auto& x : v) {
+      mean += x;
+      x = std::abs(x);
+    }
+    std::sort(v.begin(), v.end());
+    j["paths"] = v.size();
+    j["median_abs_relative_error"] = v[v.size() / 2];
+    j["max_abs_relative_error"] = v.back();
+    j["mean_relative_error"] = mean / double(v.size());
+    return j;
+  };
+
+  // ---- the table
+  table.mark_pareto();
+  const auto ref_it = std::find_if(table.entries.begin(), table.entries.end(),
+                                   [&](const lut_entry& e) { return e.model == models[0].name && e.path == "full"; });
+  const lut_entry& ref = ref_it != table.entries.end() ? *ref_it : table.entries.front();
+  table.normalize(ref.miou);
+  const double wall_s = detail::seconds_since(t_start);
+  nlohmann::json report;
+  report["wall_s"] = wall_s;
+  report["phases_s"] = {{"latency", latency_phase_s},
+                        {"accuracy", accuracy_phase_s},
+                        {"confirm", wall_s - latency_phase_s - accuracy_phase_s}};
+  report["budget_minutes"] = opt.budget_minutes;
+  report["stopped_by"] = stopped_by;
+  report["paths"] = table.entries.size();
+  report["pareto_paths"] = table.front().size();
+  report["threads"] = threads;
+  report["load_average_start"] = load_start;
+  report["load_average_end"] = machine_info::current_load_average();
+  report["encoder_paths"] = encoder_report;
+  report["shared_decoder_check"] = {{"paths_compared", verified}, {"max_abs_logit_difference", max_decode_diff}};
+  nlohmann::json lat;
+  lat["method"] =
+      "predicted median = sum of per-layer medians (encoder layers from " + std::to_string(opt.repeats) +
+      " profiled runs of the full path; decoder layers from " + std::to_string(opt.decoder_repeats) +
+      " profiled runs of the decoder configurations, Conv2DFuse of unprofiled ones from a line in fuse_in x pred_in) "
+      "+ the full path's time outside layer scopes. The sample is then timed round robin; 'calibrated' scales every "
+      "prediction of a model by its full path's measured/predicted ratio at that time (the load may have changed "
+      "since the profile), and predicted entries in the table carry calibrated values; p95 = median x the sample's "
+      "median p95/median ratio";
+  lat["sample"] = sample_report;
+  lat["median"] = abs_stats(err);
+  lat["median_calibrated"] = abs_stats(err_cal);
+  lat["p95"] = abs_stats(err95);
+  lat["p95_over_median"] = p95_ratio;
+  nlohmann::json fits = nlohmann::json::object();
+  for (const auto& m : models)
+    fits[m.name] = {{"conv2dfuse_ms_intercept", m.fuse_a},
+                    {"conv2dfuse_ms_per_mac_column", m.fuse_b},
+                    {"conv2dfuse_r2", m.fuse_r2},
+                    {"calibration", m.calibration},
+                    {"full_path_profiled_ms", m.full.total.median_ms},
+                    {"unscoped_ms", m.overhead_ms}};
+  lat["models"] = fits;
+  report["latency"] = lat;
+  nlohmann::json grids = nlohmann::json::object();
+  for (const auto& m : models) grids[m.name] = {{"fuse_in", m.fuse_grid}, {"pred_in", m.pred_grid}};
+  report["grids"] = grids;
+  table.info["input"] = {{"height", H}, {"width", W}};
+  table.info["dataset"] = {{"path", opt.data_dir},
+                           {"images", items.size()},
+                           {"ignore_index", opt.ignore_index},
+                           {"protocol",
+                            "logits upsampled bilinearly (align_corners=False) to the label size, argmax, "
+                            "one confusion matrix over the set"}};
+  table.info["reference"] = {
+      {"model", ref.model}, {"path", ref.path}, {"latency_ms", ref.latency_ms}, {"miou", ref.miou}};
+  table.info["sweep"] = report;
+  return {std::move(table), std::move(report)};
+}
+
+}  // namespace drt

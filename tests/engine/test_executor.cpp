@@ -1,0 +1,131 @@
+// Executor: a graph composed with a policy, on a fake graph with a fake clock and on SegFormer.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include <drt/engine/executor.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+drt::lut_entry entry(const std::string& model, const std::string& path, double ms, double miou) {
+  drt::lut_entry e;
+  e.model = model;
+  e.path = path;
+  e.latency_ms = ms;
+  e.latency_p95_ms = ms;
+  e.miou = miou;
+  return e;
+}
+
+/// Time stands still except when the fake graph runs: a path takes its table latency x speed.
+struct fake_clock {
+  const double* t;
+  double now_ms() const { return *t; }
+};
+struct fake_graph {
+  using input_type = int;
+  using output_type = std::string;
+  struct plan_type {
+    double ms;
+    std::string path;
+  };
+  double* t;
+  const double* speed;
+  mutable int planned = 0;
+  plan_type plan(const drt::lut_entry& e) const {
+    ++planned;
+    if (e.path == "bad") throw drt::invalid_input("fake: path 'bad' does not apply");
+    return {e.latency_ms, e.path};
+  }
+  output_type run(const int& x, const plan_type& p) const {
+    *t += p.ms * *speed;
+    return p.path + "/" + std::to_string(x);
+  }
+};
+}  // namespace
+
+TEST_SUITE("engine") {
+  TEST_CASE("executor: plans once, runs the chosen path, returns it with the accuracy estimate") {
+    drt::lookup_table t;
+    t.entries = {entry("m", "small", 10, 0.4), entry("m", "mid", 20, 0.5), entry("m", "big", 40, 0.6),
+                 entry("m", "slow", 50, 0.55)};  // dominated: never planned
+    double now = 0, speed = 1;
+    fake_graph g{&now, &speed};
+    drt::executor<fake_graph, drt::lut_policy, fake_clock> ex(g, drt::lut_policy(t), fake_clock{&now});
+    CHECK(ex.graph().planned == 3);
+    auto r = ex.run(7, 25);
+    CHECK(r.output == "mid/7");
+    CHECK(r.entry.path == "mid");
+    CHECK(r.choice.expected_miou == 0.5);
+    CHECK(r.choice.fits);
+    CHECK(r.measured_ms == 20);
+    CHECK_FALSE(r.missed);
+    speed = 1.5;  // open loop: keeps choosing "mid" and misses
+    r = ex.run(8, 25);
+    CHECK(r.entry.path == "mid");
+    CHECK(r.measured_ms == 30);
+    CHECK(r.missed);
+    r = ex.run(9, 5);
+    CHECK_FALSE(r.choice.fits);
+    CHECK(r.entry.path == "small");
+    CHECK_THROWS_WITH_AS(ex.run(1, -2),
+                         "budget -2 ms is impossible: a frame budget must be a positive, finite number of milliseconds",
+                         drt::invalid_input);
+    t.entries.push_back(entry("m", "bad", 5, 0.1));
+    CHECK_THROWS_WITH_AS(
+        (drt::executor<fake_graph, drt::lut_policy, fake_clock>(g, drt::lut_policy(t), fake_clock{&now})),
+        "fake: path 'bad' does not apply", drt::invalid_input);
+  }
+
+  TEST_CASE("executor: with deadline_controller the loop adapts when the machine slows down") {
+    drt::lookup_table t;
+    for (int i = 1; i <= 8; ++i) t.entries.push_back(entry("m", "p" + std::to_string(i), 5.0 * i, 0.3 + 0.03 * i));
+    double now = 0, speed = 1;
+    fake_graph g{&now, &speed};
+    drt::executor<fake_graph, drt::deadline_controller, fake_clock> ex(g, drt::deadline_controller(t),
+                                                                       fake_clock{&now});
+    int misses = 0;
+    std::string before, after;
+    for (int f = 0; f < 300; ++f) {
+      speed = f < 150 ? 1.0 : 2.0;
+      const auto r = ex.run(f, 33);
+      misses += r.missed ? 1 : 0;
+      if (f == 149) before = r.entry.path;
+      if (f == 299) after = r.entry.path;
+    }
+    CHECK(before == "p6");  // 30 ms fits 33 ms (no noise: the margin is 1 after the warm-up frames)
+    CHECK(after == "p3");   // 15 ms x 2 = 30 ms
+    CHECK(misses <= 1);     // only the frame where the slowdown hits
+  }
+
+  TEST_CASE("executor: SegFormer graph with a lut_policy") {
+    auto cfg = drt::standard_segformer_config("segformer-b0", 5);
+    const auto model = drt::segformer_model::with_random_weights(cfg, 3);
+    drt::lookup_table t;
+    t.entries = {entry("b0", "full", 40, 0.6), entry("b0", "fuse_in=512 pred_in=128", 20, 0.5)};
+    drt::executor<drt::segformer_graph, drt::lut_policy> ex(drt::segformer_graph("b0", model), drt::lut_policy(t));
+    drt::tensor4 x = drt::tensor4::from_shape({1, 3, 64, 96});
+    const auto v = drt_test::random_vector(x.size(), 11);
+    std::copy(v.begin(), v.end(), x.begin());
+    const auto r = ex.run(x, 30);
+    CHECK(r.entry.path == "fuse_in=512 pred_in=128");
+    CHECK(r.output.shape(1) == 5);
+    CHECK(r.output.shape(2) == 16);
+    CHECK(r.output.shape(3) == 24);
+    CHECK(r.measured_ms > 0);
+    const auto ref = model.forward(x, drt::segformer_path::parse("fuse_in=512 pred_in=128")).logits;
+    CHECK(r.output == ref);
+    drt::lookup_table other;
+    other.entries = {entry("b2", "full", 40, 0.6)};
+    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+                                                                               drt::lut_policy(other))),
+                         "executor: lut entry b2 'full' needs model 'b2', which is not loaded (loaded: b0)",
+                         drt::invalid_input);
+    other.entries = {entry("b0", "depths=3,2,2,2", 40, 0.6)};
+    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+                                                                               drt::lut_policy(other))),
+                         "path 'depths=3,2,2,2': stage 0 depth 3 exceeds the model's 2", drt::invalid_input);
+  }
+}
