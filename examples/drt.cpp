@@ -30,8 +30,10 @@
 
 #include "cli_args.hpp"
 #include "cmd_accel.hpp"
+#include "cmd_budget.hpp"
 #include "cmd_eval.hpp"
 #include "cmd_profile.hpp"
+#include "cmd_sweep.hpp"
 
 namespace {
 
@@ -163,7 +165,7 @@ int run_main(const parsed_args& args) {
 
 // --------------------------------------------------------------------------------- segment
 
-const command_spec segment_cmd{
+const command_spec segment_cmd = drt_cli::with_budget_options(command_spec{
     "segment",
     "[MODEL_DIR] [IMAGE] [options]",
     "Segment one PNG/JPEG image: write the class map as a palette-coloured PNG and print the time\n"
@@ -177,10 +179,11 @@ const command_spec segment_cmd{
      {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
      {"--threads", "T", "OpenMP threads (default: all)"}},
     0,
-    2};
+    2});
 
 int segment_main(const parsed_args& args) {
   const std::string& cmd = segment_cmd.name;
+  if (drt_cli::wants_budget(cmd, args)) return drt_cli::segment_budget_main(args, resolve_default(default_image));
   const std::string model_dir = args.positional.size() > 0 ? args.positional[0] : resolve_default(default_model);
   const std::string image_path = args.positional.size() > 1 ? args.positional[1] : resolve_default(default_image);
   const std::string mask_path = args.get("--out", "segment_mask.png");
@@ -266,6 +269,7 @@ void print_main_usage(std::ostream& os) {
         "  segment  segment an image, write a coloured class map, print time and class histogram\n"
         "  eval     mIoU of a model (and path) on a labelled folder\n"
         "  profile  per-layer MACs and time, grouped by kind and region\n"
+        "  sweep    measure many paths (latency, mIoU), keep the Pareto front in a lookup table\n"
         "  accel    map a model onto a MAGNet-style accelerator: tiling, cycles, energy, area\n"
         "  dse      paths x accelerator designs: the paper's Figs. 10 and 11\n\n"
         "'drt <command> --help' describes a command.\n";
@@ -287,10 +291,11 @@ int dispatch(int argc, char** argv) {
       {"eval", {&drt_cli::eval_cmd, &drt_cli::eval_main}},
       {"profile", {&drt_cli::profile_cmd, &drt_cli::profile_main}},
       {"accel", {&drt_cli::accel_cmd, &drt_cli::accel_main}},
-      {"dse", {&drt_cli::dse_cmd, &drt_cli::dse_main}}};
+      {"dse", {&drt_cli::dse_cmd, &drt_cli::dse_main}},
+      {"sweep", {&drt_cli::sweep_cmd, &drt_cli::sweep_main}}};
   const auto it = commands.find(command);
   if (it == commands.end()) {
-    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval, profile, accel, dse; see 'drt --help')\n";
+    std::cerr << "drt: unknown command '" << command << "' (commands: run, segment, eval, profile, sweep, accel, dse; see 'drt --help')\n";
     return 2;
   }
   const command_spec& spec = *it->second.first;
