@@ -130,7 +130,7 @@ struct svg_chart {
     return o.str();
   }
 };
-inline const char* palette(std::size_t i) {
+inline const char* dse_color(std::size_t i) {
   static const char* c[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                             "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39"};
   return c[i % 13];
@@ -187,14 +187,14 @@ inline std::string dse_fig10_svg(const std::vector<dse_point>& pts, const std::s
   c.begin(title, "time per inference, ms", "normalized accuracy", nx, ny);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const char* dash = narrow_line[i] ? " stroke-dasharray='5,3'" : "";
-    c.o << "<polyline fill='none' stroke-width='1.8' stroke='" << detail::palette(i) << "'" << dash << " points='";
+    c.o << "<polyline fill='none' stroke-width='1.8' stroke='" << detail::dse_color(i) << "'" << dash << " points='";
     for (const auto& [x, y] : lines[i].second) c.o << c.x(x) << ',' << c.y(y) << ' ';
     c.o << "'/>\n";
     for (const auto& [x, y] : lines[i].second)
-      c.o << "<circle cx='" << c.x(x) << "' cy='" << c.y(y) << "' r='2.5' fill='" << detail::palette(i) << "'/>\n";
+      c.o << "<circle cx='" << c.x(x) << "' cy='" << c.y(y) << "' r='2.5' fill='" << detail::dse_color(i) << "'/>\n";
     const double ly = c.top + 10 + 18 * double(i), lx = c.w - c.right + 12;
     c.o << "<line x1='" << lx << "' y1='" << ly << "' x2='" << lx + 24 << "' y2='" << ly
-        << "' stroke-width='2' stroke='" << detail::palette(i) << "'" << dash << "/><text x='" << lx + 30 << "' y='"
+        << "' stroke-width='2' stroke='" << detail::dse_color(i) << "'" << dash << "/><text x='" << lx + 30 << "' y='"
         << ly + 4 << "'>" << lines[i].first << "</text>\n";
   }
   return c.end();
