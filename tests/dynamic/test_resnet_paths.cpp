@@ -327,6 +327,8 @@ TEST_SUITE("dynamic") {
     CHECK((c2->k == 128 && c2->c == 128 && c2->p == 60 && c2->q == 80 && c2->r == 3 && c2->stride == 2));
     CHECK(find(full, "stem.conv")->macs == doctest::Approx(240.0 * 320 * 64 * 3 * 49));
     CHECK(find(full, "classifier")->macs == doctest::Approx(2048.0 * 1000));
+    CHECK(find(full, "classifier")->region == drt::model_region::decoder);
+    CHECK(find(full, "stage4.block3.conv3")->region == drt::model_region::encoder);
 
     // A path: depth, middle and width choices propagate into every consumer.
     const auto exec = model.compile(drt::resnet_path::parse("depths=2,2,3,2 expand=0.5 width=128,512,768,2048"));

@@ -21,7 +21,7 @@ public:
   void add(const std::string& name, double seconds) {
     auto it = current_.find(name);
     if (it == current_.end()) {
-      order_.push_back(name);
+      if (!samples_.count(name)) order_.push_back(name);  // listed once across runs
       current_.emplace(name, seconds);
     } else {
       it->second += seconds;

@@ -413,6 +413,7 @@ public:
   /// exact MACs: `stem.conv`, `stem.pool`, then per block `stage<s>.block<j>.shortcut` (a projection),
   /// `.conv1`, `.conv2`(, `.conv3`), `.residual` (the addition + ReLU; timed with conv3 in a
   /// bottleneck, where it is fused), then `pool` and `classifier`. Stages and blocks count from 1.
+  /// Region: the stem and the stages are the encoder, `pool` and `classifier` the decoder (the head).
   std::vector<layer_info> layers(std::size_t height, std::size_t width, const resnet_execution& exec = {},
                                  std::size_t n = 1) const {
     std::vector<layer_info> out;
@@ -505,7 +506,8 @@ private:
       layer_info l;
       l.name = std::move(name);
       l.kind = kind;
-      l.region = model_region::encoder;  // a classifier / backbone: everything is the encoder
+      // The backbone (stem, stages) is the encoder; the head (global pooling, classifier) the decoder.
+      l.region = l.name == "pool" || l.name == "classifier" ? model_region::decoder : model_region::encoder;
       l.batch = n;
       l.k = k;
       l.c = c;
