@@ -138,16 +138,21 @@ int run_main(const parsed_args& args) {
     prediction = drt::upsample_argmax(out.logits, h, w);
     add4("logits", std::move(out.logits));
   } else if (const auto* up = std::get_if<drt::upernet_swin_model>(&any)) {
-    if (args.has("--path")) throw drt::invalid_input("drt run: --path is not available for upernet models yet");
-    auto out = up->forward(pixel_values, true);
+    const auto path = drt::upernet_path::parse(args.get("--path"));
+    const auto exec = up->compile(path);
+    std::cerr << "drt run: path " << path.to_string() << " (" << std::fixed << std::setprecision(2)
+              << drt::total_macs(up->layers(h, w, exec, n)) / 1e9 << " GMACs)\n";
+    auto out = up->forward(pixel_values, true, exec);
     forward_ms = ms_since(t0);
     prediction = drt::upsample_argmax(out.logits, h, w);  // logits are already at the input size
     add4("logits", std::move(out.logits));
     for (std::size_t i = 0; i < out.features.size(); ++i) add4("backbone_stage" + std::to_string(i), std::move(out.features[i]));
   } else {
     const auto& rn = std::get<drt::resnet_model>(any);
-    if (args.has("--path")) throw drt::invalid_input("drt run: --path is not available for resnet models yet");
-    auto out = rn.forward(pixel_values, true);
+    const auto path = drt::resnet_path::parse(args.get("--path"));
+    const auto exec = rn.compile(path);
+    std::cerr << "drt run: path " << path.to_string() << '\n';
+    auto out = rn.forward(pixel_values, true, exec);
     forward_ms = ms_since(t0);
     keep2 = std::move(out.logits);
     records["logits"] = {shape_of(keep2), keep2.data(), nullptr};
@@ -216,10 +221,12 @@ int segment_main(const parsed_args& args) {
     names = seg->config().class_names;
   } else {
     const auto& up = std::get<drt::upernet_swin_model>(any);
-    if (args.has("--path")) throw drt::invalid_input("drt segment: --path is not available for upernet models yet");
-    gmacs = up.macs(image.height, image.width) / 1e9;
+    const auto path = drt::upernet_path::parse(args.get("--path"));
+    const auto exec = up.compile(path);
+    path_text = path.to_string();
+    gmacs = drt::total_macs(up.layers(image.height, image.width, exec)) / 1e9;
     const auto t0 = std::chrono::steady_clock::now();
-    logits = up.forward(pixel_values).logits;
+    logits = up.forward(pixel_values, false, exec).logits;
     forward_ms = ms_since(t0);
     names = up.config().class_names;
   }
