@@ -50,6 +50,8 @@ inline const command_spec sweep_cmd{
      {"--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)"},
      {"--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)"},
      {"--confirm", "N", "paths timed end to end to confirm the prediction (default 8)"},
+     {"--measured-in-table", "",
+      "timed paths carry their measured latency (default: every path its calibrated prediction)"},
      {"--title", "TEXT", "plot title"},
      {"--threads", "T", "OpenMP threads (default: all)"}},
     1,
@@ -133,6 +135,7 @@ inline int sweep_main(const parsed_args& args) {
   if (args.has("--fuse-in")) o.fuse_in = detail::parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
   if (args.has("--pred-in")) o.pred_in = detail::parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
+  o.measured_in_table = args.has("--measured-in-table");
 
   std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
   const auto result = drt::sweep_segformer(args.positional, o, drt::stderr_sweep_progress(), [](const std::string& s) {
@@ -162,16 +165,20 @@ inline int sweep_main(const parsed_args& args) {
               << 100 * lat["p95"]["max_abs_relative_error"].get<double>() << " %)\n";
   std::cout << "lut        " << args.get("--out") << '\n';
   if (args.has("--svg")) std::cout << "plot       " << args.get("--svg") << '\n';
-  std::cout << "\nPareto front (latency median / p95 in ms; * = timed end to end, otherwise predicted):\n"
+  std::cout << "\nPareto front (ms; 'timed' = measured end to end in the confirmation sample):\n"
             << std::left << std::setw(22) << "model" << std::setw(44) << "path" << std::right << std::setw(8) << "GMACs"
-            << std::setw(10) << "median" << std::setw(10) << "p95" << std::setw(8) << "mIoU" << std::setw(7) << "norm"
-            << '\n';
+            << std::setw(10) << "median" << std::setw(10) << "p95" << std::setw(10) << "timed" << std::setw(8) << "mIoU"
+            << std::setw(7) << "norm" << '\n';
   for (const std::size_t i : t.front()) {
     const auto& e = t.entries[i];
     std::cout << std::left << std::setw(22) << e.model << std::setw(44) << e.path << std::right << std::setprecision(2)
-              << std::setw(8) << e.macs / 1e9 << std::setprecision(1) << std::setw(9) << e.latency_ms
-              << (e.latency_source == "measured" ? '*' : ' ') << std::setw(10) << e.latency_p95_ms
-              << std::setprecision(4) << std::setw(8) << e.miou << std::setprecision(3) << std::setw(7)
+              << std::setw(8) << e.macs / 1e9 << std::setprecision(1) << std::setw(10) << e.latency_ms << std::setw(10)
+              << e.latency_p95_ms << std::setw(10);
+    if (std::isfinite(e.measured_latency_ms))
+      std::cout << e.measured_latency_ms;
+    else
+      std::cout << "-";
+    std::cout << std::setprecision(4) << std::setw(8) << e.miou << std::setprecision(3) << std::setw(7)
               << e.miou_normalized << '\n';
   }
   return 0;

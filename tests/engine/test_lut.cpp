@@ -1,6 +1,7 @@
 // LUT: JSON round trip, validation errors naming file/entry/value, the other-machine warning.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -34,6 +35,8 @@ drt::lookup_table small_table() {
                entry("depths=1,2,2,2 fuse_in=512", 50, 0.45)};
   t.entries[2].latency_source = "predicted";
   t.entries[2].predicted_latency_ms = 80;
+  t.entries[2].measured_latency_ms = 85;
+  t.entries[2].measured_latency_p95_ms = 99;
   t.info["input"] = {{"height", 360}, {"width", 480}};
   t.mark_pareto();
   t.normalize(0.52);
@@ -83,6 +86,9 @@ TEST_SUITE("engine") {
       CHECK(u.entries[i].latency_source == t.entries[i].latency_source);
     }
     CHECK(u.entries[2].predicted_latency_ms == 80);
+    CHECK(u.entries[2].measured_latency_ms == 85);
+    CHECK(u.entries[2].measured_latency_p95_ms == 99);
+    CHECK(std::isnan(u.entries[0].measured_latency_ms));
     const auto j = drt::load_lut(file).to_json();
     CHECK(j["format"] == "drt-lut");
     CHECK(j["version"] == 1);
@@ -137,6 +143,8 @@ TEST_SUITE("engine") {
     check(lut_text({{"latency_p95_ms", 0}}),
           "entry 0 (segformer-b0-camvid 'full'): latency_p95_ms 0 must be a positive number of milliseconds");
     check(lut_text({{"miou", 1.5}}), "entry 0 (segformer-b0-camvid 'full'): miou 1.5 must be in [0, 1]");
+    check(lut_text({{"measured_latency_ms", -2}}),
+          "entry 0 (segformer-b0-camvid 'full'): measured_latency_ms -2 must be a positive number of milliseconds");
     check(lut_text({{"miou", nullptr}}), "entry 0 (segformer-b0-camvid 'full'): missing field 'miou'");
     check(lut_text({{"latency_ms", "fast"}}),
           "entry 0 (segformer-b0-camvid 'full'): field 'latency_ms' must be a number, got \"fast\"");

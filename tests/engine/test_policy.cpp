@@ -186,6 +186,41 @@ TEST_SUITE("engine") {
     CHECK(c.mean_miou() > 0.5);
   }
 
+  TEST_CASE("deadline_controller: a hybrid table whose models drift apart keeps a level per model") {
+    // Model "small" runs as its table says; model "big" now runs 1.6x slower than its table.
+    drt::lookup_table t = table_of({{10, 0.40}, {14, 0.45}, {18, 0.50}});
+    for (auto& e : t.entries) e.model = "small";
+    for (const auto& [ms, miou] : std::vector<std::pair<double, double>>{{22, 0.53}, {26, 0.55}, {30, 0.57}}) {
+      drt::lut_entry e = t.entries[0];
+      e.model = "big";
+      e.path = "q" + std::to_string(int(ms));
+      e.latency_ms = ms;
+      e.latency_p95_ms = ms;
+      e.miou = miou;
+      t.entries.push_back(e);
+    }
+    drt::deadline_controller ctl(t);
+    std::mt19937 gen(3);
+    std::normal_distribution<double> noise(0.0, 0.03);
+    std::size_t misses = 0, big_late = 0;
+    for (std::size_t f = 0; f < 600; ++f) {
+      const double budget = f % 2 ? 40.0 : 24.0;  // 24: small's 18 ms; 40: big's 22 ms (x 1.6 = 35), not its 26 or 30
+      const auto c = ctl.choose(budget);
+      const auto& e = t.entries[c.entry];
+      const double ms = e.latency_ms * (e.model == "big" ? 1.6 : 1.0) * std::exp(noise(gen));
+      ctl.observe(c, ms);
+      misses += ms > budget ? 1 : 0;
+      if (f >= 100 && e.model == "big") ++big_late;
+    }
+    MESSAGE("hybrid table, big model 1.6x slower than its table: " << misses << " misses in 600 frames");
+    CHECK(misses <= 6);
+    CHECK(big_late > 0);                   // "big" still used where it fits (22 x 1.6 < 33)
+    CHECK(ctl.estimate_ms(3) > 22 * 1.5);  // big's estimate learned
+    CHECK(ctl.estimate_ms(2) < 18 * 1.2);  // small's not inflated by big's
+    CHECK(ctl.level(2) == doctest::Approx(1.0).epsilon(0.08));
+    CHECK(ctl.level(3) == doctest::Approx(1.6).epsilon(0.08));
+  }
+
   TEST_CASE("deadline_controller: infeasible budgets, bad measurements and options") {
     const auto t = table_of(ladder);
     drt::deadline_controller ctl(t);

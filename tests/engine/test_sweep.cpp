@@ -3,6 +3,7 @@
 // protocol's (drt::evaluate_segmentation).
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -135,7 +136,10 @@ TEST_SUITE("engine") {
     REQUIRE(full != t.entries.end());
     CHECK(full->miou == cm.miou());
     CHECK(full->miou_normalized == 1.0);
-    CHECK(full->latency_source == "measured");  // the full path is always in the confirmation sample
+    // the full path is always timed; its table latency is its measured median (the calibration point)
+    CHECK(full->latency_source == "predicted");
+    REQUIRE(std::isfinite(full->measured_latency_ms));
+    CHECK(full->latency_ms == doctest::Approx(full->measured_latency_ms));
     CHECK(full->macs == doctest::Approx(drt::total_macs(model.layers(360, 480))));
     // a reduced path's mIoU equals an evaluation of that path
     const auto e = std::find_if(t.entries.begin(), t.entries.end(), [](const drt::lut_entry& x) {
@@ -151,7 +155,8 @@ TEST_SUITE("engine") {
       CHECK(x.latency_ms > 0);
       CHECK(x.latency_p95_ms > 0);
       CHECK(x.predicted_latency_ms > 0);
-      measured += x.latency_source == "measured" ? 1 : 0;
+      measured += std::isfinite(x.measured_latency_ms) ? 1 : 0;
+      CHECK(x.latency_source == "predicted");
       flagged += x.pareto ? 1 : 0;
     }
     CHECK(measured == 3);

@@ -92,7 +92,9 @@ struct lut_entry {
   double latency_ms = 0;      ///< median latency
   double latency_p95_ms = 0;  ///< 95th-percentile latency
   std::string latency_source = "measured";  ///< "measured" (timed end to end) or "predicted" (per-layer sum)
-  double predicted_latency_ms = NAN;        ///< the per-layer prediction (also kept for measured entries)
+  double predicted_latency_ms = NAN;        ///< the raw per-layer prediction, when there is one
+  double measured_latency_ms = NAN;         ///< median timed end to end, when the path was timed
+  double measured_latency_p95_ms = NAN;     ///< p95 timed end to end, when the path was timed
   double miou = 0;                          ///< mIoU on the labelled set
   double miou_normalized = 0;               ///< miou / the reference entry's miou
   double pixel_acc = NAN;                   ///< pixel accuracy (optional)
@@ -113,6 +115,8 @@ struct lut_entry {
                      {"pareto", pareto}};
     if (!model_dir.empty()) j["model_dir"] = model_dir;
     if (std::isfinite(predicted_latency_ms)) j["predicted_latency_ms"] = predicted_latency_ms;
+    if (std::isfinite(measured_latency_ms)) j["measured_latency_ms"] = measured_latency_ms;
+    if (std::isfinite(measured_latency_p95_ms)) j["measured_latency_p95_ms"] = measured_latency_p95_ms;
     if (std::isfinite(pixel_acc)) j["pixel_acc"] = pixel_acc;
     return j;
   }
@@ -243,6 +247,8 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
     x.latency_p95_ms = detail::lut_number(e, "latency_p95_ms", xw, true, 0);
     x.latency_source = detail::lut_string(e, "latency_source", xw, false, "measured");
     x.predicted_latency_ms = detail::lut_number(e, "predicted_latency_ms", xw, false, NAN);
+    x.measured_latency_ms = detail::lut_number(e, "measured_latency_ms", xw, false, NAN);
+    x.measured_latency_p95_ms = detail::lut_number(e, "measured_latency_p95_ms", xw, false, NAN);
     x.miou = detail::lut_number(e, "miou", xw, true, 0);
     x.miou_normalized = detail::lut_number(e, "miou_normalized", xw, true, 0);
     x.pixel_acc = detail::lut_number(e, "pixel_acc", xw, false, NAN);
@@ -256,6 +262,8 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
     };
     positive("latency_ms", x.latency_ms);
     positive("latency_p95_ms", x.latency_p95_ms);
+    if (!std::isnan(x.measured_latency_ms)) positive("measured_latency_ms", x.measured_latency_ms);
+    if (!std::isnan(x.measured_latency_p95_ms)) positive("measured_latency_p95_ms", x.measured_latency_p95_ms);
     if (!(x.macs >= 0) || !std::isfinite(x.macs))
       throw invalid_input(xw + ": macs " + detail::lut_num(x.macs) + " must be a non-negative number");
     if (!(x.miou >= 0 && x.miou <= 1))

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -203,7 +204,9 @@ struct deadline_controller_options {
 };
 
 /// Closed loop. For entry i with table latency L_i its current estimate is L_i * s, where the
-/// machine's speed level s is the median of the last `level_frames` ratios r = measured / L_i; a
+/// machine's speed level s (kept per model of the table, since a busier or quieter machine does not
+/// slow every model alike; a model not run yet takes the median of the others') is the median of the
+/// last `level_frames` ratios r = measured / L_i of that model's frames; a
 /// frame that exceeds its estimate with margin (a surprise: the machine slowed down, or a hiccup)
 /// restarts that history from its own ratio, so a slowdown is followed at the next frame and a
 /// speed-up within a few frames. A frame's residual e = r / s says how far it was from its estimate;
@@ -232,10 +235,10 @@ public:
 
   policy_choice choose(double budget_ms) const {
     check_budget_ms(budget_ms);
-    const double f = level() * margin();
+    const double m = margin();
     auto c = detail::choose_fitting(table_, candidates_, budget_ms,
-                                    [&](std::size_t i) { return table_.entries[i].latency_ms * f; });
-    c.expected_ms = table_.entries[c.entry].latency_ms * level();
+                                    [&](std::size_t i) { return table_.entries[i].latency_ms * level(i) * m; });
+    c.expected_ms = table_.entries[c.entry].latency_ms * level(c.entry);
     return c;
   }
 
@@ -248,11 +251,14 @@ public:
       throw invalid_input("deadline_controller: choice names entry " + std::to_string(c.entry) + " of a table of " +
                           std::to_string(table_.entries.size()));
     const double r = std::max(measured_ms, 1e-9) / table_.entries[c.entry].latency_ms;
-    const bool surprise = r > level_ * margin();
-    if (frames_ > 0) push(log_residuals_, std::log(r / level_), options_.noise_window);
-    if (surprise) ratios_.clear();  // a new regime (or a hiccup): start the level from this frame
-    push(ratios_, r, options_.level_frames);
-    level_ = detail::median_of(std::vector<double>(ratios_.begin(), ratios_.end()));
+    const double before = level(c.entry);
+    const bool surprise = r > before * margin();
+    if (frames_ > 0) push(log_residuals_, std::log(r / before), options_.noise_window);
+    auto& st = models_[table_.entries[c.entry].model];
+    if (surprise) st.ratios.clear();  // a new regime (or a hiccup): start the level from this frame
+    push(st.ratios, r, options_.level_frames);
+    st.level = detail::median_of(std::vector<double>(st.ratios.begin(), st.ratios.end()));
+    last_model_ = table_.entries[c.entry].model;
     ++frames_;
     if (c.fits) {  // misses of infeasible frames say nothing about the margin
       ++fitting_;
@@ -264,8 +270,17 @@ public:
     }
   }
 
-  /// The machine's current speed relative to the table (1 = as measured, 2 = twice as slow).
-  double level() const noexcept { return level_; }
+  /// The speed level of the model run last, relative to the table (1 = as measured, 2 = twice as slow).
+  double level() const { return models_.empty() ? 1.0 : models_.at(last_model_).level; }
+  /// The speed level that applies to entry i (its model's, or the median of the models seen).
+  double level(std::size_t i) const {
+    const auto it = models_.find(table_.entries.at(i).model);
+    if (it != models_.end()) return it->second.level;
+    if (models_.empty()) return 1.0;
+    std::vector<double> v;
+    for (const auto& [name, st] : models_) v.push_back(st.level);
+    return detail::median_of(v);
+  }
   /// The multiplicative safety margin on top of the speed level.
   double margin() const {
     if (frames_ < options_.warmup_frames || log_residuals_.size() < 5) return options_.initial_margin;
@@ -276,7 +291,7 @@ public:
     return std::max(1.0, std::exp(mu + (z0_ + feedback_) * sigma));
   }
   /// Current latency estimate of entry i including the margin.
-  double estimate_ms(std::size_t i) const { return table_.entries.at(i).latency_ms * level() * margin(); }
+  double estimate_ms(std::size_t i) const { return table_.entries.at(i).latency_ms * level(i) * margin(); }
   /// Misses per fitting frame observed so far.
   double miss_rate() const { return fitting_ ? double(misses_) / double(fitting_) : 0.0; }
   std::size_t frames() const noexcept { return frames_; }
@@ -296,8 +311,13 @@ private:
   std::vector<std::size_t> candidates_;
   double z0_ = 2.326;
   double feedback_ = 0;
-  double level_ = 1.0;
-  std::deque<double> ratios_, log_residuals_;
+  struct model_state {
+    std::deque<double> ratios;
+    double level = 1.0;
+  };
+  std::map<std::string, model_state> models_;
+  std::string last_model_;
+  std::deque<double> log_residuals_;
   std::size_t frames_ = 0, fitting_ = 0, misses_ = 0;
 };
 
