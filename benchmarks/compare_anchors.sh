@@ -2,7 +2,8 @@
 # Side-by-side: drt's whole-model benchmarks and the PyTorch CPU anchor of ../shared/anchors,
 # measured in one run on this machine (same shapes, random weights, batch 1, 2 threads).
 # Usage: benchmarks/compare_anchors.sh [BUILD_DIR=build] [OUT=docs/results/anchors.csv]
-# Needs Debian's python3-torch for the anchor (apt-get install python3-torch); without it only drt runs.
+# Needs Debian's python3-torch, python3-torchvision (Swin) and libopenblas-dev (without it torch's Linear
+# falls back to the reference BLAS, ~10x slower) for the anchor; without torch only drt runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
@@ -14,7 +15,7 @@ quiet() { [ -x "$anchors/wait_quiet.sh" ] && "$anchors/wait_quiet.sh" "${WAIT:-1
 
 # drt model name -> (benchmark binary, filter, anchor model name)
 rows=("segformer_b0 bench_models BM_segformer/b0" "segformer_b2 bench_models BM_segformer/b2"
-      "resnet50 bench_resnet BM_resnet/resnet50")
+      "swin_t_upernet bench_upernet BM_upernet_swin/swin_t" "resnet50 bench_resnet BM_resnet/resnet50")
 echo "model,threads,drt_median_ms,torch_min_ms,torch_median_ms,torch_config,drt_over_torch" > "$out"
 for row in "${rows[@]}"; do
   read -r model bin filter <<<"$row"
@@ -32,8 +33,9 @@ for row in "${rows[@]}"; do
     best=""
     for cl in "" "--cl"; do
       j=$(cd "$anchors" && env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 \
-            /usr/bin/python3 bench_torch.py "$model" "$threads" $cl --reps 5 --tag drt_compare 2>/dev/null | tail -1)
-      m=$(echo "$j" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["min_ms"])')
+            /usr/bin/python3 bench_torch.py "$model" "$threads" $cl --reps 5 --tag drt_compare 2>/dev/null | tail -1 || true)
+      m=$(echo "$j" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["min_ms"])' 2>/dev/null || true)
+      if [ -z "$m" ]; then echo "torch $model ${cl:-nchw}: the anchor failed (python3-torchvision missing?)" >&2; continue; fi
       if [ -z "$best" ] || awk -v a="$m" -v b="$best" 'BEGIN{exit !(a<b)}'; then
         best=$m; t_min=$m; t_med=$(echo "$j" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])')
         cfg="${cl:-nchw} blas1"
