@@ -26,6 +26,25 @@ inline any_model load_model(const std::string& dir) {
                       "' is not supported (supported: segformer, upernet with a swin backbone, resnet)");
 }
 
+/// The names every program's `--arch` accepts.
+inline const char* standard_architectures() noexcept {
+  return "segformer-b0, segformer-b1, segformer-b2, swin-t-upernet, swin-s-upernet, swin-b-upernet, "
+         "resnet18, resnet34, resnet50, resnet101, resnet152";
+}
+
+/// A standard architecture by name, with deterministic synthetic weights (for profiling,
+/// benchmarks and the accelerator model, where only the geometry matters). `classes` = 0 takes
+/// the family's default (150 for the segmentation models, 1000 for ResNet).
+inline any_model standard_model(const std::string& name, std::size_t classes = 0, unsigned seed = 0) {
+  if (name.rfind("segformer-", 0) == 0)
+    return segformer_model::with_random_weights(standard_segformer_config(name, classes ? classes : 150), seed);
+  if (name.rfind("swin-", 0) == 0)
+    return upernet_swin_model::with_random_weights(standard_upernet_swin_config(name, classes ? classes : 150), seed);
+  if (name.rfind("resnet", 0) == 0)
+    return resnet_model::with_random_weights(standard_resnet_config(name, classes ? classes : 1000), seed);
+  throw invalid_input("unknown architecture '" + name + "' (known: " + standard_architectures() + ")");
+}
+
 /// "segformer", "upernet" or "resnet".
 inline const char* family_name(const any_model& m) noexcept {
   return m.index() == 0 ? "segformer" : m.index() == 1 ? "upernet" : "resnet";
