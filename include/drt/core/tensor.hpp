@@ -12,12 +12,16 @@
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "buffer_pool.hpp"
 #include "error.hpp"
 
 namespace drt {
 
+/// Row-major float32 tensor of rank N. Its storage comes from buffer_pool (large activation
+/// buffers are recycled between frames instead of being page-faulted in again) and is not
+/// zero-filled on creation.
 template <std::size_t N>
-using tensor = xt::xtensor<float, N>;  ///< row-major float32 tensor of rank N
+using tensor = xt::xtensor<float, N, xt::layout_type::row_major, pool_allocator<float>>;
 using tensor1 = tensor<1>;
 using tensor2 = tensor<2>;
 using tensor4 = tensor<4>;

@@ -15,6 +15,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/buffer_pool.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "activation.hpp"
@@ -31,30 +32,10 @@ constexpr std::size_t gemm_mc = gemm_mr * 16;  ///< rows per parallel task (A bl
 /// Reduction block: a [KC][NR] slice of a B panel (16 KB with AVX2, 32 KB with AVX-512) stays in
 /// L1 while every micro-tile of the row block uses it.
 constexpr std::size_t gemm_kc = 256;
-/// 64-byte aligned allocator that leaves new elements uninitialized: activation buffers are always
-/// written before they are read, so zero-filling them would only cost memory bandwidth.
+/// 64-byte aligned, pooled, and new elements left uninitialized (see core/buffer_pool.hpp):
+/// activation buffers are always written before they are read.
 template <class T>
-struct uninitialized_allocator : xsimd::aligned_allocator<T, 64> {
-  template <class U>
-  struct rebind {
-    using other = uninitialized_allocator<U>;
-  };
-  uninitialized_allocator() noexcept = default;
-  template <class U>
-  uninitialized_allocator(const uninitialized_allocator<U>&) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
-    ::new (static_cast<void*>(p)) U;  // default-initialization: no zeroing for floats
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-template <class T, class U>
-bool operator==(const uninitialized_allocator<T>&, const uninitialized_allocator<U>&) noexcept { return true; }
-template <class T, class U>
-bool operator!=(const uninitialized_allocator<T>&, const uninitialized_allocator<U>&) noexcept { return false; }
+using uninitialized_allocator = pool_allocator<T>;
 
 template <class T>
 using aligned_vector = std::vector<T, uninitialized_allocator<T>>;
