@@ -2,23 +2,29 @@
 /// @file profile.hpp
 /// Where the work and the time go (paper Section II): a model's layer list (exact MACs) joined
 /// with per-layer wall times measured by `layer_profiler` over repeated runs, grouped by kind and by
-/// region, as table, CSV, JSON and SVG.
+/// region, as table, CSV, JSON and SVG. Works for every model family (`profile_model`): SegFormer
+/// (regions encoder / decoder), UPerNet + Swin and ResNet (regions backbone / head).
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <functional>
 #include <iomanip>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
+#include "../core/tensor.hpp"
 #include "../io/svg.hpp"
+#include "../models/any_model.hpp"
 #include "../models/layer_info.hpp"
 
 namespace drt {
@@ -30,15 +36,36 @@ struct profile_row {
   std::size_t params = 0;
   double macs = 0;
   double seconds = 0;  ///< median over the repeats
+  /// false for time outside the layer list (the "other (layout, buffers)" row, or a scope the list
+  /// does not name): its kind and region are reported as "other".
+  bool listed = true;
+  /// Set when one timed scope runs layers of several MAC kinds (Swin's window attention: qkv and
+  /// output linears, the two attention matmuls and the softmax in one pass): "attention".
+  std::string fused_kind;
 };
 
 struct profile_group {
   std::string name;
   double macs = 0, seconds = 0;
+  std::size_t params = 0;
 };
+
+/// How a family names model_region::encoder and ::decoder in reports: SegFormer "encoder" /
+/// "decoder", UPerNet + Swin and ResNet "backbone" / "head".
+inline std::array<std::string, 2> profile_region_names(const std::string& family) {
+  if (family == "segformer") return {"encoder", "decoder"};
+  return {"backbone", "head"};
+}
+
+/// The name of the row that takes the time outside every layer scope.
+inline const char* profile_other_row() noexcept { return "other (layout, buffers)"; }
 
 struct profile_result {
   std::string model, path;
+  std::string family = "segformer";  ///< "segformer", "upernet" or "resnet"
+  /// How the family names model_region::encoder / decoder ("encoder"/"decoder" for SegFormer,
+  /// "backbone"/"head" for UPerNet + Swin and ResNet).
+  std::array<std::string, 2> region_names{"encoder", "decoder"};
   std::size_t batch = 1, height = 0, width = 0, repeat = 0;
   int threads = 1;
   std::vector<profile_row> rows;
@@ -49,98 +76,154 @@ struct profile_result {
     for (const auto& r : rows) t += r.macs;
     return t;
   }
-  /// Totals by layer kind (in first-seen order) or by region.
-  std::vector<profile_group> by_kind() const { return group([](const profile_row& r) { return std::string(to_string(r.kind)); }); }
+  std::size_t total_params() const {
+    std::size_t t = 0;
+    for (const auto& r : rows) t += r.params;
+    return t;
+  }
+  std::string kind_name(const profile_row& r) const {
+    return !r.listed ? "other" : !r.fused_kind.empty() ? r.fused_kind : to_string(r.kind);
+  }
+  std::string region_name(const profile_row& r) const {
+    return r.listed ? region_names[r.region == model_region::encoder ? 0 : 1] : "other";
+  }
+  /// Totals by layer kind (in first-seen order) or by region (encoder/backbone, decoder/head, other).
+  std::vector<profile_group> by_kind() const {
+    return group([&](const profile_row& r) { return kind_name(r); });
+  }
   std::vector<profile_group> by_region() const {
-    return group([](const profile_row& r) { return std::string(r.region == model_region::encoder ? "encoder" : "decoder"); });
+    auto g = group([&](const profile_row& r) { return region_name(r); });
+    auto rank = [&](const profile_group& x) {
+      return x.name == region_names[0] ? 0 : x.name == region_names[1] ? 1 : 2;
+    };
+    std::stable_sort(g.begin(), g.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    return g;
   }
   /// Share of the MACs in layers of kind conv or depthwise conv (the paper's "convolutions").
   double conv_mac_share() const {
     double c = 0;
     for (const auto& r : rows)
-      if (r.kind == layer_kind::conv || r.kind == layer_kind::depthwise_conv) c += r.macs;
+      if (r.listed && (r.kind == layer_kind::conv || r.kind == layer_kind::depthwise_conv)) c += r.macs;
     const double t = total_macs();
     return t > 0 ? c / t : 0.0;
   }
-
-  std::string setting() const {
-    return std::to_string(height) + "x" + std::to_string(width) + " batch " + std::to_string(batch);
+  /// Share of the MACs / of the median time in the row or group with this value (0 when the total is 0).
+  double mac_share(double macs) const {
+    const double t = total_macs();
+    return t > 0 ? macs / t : 0.0;
   }
+  double time_share(double seconds) const { return total_seconds > 0 ? seconds / total_seconds : 0.0; }
 
-  std::string to_table() const {
+  std::string size() const { return std::to_string(height) + "x" + std::to_string(width); }
+  std::string setting() const { return size() + " batch " + std::to_string(batch); }
+
+  /// The table: every row (or, with `top` > 0, the `top` rows that take the most time), then the
+  /// totals by kind and by region and the overall line.
+  std::string to_table(std::size_t top = 0) const {
     std::ostringstream o;
     const double tm = total_macs(), ts = total_seconds;
     o << model << "  " << setting() << "  path " << path << "  threads " << threads << "  median of " << repeat
       << " runs\n";
-    o << std::left << std::setw(44) << "layer" << std::setw(17) << "kind" << std::setw(8) << "region" << std::right
+    std::vector<const profile_row*> shown;
+    for (const auto& r : rows) shown.push_back(&r);
+    if (top > 0 && top < shown.size()) {
+      std::stable_sort(shown.begin(), shown.end(),
+                       [](const auto* a, const auto* b) { return a->seconds > b->seconds; });
+      shown.resize(top);
+      o << "top " << top << " of " << rows.size() << " rows by time:\n";
+    }
+    o << std::left << std::setw(44) << "layer" << std::setw(17) << "kind" << std::setw(9) << "region" << std::right
       << std::setw(11) << "params" << std::setw(10) << "GMACs" << std::setw(11) << "ms" << std::setw(8) << "MAC%"
       << std::setw(8) << "time%" << '\n';
     o << std::fixed;
-    for (const auto& r : rows)
-      o << std::left << std::setw(44) << r.name.substr(0, 43) << std::setw(17) << to_string(r.kind) << std::setw(8)
-        << (r.region == model_region::encoder ? "encoder" : "decoder") << std::right << std::setw(11) << r.params
-        << std::setprecision(3) << std::setw(10) << r.macs / 1e9 << std::setw(11) << r.seconds * 1e3
-        << std::setprecision(1) << std::setw(8) << (tm > 0 ? 100 * r.macs / tm : 0) << std::setw(8)
-        << (ts > 0 ? 100 * r.seconds / ts : 0) << '\n';
+    for (const auto* r : shown)
+      o << std::left << std::setw(44) << r->name.substr(0, 43) << std::setw(17) << kind_name(*r) << std::setw(9)
+        << region_name(*r) << std::right << std::setw(11) << r->params << std::setprecision(3) << std::setw(10)
+        << r->macs / 1e9 << std::setw(11) << r->seconds * 1e3 << std::setprecision(1) << std::setw(8)
+        << 100 * mac_share(r->macs) << std::setw(8) << 100 * time_share(r->seconds) << '\n';
     auto groups = [&](const char* title, const std::vector<profile_group>& g) {
       o << '\n' << title << '\n';
       for (const auto& x : g)
         o << "  " << std::left << std::setw(20) << x.name << std::right << std::setprecision(3) << std::setw(10)
           << x.macs / 1e9 << " GMACs" << std::setw(11) << x.seconds * 1e3 << " ms" << std::setprecision(1)
-          << std::setw(8) << (tm > 0 ? 100 * x.macs / tm : 0) << " % MACs" << std::setw(8)
-          << (ts > 0 ? 100 * x.seconds / ts : 0) << " % time\n";
+          << std::setw(8) << 100 * mac_share(x.macs) << " % MACs" << std::setw(8) << 100 * time_share(x.seconds)
+          << " % time\n";
     };
     groups("by kind:", by_kind());
     groups("by region:", by_region());
-    o << std::setprecision(3) << "\ntotal: " << tm / 1e9 << " GMACs, " << ts * 1e3 << " ms (" << std::setprecision(1)
-      << (ts > 0 ? 2 * tm / ts / 1e9 : 0) << " GFLOP/s), convolutions " << 100 * conv_mac_share() << " % of MACs\n";
+    o << std::setprecision(3) << "\ntotal: " << tm / 1e9 << " GMACs, " << total_params() / 1e6 << " M params, "
+      << ts * 1e3 << " ms (" << std::setprecision(1) << (ts > 0 ? 2 * tm / ts / 1e9 : 0) << " GFLOP/s), convolutions "
+      << 100 * conv_mac_share() << " % of MACs\n";
     return o.str();
   }
 
-  std::string to_csv() const {
+  std::string to_csv(bool header = true) const {
     std::ostringstream o;
-    o << "model,height,width,batch,path,layer,kind,region,params,macs,ms\n";
+    if (header) o << "model,height,width,batch,path,layer,kind,region,params,macs,time_ms\n";
     for (const auto& r : rows)
       o << model << ',' << height << ',' << width << ',' << batch << ",\"" << path << "\",\"" << r.name << "\","
-        << to_string(r.kind) << ',' << (r.region == model_region::encoder ? "encoder" : "decoder") << ',' << r.params
-        << ',' << r.macs << ',' << r.seconds * 1e3 << '\n';
+        << kind_name(r) << ',' << region_name(r) << ',' << r.params << ',' << r.macs << ',' << r.seconds * 1e3 << '\n';
     return o.str();
   }
 
+  /// {"model", "family", "size": "HxW", "height", "width", "batch", "path", "threads", "repeat",
+  ///  "total": {"macs", "params", "time_ms", "conv_mac_share"},
+  ///  "layers": [{"name", "kind", "region", "macs", "params", "time_ms", "mac_share", "time_share"}],
+  ///  "by_kind" / "by_region": {name: {"macs", "params", "time_ms", "mac_share", "time_share"}}}
   nlohmann::json to_json() const {
     nlohmann::json j;
     j["model"] = model;
-    j["path"] = path;
+    j["family"] = family;
+    j["size"] = size();
     j["height"] = height;
     j["width"] = width;
     j["batch"] = batch;
+    j["path"] = path;
     j["threads"] = threads;
     j["repeat"] = repeat;
-    j["total_ms"] = total_seconds * 1e3;
-    j["total_macs"] = total_macs();
-    j["conv_mac_share"] = conv_mac_share();
+    j["total"] = {{"macs", total_macs()},
+                  {"params", total_params()},
+                  {"time_ms", total_seconds * 1e3},
+                  {"conv_mac_share", conv_mac_share()}};
+    j["layers"] = nlohmann::json::array();
     for (const auto& r : rows)
-      j["layers"].push_back({{"name", r.name}, {"kind", to_string(r.kind)},
-                             {"region", r.region == model_region::encoder ? "encoder" : "decoder"},
-                             {"params", r.params}, {"macs", r.macs}, {"ms", r.seconds * 1e3}});
-    for (const auto& g : by_kind()) j["by_kind"][g.name] = {{"macs", g.macs}, {"ms", g.seconds * 1e3}};
-    for (const auto& g : by_region()) j["by_region"][g.name] = {{"macs", g.macs}, {"ms", g.seconds * 1e3}};
+      j["layers"].push_back({{"name", r.name},
+                             {"kind", kind_name(r)},
+                             {"region", region_name(r)},
+                             {"macs", r.macs},
+                             {"params", r.params},
+                             {"time_ms", r.seconds * 1e3},
+                             {"mac_share", mac_share(r.macs)},
+                             {"time_share", time_share(r.seconds)}});
+    auto groups = [&](const std::vector<profile_group>& gs) {
+      nlohmann::json o = nlohmann::json::object();
+      for (const auto& g : gs)
+        o[g.name] = {{"macs", g.macs},
+                     {"params", g.params},
+                     {"time_ms", g.seconds * 1e3},
+                     {"mac_share", mac_share(g.macs)},
+                     {"time_share", time_share(g.seconds)}};
+      return o;
+    };
+    j["by_kind"] = groups(by_kind());
+    j["by_region"] = groups(by_region());
     return j;
   }
 
-  /// MAC share vs time share per layer kind (Figs. 3-4 style).
+  /// MAC share vs time share per layer kind, then per region (Figs. 3-4 style).
   bar_chart to_chart() const {
     bar_chart c;
-    c.title = model + " " + setting() + ": MAC share vs time share by layer kind";
+    c.title = model + " " + setting() + ": MAC share vs time share";
     c.value_label = "percent";
     c.series = {"% of MACs", "% of time"};
     c.values.resize(2);
-    const double tm = total_macs(), ts = total_seconds;
-    for (const auto& g : by_kind()) {
-      c.categories.push_back(g.name);
-      c.values[0].push_back(tm > 0 ? 100 * g.macs / tm : 0);
-      c.values[1].push_back(ts > 0 ? 100 * g.seconds / ts : 0);
-    }
+    auto add = [&](const std::string& name, const profile_group& g) {
+      c.categories.push_back(name);
+      c.values[0].push_back(100 * mac_share(g.macs));
+      c.values[1].push_back(100 * time_share(g.seconds));
+    };
+    for (const auto& g : by_kind()) add(g.name, g);
+    for (const auto& g : by_region()) add("region: " + g.name, g);
     return c;
   }
 
@@ -152,11 +235,12 @@ private:
       const std::string k = key(r);
       auto it = std::find_if(out.begin(), out.end(), [&](const profile_group& g) { return g.name == k; });
       if (it == out.end()) {
-        out.push_back({k, 0, 0});
+        out.push_back({k, 0, 0, 0});
         it = out.end() - 1;
       }
       it->macs += r.macs;
       it->seconds += r.seconds;
+      it->params += r.params;
     }
     return out;
   }
@@ -166,7 +250,8 @@ private:
 /// (grouped by `timing_name()`). Time outside every layer scope (layout conversion of the input and
 /// output, buffer allocation) becomes the row "other (layout, buffers)".
 template <class Run>
-profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, std::size_t repeat, std::size_t warmup = 1,
+profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, std::size_t repeat,
+                              std::size_t warmup = 1,
                               const std::function<void(std::size_t, std::size_t)>& progress = {}) {
   layer_profiler prof;
   std::vector<double> totals;
@@ -206,7 +291,11 @@ profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, 
       it = index.find(key);
     }
     auto& row = r.rows[it->second];
-    if (l.macs > 0 && row.macs == 0) row.kind = l.kind;  // a fused scope takes the kind of its MAC layers
+    if (l.macs > 0 && row.macs == 0)
+      row.kind = l.kind;                        // a fused scope takes the kind of its MAC layers
+    else if (l.macs > 0 && l.kind != row.kind)  // ... or, when they differ, a joint name
+      row.fused_kind =
+          l.kind == layer_kind::attention_matmul || row.kind == layer_kind::attention_matmul ? "attention" : "fused";
     row.macs += l.macs;
     row.params += l.params;
   }
@@ -216,15 +305,82 @@ profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, 
       profile_row row;
       row.name = name;
       row.seconds = prof.median(name);
+      row.listed = false;
       r.rows.push_back(row);
     }
   }
   for (const auto& row : r.rows) scoped += row.seconds;
   profile_row other;
-  other.name = "other (layout, buffers)";
+  other.name = profile_other_row();
   other.seconds = std::max(0.0, r.total_seconds - scoped);
+  other.listed = false;
   r.rows.push_back(other);
   return r;
+}
+
+namespace detail {
+inline segformer_path parse_family_path(const segformer_model&, const std::string& t) {
+  return segformer_path::parse(t);
+}
+inline upernet_path parse_family_path(const upernet_swin_model&, const std::string& t) {
+  return upernet_path::parse(t);
+}
+inline resnet_path parse_family_path(const resnet_model&, const std::string& t) { return resnet_path::parse(t); }
+inline std::size_t input_channels(const segformer_model& m) {
+  return static_cast<std::size_t>(m.config().num_channels);
+}
+inline std::size_t input_channels(const upernet_swin_model& m) {
+  return static_cast<std::size_t>(m.config().backbone.num_channels);
+}
+inline std::size_t input_channels(const resnet_model& m) { return static_cast<std::size_t>(m.config().num_channels); }
+inline const char* family_of(const segformer_model&) noexcept { return "segformer"; }
+inline const char* family_of(const upernet_swin_model&) noexcept { return "upernet"; }
+inline const char* family_of(const resnet_model&) noexcept { return "resnet"; }
+inline void check_profile_input(const segformer_model& m, std::size_t h, std::size_t w) { m.check_input(h, w); }
+template <class Model>
+void check_profile_input(const Model&, std::size_t, std::size_t) {}
+}  // namespace detail
+
+/// What to profile: one input size and batch, a dynamic path in the family's text form
+/// (dynamic/path.hpp, upernet_path.hpp, resnet_path.hpp; empty or "full" = the full model).
+struct profile_options {
+  std::size_t height = 512, width = 512, batch = 1;
+  std::string path;
+  std::size_t repeat = 5, warmup = 1;
+  unsigned seed = 1;                                       ///< the synthetic input is N(0, 1) from this seed
+  std::function<void(std::size_t, std::size_t)> progress;  ///< (runs done, runs in all), after each run
+};
+
+/// Profiles one model of any family: compiles the path, builds a synthetic input
+/// [batch, channels, height, width] and joins the per-layer medians with `model.layers(...)`.
+/// The result's model name is left empty for the caller; family, regions, size, batch and the
+/// canonical path text are filled in. Throws drt::invalid_input for a path of another family or an
+/// input the model cannot take.
+template <class Model>
+profile_result profile_model(const Model& model, const profile_options& opt) {
+  const std::string text = opt.path == "full" ? std::string() : opt.path;
+  const auto path = detail::parse_family_path(model, text);
+  const auto exec = model.compile(path);
+  detail::check_profile_input(model, opt.height, opt.width);
+  tensor4 x = tensor4::from_shape({opt.batch, detail::input_channels(model), opt.height, opt.width});
+  std::mt19937 gen(opt.seed);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(gen);
+  auto r = profile_layers(
+      model.layers(opt.height, opt.width, exec, opt.batch), [&] { (void)model.forward(x, false, exec); }, opt.repeat,
+      opt.warmup, opt.progress);
+  r.family = detail::family_of(model);
+  r.region_names = profile_region_names(r.family);
+  r.path = path.to_string();
+  r.height = opt.height;
+  r.width = opt.width;
+  r.batch = opt.batch;
+  return r;
+}
+
+/// The same for a model loaded with `load_model` or built with `standard_model`.
+inline profile_result profile_model(const any_model& model, const profile_options& opt) {
+  return std::visit([&](const auto& m) { return profile_model(m, opt); }, model);
 }
 
 }  // namespace drt
