@@ -3,10 +3,17 @@
 
 #include <drt/accel/dse.hpp>
 #include <drt/accel/estimate.hpp>
+#include <drt/accel/model_layers.hpp>
 #include <drt/accel/report.hpp>
+#include <drt/engine/lut.hpp>
 #include <drt/models/any_model.hpp>
 
+#include <cctype>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <iomanip>
 #include <iostream>
 
@@ -14,17 +21,21 @@
 
 namespace drt_cli {
 
-/// The SegFormer model named by MODEL_DIR or --arch (synthetic weights: only the geometry matters).
-inline drt::segformer_model accel_model(const std::string& cmd, const parsed_args& args) {
+/// A model for the accelerator: MODEL_DIR (any family) or --arch NAME (synthetic weights: only the
+/// geometry matters), with the name reports show.
+struct accel_subject {
+  drt::any_model model;
+  std::string name;
+};
+
+inline std::size_t accel_classes(const std::string& cmd, const parsed_args& args) {
+  return args.has("--classes") ? parse_positive(cmd, "--classes", args.get("--classes")) : 0;  // 0: family default
+}
+
+inline accel_subject accel_model(const std::string& cmd, const parsed_args& args) {
   if (args.positional.empty() == !args.has("--arch")) throw usage_error(cmd, "give either MODEL_DIR or --arch NAME");
-  if (args.has("--arch")) {
-    const std::size_t classes = args.has("--classes") ? parse_positive(cmd, "--classes", args.get("--classes")) : 150;
-    return drt::segformer_model::with_random_weights(drt::standard_segformer_config(args.get("--arch"), classes));
-  }
-  auto any = drt::load_model(args.positional[0]);
-  if (auto* seg = std::get_if<drt::segformer_model>(&any)) return std::move(*seg);
-  throw drt::invalid_input("drt " + cmd + ": model '" + args.positional[0] + "' is a " + drt::family_name(any) +
-                           " model; this version maps segformer models (Swin + UPerNet: see docs/accelerator.md)");
+  if (args.has("--arch")) return {drt::standard_model(args.get("--arch"), accel_classes(cmd, args)), args.get("--arch")};
+  return {drt::load_model(args.positional[0]), args.positional[0]};
 }
 
 inline drt::accel_options accel_opts(const parsed_args& args) {
@@ -33,41 +44,58 @@ inline drt::accel_options accel_opts(const parsed_args& args) {
   return o;
 }
 
+/// --size, else the paper's input for the family (512x512; ResNet 480x640).
+inline size_hw accel_size(const std::string& cmd, const parsed_args& args, const drt::any_model& m) {
+  if (args.has("--size")) return parse_size(cmd, "--size", args.get("--size"));
+  const auto [h, w] = drt::default_accel_input(m);
+  return {h, w};
+}
+
 inline const command_spec accel_cmd{
     "accel",
     "MODEL_DIR|--arch NAME --accel X [options]",
     "Map every layer of a model (and dynamic path) onto a MAGNet-style accelerator (Listing-1\n"
     "tiling): per-layer tiling, cycles, utilization, energy, and totals (ms, mJ, mm2).",
-    {"Designs A..M are the presets of the paper's Table II (see docs/accelerator.md)."},
-    {{"--arch", "NAME", "standard architecture instead of MODEL_DIR (segformer-b0/b1/b2)"},
-     {"--classes", "K", "classes for --arch (default 150)"},
+    {"Designs A..M are the presets of the paper's Table II (see docs/accelerator.md).",
+     "Any family: SegFormer, Swin + UPerNet, ResNet (MODEL_DIR's config.json or --arch); --path takes",
+     "that family's path text (segformer: depths fuse_in pred_in ...; upernet: depths bottleneck_in",
+     "fpn_out fpn_in pred_in; resnet: depths mid|expand width)."},
+    {{"--arch", "NAME", std::string("standard architecture instead of MODEL_DIR (") + drt::standard_architectures() + ")"},
+     {"--classes", "K", "classes for --arch (default 150; ResNet 1000)"},
      {"--accel", "X", "accelerator preset A..M (default D)"},
      {"--path", "TEXT", "dynamic execution path (default: full model)"},
-     {"--size", "HxW", "input size (default 512x512)"},
+     {"--size", "HxW", "input size (default 512x512; ResNet 480x640, the paper's 640 x 480)"},
      {"--improved", "", "vectorize depthwise and C=3 convs over Q / RxSxC (beyond the paper)"},
-     {"--format", "FMT", "table (default) or json"}},
+     {"--format", "FMT", "table (default), csv or json"}},
     0,
     1};
 
 inline int accel_main(const parsed_args& args) {
   const std::string& cmd = accel_cmd.name;
   const std::string format = args.get("--format", "table");
-  if (format != "table" && format != "json") throw usage_error(cmd, "--format must be table or json, got '" + format + "'");
-  const auto model = accel_model(cmd, args);
-  const auto size = parse_size(cmd, "--size", args.get("--size", "512x512"));
-  const auto path = drt::segformer_path::parse(args.get("--path"));
-  const auto layers = model.layers(size.height, size.width, model.compile(path));
+  if (format != "table" && format != "csv" && format != "json")
+    throw usage_error(cmd, "--format must be table, csv or json, got '" + format + "'");
+  const auto subject = accel_model(cmd, args);
+  const auto size = accel_size(cmd, args, subject.model);
   const drt::accelerator a = drt::find_accelerator(args.get("--accel", "D"));
-  const auto e = drt::estimate(a, layers, accel_opts(args));
+  const auto pl = drt::model_path_layers(subject.model, args.get("--path"), size.height, size.width);
+  const auto e = drt::estimate(a, pl.layers, accel_opts(args));
   if (format == "json") {
     auto j = drt::to_json(e);
-    j["accelerator"]["area_mm2"] = e.area_mm2();
-    j["path"] = path.to_string();
+    j["model"] = subject.name;
+    j["family"] = drt::family_name(subject.model);
+    j["path"] = pl.path;
+    j["input"] = {{"height", size.height}, {"width", size.width}};
     std::cout << j.dump(1) << '\n';
     return 0;
   }
-  std::cout << "accelerator " << a.name() << " (" << std::fixed << std::setprecision(2) << e.area_mm2() << " mm2), path "
-            << path.to_string() << ", " << size.height << "x" << size.width << "\n";
+  if (format == "csv") {
+    std::cout << drt::to_csv(e);
+    return 0;
+  }
+  std::cout << subject.name << " (" << drt::family_name(subject.model) << "), path " << pl.path << ", "
+            << size.height << "x" << size.width << " on accelerator " << a.name() << " (" << std::fixed
+            << std::setprecision(2) << e.area_mm2() << " mm2)\n";
   std::cout << std::left << std::setw(42) << "layer" << std::right << std::setw(10) << "GMACs" << std::setw(13)
             << "cycles" << std::setw(8) << "util%" << std::setw(11) << "uJ" << "  tiling (P2S Q2S K2S C2S / K2 P2 Q2 / P1 Q1 K1 / C1 Q0)\n";
   for (const auto& l : e.layers) {
@@ -91,17 +119,24 @@ inline const command_spec dse_cmd{
     "dse",
     "--arch NAME [options]",
     "Design-space exploration: every path on every accelerator design. Writes the Fig. 10 view\n"
-    "(time vs normalized accuracy per design) and the Fig. 11 view (throughput/mm2 vs energy/MAC,\n"
-    "Pareto-optimal designs marked) as CSV and SVG.",
-    {"--paths a..g are the paper's Table III paths (SegFormer-B2, normalized ADE20K mIoU)."},
-    {{"--arch", "NAME", "standard architecture (default segformer-b2)"},
-     {"--classes", "K", "classes (default 150)"},
-     {"--paths", "LIST", "a..g (default) or a subset like a,c,e"},
+    "(time vs normalized accuracy per design), the Fig. 11 view (throughput/mm2 vs energy/MAC,\n"
+    "Pareto-optimal designs marked) and, per design, the Pareto-optimal paths on (accelerator\n"
+    "cycles, accuracy) and (accelerator energy, accuracy), as CSV and SVG.",
+    {"--paths: a..g (or a subset like a,c,e) are the paper's Table III paths (SegFormer-B2, normalized",
+     "ADE20K mIoU; the default for segformer-b2); a drt LUT (FILE.json: its entries' paths, models and",
+     "mIoU, at its input size); a file with one path text per line; or path texts separated by ';'",
+     "(the default for other archs: full). Without accuracies the Fig. 10 view plots normalized MACs",
+     "and no path front is computed."},
+    {{"--arch", "NAME", "standard architecture (default segformer-b2; a LUT: its entries' model_dir)"},
+     {"--classes", "K", "classes (default 150; ResNet 1000)"},
+     {"--paths", "LIST", "a..g | a,c,e | LUT.json | FILE | \"TEXT;TEXT;...\""},
      {"--accels", "LIST", "designs, e.g. A..M (default) or C,D,G"},
-     {"--size", "HxW", "input size (default 512x512)"},
+     {"--size", "HxW", "input size (default: a LUT's, else 512x512; ResNet 480x640)"},
      {"--improved", "", "improved low-channel mapping"},
-     {"--csv", "FILE", "write all points"},
-     {"--svg", "PREFIX", "write PREFIX_fig10.svg and PREFIX_fig11.svg"}},
+     {"--csv", "FILE", "write all points (the design view)"},
+     {"--front-csv", "FILE", "write all points with the path fronts they are on"},
+     {"--front-accel", "X", "design of the path-front SVGs (default D, else the first of --accels)"},
+     {"--svg", "PREFIX", "write PREFIX_fig10.svg, PREFIX_fig11.svg (not for a LUT) and, with accuracies, PREFIX_front_cycles.svg, PREFIX_front_energy.svg"}},
     0,
     0};
 
@@ -125,6 +160,27 @@ inline std::vector<std::string> expand_letters(const std::string& cmd, const std
   return out;
 }
 
+namespace detail {
+/// "a..g", "a", "a,c,e": Table III letters (and nothing else).
+inline bool is_letter_list(const std::string& s) {
+  if (s.size() == 4 && s[1] == '.' && s[2] == '.') return std::islower(static_cast<unsigned char>(s[0])) != 0;
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (i % 2 == 0 ? !std::islower(static_cast<unsigned char>(s[i])) : s[i] != ',') return false;
+  return !s.empty() && s.size() % 2 == 1;
+}
+inline std::string trimmed(const std::string& t) {
+  const auto a = t.find_first_not_of(" \t\r"), b = t.find_last_not_of(" \t\r");
+  return a == std::string::npos ? std::string() : t.substr(a, b - a + 1);
+}
+}  // namespace detail
+
+/// One path to cost: its text, the model it runs on, and its accuracy (NaN when unknown).
+struct dse_path {
+  std::string label, text, model;
+  double accuracy = NAN, miou = NAN, cpu_ms = NAN;
+  bool cpu_pareto = false;
+};
+
 inline int dse_main(const parsed_args& args) {
   const std::string& cmd = dse_cmd.name;
   // Table III of the paper: SegFormer-B2 paths and their normalized mIoU.
@@ -134,35 +190,146 @@ inline int dse_main(const parsed_args& args) {
                                        {'e', "depths=2,3,5,3 fuse_in=1024", 0.82}, {'f', "depths=3,2,5,2 fuse_in=896", 0.72},
                                        {'g', "depths=2,3,4,3 fuse_in=512", 0.63}};
   const std::string arch = args.get("--arch", "segformer-b2");
-  const std::size_t classes = args.has("--classes") ? parse_positive(cmd, "--classes", args.get("--classes")) : 150;
-  const auto size = parse_size(cmd, "--size", args.get("--size", "512x512"));
-  const auto paths = expand_letters(cmd, "--paths", args.get("--paths", "a..g"), 'a', 'g');
+  const std::size_t classes = accel_classes(cmd, args);
+  const std::string paths_arg = args.get("--paths", arch == "segformer-b2" ? "a..g" : "full");
   const auto accels = expand_letters(cmd, "--accels", args.get("--accels", "A..M"), 'A', 'M');
-  std::cerr << "drt dse: building " << arch << "...\n";
-  const auto model = drt::segformer_model::with_random_weights(drt::standard_segformer_config(arch, classes));
+
+  std::map<std::string, drt::any_model> models;  // by name
+  auto model_named = [&](const std::string& name, const std::string& dir) -> const drt::any_model& {
+    auto it = models.find(name);
+    if (it != models.end()) return it->second;
+    std::cerr << "drt dse: building " << name << "...\n";
+    return models.emplace(name, dir.empty() ? drt::standard_model(name, classes) : drt::load_model(dir)).first->second;
+  };
+
+  std::vector<dse_path> paths;
+  std::optional<size_hw> size;
+  if (args.has("--size")) size = parse_size(cmd, "--size", args.get("--size"));
+  bool lut_mode = false, accuracy_known = true;
+  std::string what = arch;
+  const bool is_file = std::filesystem::is_regular_file(paths_arg);
+  if (detail::is_letter_list(paths_arg) && !is_file) {
+    if (arch != "segformer-b2")
+      throw usage_error(cmd, "--paths " + paths_arg + ": the a..g names are Table III's SegFormer-B2 paths; for " + arch +
+                                 " give path texts separated by ';', a file with one per line, or a LUT");
+    for (const auto& p : expand_letters(cmd, "--paths", paths_arg, 'a', 'g')) {
+      const auto& t = table3[p[0] - 'a'];
+      paths.push_back({std::string(1, t.id), t.path, arch, t.accuracy});
+    }
+  } else if (is_file && paths_arg.size() > 5 && paths_arg.compare(paths_arg.size() - 5, 5, ".json") == 0) {
+    lut_mode = true;
+    const drt::lookup_table lut = drt::load_lut(paths_arg);
+    if (!size && lut.input_height() > 0) size = size_hw{lut.input_height(), lut.input_width()};
+    std::vector<std::string> names;
+    for (const auto& e : lut.entries) {
+      std::string model = e.model;
+      if (args.has("--arch")) {
+        model = arch;
+      } else if (e.model_dir.empty() || !std::filesystem::is_regular_file(e.model_dir + "/config.json")) {
+        throw drt::invalid_input("lut '" + paths_arg + "': entry " + e.label() + ": model_dir '" + e.model_dir +
+                                 "' has no config.json here; give --arch NAME to cost its paths on a standard architecture");
+      }
+      model_named(model, args.has("--arch") ? std::string() : e.model_dir);
+      if (std::find(names.begin(), names.end(), model) == names.end()) names.push_back(model);
+      const bool norm = e.miou_normalized > 0;
+      paths.push_back({e.path, e.path, model, norm ? e.miou_normalized : e.miou, e.miou, e.latency_ms, e.pareto});
+    }
+    what = "lut " + std::filesystem::path(paths_arg).filename().string();
+  } else {
+    std::vector<std::string> texts;
+    if (is_file) {
+      std::ifstream in(paths_arg);
+      for (std::string line; std::getline(in, line);)
+        if (const auto t = detail::trimmed(line); !t.empty() && t[0] != '#') texts.push_back(t);
+    } else {
+      std::size_t start = 0;
+      while (start <= paths_arg.size()) {
+        const auto semi = paths_arg.find(';', start);
+        const auto t = detail::trimmed(paths_arg.substr(start, semi == std::string::npos ? std::string::npos : semi - start));
+        if (!t.empty()) texts.push_back(t);
+        if (semi == std::string::npos) break;
+        start = semi + 1;
+      }
+    }
+    if (texts.empty()) throw usage_error(cmd, "--paths '" + paths_arg + "' names no path");
+    accuracy_known = false;
+    for (std::size_t i = 0; i < texts.size(); ++i) paths.push_back({texts[i], texts[i], arch});
+  }
+
+  // Layer lists (and MACs) of every path.
+  std::vector<std::vector<drt::layer_info>> layers;
+  double full_macs = 0;
+  for (auto& p : paths) {
+    const auto& m = model_named(p.model, {});
+    const size_hw s = size ? *size : [&] { const auto [h, w] = drt::default_accel_input(m); return size_hw{h, w}; }();
+    auto pl = drt::model_path_layers(m, p.text, s.height, s.width);
+    if (!lut_mode && p.label == p.text) p.label = pl.path;
+    layers.push_back(std::move(pl.layers));
+    if (!accuracy_known && full_macs == 0) full_macs = drt::total_macs(drt::model_path_layers(m, "full", s.height, s.width).layers);
+  }
+  if (!accuracy_known) {
+    std::cerr << "drt dse: the paths' accuracy is unknown: the Fig. 10 view plots normalized MACs (MACs / the full "
+                 "model's) in its place, and no path front is computed\n";
+    for (std::size_t i = 0; i < paths.size(); ++i) paths[i].accuracy = drt::total_macs(layers[i]) / full_macs;
+  }
+
   std::vector<drt::dse_point> pts;
-  for (const auto& p : paths) {
-    const auto& t = table3[p[0] - 'a'];
-    const auto layers = model.layers(size.height, size.width, model.compile(drt::segformer_path::parse(t.path)));
-    for (const auto& x : accels) pts.push_back(drt::make_dse_point(drt::find_accelerator(x), std::string(1, t.id), layers, t.accuracy, accel_opts(args)));
-    std::cerr << "\rdrt dse: path " << p << " done   " << std::flush;
+  for (const auto& x : accels) {
+    const drt::accelerator a = drt::find_accelerator(x);
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      auto pt = drt::make_dse_point(a, paths[i].label, layers[i], paths[i].accuracy, accel_opts(args));
+      pt.k0 = a.k0;
+      pt.model = lut_mode ? paths[i].model : std::string();
+      pt.miou = paths[i].miou;
+      pt.cpu_latency_ms = paths[i].cpu_ms;
+      pt.cpu_pareto = paths[i].cpu_pareto;
+      pts.push_back(std::move(pt));
+    }
+    std::cerr << "\rdrt dse: design " << x << " done   " << std::flush;
   }
   std::cerr << '\n';
   drt::mark_pareto(pts);
-  std::cout << drt::dse_csv(pts);
-  if (args.has("--csv")) {
-    std::ofstream out(args.get("--csv"));
-    if (!out) throw drt::io_error("csv '" + args.get("--csv") + "': cannot open for writing");
-    out << drt::dse_csv(pts);
+  if (accuracy_known) drt::mark_path_fronts(pts);
+  const std::string front_accel =
+      args.get("--front-accel", std::find(accels.begin(), accels.end(), "D") != accels.end() ? "D" : accels.front());
+  if (std::find(accels.begin(), accels.end(), front_accel) == accels.end())
+    throw usage_error(cmd, "--front-accel " + front_accel + " is not among --accels");
+  for (const auto& x : accels) {
+    if (!accuracy_known) break;  // a front on (cost, MACs) says nothing: every path would be on it
+    std::size_t nc = 0, ne = 0, cpu = 0, cpu_kept = 0;
+    for (const auto& p : pts)
+      if (p.accel == x) {
+        nc += p.cycles_front, ne += p.energy_front, cpu += p.cpu_pareto;
+        cpu_kept += p.cpu_pareto && p.cycles_front;
+      }
+    std::cerr << "drt dse: " << x << ": " << nc << " of " << paths.size() << " paths on the (cycles, accuracy) front, "
+              << ne << " on the (energy, accuracy) front";
+    if (lut_mode) std::cerr << "; " << cpu_kept << " of the " << cpu << " CPU-front paths on the cycles front";
+    std::cerr << '\n';
   }
+  std::cout << drt::dse_csv(pts);
+  auto write = [](const std::string& file, const std::string& body, const char* kind) {
+    std::ofstream out(file);
+    if (!out) throw drt::io_error(std::string(kind) + " '" + file + "': cannot open for writing");
+    out << body;
+    std::cerr << "drt dse: wrote " << file << '\n';
+  };
+  if (args.has("--csv")) write(args.get("--csv"), drt::dse_csv(pts), "csv");
+  if (args.has("--front-csv")) write(args.get("--front-csv"), drt::path_front_csv(pts), "csv");
   if (args.has("--svg")) {
     const std::string prefix = args.get("--svg");
-    for (const auto& [suffix, body] : {std::pair<std::string, std::string>{"_fig10.svg", drt::dse_fig10_svg(pts, arch + ": time vs normalized accuracy")},
-                                       {"_fig11.svg", drt::dse_fig11_svg(pts, arch + ": throughput/mm2 vs energy/MAC")}}) {
-      std::ofstream out(prefix + suffix);
-      if (!out) throw drt::io_error("svg '" + prefix + suffix + "': cannot open for writing");
-      out << body;
-      std::cerr << "drt dse: wrote " << prefix + suffix << '\n';
+    const std::string ylabel = !accuracy_known ? "normalized MACs (accuracy unknown)"
+                               : lut_mode      ? "normalized mIoU"
+                                               : "normalized accuracy";
+    if (!lut_mode) {
+      write(prefix + "_fig10.svg", drt::dse_fig10_svg(pts, what + ": time vs " + ylabel, ylabel), "svg");
+      write(prefix + "_fig11.svg", drt::dse_fig11_svg(pts, what + ": throughput/mm2 vs energy/MAC"), "svg");
+    }
+    if (accuracy_known) {
+      write(prefix + "_front_cycles.svg",
+            drt::dse_path_front_svg(pts, front_accel, false, what + ": paths on " + front_accel + ", time", ylabel), "svg");
+      write(prefix + "_front_energy.svg",
+            drt::dse_path_front_svg(pts, front_accel, true, what + ": paths on " + front_accel + ", energy", ylabel), "svg");
     }
   }
   return 0;

@@ -2,10 +2,14 @@
 /// @file dse.hpp
 /// Design-space exploration helpers (paper Fig. 10 / Fig. 11): one point per (accelerator, path),
 /// the Pareto-optimal designs in throughput per mm2 (higher is better) vs energy per MAC (lower is
-/// better), and the two views as CSV and SVG (docs/img/accel_fig10.svg, accel_fig11.svg).
+/// better), and the two views as CSV and SVG (docs/img/accel_fig10.svg, accel_fig11.svg). For the
+/// dynamic paths of one model (a LUT's entries) on a design: the Pareto-optimal paths on (accelerator
+/// cycles, accuracy) and (accelerator energy, accuracy) (`mark_path_fronts`, `path_front_csv`,
+/// `dse_path_front_svg`; docs/img/dse_*).
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstddef>
 #include <cstdio>
 #include <sstream>
@@ -13,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "../engine/pareto.hpp"
 #include "../models/layer_info.hpp"
 #include "accelerator.hpp"
 #include "area.hpp"
@@ -27,6 +32,13 @@ struct dse_point {
   double accuracy = 0;  ///< normalized accuracy of the path when known (Fig. 10's y axis)
   unsigned k0 = 0;      ///< the design's vector width (the charts mark narrower designs by it)
   bool pareto = false;  ///< set by mark_pareto
+  // Paths of one model (mark_path_fronts): where the path came from and the fronts it is on.
+  std::string model;              ///< model of a LUT entry (empty otherwise)
+  double miou = NAN;              ///< absolute mIoU of a LUT entry
+  double cpu_latency_ms = NAN;    ///< a LUT entry's CPU latency
+  bool cpu_pareto = false;        ///< on the LUT's (CPU latency, mIoU) front
+  bool cycles_front = false;      ///< on this design's (cycles, accuracy) front; set by mark_path_fronts
+  bool energy_front = false;      ///< on this design's (energy, accuracy) front; set by mark_path_fronts
 
   double pj_per_mac() const noexcept { return macs > 0 ? energy_pj / macs : 0.0; }
   /// Inferences per second per mm2 of PE array.
@@ -139,7 +151,9 @@ inline const char* dse_color(std::size_t i) {
 
 /// Fig. 10 view: time per inference (x) vs accuracy (y), one line per accelerator through its paths;
 /// accelerators with identical times share a line (named together). Narrower-vector designs dashed.
-inline std::string dse_fig10_svg(const std::vector<dse_point>& pts, const std::string& title) {
+/// `y_label` names what `accuracy` holds (e.g. normalized MACs when the paths' accuracy is unknown).
+inline std::string dse_fig10_svg(const std::vector<dse_point>& pts, const std::string& title,
+                                 const std::string& y_label = "normalized accuracy") {
   std::vector<std::string> order;  // accelerators in first-seen order
   for (const auto& p : pts)
     if (std::find(order.begin(), order.end(), p.accel) == order.end()) order.push_back(p.accel);
@@ -184,7 +198,7 @@ inline std::string dse_fig10_svg(const std::vector<dse_point>& pts, const std::s
   detail::svg_chart c;
   const int nx = detail::svg_chart::nice(xlo, xhi, 8, c.x0, c.x1);
   const int ny = detail::svg_chart::nice(ylo, yhi, 6, c.y0, c.y1);
-  c.begin(title, "time per inference, ms", "normalized accuracy", nx, ny);
+  c.begin(title, "time per inference, ms", y_label, nx, ny);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const char* dash = narrow_line[i] ? " stroke-dasharray='5,3'" : "";
     c.o << "<polyline fill='none' stroke-width='1.8' stroke='" << detail::dse_color(i) << "'" << dash << " points='";
@@ -237,6 +251,94 @@ inline std::string dse_fig11_svg(const std::vector<dse_point>& pts, const std::s
         << "' y='" << ly + 22 << "'>narrower (" << narrowest << ")</text>\n";
   c.o << "<circle cx='" << lx + 5 << "' cy='" << ly + 36 << "' r='4.5' fill='#d62728'/><text x='" << lx + 14 << "' y='"
       << ly + 40 << "'>Pareto-optimal</text>\n";
+  return c.end();
+}
+
+/// Per design, marks the paths on the (cycles, accuracy) and (energy, accuracy) Pareto fronts (cost
+/// lower, accuracy higher; `pareto_front`'s rules). Points of different designs never compete.
+inline void mark_path_fronts(std::vector<dse_point>& pts) {
+  std::map<std::string, std::vector<std::size_t>> by_accel;
+  for (std::size_t i = 0; i < pts.size(); ++i) by_accel[pts[i].accel].push_back(i);
+  for (const auto& [accel, idx] : by_accel) {
+    std::vector<const dse_point*> v;
+    for (const std::size_t i : idx) v.push_back(&pts[i]);
+    const auto acc = [](const dse_point* p) { return p->accuracy; };
+    for (const std::size_t j : pareto_front(v, [](const dse_point* p) { return p->cycles; }, acc))
+      pts[idx[j]].cycles_front = true;
+    for (const std::size_t j : pareto_front(v, [](const dse_point* p) { return p->energy_pj; }, acc))
+      pts[idx[j]].energy_front = true;
+  }
+}
+
+/// One row per (design, path):
+/// accel,model,path,macs,cycles,ms,energy_mj,accuracy,miou,cpu_latency_ms,cpu_pareto,cycles_front,energy_front
+/// (empty fields where a value is unknown).
+inline std::string path_front_csv(const std::vector<dse_point>& pts) {
+  std::ostringstream o;
+  o.precision(10);
+  auto opt = [&](double v) -> std::ostringstream& {
+    if (std::isfinite(v)) o << v;
+    return o;
+  };
+  o << "accel,model,path,macs,cycles,ms,energy_mj,accuracy,miou,cpu_latency_ms,cpu_pareto,cycles_front,energy_front\n";
+  for (const auto& p : pts) {
+    o << p.accel << ',' << p.model << ",\"" << p.path << "\"," << p.macs << ',' << p.cycles << ',' << p.ms << ','
+      << p.energy_pj * 1e-9 << ',' << p.accuracy << ',';
+    opt(p.miou) << ',';
+    opt(p.cpu_latency_ms) << ',' << (p.cpu_pareto ? 1 : 0) << ',' << (p.cycles_front ? 1 : 0) << ','
+                          << (p.energy_front ? 1 : 0) << '\n';
+  }
+  return o.str();
+}
+
+/// The paths of one design (`accel`) as accuracy (y) vs time (x, `energy` false: ms at the design's
+/// clock) or energy (`energy` true: mJ). Grey: every path; red, joined: the design's front on that
+/// cost (mark_path_fronts); blue rings: the paths on the CPU-latency front (cpu_pareto).
+inline std::string dse_path_front_svg(const std::vector<dse_point>& pts, const std::string& accel, bool energy,
+                                      const std::string& title, const std::string& y_label = "normalized mIoU") {
+  std::vector<const dse_point*> v;
+  for (const auto& p : pts)
+    if (p.accel == accel) v.push_back(&p);
+  const auto xv = [&](const dse_point* p) { return energy ? p->energy_pj * 1e-9 : p->ms; };
+  double xlo = 1e300, xhi = -1e300, ylo = 1e300, yhi = -1e300;
+  bool any_cpu = false;
+  for (const auto* p : v) {
+    xlo = std::min(xlo, xv(p)), xhi = std::max(xhi, xv(p));
+    ylo = std::min(ylo, p->accuracy), yhi = std::max(yhi, p->accuracy);
+    any_cpu = any_cpu || p->cpu_pareto;
+  }
+  if (v.empty()) xlo = ylo = 0, xhi = yhi = 1;
+  detail::svg_chart c;
+  c.right = 170;
+  const int nx = detail::svg_chart::nice(xlo, xhi, 8, c.x0, c.x1);
+  const int ny = detail::svg_chart::nice(ylo, yhi, 6, c.y0, c.y1);
+  c.begin(title, energy ? "energy per inference on " + accel + ", mJ" : "time per inference on " + accel + ", ms",
+          y_label, nx, ny);
+  for (const auto* p : v)
+    c.o << "<circle cx='" << c.x(xv(p)) << "' cy='" << c.y(p->accuracy) << "' r='2' fill='#bbb'/>\n";
+  std::vector<std::pair<double, double>> front;
+  for (const auto* p : v)
+    if (energy ? p->energy_front : p->cycles_front) front.emplace_back(xv(p), p->accuracy);
+  std::sort(front.begin(), front.end());
+  c.o << "<polyline fill='none' stroke='#d62728' stroke-width='1.5' points='";
+  for (std::size_t i = 0; i < front.size(); ++i) {  // a staircase: accuracy holds until the next front point
+    if (i) c.o << c.x(front[i].first) << ',' << c.y(front[i - 1].second) << ' ';
+    c.o << c.x(front[i].first) << ',' << c.y(front[i].second) << ' ';
+  }
+  c.o << "'/>\n";
+  for (const auto& [x, y] : front) c.o << "<circle cx='" << c.x(x) << "' cy='" << c.y(y) << "' r='3.5' fill='#d62728'/>\n";
+  for (const auto* p : v)
+    if (p->cpu_pareto)
+      c.o << "<circle cx='" << c.x(xv(p)) << "' cy='" << c.y(p->accuracy)
+          << "' r='6' fill='none' stroke='#1f77b4' stroke-width='1.5'/>\n";
+  const double lx = c.w - c.right + 12, ly = c.top + 10;
+  c.o << "<circle cx='" << lx + 5 << "' cy='" << ly << "' r='2' fill='#bbb'/><text x='" << lx + 14 << "' y='" << ly + 4
+      << "'>path (" << v.size() << ")</text>\n";
+  c.o << "<circle cx='" << lx + 5 << "' cy='" << ly + 18 << "' r='3.5' fill='#d62728'/><text x='" << lx + 14 << "' y='"
+      << ly + 22 << "'>" << accel << " front (" << front.size() << ")</text>\n";
+  if (any_cpu)
+    c.o << "<circle cx='" << lx + 5 << "' cy='" << ly + 36 << "' r='6' fill='none' stroke='#1f77b4' stroke-width='1.5'/>"
+        << "<text x='" << lx + 14 << "' y='" << ly + 40 << "'>CPU-latency front</text>\n";
   return c.end();
 }
 

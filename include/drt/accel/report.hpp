@@ -2,7 +2,11 @@
 /// @file report.hpp
 /// JSON forms of the accelerator, a mapping and a model estimate (the `drt accel --format json`
 /// layout): `{accelerator: {..., area_mm2}, total: {cycles, ms, energy_mj, macs, utilization},
-/// layers: [{name, kind, macs, mapping: {...}, cycles, utilization, energy_mj}, ...]}`.
+/// layers: [{name, kind, macs, mapping: {...}, cycles, utilization, energy_mj}, ...]}`; and the
+/// `--format csv` one (`to_csv`: one row per layer, then a `total` row).
+
+#include <sstream>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +71,32 @@ inline nlohmann::json to_json(const model_estimate& e) {
   }
   j["layers"] = std::move(layers);
   return j;
+}
+
+/// One row per layer and a final `total` row:
+/// name,kind,macs,cycles,compute_cycles,utilization,energy_mj,dram_bytes,mode,N2S,P2S,Q2S,K2S,C2S,K2,P2,Q2,N2,P1,Q1,K1,C1,Q0,wm_double_buffered
+/// (the tiling fields empty for layers without MACs, which cost nothing).
+inline std::string to_csv(const model_estimate& e) {
+  std::ostringstream o;
+  o.precision(10);
+  o << "name,kind,macs,cycles,compute_cycles,utilization,energy_mj,dram_bytes,mode,N2S,P2S,Q2S,K2S,C2S,K2,P2,Q2,N2,P1,"
+       "Q1,K1,C1,Q0,wm_double_buffered\n";
+  for (const auto& l : e.layers) {
+    o << '"' << l.name << "\"," << to_string(l.kind) << ',' << l.cost.macs << ',' << l.cost.cycles << ','
+      << l.cost.compute_cycles << ',' << l.cost.utilization(e.accel) << ',' << l.cost.energy_pj() * 1e-9 << ','
+      << l.cost.dram_bytes << ',';
+    if (l.shape.op != accel_op::none) {
+      const auto& m = l.mapping;
+      o << to_string(m.mode) << ',' << m.n2s << ',' << m.p2s << ',' << m.q2s << ',' << m.k2s << ',' << m.c2s << ','
+        << m.k2 << ',' << m.p2 << ',' << m.q2 << ',' << m.n2 << ',' << m.p1 << ',' << m.q1 << ',' << m.k1 << ','
+        << m.c1 << ',' << m.q0 << ',' << (m.wm_double_buffered ? 1 : 0) << '\n';
+    } else {
+      o << ",,,,,,,,,,,,,,,\n";
+    }
+  }
+  o << "total,," << e.macs << ',' << e.cycles << ",," << e.utilization() << ',' << e.energy_mj() << ','
+    << e.dram_bytes << ",,,,,,,,,,,,,,,\n";
+  return o.str();
 }
 
 }  // namespace drt
