@@ -221,6 +221,39 @@ TEST_SUITE("engine") {
     CHECK(ctl.level(3) == doctest::Approx(1.6).epsilon(0.08));
   }
 
+  TEST_CASE("deadline_controller: after a slowdown the models not run recover with the one that is") {
+    // Both models slow down 2x for frames 50..149. Under load only "small" fits; once the load is gone
+    // "small"'s level falls back to 1 and "big"'s stale level must follow, so "big" is chosen again
+    // within a few frames instead of never (its own level could only be corrected by running it).
+    drt::lookup_table t = table_of({{10, 0.40}, {14, 0.45}, {18, 0.50}});
+    for (auto& e : t.entries) e.model = "small";
+    drt::lut_entry e = t.entries[0];
+    e.model = "big";
+    e.path = "q30";
+    e.latency_ms = e.latency_p95_ms = 30;
+    e.miou = 0.57;
+    t.entries.push_back(e);
+    drt::deadline_controller ctl(t);
+    std::mt19937 gen(5);
+    std::normal_distribution<double> noise(0.0, 0.02);
+    const double budget = 40;
+    std::size_t first_big_after_load = 0, misses = 0;
+    for (std::size_t f = 0; f < 250; ++f) {
+      const auto c = ctl.choose(budget);
+      const auto& entry = t.entries[c.entry];
+      const double slow = f >= 50 && f < 150 ? 2.0 : 1.0;
+      const double ms = entry.latency_ms * slow * std::exp(noise(gen));
+      ctl.observe(c, ms);
+      misses += ms > budget ? 1 : 0;
+      if (f >= 150 && entry.model == "big" && first_big_after_load == 0) first_big_after_load = f;
+    }
+    MESSAGE("stale level: big chosen again at frame " << first_big_after_load << ", " << misses << " misses");
+    CHECK(first_big_after_load >= 150);
+    CHECK(first_big_after_load <= 160);
+    CHECK(misses <= 3);  // at most the frames that reveal the slowdown
+    CHECK(ctl.level(3) == doctest::Approx(1.0).epsilon(0.08));
+  }
+
   TEST_CASE("deadline_controller: infeasible budgets, bad measurements and options") {
     const auto t = table_of(ladder);
     drt::deadline_controller ctl(t);

@@ -206,7 +206,8 @@ struct deadline_controller_options {
 /// Closed loop. For entry i with table latency L_i its current estimate is L_i * s, where the
 /// machine's speed level s (kept per model of the table, since a busier or quieter machine does not
 /// slow every model alike; a model not run yet takes the median of the others') is the median of the
-/// last `level_frames` ratios r = measured / L_i of that model's frames; a
+/// last `level_frames` ratios r = measured / L_i of that model's frames (when the level of the model
+/// being run moves, the other models' levels move by the same factor until they run again); a
 /// frame that exceeds its estimate with margin (a surprise: the machine slowed down, or a hiccup)
 /// restarts that history from its own ratio, so a slowdown is followed at the next frame and a
 /// speed-up within a few frames. A frame's residual e = r / s says how far it was from its estimate;
@@ -254,10 +255,24 @@ public:
     const double before = level(c.entry);
     const bool surprise = r > before * margin();
     if (frames_ > 0) push(log_residuals_, std::log(r / before), options_.noise_window);
-    auto& st = models_[table_.entries[c.entry].model];
+    const std::string& model = table_.entries[c.entry].model;
+    const bool seen = models_.count(model) != 0;
+    auto& st = models_[model];
+    const double old_level = st.level;
     if (surprise) st.ratios.clear();  // a new regime (or a hiccup): start the level from this frame
     push(st.ratios, r, options_.level_frames);
     st.level = detail::median_of(std::vector<double>(st.ratios.begin(), st.ratios.end()));
+    // The models not run now keep levels measured under the load of their last frames. Move them
+    // by the same factor (their ratios too), so that after the machine speeds up again a larger
+    // model is trusted at once instead of waiting for a frame of its own that would never be chosen.
+    if (seen && old_level > 0 && st.level != old_level) {
+      const double factor = st.level / old_level;
+      for (auto& [name, other] : models_) {
+        if (name == model) continue;
+        other.level *= factor;
+        for (auto& x : other.ratios) x *= factor;
+      }
+    }
     last_model_ = table_.entries[c.entry].model;
     ++frames_;
     if (c.fits) {  // misses of infeasible frames say nothing about the margin
