@@ -111,8 +111,20 @@ TEST_SUITE("engine") {
     here = t.machine;
     here.threads = 1;  // same CPU, fewer threads: latencies differ too
     CHECK_FALSE(drt::machine_mismatch(t.machine, here, "lut 'a.json'").empty());
+    // one model name, two vector ISAs (VMs report "AMD EPYC" for Zen 3 and Zen 5 alike)
+    here = t.machine;
+    auto measured = t.machine;
+    measured.isa = "avx2";
+    here.isa = "avx512";
+    CHECK(drt::machine_mismatch(measured, here, "lut 'a.json'") ==
+          "lut 'a.json' was measured on another machine (Test CPU 9000 (avx2), 2 logical CPUs, 2 threads, "
+          "2025-01-01T00:00:00Z); this one is Test CPU 9000 (avx512), 2 logical CPUs, 2 threads: its latencies may "
+          "not hold here");
+    measured.isa.clear();  // a table that did not record its ISA is compared on the rest
+    CHECK(drt::machine_mismatch(measured, here, "lut 'a.json'").empty());
     const auto now = drt::machine_info::current(3);
     CHECK(now.threads == 3);
+    CHECK((now.isa == "avx512" || now.isa == "avx2" || now.isa == "sse"));
     CHECK_FALSE(now.cpu.empty());
     CHECK(now.date.size() == 20);
   }

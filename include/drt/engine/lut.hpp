@@ -27,10 +27,13 @@ inline constexpr int lut_format_version = 1;
 /// The value of the `format` field that identifies a drt LUT.
 inline constexpr const char* lut_format_name = "drt-lut";
 
-/// Where latencies were measured. Two machines are "the same" for a LUT when CPU model, logical CPU
-/// count and thread count agree (the date and load are recorded for the reader, not compared).
+/// Where latencies were measured. Two machines are "the same" for a LUT when CPU model, vector ISA
+/// (when both tables record it), logical CPU count and thread count agree (the date and load are
+/// recorded for the reader, not compared). The ISA is compared because virtual machines often report
+/// one model name ("AMD EPYC") for generations whose kernels differ 2x in speed (AVX2 vs AVX-512).
 struct machine_info {
   std::string cpu = "unknown";       ///< CPU model name (/proc/cpuinfo "model name")
+  std::string isa;                   ///< widest vector ISA of the CPU: "avx512", "avx2", "sse" ("" unknown)
   int logical_cpus = 0;              ///< std::thread::hardware_concurrency()
   int threads = 0;                   ///< OpenMP threads the latencies were measured with
   std::string date;                  ///< UTC, ISO 8601
@@ -48,6 +51,7 @@ struct machine_info {
           break;
         }
       }
+    m.isa = current_isa();
     m.logical_cpus = static_cast<int>(std::thread::hardware_concurrency());
     m.threads = threads > 0 ? threads : max_threads();
     const std::time_t now = std::time(nullptr);
@@ -60,6 +64,19 @@ struct machine_info {
     return m;
   }
 
+  /// The widest vector ISA in /proc/cpuinfo's flags ("" where there is no such file).
+  static std::string current_isa() {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);)
+      if (line.rfind("flags", 0) == 0) {
+        const auto has = [&](const char* flag) { return (line + " ").find(std::string(" ") + flag + " ") != std::string::npos; };
+        if (has("avx512f")) return "avx512";
+        if (has("avx2") && has("fma")) return "avx2";
+        return "sse";
+      }
+    return {};
+  }
+
   /// The 1/5/15-minute load averages (empty where /proc/loadavg is missing).
   static std::vector<double> current_load_average() {
     std::ifstream in("/proc/loadavg");
@@ -70,14 +87,17 @@ struct machine_info {
 
   /// "AMD EPYC, 2 logical CPUs, 2 threads"
   std::string describe() const {
-    return cpu + ", " + std::to_string(logical_cpus) + " logical CPUs, " + std::to_string(threads) + " threads";
+    return cpu + (isa.empty() ? "" : " (" + isa + ")") + ", " + std::to_string(logical_cpus) + " logical CPUs, " +
+           std::to_string(threads) + " threads";
   }
   bool same_machine(const machine_info& o) const noexcept {
-    return cpu == o.cpu && logical_cpus == o.logical_cpus && threads == o.threads;
+    return cpu == o.cpu && (isa.empty() || o.isa.empty() || isa == o.isa) && logical_cpus == o.logical_cpus &&
+           threads == o.threads;
   }
 
   nlohmann::json to_json() const {
     nlohmann::json j{{"cpu", cpu}, {"logical_cpus", logical_cpus}, {"threads", threads}, {"date", date}};
+    if (!isa.empty()) j["isa"] = isa;
     if (!load_average.empty()) j["load_average"] = load_average;
     return j;
   }
@@ -224,6 +244,7 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
   t.machine.logical_cpus = static_cast<int>(detail::lut_number(m, "logical_cpus", mw, false, 0));
   t.machine.threads = static_cast<int>(detail::lut_number(m, "threads", mw, true, 0));
   t.machine.date = detail::lut_string(m, "date", mw, false);
+  t.machine.isa = detail::lut_string(m, "isa", mw, false);
   if (m.contains("load_average") && m["load_average"].is_array())
     for (const auto& v : m["load_average"])
       if (v.is_number()) t.machine.load_average.push_back(v.get<double>());
