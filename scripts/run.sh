@@ -12,4 +12,4 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDRT_BUILD_TESTS=OFF -DDRT_BUILD
       -DDRT_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build --target drt_cli -j "$(nproc)"
 mkdir -p out
-build/examples/drt segment --lut data/models/segformer-b0-camvid/lut.json --budget-ms "${DRT_BUDGET_MS:-100}" --out out/segment_mask.png --overlay out/segment_overlay.png "$@"
+build/examples/drt segment --lut data/models/segformer-b0-camvid/lut.json --budget-ms "${DRT_BUDGET_MS:-40}" --out out/segment_mask.png --overlay out/segment_overlay.png "$@"
