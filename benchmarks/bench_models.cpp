@@ -1,12 +1,21 @@
 // Whole-model benchmarks with synthetic weights (standard configs, 150 classes, batch 1).
 #include <benchmark/benchmark.h>
 
+#include <fstream>
 #include <random>
 #include <string>
 
 #include <drt/drt.hpp>
 
 namespace {
+/// A "VmRSS"/"VmHWM" line of /proc/self/status in MiB (0 where unavailable).
+double proc_status_mib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(line.find(':') + 1)) / 1024.0;  // kB
+  return 0;
+}
+
 void BM_segformer(benchmark::State& st, const std::string& arch) {
   const std::size_t hw = st.range(0);
   const auto model = drt::segformer_model::with_random_weights(drt::standard_segformer_config(arch, 150));
@@ -14,11 +23,20 @@ void BM_segformer(benchmark::State& st, const std::string& arch) {
   std::mt19937 g(7);
   std::normal_distribution<float> d(0.f, 1.f);
   for (auto& v : x) v = d(g);
+  // Memory: the resident set after loading (weights + runtime), the process peak, and the peak of
+  // pooled activation buffers alive at once during one forward (the activations' high-water mark).
+  const double loaded_mib = proc_status_mib("VmRSS:");
+  auto& pool = drt::buffer_pool::instance();
+  pool.reset_peak();
+  const std::size_t live_before = pool.stats().live_bytes;
   for (auto _ : st) {
     auto out = model.forward(x);
     benchmark::DoNotOptimize(out.logits.data());
   }
   st.counters["threads"] = drt::max_threads();
+  st.counters["rss_loaded_MiB"] = loaded_mib;
+  st.counters["rss_peak_MiB"] = proc_status_mib("VmHWM:");
+  st.counters["activations_peak_MiB"] = double(pool.stats().peak_live_bytes - live_before) / (1 << 20);
 }
 BENCHMARK_CAPTURE(BM_segformer, b0, std::string("segformer-b0"))->ArgName("HW")->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_segformer, b2, std::string("segformer-b2"))->ArgName("HW")->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);

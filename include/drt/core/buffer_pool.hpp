@@ -127,6 +127,12 @@ public:
     return capacity_;
   }
 
+  /// Restarts peak_live_bytes from the bytes live now (to measure the peak of one call).
+  void reset_peak() noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_live_bytes = stats_.live_bytes;
+  }
+
   statistics stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     statistics s = stats_;

@@ -3,6 +3,7 @@
 /// OpenMP helpers. Kernels parallelize their outermost loop themselves unless they already run
 /// inside a parallel region (then they run serially in the calling thread).
 
+#include <algorithm>
 #include <cstddef>
 
 #ifdef _OPENMP
@@ -44,13 +45,20 @@ inline void set_threads(int n) noexcept {
 }
 
 /// Calls f(i) for i in [0, n), across threads when `work` (an estimate of flops) makes it worthwhile.
+/// Indices are handed out dynamically (the items of a kernel need not cost the same) but in chunks
+/// once there are many: one shared-counter grab per item cost ~1 ms on a 16384-row LayerNorm, more
+/// than the normalization itself. About 16 chunks per thread keep the load balanced.
 template <class F>
 void parallel_for(std::size_t n, F&& f, double work = 1e9) {
   const bool par = !in_parallel() && n > 1 && work > 2e5;
-  const long long nn = static_cast<long long>(n);
+  const std::size_t threads = static_cast<std::size_t>(max_threads());
+  const std::size_t chunk = par && n > 64 * threads ? n / (16 * threads) : 1;
+  const long long chunks = static_cast<long long>((n + chunk - 1) / chunk);
   (void)par;  // unused when compiled without OpenMP
 #pragma omp parallel for schedule(dynamic, 1) if (par)
-  for (long long i = 0; i < nn; ++i) f(static_cast<std::size_t>(i));
+  for (long long b = 0; b < chunks; ++b) {
+    const std::size_t i0 = static_cast<std::size_t>(b) * chunk, i1 = std::min(n, i0 + chunk);
+    for (std::size_t i = i0; i < i1; ++i) f(i);
+  }
 }
-
 }  // namespace drt

@@ -454,7 +454,7 @@ public:
     const std::size_t n = pixel_values.shape(0);
     const encoded last =
         encode(pixel_values, exec, [&](std::size_t, const float* p, std::size_t h, std::size_t w, std::size_t ch) {
-          if (keep_hidden_states) out.hidden_states.push_back(to_nchw(p, n, h, w, ch));
+          if (keep_hidden_states) out.hidden_states.push_back(nhwc_to_nchw(p, n, h, w, ch));
         });
     // ref: ResNetModel.pooler = AdaptiveAvgPool2d((1, 1)); [N, 1, 1, C] is [N, C].
     out.pooled = tensor2::from_shape({n, last.c});
@@ -679,17 +679,6 @@ private:
     }
     h = oh;
     w = ow;
-  }
-
-  static tensor4 to_nchw(const float* p, std::size_t n, std::size_t h, std::size_t w, std::size_t c) {
-    tensor4 out = tensor4::from_shape({n, c, h, w});
-    float* dst = out.data();
-    for (std::size_t b = 0; b < n; ++b)
-      for (std::size_t y = 0; y < h; ++y)
-        for (std::size_t x = 0; x < w; ++x)
-          for (std::size_t ch = 0; ch < c; ++ch)
-            dst[((b * c + ch) * h + y) * w + x] = p[((b * h + y) * w + x) * c + ch];
-    return out;
   }
 
   resnet_config cfg_;

@@ -333,7 +333,7 @@ public:
     segformer_output out;
     if (keep_stages)
       for (std::size_t s = 0; s < f.maps.size(); ++s)
-        out.stages.push_back(to_nchw(f.maps[s].data(), f.n, f.hs[s], f.ws[s], f.channels[s]));
+        out.stages.push_back(nhwc_to_nchw(f.maps[s].data(), f.n, f.hs[s], f.ws[s], f.channels[s]));
     out.logits = decode(f, exec.head);
     return out;
   }
@@ -402,20 +402,10 @@ public:
     const std::size_t k = head_.classes();
     detail::aligned_vector<float> logits(f.n * f.hs[0] * f.ws[0] * k);
     head_.run(fp, f.n, f.hs, f.ws, logits.data(), ch);
-    return to_nchw(logits.data(), f.n, f.hs[0], f.ws[0], k);
+    return nhwc_to_nchw(logits.data(), f.n, f.hs[0], f.ws[0], k);
   }
 
 private:
-  static tensor4 to_nchw(const float* p, std::size_t n, std::size_t h, std::size_t w, std::size_t c) {
-    tensor4 out = tensor4::from_shape({n, c, h, w});
-    float* dst = out.data();
-    for (std::size_t b = 0; b < n; ++b)
-      for (std::size_t y = 0; y < h; ++y)
-        for (std::size_t x = 0; x < w; ++x)
-          for (std::size_t ch = 0; ch < c; ++ch) dst[((b * c + ch) * h + y) * w + x] = p[((b * h + y) * w + x) * c + ch];
-    return out;
-  }
-
   segformer_config cfg_;
   std::vector<overlap_patch_embed> embeds_;
   std::vector<std::vector<segformer_block>> blocks_;

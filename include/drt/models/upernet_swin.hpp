@@ -466,7 +466,7 @@ public:
     upernet_output out;
     if (keep_features)
       for (std::size_t i = 0; i < f.maps.size(); ++i)
-        out.features.push_back(to_nchw(f.maps[i].data(), f.n, f.hs[i], f.ws[i], f.channels[i]));
+        out.features.push_back(nhwc_to_nchw(f.maps[i].data(), f.n, f.hs[i], f.ws[i], f.channels[i]));
     out.logits = decode(f, exec);
     return out;
   }
@@ -711,7 +711,7 @@ public:
       gemm(m0, classes_, pred, fused.data(), pred, cls_.weights(), logits.data(), classes_, ec);
     }
     // Upsample to the input size: NCHW planes resized as a batch of single-channel maps.
-    const tensor4 small = to_nchw(logits.data(), n, h0, w0, classes_);
+    const tensor4 small = nhwc_to_nchw(logits.data(), n, h0, w0, classes_);
     tensor4 out = tensor4::from_shape({n, classes_, f.height, f.width});
     profile_scope ps("logits_upsample");
     resize_bilinear(small.data(), n * classes_, h0, w0, 1, 1, out.data(), f.height, f.width, 1);
@@ -724,17 +724,6 @@ private:
     int last = 0;
     for (int o : cfg_.backbone.out_indices) last = std::max(last, o);
     return static_cast<std::size_t>(last);
-  }
-
-  static tensor4 to_nchw(const float* p, std::size_t n, std::size_t h, std::size_t w, std::size_t c) {
-    tensor4 out = tensor4::from_shape({n, c, h, w});
-    float* dst = out.data();
-    for (std::size_t b = 0; b < n; ++b)
-      for (std::size_t y = 0; y < h; ++y)
-        for (std::size_t x = 0; x < w; ++x)
-          for (std::size_t ch = 0; ch < c; ++ch)
-            dst[((b * c + ch) * h + y) * w + x] = p[((b * h + y) * w + x) * c + ch];
-    return out;
   }
 
   upernet_config cfg_;
