@@ -106,11 +106,13 @@ const char* usage_text =
     "  --models A,B          use only these models of the table (names as in the LUT)\n"
     "  --frames DIR          frames, PNG/JPEG in name order, looped (default: $DRT_SHARED/data/camvid/images)\n"
     "  --n-frames N          frames to run (default 300)\n"
+    "  --memory-frames N     deadline_controller plans for the slowest speed of the last N frames\n"
+    "                        (default 100; 0: purely reactive; > 0 also runs reactive_controller)\n"
     "  --seed S              seed of the budget steps (default 1)\n"
     "  --threads T           OpenMP threads of the inference (default: OpenMP's)\n"
     "  --budget MODE         steps | sine | mix (steps, then sine; default mix)\n"
     "  --budget-trace FILE   budgets from a file instead, one number of ms per line, used cyclically\n"
-    "  --budget-lo-ms X      lowest budget (default 1.2 x the cheapest path's loaded median, calibrated)\n"
+    "  --budget-lo-ms X      lowest budget (default 1.5 x the cheapest path's loaded median, calibrated)\n"
     "  --budget-hi-ms X      highest budget (default 1.2 x the most accurate path's loaded median)\n"
     "  --step-frames N       frames per budget step (default 20)\n"
     "  --sine-period N       frames per sine period (default 50)\n"
@@ -129,7 +131,7 @@ struct options {
   std::string lut, frames, budget_mode = "mix", budget_trace, load_text, out_prefix = "docs/results/deadline",
                            svg = "docs/img/deadline.svg";
   std::vector<std::string> models;
-  std::size_t n_frames = 300, step_frames = 20, sine_period = 50, load_busy = 25, load_idle = 25, load_threads = 1,
+  std::size_t memory_frames = 100, n_frames = 300, step_frames = 20, sine_period = 50, load_busy = 25, load_idle = 25, load_threads = 1,
               statics = 5, calib_runs = 5;
   unsigned seed = 1;
   int threads = 0;
@@ -178,6 +180,8 @@ options parse_args(int argc, char** argv) {
         if (!m.empty()) o.models.push_back(m);
     } else if (a == "--frames")
       o.frames = v;
+    else if (a == "--memory-frames")
+      o.memory_frames = parse_count(a, v);
     else if (a == "--n-frames")
       o.n_frames = parse_count(a, v);
     else if (a == "--seed")
@@ -496,7 +500,10 @@ int run(const options& o) {
 
   // Budgets.
   std::vector<double> budgets;
-  double lo = o.budget_lo > 0 ? o.budget_lo : 1.2 * mcl, hi = o.budget_hi > 0 ? o.budget_hi : 1.2 * mbl;
+  // The lowest budget leaves the cheapest path room for the load's noise (its loaded p99 is ~1.4x its
+  // loaded median here): with 1.2x even the cheapest static path missed 1.2% of its frames, so no
+  // policy could meet a 1% target and the "best static path under 1%" did not exist.
+  double lo = o.budget_lo > 0 ? o.budget_lo : 1.5 * mcl, hi = o.budget_hi > 0 ? o.budget_hi : 1.2 * mbl;
   if (hi < lo) hi = lo;
   if (!o.budget_trace.empty()) {
     for (std::size_t i = 0; i < o.n_frames; ++i) budgets.push_back(trace[i % trace.size()]);
@@ -531,6 +538,12 @@ int run(const options& o) {
     strategies.push_back({"lut_policy", [ex](const drt::tensor4& x, double b) { return ex->run(x, b); }});
     drt::deadline_controller_options dco;
     dco.target_miss_rate = o.miss_target;
+    if (o.memory_frames > 0) {  // the purely reactive controller beside the cautious one, for comparison
+      auto rc = std::make_shared<drt::executor<drt::segformer_graph, drt::deadline_controller>>(
+          graph, drt::deadline_controller(table, dco));
+      strategies.push_back({"reactive_controller", [rc](const drt::tensor4& x, double b) { return rc->run(x, b); }});
+    }
+    dco.memory_frames = o.memory_frames;
     auto dc = std::make_shared<drt::executor<drt::segformer_graph, drt::deadline_controller>>(
         graph, drt::deadline_controller(table, dco));
     strategies.push_back({"deadline_controller", [dc](const drt::tensor4& x, double b) { return dc->run(x, b); }});

@@ -32,7 +32,8 @@ inline const std::vector<option_spec> budget_options{
     {"--budget-trace", "FILE", "budgets per frame, one number of ms per line, repeated (with --lut)"},
     {"--frames", "DIR", "run every image of DIR in name order as a video, one line per frame (with --lut)"},
     {"--policy", "NAME", "lut (open loop, default) or deadline (closed loop, adapts to the machine's speed)"},
-    {"--miss-target", "R", "deadline policy: deadline miss rate to stay under (default 0.01)"}};
+    {"--miss-target", "R", "deadline policy: deadline miss rate to stay under (default 0.01)"},
+    {"--memory-frames", "N", "deadline policy: plan for the slowest speed seen in the last N frames (default: current speed)"}};
 
 /// `spec` with the budget options and a usage line added (for segment_cmd).
 inline command_spec with_budget_options(command_spec spec) {
@@ -202,6 +203,8 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
     throw usage_error(cmd, "option '--policy' expects 'lut' or 'deadline', got '" + policy + "'");
   if (args.has("--miss-target") && policy != "deadline")
     throw usage_error(cmd, "option '--miss-target' needs '--policy deadline'");
+  if (args.has("--memory-frames") && policy != "deadline")
+    throw usage_error(cmd, "option '--memory-frames' needs '--policy deadline'");
 
   // Positionals: [MODEL_DIR] [IMAGE], or a single IMAGE file.
   std::string model_dir, image = default_image;
@@ -274,6 +277,7 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
                         "option '--miss-target' expects a rate in (0, 0.5), got '" + args.get("--miss-target") + "'");
     o.target_miss_rate = r;
   }
+  if (args.has("--memory-frames")) o.memory_frames = parse_positive(cmd, "--memory-frames", args.get("--memory-frames"));
   return detail::run_budget(cmd, args, table, drt::deadline_controller(table, o), bm, image, lut_file);
 }
 

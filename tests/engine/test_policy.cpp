@@ -254,6 +254,43 @@ TEST_SUITE("engine") {
     CHECK(ctl.level(3) == doctest::Approx(1.0).epsilon(0.08));
   }
 
+  TEST_CASE("deadline_controller: memory_frames plans for a slowdown that came and went, and forgets it") {
+    // Load (1.8x) for 25 frames out of every 50. A reactive controller misses the first loaded frame of
+    // every block whose budget lies between a path's fast and slow latency; with memory it keeps the
+    // slow speed in mind while the load was seen in the last 100 frames, and forgets it afterwards.
+    const drt::lookup_table t = table_of(ladder);
+    auto run = [&](std::size_t memory, std::size_t frames, std::size_t load_until) {
+      drt::deadline_controller_options o;
+      o.memory_frames = memory;
+      drt::deadline_controller ctl(t, o);
+      std::mt19937 gen(11);
+      std::normal_distribution<double> noise(0.0, 0.02);
+      std::size_t misses = 0, late_choice = 0;
+      for (std::size_t f = 0; f < frames; ++f) {
+        const double budget = 30;
+        const auto c = ctl.choose(budget);
+        const bool loaded = f < load_until && (f % 50) >= 25;
+        const double ms = t.entries[c.entry].latency_ms * (loaded ? 1.8 : 1.0) * std::exp(noise(gen));
+        ctl.observe(c, ms);
+        misses += ms > budget ? 1 : 0;
+        if (f + 1 == frames) late_choice = c.entry;
+      }
+      return std::make_pair(misses, late_choice);
+    };
+    const auto [reactive_misses, reactive_last] = run(0, 375, 375);
+    const auto [cautious_misses, cautious_last] = run(100, 375, 375);
+    MESSAGE("load every other 25 frames, budget 30 ms: reactive " << reactive_misses << " misses, with memory "
+                                                                    << cautious_misses);
+    CHECK(reactive_misses >= 5);  // about one per load onset (7 onsets)
+    CHECK(cautious_misses <= 2);  // at most the onsets before the first slowdown was seen
+    // The last frame (374) is unloaded. With load until frame 200 the memory has let go by then and the
+    // fast level is used again; with load until the end it still plans for the slow one.
+    const auto [m2, last_after_quiet] = run(100, 375, 200);
+    (void)m2;
+    CHECK(t.entries[last_after_quiet].latency_ms == doctest::Approx(t.entries[reactive_last].latency_ms));
+    CHECK(t.entries[cautious_last].latency_ms < t.entries[reactive_last].latency_ms);
+  }
+
   TEST_CASE("deadline_controller: infeasible budgets, bad measurements and options") {
     const auto t = table_of(ladder);
     drt::deadline_controller ctl(t);

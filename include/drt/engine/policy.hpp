@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <deque>
+#include <utility>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -201,6 +202,12 @@ struct deadline_controller_options {
   std::size_t warmup_frames = 10;  ///< frames before the residuals are trusted (margin = initial_margin)
   double initial_margin = 1.2;     ///< margin while warming up
   double feedback_step = 0.25;     ///< z-score added to the margin per miss (taken back slowly on hits)
+  /// Caution against load that comes back: when > 0, the choice assumes the machine may at any frame
+  /// become as slow (relative to now) as it was at its slowest in the last `memory_frames` frames. A
+  /// reactive controller otherwise misses the first frame of every slowdown whose budget lies between
+  /// the path's fast and slow latency; with load switching on every few seconds those frames alone
+  /// exceed a 1% target. 0 (default) plans for the current speed only.
+  std::size_t memory_frames = 0;
 };
 
 /// Closed loop. For entry i with table latency L_i its current estimate is L_i * s, where the
@@ -237,8 +244,10 @@ public:
   policy_choice choose(double budget_ms) const {
     check_budget_ms(budget_ms);
     const double m = margin();
-    auto c = detail::choose_fitting(table_, candidates_, budget_ms,
-                                    [&](std::size_t i) { return table_.entries[i].latency_ms * level(i) * m; });
+    const double caution = caution_factor();
+    auto c = detail::choose_fitting(table_, candidates_, budget_ms, [&](std::size_t i) {
+      return table_.entries[i].latency_ms * level(i) * caution * m;
+    });
     c.expected_ms = table_.entries[c.entry].latency_ms * level(c.entry);
     return c;
   }
@@ -274,6 +283,12 @@ public:
       }
     }
     last_model_ = table_.entries[c.entry].model;
+    if (options_.memory_frames > 0) {
+      // Remember a level once it is confirmed by a few frames (a single hiccup is not a slowdown);
+      // a level of 0 keeps the window counting frames.
+      const bool confirmed = st.ratios.size() >= std::min<std::size_t>(3, options_.level_frames);
+      push(recent_levels_, {model, confirmed ? st.level : 0.0}, options_.memory_frames);
+    }
     ++frames_;
     if (c.fits) {  // misses of infeasible frames say nothing about the margin
       ++fitting_;
@@ -296,6 +311,16 @@ public:
     for (const auto& [name, st] : models_) v.push_back(st.level);
     return detail::median_of(v);
   }
+  /// How much slower than now the machine was at its slowest in the last `memory_frames` frames
+  /// (>= 1; 1 when the option is off): the largest ratio of a recorded level to that model's level now.
+  double caution_factor() const {
+    double f = 1.0;
+    for (const auto& [name, lvl] : recent_levels_) {
+      const auto it = models_.find(name);
+      if (it != models_.end() && it->second.level > 0) f = std::max(f, lvl / it->second.level);
+    }
+    return f;
+  }
   /// The multiplicative safety margin on top of the speed level.
   double margin() const {
     if (frames_ < options_.warmup_frames || log_residuals_.size() < 5) return options_.initial_margin;
@@ -316,7 +341,8 @@ public:
   static const char* name() noexcept { return "deadline"; }
 
 private:
-  static void push(std::deque<double>& q, double v, std::size_t cap) {
+  template <class T>
+  static void push(std::deque<T>& q, T v, std::size_t cap) {
     q.push_back(v);
     while (q.size() > cap) q.pop_front();
   }
@@ -333,6 +359,7 @@ private:
   std::map<std::string, model_state> models_;
   std::string last_model_;
   std::deque<double> log_residuals_;
+  std::deque<std::pair<std::string, double>> recent_levels_;  ///< (model, its level) of recent frames
   std::size_t frames_ = 0, fitting_ = 0, misses_ = 0;
 };
 
