@@ -16,6 +16,10 @@
 #   (cd $ANCHOR_CACHE && PYTHONPATH=../shared/anchors /usr/bin/python3 ../shared/anchors/export_onnx.py MODEL...)
 # A missing anchor is reported and its columns left empty; the other columns are still measured.
 set -euo pipefail
+# Some environments here export OPENBLAS_CORETYPE=Haswell (and OPENBLAS_L2_SIZE), which forces
+# OpenBLAS onto AVX2 kernels and halves torch's Linear layers on AVX-512 machines; the anchors'
+# own scripts unset them, and so does this one.
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
 out="${2:-$root/docs/results/anchors.csv}"

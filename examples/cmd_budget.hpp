@@ -32,6 +32,7 @@ inline const std::vector<option_spec> budget_options{
     {"--budget-trace", "FILE", "budgets per frame, one number of ms per line, repeated (with --lut)"},
     {"--frames", "DIR", "run every image of DIR in name order as a video, one line per frame (with --lut)"},
     {"--policy", "NAME", "lut (open loop, default) or deadline (closed loop, adapts to the machine's speed)"},
+    {"--p95", "", "lut policy: compare the budget with each path's p95 latency, not its median (one frame, hard deadline)"},
     {"--miss-target", "R", "deadline policy: deadline miss rate to stay under (default 0.01)"},
     {"--memory-frames", "N", "deadline policy: plan for the slowest speed seen in the last N frames (default: current speed)"}};
 
@@ -205,6 +206,7 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
     throw usage_error(cmd, "option '--miss-target' needs '--policy deadline'");
   if (args.has("--memory-frames") && policy != "deadline")
     throw usage_error(cmd, "option '--memory-frames' needs '--policy deadline'");
+  if (args.has("--p95") && policy != "lut") throw usage_error(cmd, "option '--p95' needs '--policy lut'");
 
   // Positionals: [MODEL_DIR] [IMAGE], or a single IMAGE file.
   std::string model_dir, image = default_image;
@@ -268,7 +270,11 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
     bm.models[name] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir));
     bm.graph.add(name, *bm.models[name]);
   }
-  if (policy == "lut") return detail::run_budget(cmd, args, table, drt::lut_policy(table), bm, image, lut_file);
+  if (policy == "lut") {
+    drt::lut_policy_options lo;
+    lo.use_p95 = args.has("--p95");
+    return detail::run_budget(cmd, args, table, drt::lut_policy(table, lo), bm, image, lut_file);
+  }
   drt::deadline_controller_options o;
   if (args.has("--miss-target")) {
     const float r = parse_fraction(cmd, "--miss-target", args.get("--miss-target"));
