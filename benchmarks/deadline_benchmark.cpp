@@ -230,20 +230,6 @@ options parse_args(int argc, char** argv) {
   return o;
 }
 
-std::vector<std::string> frame_files(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw drt::io_error("frames '" + dir + "': not a directory");
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") out.push_back(e.path().string());
-  }
-  if (out.empty()) throw drt::io_error("frames '" + dir + "': no PNG or JPEG images");
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 double median(std::vector<double> v) { return drt::detail::median_of(std::move(v)); }
 double percentile(std::vector<double> v, double q) {  // nearest rank
   std::sort(v.begin(), v.end());
@@ -406,7 +392,7 @@ void ensure_parent(const std::string& file) {
 int run(const options& o) {
   if (o.threads > 0) drt::set_threads(o.threads);
   // Inputs first, so a bad frame folder or trace file fails before minutes of loading and timing.
-  const auto files = frame_files(o.frames);
+  const auto files = drt::list_image_files(o.frames);
   const std::vector<double> trace =
       o.budget_trace.empty() ? std::vector<double>{} : drt::load_budget_trace(o.budget_trace);
   // The table, restricted to --models, and its models.

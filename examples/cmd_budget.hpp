@@ -55,21 +55,6 @@ inline bool wants_budget(const std::string& cmd, const parsed_args& args) {
 
 namespace detail {
 
-inline std::vector<std::string> frame_files(const std::string& dir) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw drt::io_error("frames '" + dir + "': not a directory");
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") out.push_back(e.path().string());
-  }
-  if (out.empty()) throw drt::io_error("frames '" + dir + "': no PNG or JPEG images");
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 /// The loaded models of a budgeted run, keyed by LUT model name.
 struct budget_models {
   std::map<std::string, std::unique_ptr<drt::segformer_model>> models;
@@ -131,7 +116,7 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     if (args.has("--overlay")) std::cout << "overlay  " << args.get("--overlay") << '\n';
     return 0;
   }
-  const auto files = frame_files(args.get("--frames"));
+  const auto files = drt::list_image_files(args.get("--frames"));
   std::cout << "lut " << lut_file << ", policy " << Policy::name() << ", " << files.size() << " frames from "
             << args.get("--frames") << (has_trace ? ", budget trace " + args.get("--budget-trace") : "") << '\n'
             << std::left << std::setw(6) << "frame" << std::setw(22) << "image" << std::right << std::setw(9)

@@ -66,6 +66,29 @@ const std::string camvid_label = data_path("labels/0016E5_07959.png");
 
 TEST_SUITE_BEGIN("io");
 
+TEST_CASE("list_image_files: PNG/JPEG of a folder sorted by name; errors name the folder") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("drt_frames_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "sub.png");  // a folder with an image-like name is not a frame
+  for (const char* name : {"b.JPG", "a.png", "c.jpeg", "notes.txt"}) std::ofstream(dir / name) << "x";
+  const auto files = drt::list_image_files(dir.string());
+  REQUIRE(files.size() == 3);
+  CHECK(fs::path(files[0]).filename() == "a.png");
+  CHECK(fs::path(files[1]).filename() == "b.JPG");
+  CHECK(fs::path(files[2]).filename() == "c.jpeg");
+  CHECK(drt::has_image_extension("x/y.PNG"));
+  CHECK_FALSE(drt::has_image_extension("x/y.bmp"));
+  fs::remove(dir / "a.png");
+  fs::remove(dir / "b.JPG");
+  fs::remove(dir / "c.jpeg");
+  CHECK_THROWS_WITH_AS(drt::list_image_files(dir.string()), ("frames '" + dir.string() + "': no PNG or JPEG images").c_str(),
+                       drt::io_error);
+  CHECK_THROWS_WITH_AS(drt::list_image_files((dir / "notes.txt").string(), "images"),
+                       ("images '" + (dir / "notes.txt").string() + "': not a directory").c_str(), drt::io_error);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("load_image reads the vendored CamVid PNG as 480x360 RGB") {
   const auto img = drt::load_image(camvid_image, drt::channel_policy::require_rgb);
   CHECK(img.width == 480);

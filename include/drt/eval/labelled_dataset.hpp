@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../io/image.hpp"
 
 namespace drt {
 
@@ -25,10 +26,7 @@ inline std::vector<labelled_item> list_labelled_dataset(const std::string& dir, 
     throw io_error("dataset '" + dir + "': expected folders images/ and labels/");
   std::vector<labelled_item> items;
   for (const auto& e : fs::directory_iterator(images)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
-    if (ext != ".png" && ext != ".jpg" && ext != ".jpeg") continue;
+    if (!e.is_regular_file() || !has_image_extension(e.path())) continue;
     const std::string stem = e.path().stem().string();
     const fs::path label = labels / (stem + ".png");
     if (!fs::exists(label))

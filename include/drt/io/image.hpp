@@ -7,6 +7,7 @@
 /// implementations from libstb.so, so this header never defines STB_*_IMPLEMENTATION.
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -354,6 +355,26 @@ inline void write_overlay_png(const std::string& path, const rgb_image& photo, c
 inline void write_png(const std::string& path, const rgb_image& img) {
   detail::check_rgb(img, "png '" + path + "'");
   detail::write_png_rgb(path, img.width, img.height, img.pixels.data());
+}
+
+/// Whether `path` names a PNG or JPEG file by its extension (any case).
+inline bool has_image_extension(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+/// The PNG and JPEG files of folder `dir`, sorted by name (a folder of video frames). Throws naming
+/// the folder (`what` 'dir': ...) when it is not a folder or holds no image.
+inline std::vector<std::string> list_image_files(const std::string& dir, const std::string& what = "frames") {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw io_error(what + " '" + dir + "': not a directory");
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && has_image_extension(e.path())) out.push_back(e.path().string());
+  if (out.empty()) throw io_error(what + " '" + dir + "': no PNG or JPEG images");
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace drt
