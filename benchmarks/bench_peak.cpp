@@ -176,11 +176,21 @@ void BM_gemm_shape(benchmark::State& st) {
     benchmark::ClobberMemory();
   });
 }
-// SegFormer-B2 512x512 Conv2DFuse: 16384 px, 3072 -> 768 (62 % of B2's MACs).
+// SegFormer-B2 512x512 Conv2DFuse: 16384 px, 3072 -> 768 (62 % of B2's MACs), then ResNet-50 shapes.
 BENCHMARK(BM_gemm_shape)
     ->ArgNames({"M", "K", "N", "threads"})
     ->Args({16384, 3072, 768, 1})
     ->Args({16384, 3072, 768, 2})
+    // ResNet-50 640x480 1x1 convs (48 % of its time): res2 conv1 256 -> 64 and conv3 64 -> 256 at
+    // 160x120, res4 conv1 1024 -> 256 at 40x30, res5 conv3 512 -> 2048 at 20x15.
+    ->Args({19200, 256, 64, 1})
+    ->Args({19200, 256, 64, 2})
+    ->Args({19200, 64, 256, 1})
+    ->Args({19200, 64, 256, 2})
+    ->Args({1200, 1024, 256, 1})
+    ->Args({1200, 1024, 256, 2})
+    ->Args({300, 512, 2048, 1})
+    ->Args({300, 512, 2048, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

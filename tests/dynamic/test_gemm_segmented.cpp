@@ -1,6 +1,6 @@
 // gemm_segmented (dynamic/gemm_segmented.hpp) against its plain reference over the tile edges:
 // m around the micro-tile and the row block, n around the panel width, segment lengths below, at and
-// above the reduction block (kc = 256), empty segments, shifted A rows, bias / activation variants;
+// above the reduction block (detail::gemm_kc), empty segments, shifted A rows, bias / activation variants;
 // and the segment merging.
 #include <doctest/doctest.h>
 
@@ -15,25 +15,24 @@ using namespace drt_test;
 
 TEST_SUITE("dynamic") {
   TEST_CASE("gemm_segmented matches the reference over tile edges") {
-    namespace ds = drt::detail::segmented;
     const std::size_t nr = drt::packed_matrix::nr;
     struct shape {
       std::size_t m, n;
       std::vector<drt::gemm_segment> segs;  // a_offset, b_row, k
     };
-    const std::size_t K = 700;  // B's reduction rows
+    const std::size_t K = 2 * drt::detail::gemm_kc + 100;  // B's reduction rows
     const std::vector<shape> shapes = {
         {1, 1, {{0, 0, 1}}},
-        {ds::mr - 1, nr - 1, {{3, 5, 7}, {20, 100, 9}}},
-        {ds::mr, nr, {{0, 0, ds::kc}}},
-        {ds::mr + 1, nr + 1, {{0, 0, ds::kc + 1}, {300, 400, 3}}},
-        {ds::mc + 3, 2 * nr + 5, {{10, 600, 100}, {0, 0, 0}, {200, 17, 300}}},  // an empty segment in the middle
-        {2 * ds::mc + 7, 3 * nr, {{0, 0, 2 * ds::kc + 13}, {600, 0, 60}}},      // segments read B rows twice
+        {drt::detail::gemm_mr - 1, nr - 1, {{3, 5, 7}, {20, 100, 9}}},
+        {drt::detail::gemm_mr, nr, {{0, 0, drt::detail::gemm_kc}}},
+        {drt::detail::gemm_mr + 1, nr + 1, {{0, 0, drt::detail::gemm_kc + 1}, {300, 400, 3}}},
+        {drt::detail::gemm_mc + 3, 2 * nr + 5, {{10, 600, 100}, {0, 0, 0}, {200, 17, 300}}},  // an empty segment in the middle
+        {2 * drt::detail::gemm_mc + 7, 3 * nr, {{0, 0, 2 * drt::detail::gemm_kc + 13}, {600, 0, 60}}},      // segments read B rows twice
         {37, 45, {}},                                                           // no reduction: bias only
     };
     for (const auto& sh : shapes)
       for (int variant = 0; variant < 3; ++variant) {
-        const std::size_t lda = 700 + 3, shift = 2;  // A rows read `shift` rows further down, as a conv tap does
+        const std::size_t lda = K + 3, shift = 2;  // A rows read `shift` rows further down, as a conv tap does
         const auto a = random_vector((sh.m + shift + 1) * lda, 1);
         const auto b = random_vector(K * (sh.n + 3), 2);  // row-major [K][n + 3]
         const auto bias = random_vector(sh.n, 3);

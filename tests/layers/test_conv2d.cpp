@@ -1,7 +1,9 @@
 // conv2d and conv2d_dw<K> (layers/conv2d.hpp) against conv2d_ref: pointwise (GEMM path), 3x3 pad 1,
 // the 7x7 stride-4 patch embedding, the sr-style k = s = 2, 4, 8 reductions, grouped and depthwise
 // convs, on odd spatial sizes (13x7, ...) and channel counts (3, 5, 17, 33) that leave SIMD and tile
-// remainders; fused activations; channel-slice writes (ldy > OC); the constructor and shape errors.
+// remainders; both conv paths (implicit GEMM from conv2d::implicit_min_channels input channels per
+// group, im2col below), taps longer than a reduction block; conv2d_gemm over channel runs of a wider
+// input; fused activations; channel-slice writes (ldy > OC); the constructor and shape errors.
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float FMA vs double reference); padding
 // channels of a slice write must be left bit-for-bit untouched.
 #include <doctest/doctest.h>
@@ -125,9 +127,18 @@ TEST_SUITE("layers") {
       check_conv(make_shape(5, 5, 8, 8, 0), 2, 17, 9, 52);
       check_conv(make_shape(32, 32, 8, 8, 0), 1, 8, 8, 53);
     }
-    SUBCASE("im2col in several row blocks (large reduction, many pixels)") {
-      // kk = 7*7*33 = 1617 gives blocks of ~162 rows; 20x13 = 260 pixels span two.
+    SUBCASE("implicit GEMM: several row blocks, taps longer than a reduction block, several panels") {
+      // 20x13 = 260 output pixels span two row blocks of gemm_mc; 7x7 taps of 33 channels.
       check_conv(make_shape(33, 17, 7, 1, 3), 1, 20, 13, 60);
+      // 3 x 3 taps of gemm_kc + 88 channels (two reduction blocks per tap), 2.5 panels of outputs.
+      const std::size_t wide = drt::detail::gemm_kc + 88, cols = 5 * drt::packed_matrix::nr / 2;
+      check_conv(make_shape(wide, cols, 3, 1, 1), 1, 9, 11, 61, drt::activation::relu);
+      check_conv(make_shape(wide, cols, 3, 2, 1), 2, 9, 11, 62, drt::activation::none, 3);
+    }
+    SUBCASE("im2col: few input channels per group (below conv2d::implicit_min_channels)") {
+      static_assert(drt::conv2d::implicit_min_channels > 5, "these shapes must take the im2col path");
+      check_conv(make_shape(5, 40, 7, 2, 3), 2, 23, 17, 63);
+      check_conv(make_shape(3, 64, 7, 2, 3), 1, 45, 33, 64, drt::activation::relu);  // a ResNet stem
     }
     SUBCASE("grouped, groups = 2 and 4") {
       check_conv(make_shape(34, 18, 3, 1, 1, 2), 2, 13, 7, 70);
@@ -148,6 +159,51 @@ TEST_SUITE("layers") {
       check_conv(make_shape(17, 33, 1, 1, 0), 2, 13, 7, 100, drt::activation::none, 7);
       check_conv(make_shape(5, 17, 3, 1, 1), 1, 13, 7, 101, drt::activation::relu, 3);
       check_conv(make_shape(20, 36, 3, 2, 1, 4), 1, 13, 7, 102, drt::activation::none, 5);
+    }
+  }
+
+  TEST_CASE("conv2d_gemm: channel runs of every tap vs conv2d_ref on the selected channels") {
+    // Reduction = for each tap, the channel runs [2, 9) and [20, 31) of a 32-channel input read at pixel
+    // stride 40 (a slice of a wider tensor, as UPerNet's fpn_bottleneck reads its concatenation); the
+    // reference is the dense conv of the input with every other channel zeroed.
+    const std::size_t ic = 32, oc = 45, ldx = 40, n = 2, h = 11, w = 9;
+    for (const std::size_t stride : {std::size_t(1), std::size_t(2)}) {
+      const auto s = make_shape(ic, oc, 3, stride, 1);
+      const auto weight = random_vector(oc * ic * 9, 110), bias = random_vector(oc, 111);
+      const auto x = random_vector(n * h * w * ldx, 112);
+      const drt::conv2d conv(weight.data(), bias.data(), s);  // packs the (ky, kx, ic) reduction
+      std::vector<drt::conv_segment> segs;
+      for (std::size_t t = 0; t < 9; ++t) {
+        segs.push_back({t, 2, t * ic + 2, 7});
+        segs.push_back({t, 20, t * ic + 20, 11});
+      }
+      const std::size_t oh = s.out_h(h), ow = s.out_w(w), out_kept = 37;
+      std::vector<float> y(n * oh * ow * oc, sentinel);
+      drt::conv2d_gemm(x.data(), ldx, n, h, w, s, segs, conv.weights(), conv.bias(), y.data(), oc, out_kept,
+                       drt::activation::relu);
+      std::vector<float> dense(n * h * w * ic, 0.f), ref(n * oh * ow * oc), got, want;
+      for (std::size_t p = 0; p < n * h * w; ++p)
+        for (std::size_t c = 0; c < ic; ++c)
+          if ((c >= 2 && c < 9) || (c >= 20 && c < 31)) dense[p * ic + c] = x[p * ldx + c];
+      drt::conv2d_ref(dense.data(), n, h, w, weight.data(), bias.data(), s, ref.data());
+      apply_inplace(drt::activation::relu, ref);
+      std::size_t untouched = 0;
+      for (std::size_t p = 0; p < n * oh * ow; ++p) {
+        for (std::size_t c = 0; c < out_kept; ++c) {
+          got.push_back(y[p * oc + c]);
+          want.push_back(ref[p * oc + c]);
+        }
+        for (std::size_t c = out_kept; c < oc; ++c) untouched += y[p * oc + c] == sentinel;
+      }
+      CHECK(untouched == n * oh * ow * (oc - out_kept));  // dropped outputs are never written
+      check_close(got.data(), want.data(), got.size(), "conv2d_gemm stride " + std::to_string(stride), conv_rel,
+                  conv_abs);
+      std::vector<drt::conv_segment> bad = {{0, 35, 35, 6}};  // channels [35, 41) leave the 40-float pixel
+      CHECK_THROWS_WITH_AS(drt::conv2d_gemm(x.data(), ldx, n, h, w, s, bad, conv.weights(), nullptr, y.data(), oc, oc,
+                                            drt::activation::none),
+                           "conv2d_gemm: segment (tap 0, channels [35, 41), weight rows [35, 41)) leaves the input "
+                           "(pixel stride 40), the kernel or the weights (k=288)",
+                           drt::shape_error);
     }
   }
 

@@ -2,8 +2,10 @@
 /// @file conv2d.hpp
 /// 2-D convolutions on NHWC activations with PyTorch [OC, IC/groups, KH, KW] weights.
 /// - `conv2d`: dense or grouped, any kernel/stride/padding (read from configs at run time); a 1x1
-///   stride-1 conv is a GEMM on the pixels, others go through a blocked im2col that never holds
-///   more than one block of rows per thread.
+///   stride-1 conv is a GEMM on the pixels; others are an implicit GEMM (`conv2d_gemm`: the GEMM
+///   kernel reads each tap's input pixels in place, no im2col copy), except convs over a few input
+///   channels per group (a stem over RGB), which go through a blocked im2col.
+/// - `conv2d_gemm`: the implicit GEMM itself, over any channel runs of the input (dynamic paths).
 /// - `conv2d_dw<K>`: depthwise KxK, stride 1, padding K/2, kernel size fixed at compile time.
 
 #include <algorithm>
@@ -43,8 +45,102 @@ struct conv2d_shape {
   }
 };
 
+/// One run of an implicit-GEMM convolution's reduction: kernel tap `tap` (= ky * KW + kx), input
+/// channels [channel, channel + k) of each pixel, against reduction rows [b_row, b_row + k) of the
+/// packed weights.
+struct conv_segment {
+  std::size_t tap = 0, channel = 0, b_row = 0, k = 0;
+};
+
+namespace detail {
+/// Row source of `gemm_run` for a convolution: row i is output pixel i (NHWC order), and its floats
+/// for a segment are the input pixel under the segment's tap, read in place; taps that fall on the
+/// padding read `zero_row`.
+struct conv_rows {
+  const float* x;
+  std::size_t ldx, h, w, oh, ow;
+  const conv2d_shape* s;
+  const conv_segment* segs;
+  std::size_t nseg;
+
+  struct block_rows {
+    // Per row of the block: its image and the input position of tap (0, 0), computed once per block.
+    const float* img[gemm_mc];
+    long iy0[gemm_mc], ix0[gemm_mc];
+    std::size_t rows, ldx, kw;
+    long h, w;
+    const conv_segment* segs;
+    void rows_at(std::size_t sg, std::size_t k0, const float** out) const noexcept {
+      const conv_segment& seg = segs[sg];
+      const long ky = static_cast<long>(seg.tap / kw), kx = static_cast<long>(seg.tap % kw);
+      const std::size_t ch = seg.channel + k0;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const long iy = iy0[r] + ky, ix = ix0[r] + kx;
+        out[r] = iy >= 0 && ix >= 0 && iy < h && ix < w
+                     ? img[r] + static_cast<std::size_t>(iy * w + ix) * ldx + ch
+                     : zero_row;
+      }
+    }
+  };
+  std::size_t segments() const noexcept { return nseg; }
+  gemm_segment segment(std::size_t sg) const noexcept { return {segs[sg].channel, segs[sg].b_row, segs[sg].k}; }
+  block_rows block(std::size_t i0, std::size_t rows) const noexcept {
+    block_rows b;
+    b.rows = rows;
+    b.ldx = ldx;
+    b.kw = s->kernel_w;
+    b.h = static_cast<long>(h);
+    b.w = static_cast<long>(w);
+    b.segs = segs;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t p = i0 + r, img = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
+      b.img[r] = x + img * h * w * ldx;
+      b.iy0[r] = static_cast<long>(oy * s->stride_h) - static_cast<long>(s->pad_h);
+      b.ix0[r] = static_cast<long>(ox * s->stride_w) - static_cast<long>(s->pad_w);
+    }
+    return b;
+  }
+};
+}  // namespace detail
+
+/// y[:, :n_out] (pixel stride ldy) = act(bias + sum over segments of conv taps), as one GEMM whose
+/// rows are the output pixels and whose reduction runs over `segs` (see conv_segment): the kernel
+/// reads the input pixels in place (no im2col), keeps the accumulators of a block of pixels in L2
+/// across all taps, and writes each output once. x: [N, H, W, *] with pixel stride ldx. Only the
+/// geometry of `s` is used (kernel, stride, padding); `b` holds the weights with reduction rows as
+/// the segments name them. The segment lengths may be anything; their sum is the reduction.
+inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::size_t h, std::size_t w,
+                        const conv2d_shape& s, const std::vector<conv_segment>& segs, const packed_matrix& b,
+                        const float* bias, float* y, std::size_t ldy, std::size_t n_out, activation act,
+                        bool allow_parallel = true) {
+  const std::size_t oh = s.out_h(h), ow = s.out_w(w);
+  if (oh == 0 || ow == 0)
+    throw shape_error("conv2d: input " + std::to_string(h) + "x" + std::to_string(w) + " is smaller than the " +
+                      std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " kernel");
+  for (const auto& sg : segs)
+    if (sg.b_row + sg.k > b.k() || sg.channel + sg.k > ldx || sg.tap >= s.kernel_h * s.kernel_w)
+      throw shape_error("conv2d_gemm: segment (tap " + std::to_string(sg.tap) + ", channels [" +
+                        std::to_string(sg.channel) + ", " + std::to_string(sg.channel + sg.k) + "), weight rows [" +
+                        std::to_string(sg.b_row) + ", " + std::to_string(sg.b_row + sg.k) +
+                        ")) leaves the input (pixel stride " + std::to_string(ldx) + "), the kernel or the weights (k=" +
+                        std::to_string(b.k()) + ")");
+  if (n_out > b.n() || n_out > ldy)
+    throw shape_error("conv2d_gemm: " + std::to_string(n_out) + " outputs exceed the weights (n=" +
+                      std::to_string(b.n()) + ") or the output pixel stride " + std::to_string(ldy));
+  if (n == 0 || n_out == 0) return;
+  gemm_epilogue ep;
+  ep.bias = bias;
+  ep.act = act;
+  detail::gemm_dispatch(n * oh * ow, n_out, detail::conv_rows{x, ldx, h, w, oh, ow, &s, segs.data(), segs.size()}, b,
+                        y, ldy, ep, allow_parallel);
+}
+
 class conv2d {
 public:
+  /// Input channels per group from which a conv runs as an implicit GEMM (fewer: im2col, whose
+  /// rows give the micro-kernel a long contiguous reduction instead of many runs of a few floats).
+  static constexpr std::size_t implicit_min_channels = 16;
+
   conv2d() = default;
   /// weight: [OC, IC/groups, KH, KW]; bias: [OC] or null.
   conv2d(const float* weight, const float* bias, const conv2d_shape& s) : s_(s) {
@@ -86,6 +182,16 @@ public:
     if (s.is_pointwise()) {
       ep.bias = bias();
       gemm(n * h * w, s.out_channels, s.in_channels, x, s.in_channels, w_[0], y, ldy, ep);
+      return;
+    }
+    if (icg >= implicit_min_channels) {
+      // One implicit GEMM per group: tap t reads channels [g*icg, (g+1)*icg) of the pixel under it.
+      std::vector<conv_segment> segs(s.kernel_h * s.kernel_w);
+      for (std::size_t g = 0; g < s.groups; ++g) {
+        for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, g * icg, t * icg, icg};
+        conv2d_gemm(x, s.in_channels, n, h, w, s, segs, w_[g], bias() ? bias() + g * ocg : nullptr, y + g * ocg, ldy,
+                    ocg, act);
+      }
       return;
     }
     const std::size_t kk = s.kernel_h * s.kernel_w * icg;

@@ -113,32 +113,79 @@ struct gemm_epilogue {
   float alpha = 1.f;
 };
 
+/// One run of a GEMM's reduction: k consecutive reduction rows of the packed B starting at b_row,
+/// read from each A row at a_offset floats from its start. A plain GEMM is one segment {0, 0, k}; a
+/// channel selection that is not one prefix of the reduction, or a convolution's kernel taps, are
+/// several (see dynamic/gemm_segmented.hpp and conv2d.hpp).
+struct gemm_segment {
+  std::size_t a_offset = 0;  ///< floats from the start of each A row
+  std::size_t b_row = 0;     ///< first reduction row of the packed B
+  std::size_t k = 0;         ///< run length (0: the segment is empty)
+};
+
 namespace detail {
 
-/// One MR x NR micro-tile over the whole reduction; accumulators stay in registers.
-template <std::size_t MR>
-inline void gemm_micro(std::size_t k, const float* a, std::size_t lda, std::size_t rows, const float* bp,
-                       float* tile, bool accumulate) noexcept {
+/// Read in place of A rows that fall on a convolution's zero padding (never written).
+inline constexpr float zero_row[gemm_kc] = {};
+
+/// Where a micro-tile's last reduction block goes when it covers a whole panel: C itself, with the
+/// epilogue applied in registers (no round trip through the tile buffer).
+struct micro_out {
+  float* c;                ///< C at (first row of the tile, first column of the panel)
+  std::size_t ldc, rows;   ///< rows < MR at the bottom edge
+  const float* bias;       ///< at the panel's first column, or null
+  const float* residual;   ///< at (first row, first column), or null
+  std::size_t ldr;
+  float alpha;
+};
+
+/// One MR x NR micro-tile over `k` reduction steps: ar[r] points at the k floats of A row r, bp at
+/// a [k][NR] slice of a B panel. Starts from zero or from `tile`; ends in `tile`, or in C through the
+/// epilogue when `out` is given. The accumulators stay in registers throughout.
+template <std::size_t MR, activation A>
+inline void gemm_micro(std::size_t k, const float* const* ar, const float* bp, float* tile, bool accumulate,
+                       const micro_out* out) noexcept {
   constexpr std::size_t W = simd_width;
   simd c0[MR], c1[MR];
-  const float* ar[MR];
-  for (std::size_t r = 0; r < MR; ++r) {
-    c0[r] = accumulate ? simd::load_aligned(tile + r * gemm_nr) : simd(0.f);
-    c1[r] = accumulate ? simd::load_aligned(tile + r * gemm_nr + W) : simd(0.f);
-    ar[r] = a + (r < rows ? r : 0) * lda;  // rows past the edge recompute row 0, never stored
+  const float* a[MR];
+  for (std::size_t r = 0; r < MR; ++r) a[r] = ar[r];
+  if (accumulate) {
+    for (std::size_t r = 0; r < MR; ++r) {
+      c0[r] = simd::load_aligned(tile + r * gemm_nr);
+      c1[r] = simd::load_aligned(tile + r * gemm_nr + W);
+    }
+  } else {
+    for (std::size_t r = 0; r < MR; ++r) c0[r] = c1[r] = simd(0.f);
   }
   for (std::size_t kk = 0; kk < k; ++kk) {
     const simd b0 = simd::load_aligned(bp + kk * gemm_nr);
     const simd b1 = simd::load_aligned(bp + kk * gemm_nr + W);
     for (std::size_t r = 0; r < MR; ++r) {
-      const simd av(ar[r][kk]);
+      const simd av(a[r][kk]);
       c0[r] = xsimd::fma(av, b0, c0[r]);
       c1[r] = xsimd::fma(av, b1, c1[r]);
     }
   }
+  if (!out) {
+    for (std::size_t r = 0; r < MR; ++r) {
+      c0[r].store_aligned(tile + r * gemm_nr);
+      c1[r].store_aligned(tile + r * gemm_nr + W);
+    }
+    return;
+  }
+  const simd alpha(out->alpha);
+  const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
+  const simd bias1 = out->bias ? simd::load_unaligned(out->bias + W) : simd(0.f);
   for (std::size_t r = 0; r < MR; ++r) {
-    c0[r].store_aligned(tile + r * gemm_nr);
-    c1[r].store_aligned(tile + r * gemm_nr + W);
+    if (r >= out->rows) break;
+    simd v0 = activate<A>(xsimd::fma(c0[r], alpha, bias0));
+    simd v1 = activate<A>(xsimd::fma(c1[r], alpha, bias1));
+    if (out->residual) {
+      v0 += simd::load_unaligned(out->residual + r * out->ldr);
+      v1 += simd::load_unaligned(out->residual + r * out->ldr + W);
+    }
+    v0.store_unaligned(out->c + r * out->ldc);
+    v1.store_unaligned(out->c + r * out->ldc + W);
   }
 }
 
@@ -170,53 +217,131 @@ inline void gemm_store(const float* tile, std::size_t rows, std::size_t cols, st
   }
 }
 
-template <activation A>
-void gemm_impl(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const packed_matrix& b,
-               float* c, std::size_t ldc, const gemm_epilogue& ep, bool allow_parallel) {
-  const std::size_t panels = (n + gemm_nr - 1) / gemm_nr;
-  const std::size_t mblocks = (m + gemm_mc - 1) / gemm_mc;
+/// A rows at a uniform stride: row i of segment s starts at a + i*lda + s.a_offset. The row source of
+/// a plain or segmented GEMM (a convolution's is `conv_rows` in conv2d.hpp).
+/// Row source interface used by `gemm_run`: segments(), segment(s), and block(i0, rows) returning an
+/// object whose rows_at(s, k0, out) sets out[r] (r < rows) to where row i0 + r's floats of segment s
+/// start, from reduction offset k0 of the segment.
+struct strided_rows {
+  const float* a;
+  std::size_t lda;
+  const gemm_segment* segs;
+  std::size_t nseg;
+
+  struct block_rows {
+    const float* a;
+    std::size_t lda, rows;
+    const gemm_segment* segs;
+    void rows_at(std::size_t s, std::size_t k0, const float** out) const noexcept {
+      const float* p = a + segs[s].a_offset + k0;
+      for (std::size_t r = 0; r < rows; ++r) out[r] = p + r * lda;
+    }
+  };
+  std::size_t segments() const noexcept { return nseg; }
+  gemm_segment segment(std::size_t s) const noexcept { return segs[s]; }
+  block_rows block(std::size_t i0, std::size_t rows) const noexcept { return {a + i0 * lda, lda, rows, segs}; }
+};
+
+/// C[m, :n] = epilogue(sum over the source's segments of A_s x B_s). Work is split into tasks of
+/// (a block of MC rows) x (a range of panels), the panels too when there are few row blocks.
+/// Per task, loop order: groups of panels whose accumulators ([MC][NR] each, ~256 KB together) stay
+/// in L2; inside, the reduction blocks (KC rows of one segment); inside, the panels of the group,
+/// then the micro-tiles. So each [MC][KC] block of A is fetched from memory once per group and
+/// served from L2 to every panel of the group (with the panel loop outside, a K = 3072 row block,
+/// 2.4 MB, was re-streamed from L3 once per panel), and a [KC][NR] slice of a panel is reused by all
+/// MC / MR micro-tiles. The last reduction block of a full-width panel writes C through the epilogue
+/// straight from registers.
+template <activation A, class Source>
+void gemm_run(std::size_t m, std::size_t n, const Source& src, const packed_matrix& b, float* c, std::size_t ldc,
+              const gemm_epilogue& ep, bool allow_parallel) {
+  constexpr std::size_t NR = gemm_nr, MR = gemm_mr, MC = gemm_mc;
+  const std::size_t panels = (n + NR - 1) / NR;
+  const std::size_t mblocks = (m + MC - 1) / MC;
   const std::size_t threads = static_cast<std::size_t>(max_threads());
   // Split the columns too when there are too few row blocks to keep every thread busy.
   std::size_t pchunks = 1;
   if (allow_parallel && mblocks < 4 * threads) pchunks = std::min(panels, (4 * threads + mblocks - 1) / mblocks);
   const std::size_t ppc = (panels + pchunks - 1) / pchunks;
   pchunks = (panels + ppc - 1) / ppc;
+  const std::size_t nseg = src.segments();
+  std::size_t last = nseg;  // the last non-empty segment
+  double reduction = 0;
+  for (std::size_t s = 0; s < nseg; ++s) {
+    const std::size_t k = src.segment(s).k;
+    if (k > 0) last = s;
+    reduction += static_cast<double>(k);
+  }
   auto task = [&](std::size_t t) {
-    // Accumulators of the row block for a group of panels, carried across reduction blocks. The
-    // reduction loop sits outside the panel loop so that each [MC][KC] slice of A is read from
-    // memory once per group and then served from L2 for every panel of the group (with the panel
-    // loop outside, a row block of a K=3072 GEMM, 2.4 MB, was re-streamed from L3 once per panel).
-    thread_local detail::aligned_vector<float> tiles;
-    const std::size_t tile_floats = gemm_mc * gemm_nr;
+    thread_local aligned_vector<float> tiles;
+    thread_local std::vector<const float*> rows_ptr;
+    constexpr std::size_t tile_floats = MC * NR;
     if (tiles.size() < tile_floats * gemm_group) tiles.resize(tile_floats * gemm_group);
+    if (rows_ptr.size() < MC) rows_ptr.resize(MC);
     const std::size_t mb = t / pchunks, pc = t % pchunks;
-    const std::size_t i0 = mb * gemm_mc, i_end = std::min(m, (mb + 1) * gemm_mc);
+    const std::size_t i0 = mb * MC, rows = std::min(MC, m - i0);
     const std::size_t p_end = std::min(panels, (pc + 1) * ppc);
+    const auto blk = src.block(i0, rows);
     for (std::size_t g0 = pc * ppc; g0 < p_end; g0 += gemm_group) {
       const std::size_t g_end = std::min(p_end, g0 + gemm_group);
-      for (std::size_t k0 = 0; k0 < k || k0 == 0; k0 += gemm_kc) {
-        const std::size_t kc = std::min(gemm_kc, k - k0);
-        for (std::size_t p = g0; p < g_end; ++p) {
-          const float* bp = b.panel(p) + k0 * gemm_nr;
-          float* pt = tiles.data() + (p - g0) * tile_floats;
-          for (std::size_t i = i0; i < i_end; i += gemm_mr)
-            gemm_micro<gemm_mr>(kc, a + i * lda + k0, lda, std::min(gemm_mr, i_end - i), bp, pt + (i - i0) * gemm_nr,
-                                k0 > 0);
+      bool started = false;
+      for (std::size_t s = 0; s <= last && last < nseg; ++s) {
+        const gemm_segment seg = src.segment(s);
+        for (std::size_t k0 = 0; k0 < seg.k; k0 += gemm_kc) {
+          const std::size_t kc = std::min(gemm_kc, seg.k - k0);
+          const bool final = s == last && k0 + kc == seg.k;
+          blk.rows_at(s, k0, rows_ptr.data());
+          for (std::size_t p = g0; p < g_end; ++p) {
+            const float* bp = b.panel(p) + (seg.b_row + k0) * NR;
+            const std::size_t j0 = p * NR;
+            const bool direct = final && j0 + NR <= n;
+            float* pt = tiles.data() + (p - g0) * tile_floats;
+            for (std::size_t i = 0; i < rows; i += MR) {
+              const std::size_t rr = std::min(MR, rows - i);
+              const float* ar[MR];
+              for (std::size_t r = 0; r < MR; ++r) ar[r] = rows_ptr[i + (r < rr ? r : 0)];  // edge: recompute, never stored
+              if (direct) {
+                const micro_out o{c + (i0 + i) * ldc + j0,
+                                  ldc,
+                                  rr,
+                                  ep.bias ? ep.bias + j0 : nullptr,
+                                  ep.residual ? ep.residual + (i0 + i) * ep.ldr + j0 : nullptr,
+                                  ep.ldr,
+                                  ep.alpha};
+                gemm_micro<MR, A>(kc, ar, bp, pt + i * NR, started, &o);
+              } else {
+                gemm_micro<MR, A>(kc, ar, bp, pt + i * NR, started, nullptr);
+              }
+            }
+          }
+          started = true;
         }
-        if (k0 + kc >= k) break;
       }
+      // What the micro-tiles did not write to C: a partial last panel, or an empty reduction.
       for (std::size_t p = g0; p < g_end; ++p) {
-        const std::size_t j0 = p * gemm_nr, cols = std::min(gemm_nr, n - j0);
-        const float* pt = tiles.data() + (p - g0) * tile_floats;
-        for (std::size_t i = i0; i < i_end; i += gemm_mr)
-          gemm_store<A>(pt + (i - i0) * gemm_nr, std::min(gemm_mr, i_end - i), cols, j0, c, ldc, i, ep);
+        const std::size_t j0 = p * NR, cols = std::min(NR, n - j0);
+        if (started && cols == NR) continue;
+        float* pt = tiles.data() + (p - g0) * tile_floats;
+        if (!started) std::fill(pt, pt + rows * NR, 0.f);
+        for (std::size_t i = 0; i < rows; i += MR) gemm_store<A>(pt + i * NR, std::min(MR, rows - i), cols, j0, c, ldc, i0 + i, ep);
       }
     }
   };
   const std::size_t tasks = mblocks * pchunks;
-  if (allow_parallel) parallel_for(tasks, task, 2.0 * static_cast<double>(m) * n * k);
+  if (allow_parallel)
+    parallel_for(tasks, task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * reduction);
   else
     for (std::size_t t = 0; t < tasks; ++t) task(t);
+}
+
+/// gemm_run with the activation as a run-time value.
+template <class Source>
+void gemm_dispatch(std::size_t m, std::size_t n, const Source& src, const packed_matrix& b, float* c, std::size_t ldc,
+                   const gemm_epilogue& ep, bool allow_parallel) {
+  switch (ep.act) {
+    case activation::none: gemm_run<activation::none>(m, n, src, b, c, ldc, ep, allow_parallel); break;
+    case activation::relu: gemm_run<activation::relu>(m, n, src, b, c, ldc, ep, allow_parallel); break;
+    case activation::gelu: gemm_run<activation::gelu>(m, n, src, b, c, ldc, ep, allow_parallel); break;
+  }
 }
 
 }  // namespace detail
@@ -230,11 +355,8 @@ inline void gemm(std::size_t m, std::size_t n, std::size_t k, const float* a, st
                       " exceeds the packed matrix [k=" + std::to_string(b.k()) + ", n=" + std::to_string(b.n()) + "]");
   if (m == 0 || n == 0) return;
   // A reduction of length k over a panel of length b.k(): the micro-kernel reads rows 0..k-1 only.
-  switch (ep.act) {
-    case activation::none: detail::gemm_impl<activation::none>(m, n, k, a, lda, b, c, ldc, ep, allow_parallel); break;
-    case activation::relu: detail::gemm_impl<activation::relu>(m, n, k, a, lda, b, c, ldc, ep, allow_parallel); break;
-    case activation::gelu: detail::gemm_impl<activation::gelu>(m, n, k, a, lda, b, c, ldc, ep, allow_parallel); break;
-  }
+  const gemm_segment whole{0, 0, k};
+  detail::gemm_dispatch(m, n, detail::strided_rows{a, lda, &whole, 1}, b, c, ldc, ep, allow_parallel);
 }
 
 /// Plain-loop reference: C = epilogue(A x B) with B row-major [k][n] (row stride ldb).

@@ -43,6 +43,62 @@ inline std::vector<bilinear_tap> bilinear_taps(std::size_t in, std::size_t out) 
 inline void resize_bilinear(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t ldx,
                             float* y, std::size_t oh, std::size_t ow, std::size_t ldy) {
   const auto ty = detail::bilinear_taps(h, oh), tx = detail::bilinear_taps(w, ow);
+  if (c < xsimd::batch<float>::size) {
+    // Few channels (a batch of NCHW planes resized with c = 1): separable. Each source row is
+    // interpolated horizontally once per thread and kept while consecutive output rows reuse it (an
+    // upsampling by 4 reads each source row for ~8 output rows); the vertical blend of the two
+    // horizontal rows is then one vector loop over the output row.
+    struct row_cache {
+      const float* src = nullptr;
+      std::vector<float> h;
+    };
+    auto row = [&](std::size_t r) {
+      thread_local row_cache cache[2];
+      const std::size_t b = r / oh, oy = r % oh;
+      const auto& vy = ty[oy];
+      auto find = [&](const float* src) {
+        for (int e = 0; e < 2; ++e)
+          if (cache[e].src == src && cache[e].h.size() == ow * c) return e;
+        return -1;
+      };
+      auto fill = [&](int e, const float* src) {
+        cache[e].src = src;
+        cache[e].h.resize(ow * c);
+        float* hr = cache[e].h.data();
+        for (std::size_t ox = 0; ox < ow; ++ox) {
+          const auto& vx = tx[ox];
+          for (std::size_t j = 0; j < c; ++j) hr[ox * c + j] = vx.w0 * src[vx.i0 * ldx + j] + vx.w1 * src[vx.i1 * ldx + j];
+        }
+      };
+      const float* s0 = x + (b * h + vy.i0) * w * ldx;
+      const float* s1 = x + (b * h + vy.i1) * w * ldx;
+      int e0 = find(s0), e1 = find(s1);
+      if (e0 < 0) fill(e0 = (e1 == 0 ? 1 : 0), s0);
+      if (e1 < 0) {
+        if (s1 == s0)
+          e1 = e0;
+        else
+          fill(e1 = 1 - e0, s1);
+      }
+      const float* top = cache[e0].h.data();
+      const float* bot = cache[e1].h.data();
+      float* out = y + (b * oh + oy) * ow * ldy;
+      if (ldy == c) {
+        using simd = xsimd::batch<float>;
+        constexpr std::size_t W = simd::size;
+        const std::size_t len = ow * c;
+        std::size_t j = 0;
+        for (; j + W <= len; j += W)
+          (simd::load_unaligned(top + j) * simd(vy.w0) + simd::load_unaligned(bot + j) * simd(vy.w1)).store_unaligned(out + j);
+        for (; j < len; ++j) out[j] = vy.w0 * top[j] + vy.w1 * bot[j];
+      } else {
+        for (std::size_t ox = 0; ox < ow; ++ox)
+          for (std::size_t j = 0; j < c; ++j) out[ox * ldy + j] = vy.w0 * top[ox * c + j] + vy.w1 * bot[ox * c + j];
+      }
+    };
+    parallel_for(n * oh, row, 8.0 * n * oh * ow * c);
+    return;
+  }
   auto row = [&](std::size_t r) {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;

@@ -22,6 +22,7 @@
 #include "../core/parallel.hpp"
 #include "activation.hpp"
 #include "batch_norm.hpp"
+#include "conv2d.hpp"
 #include "gemm.hpp"
 #include "pooling.hpp"
 #include "resize.hpp"
@@ -47,13 +48,13 @@ public:
     std::vector<float> folded(w.conv_w, w.conv_w + out_channels * per_out);
     bias_ = fold_batch_norm(folded, per_out, {},
                             batch_norm_to_affine(w.bn_g, w.bn_b, w.bn_mean, w.bn_var, out_channels, bn_eps));
-    std::vector<float> tap(out_channels * in_channels);  // [OC][IC] of one kernel position
-    for (std::size_t t = 0; t < taps; ++t) {
-      for (std::size_t o = 0; o < out_channels; ++o)
+    // [OC][(ky, kx, ic)]: one packed matrix whose tap t is reduction rows [t*IC, (t+1)*IC).
+    std::vector<float> reordered(out_channels * per_out);
+    for (std::size_t o = 0; o < out_channels; ++o)
+      for (std::size_t t = 0; t < taps; ++t)
         for (std::size_t i = 0; i < in_channels; ++i)
-          tap[o * in_channels + i] = folded[(o * in_channels + i) * taps + t];
-      taps_.push_back(packed_matrix::from_nk(tap.data(), out_channels, in_channels, in_channels));
-    }
+          reordered[(o * taps + t) * in_channels + i] = folded[(o * in_channels + i) * taps + t];
+    w_ = packed_matrix::from_nk(reordered.data(), out_channels, per_out, per_out);
   }
 
   std::size_t in_channels() const noexcept { return ic_; }
@@ -79,53 +80,25 @@ public:
     if (n == 0 || h == 0 || w == 0) return;
     gemm_epilogue ep;
     ep.bias = bias_.data();
+    ep.act = activation::relu;
     if (k_ == 1) {
-      ep.act = activation::relu;
-      gemm(n * h * w, out_kept, in_kept, x, ldx, taps_[0], y, ldy, ep);
+      gemm(n * h * w, out_kept, in_kept, x, ldx, w_, y, ldy, ep);
       return;
     }
-    // Every image zero-padded by p on each side and stacked: one tall map of n*hp rows x wp columns.
-    // Output pixel (y, x) of image b is "wide" pixel q = (b*hp + y)*wp + x, and tap (ky, kx) reads
-    // padded pixel q + ky*wp + kx: every tap is one GEMM over a uniform row stride. Wide pixels on
-    // the padding columns/rows are computed and dropped.
-    const std::size_t p = k_ / 2, hp = h + 2 * p, wp = w + 2 * p;
-    detail::aligned_vector<float> padded(n * hp * wp * in_kept, 0.f);
-    parallel_for(
-        n * h,
-        [&](std::size_t r) {
-          const std::size_t b = r / h, yy = r % h;
-          for (std::size_t xx = 0; xx < w; ++xx)
-            std::memcpy(padded.data() + ((b * hp + yy + p) * wp + xx + p) * in_kept, x + ((b * h + yy) * w + xx) * ldx,
-                        in_kept * sizeof(float));
-        },
-        double(n) * h * w * in_kept);
-    const std::size_t m = ((n - 1) * hp + h - 1) * wp + w;  // last needed wide pixel + 1
-    detail::aligned_vector<float> wide(m * out_kept);
-    for (std::size_t t = 0; t < k_ * k_; ++t) {
-      const std::size_t ky = t / k_, kx = t % k_;
-      gemm_epilogue et;
-      et.bias = t == 0 ? bias_.data() : nullptr;
-      et.residual = t == 0 ? nullptr : wide.data();  // accumulate the taps in place
-      et.ldr = out_kept;
-      gemm(m, out_kept, in_kept, padded.data() + (ky * wp + kx) * in_kept, in_kept, taps_[t], wide.data(), out_kept,
-           et);
-    }
-    parallel_for(
-        n * h,
-        [&](std::size_t r) {
-          const std::size_t b = r / h, yy = r % h;
-          for (std::size_t xx = 0; xx < w; ++xx) {
-            const float* src = wide.data() + ((b * hp + yy) * wp + xx) * out_kept;
-            float* dst = y + ((b * h + yy) * w + xx) * ldy;
-            for (std::size_t j = 0; j < out_kept; ++j) dst[j] = src[j] > 0.f ? src[j] : 0.f;
-          }
-        },
-        double(n) * h * w * out_kept);
+    // Implicit GEMM: tap t reads the first in_kept channels of the pixel under it (zero padding).
+    conv2d_shape s;
+    s.in_channels = ic_;
+    s.out_channels = oc_;
+    s.kernel_h = s.kernel_w = k_;
+    s.pad_h = s.pad_w = k_ / 2;
+    std::vector<conv_segment> segs(k_ * k_);
+    for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, 0, t * ic_, in_kept};
+    conv2d_gemm(x, ldx, n, h, w, s, segs, w_, bias_.data(), y, ldy, out_kept, activation::relu);
   }
 
 private:
   std::size_t ic_ = 0, oc_ = 0, k_ = 1;
-  std::vector<packed_matrix> taps_;  // K*K, each [IC][OC]
+  packed_matrix w_;  // reduction (ky, kx, ic), K*K*IC rows; OC columns
   std::vector<float> bias_;
 };
 

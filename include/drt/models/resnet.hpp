@@ -169,42 +169,10 @@ inline void conv2d_prefix(const conv2d& conv, const float* x, std::size_t ldx, s
     gemm(n * h * w, out_kept, in_kept, x, ldx, conv.weights(), y, ldy, ep);
     return;
   }
-  const std::size_t oh = s.out_h(h), ow = s.out_w(w), taps = s.kernel_h * s.kernel_w, kk = taps * in_kept;
-  if (oh == 0 || ow == 0)
-    throw shape_error("conv2d_prefix: input " + std::to_string(h) + "x" + std::to_string(w) + " is smaller than the " +
-                      std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " kernel");
-  const std::size_t pixels = n * oh * ow;
-  const std::size_t block = std::max<std::size_t>(segmented::mr, std::min<std::size_t>(256, (1u << 18) / (kk + 1)));
-  const std::size_t blocks = (pixels + block - 1) / block;
-  // The kept channels of each tap are a run of conv2d's (ky, kx, ic) reduction: one segment per tap
-  // (merged into one when every input channel is kept).
-  std::vector<gemm_segment> segs;
-  for (std::size_t t = 0; t < taps; ++t) append_segment(segs, {t * in_kept, t * s.in_channels, in_kept});
-  auto task = [&](std::size_t bi) {
-    thread_local aligned_vector<float> col;
-    const std::size_t p0 = bi * block, rows = std::min(block, pixels - p0);
-    if (col.size() < rows * kk) col.resize(rows * kk);
-    // im2col rows in (ky, kx, ic < in_kept) order
-    for (std::size_t r = 0; r < rows; ++r) {
-      const std::size_t p = p0 + r, b = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
-      float* dst = col.data() + r * kk;
-      for (std::size_t ky = 0; ky < s.kernel_h; ++ky) {
-        const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
-        for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
-          const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
-          float* d = dst + (ky * s.kernel_w + kx) * in_kept;
-          if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w))
-            std::fill(d, d + in_kept, 0.f);
-          else
-            std::copy_n(x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * ldx, in_kept,
-                        d);
-        }
-      }
-    }
-    gemm_segmented(rows, out_kept, col.data(), kk, segs, conv.weights(), y + p0 * ldy, ldy, conv.bias(), act,
-                   /*allow_parallel=*/false);
-  };
-  parallel_for(blocks, task, 2.0 * static_cast<double>(pixels) * out_kept * kk);
+  // The kept channels of each tap: one implicit-GEMM segment per tap of conv2d's (ky, kx, ic) reduction.
+  std::vector<conv_segment> segs(s.kernel_h * s.kernel_w);
+  for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, 0, t * s.in_channels, in_kept};
+  conv2d_gemm(x, ldx, n, h, w, s, segs, conv.weights(), conv.bias(), y, ldy, out_kept, act);
 }
 
 }  // namespace detail

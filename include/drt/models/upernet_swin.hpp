@@ -674,35 +674,19 @@ public:
     detail::aligned_vector<float> fused(m0 * pred), logits(m0 * classes_);
     {
       profile_scope ps("fpn_bottleneck");
-      const std::size_t hp = h0 + 2, wp = w0 + 2;
-      detail::aligned_vector<float> padded(n * hp * wp * K, 0.f);
-      parallel_for(
-          n * h0,
-          [&](std::size_t r) {
-            const std::size_t b = r / h0, yy = r % h0;
-            std::memcpy(padded.data() + ((b * hp + yy + 1) * wp + 1) * K, cat.data() + (b * h0 + yy) * w0 * K,
-                        w0 * K * sizeof(float));
-          },
-          double(m0) * K);
-      // Output pixel (y, x) of image b is "wide" pixel q = (b*hp + y)*wp + x of the padded map, and tap
-      // (ky, kx) reads padded pixel q + ky*wp + kx (as conv_bn_relu); the wide pixels on the padding are
-      // computed and dropped. One segment per (tap, kept level): the reduction is 9 * sum_i kept_i.
-      const std::size_t m = ((n - 1) * hp + h0 - 1) * wp + w0;  // last needed wide pixel + 1
-      std::vector<gemm_segment> segs;
+      // Implicit GEMM over the concatenation: one segment per (tap, kept level); the reduction is
+      // 9 * sum_i kept_i, and the taps read the pixels in place (zero padding by one).
+      conv2d_shape s3;
+      s3.in_channels = L * D;
+      s3.out_channels = pred;
+      s3.kernel_h = s3.kernel_w = 3;
+      s3.pad_h = s3.pad_w = 1;
+      std::vector<conv_segment> segs;
       for (std::size_t t = 0; t < 9; ++t)
         for (std::size_t i = 0; i < L; ++i)
-          append_segment(segs, {((t / 3) * wp + t % 3) * K + off[i], t * L * D + i * D, kept[i]});
-      detail::aligned_vector<float> wide(m * pred);
-      gemm_segmented(m, pred, padded.data(), K, segs, fpn_bottleneck_, wide.data(), pred, fpn_bottleneck_bias_.data(),
-                     activation::relu);
-      parallel_for(
-          n * h0,
-          [&](std::size_t r) {
-            const std::size_t b = r / h0, yy = r % h0;
-            std::memcpy(fused.data() + (b * h0 + yy) * w0 * pred, wide.data() + (b * hp + yy) * wp * pred,
-                        w0 * pred * sizeof(float));
-          },
-          double(m0) * pred);
+          if (kept[i] > 0) segs.push_back({t, off[i], t * L * D + i * D, kept[i]});
+      conv2d_gemm(cat.data(), K, n, h0, w0, s3, segs, fpn_bottleneck_, fpn_bottleneck_bias_.data(), fused.data(), pred,
+                  pred, activation::relu);
     }
     {
       profile_scope ps("classifier");
