@@ -135,10 +135,12 @@ TEST_SUITE("layers") {
       check_conv(make_shape(wide, cols, 3, 1, 1), 1, 9, 11, 61, drt::activation::relu);
       check_conv(make_shape(wide, cols, 3, 2, 1), 2, 9, 11, 62, drt::activation::none, 3);
     }
-    SUBCASE("im2col: few input channels per group (below conv2d::implicit_min_channels)") {
-      static_assert(drt::conv2d::implicit_min_channels > 5, "these shapes must take the im2col path");
+    SUBCASE("few input channels: one segment per kernel row of a padded copy (kw * C >= 16), else im2col") {
+      static_assert(drt::conv2d::implicit_min_channels > 5, "these shapes must not take the per-tap path");
       check_conv(make_shape(5, 40, 7, 2, 3), 2, 23, 17, 63);
       check_conv(make_shape(3, 64, 7, 2, 3), 1, 45, 33, 64, drt::activation::relu);  // a ResNet stem
+      check_conv(make_shape(3, 70, 7, 2, 3), 1, 8, 9, 65, drt::activation::none, 3);  // partial panel, slice
+      check_conv(make_shape(3, 5, 3, 1, 1), 2, 13, 7, 66);                            // 3 * 3 < 16: im2col
     }
     SUBCASE("grouped, groups = 2 and 4") {
       check_conv(make_shape(34, 18, 3, 1, 1, 2), 2, 13, 7, 70);

@@ -6,6 +6,8 @@
 // max abs <= 1e-4 * max|ref|. Padding of strided outputs must be left bit-for-bit untouched.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -166,6 +168,13 @@ TEST_SUITE("layers") {
       ep.residual = residual.data();
       ep.ldr = ldr;
     }
+    SUBCASE("bias + residual, then relu (residual_before_act: the end of a ResNet block)") {
+      ep.bias = bias.data();
+      ep.act = drt::activation::relu;
+      ep.residual = residual.data();
+      ep.ldr = ldr;
+      ep.residual_before_act = true;
+    }
     for (bool par : {true, false}) {
       gemm_case g{m, n, k};
       g.parallel = par;
@@ -174,6 +183,28 @@ TEST_SUITE("layers") {
       g.ldc_pad = 5;
       check_gemm<pack_kn>(g, ep, 21);
     }
+  }
+
+  TEST_CASE("gemm residual_before_act: relu(acc + bias + residual), never relu(acc + bias) + residual") {
+    const std::size_t m = tile_mr + 3, n = 2 * tile_nr + 5, k = 9;
+    const auto a = random_vector(m * k, 41), b = random_vector(k * n, 42), res = random_vector(m * n, 43);
+    const auto packed = drt::packed_matrix::from_kn(b.data(), k, n, n);
+    drt::gemm_epilogue ep;
+    ep.act = drt::activation::relu;
+    ep.residual = res.data();
+    ep.ldr = n;
+    std::vector<float> before(m * n), after(m * n), plain(m * n);
+    drt::gemm(m, n, k, a.data(), k, packed, plain.data(), n);  // acc alone
+    drt::gemm(m, n, k, a.data(), k, packed, after.data(), n, ep);
+    ep.residual_before_act = true;
+    drt::gemm(m, n, k, a.data(), k, packed, before.data(), n, ep);
+    std::size_t wrong = 0, negative_after = 0;
+    for (std::size_t i = 0; i < m * n; ++i) {
+      wrong += std::abs(before[i] - std::max(plain[i] + res[i], 0.f)) > 1e-5f;
+      negative_after += after[i] < 0.f;  // relu(acc) + residual goes below zero where residual < 0
+    }
+    CHECK(wrong == 0);
+    CHECK(negative_after > 0);
   }
 
   TEST_CASE("gemm residual may alias C (read before written)") {

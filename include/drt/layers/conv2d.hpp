@@ -3,8 +3,9 @@
 /// 2-D convolutions on NHWC activations with PyTorch [OC, IC/groups, KH, KW] weights.
 /// - `conv2d`: dense or grouped, any kernel/stride/padding (read from configs at run time); a 1x1
 ///   stride-1 conv is a GEMM on the pixels; others are an implicit GEMM (`conv2d_gemm`: the GEMM
-///   kernel reads each tap's input pixels in place, no im2col copy), except convs over a few input
-///   channels per group (a stem over RGB), which go through a blocked im2col.
+///   kernel reads each tap's input pixels in place, no im2col copy); over a few input channels (an
+///   RGB stem) one segment per kernel row of a zero-padded copy; grouped convs over a few channels
+///   per group go through a blocked im2col.
 /// - `conv2d_gemm`: the implicit GEMM itself, over any channel runs of the input (dynamic paths).
 /// - `conv2d_dw<K>`: depthwise KxK, stride 1, padding K/2, kernel size fixed at compile time.
 
@@ -117,13 +118,18 @@ inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::siz
   if (oh == 0 || ow == 0)
     throw shape_error("conv2d: input " + std::to_string(h) + "x" + std::to_string(w) + " is smaller than the " +
                       std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " kernel");
-  for (const auto& sg : segs)
-    if (sg.b_row + sg.k > b.k() || sg.channel + sg.k > ldx || sg.tap >= s.kernel_h * s.kernel_w)
+  for (const auto& sg : segs) {
+    // A run may continue past its pixel into the next ones of the same image row (the taps of one
+    // kernel row over a few channels) when no output pixel's run crosses the row's end or padding.
+    const std::size_t spanned = (sg.channel + sg.k + ldx - 1) / ldx, kx = sg.tap % s.kernel_w;
+    const bool in_row = spanned <= 1 || (s.pad_w == 0 && (ow - 1) * s.stride_w + kx + spanned <= w);
+    if (sg.b_row + sg.k > b.k() || !in_row || sg.tap >= s.kernel_h * s.kernel_w)
       throw shape_error("conv2d_gemm: segment (tap " + std::to_string(sg.tap) + ", channels [" +
                         std::to_string(sg.channel) + ", " + std::to_string(sg.channel + sg.k) + "), weight rows [" +
                         std::to_string(sg.b_row) + ", " + std::to_string(sg.b_row + sg.k) +
                         ")) leaves the input (pixel stride " + std::to_string(ldx) + "), the kernel or the weights (k=" +
                         std::to_string(b.k()) + ")");
+  }
   if (n_out > b.n() || n_out > ldy)
     throw shape_error("conv2d_gemm: " + std::to_string(n_out) + " outputs exceed the weights (n=" +
                       std::to_string(b.n()) + ") or the output pixel stride " + std::to_string(ldy));
@@ -137,8 +143,9 @@ inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::siz
 
 class conv2d {
 public:
-  /// Input channels per group from which a conv runs as an implicit GEMM (fewer: im2col, whose
-  /// rows give the micro-kernel a long contiguous reduction instead of many runs of a few floats).
+  /// Input channels per group from which a conv runs as an implicit GEMM with one segment per tap
+  /// (fewer: one segment per kernel row on a padded copy, or im2col when grouped; a run of a few
+  /// floats per tap would reload the micro-tile's accumulators every few FMAs).
   static constexpr std::size_t implicit_min_channels = 16;
 
   conv2d() = default;
@@ -192,6 +199,33 @@ public:
         conv2d_gemm(x, s.in_channels, n, h, w, s, segs, w_[g], bias() ? bias() + g * ocg : nullptr, y + g * ocg, ldy,
                     ocg, act);
       }
+      return;
+    }
+    if (s.groups == 1 && s.kernel_w * icg >= implicit_min_channels) {
+      // Few input channels (an RGB stem): on a zero-padded copy of the input the taps of one kernel
+      // row are kw * C consecutive floats, so the implicit GEMM runs one segment per kernel row.
+      const std::size_t hp = h + 2 * s.pad_h, wp = w + 2 * s.pad_w;
+      detail::aligned_vector<float> padded(n * hp * wp * icg);
+      parallel_for(
+          n * hp,
+          [&](std::size_t r) {
+            const std::size_t b = r / hp, yy = r % hp;
+            float* dst = padded.data() + r * wp * icg;
+            if (yy < s.pad_h || yy >= s.pad_h + h) {
+              std::fill(dst, dst + wp * icg, 0.f);
+              return;
+            }
+            std::fill(dst, dst + s.pad_w * icg, 0.f);
+            std::copy_n(x + (b * h + yy - s.pad_h) * w * icg, w * icg, dst + s.pad_w * icg);
+            std::fill(dst + (s.pad_w + w) * icg, dst + wp * icg, 0.f);
+          },
+          double(n) * hp * wp * icg);
+      conv2d_shape unpadded = s;
+      unpadded.pad_h = unpadded.pad_w = 0;
+      std::vector<conv_segment> segs(s.kernel_h);
+      for (std::size_t ky = 0; ky < s.kernel_h; ++ky)
+        segs[ky] = {ky * s.kernel_w, 0, ky * s.kernel_w * icg, s.kernel_w * icg};
+      conv2d_gemm(padded.data(), icg, n, hp, wp, unpadded, segs, w_[0], bias(), y, ldy, s.out_channels, act);
       return;
     }
     const std::size_t kk = s.kernel_h * s.kernel_w * icg;

@@ -104,13 +104,15 @@ private:
   detail::aligned_vector<float> data_;
 };
 
-/// What happens to each accumulator before it is stored: out = act(alpha*acc + bias[j]) + residual.
+/// What happens to each accumulator before it is stored: out = act(alpha*acc + bias[j]) + residual,
+/// or act(alpha*acc + bias[j] + residual) with residual_before_act (the end of a ResNet block).
 struct gemm_epilogue {
   const float* bias = nullptr;      ///< [n] or null
   activation act = activation::none;
   const float* residual = nullptr;  ///< [m][ldr] or null; may alias C (read before written)
   std::size_t ldr = 0;
   float alpha = 1.f;
+  bool residual_before_act = false;  ///< add the residual before the activation instead of after
 };
 
 /// One run of a GEMM's reduction: k consecutive reduction rows of the packed B starting at b_row,
@@ -137,6 +139,7 @@ struct micro_out {
   const float* residual;   ///< at (first row, first column), or null
   std::size_t ldr;
   float alpha;
+  bool residual_first;     ///< residual added before the activation
 };
 
 /// One MR x NR micro-tile over `k` reduction steps: ar[r] points at the k floats of A row r, bp at
@@ -178,9 +181,14 @@ inline void gemm_micro(std::size_t k, const float* const* ar, const float* bp, f
   const simd bias1 = out->bias ? simd::load_unaligned(out->bias + W) : simd(0.f);
   for (std::size_t r = 0; r < MR; ++r) {
     if (r >= out->rows) break;
-    simd v0 = activate<A>(xsimd::fma(c0[r], alpha, bias0));
-    simd v1 = activate<A>(xsimd::fma(c1[r], alpha, bias1));
-    if (out->residual) {
+    simd v0 = xsimd::fma(c0[r], alpha, bias0), v1 = xsimd::fma(c1[r], alpha, bias1);
+    if (out->residual && out->residual_first) {
+      v0 += simd::load_unaligned(out->residual + r * out->ldr);
+      v1 += simd::load_unaligned(out->residual + r * out->ldr + W);
+    }
+    v0 = activate<A>(v0);
+    v1 = activate<A>(v1);
+    if (out->residual && !out->residual_first) {
       v0 += simd::load_unaligned(out->residual + r * out->ldr);
       v1 += simd::load_unaligned(out->residual + r * out->ldr + W);
     }
@@ -202,16 +210,18 @@ inline void gemm_store(const float* tile, std::size_t rows, std::size_t cols, st
       for (; j < gemm_nr; j += W) {
         simd v = simd::load_aligned(t + j) * simd(ep.alpha);
         if (ep.bias) v += simd::load_unaligned(ep.bias + j0 + j);
+        if (res && ep.residual_before_act) v += simd::load_unaligned(res + j);
         v = activate<A>(v);
-        if (res) v += simd::load_unaligned(res + j);
+        if (res && !ep.residual_before_act) v += simd::load_unaligned(res + j);
         v.store_unaligned(crow + j);
       }
     }
     for (; j < cols; ++j) {
       float v = t[j] * ep.alpha;
       if (ep.bias) v += ep.bias[j0 + j];
+      if (res && ep.residual_before_act) v += res[j];
       v = activate<A>(v);
-      if (res) v += res[j];
+      if (res && !ep.residual_before_act) v += res[j];
       crow[j] = v;
     }
   }
@@ -306,7 +316,8 @@ void gemm_run(std::size_t m, std::size_t n, const Source& src, const packed_matr
                                   ep.bias ? ep.bias + j0 : nullptr,
                                   ep.residual ? ep.residual + (i0 + i) * ep.ldr + j0 : nullptr,
                                   ep.ldr,
-                                  ep.alpha};
+                                  ep.alpha,
+                                  ep.residual_before_act};
                 gemm_micro<MR, A>(kc, ar, bp, pt + i * NR, started, &o);
               } else {
                 gemm_micro<MR, A>(kc, ar, bp, pt + i * NR, started, nullptr);
@@ -368,9 +379,10 @@ inline void gemm_ref(std::size_t m, std::size_t n, std::size_t k, const float* a
       for (std::size_t kk = 0; kk < k; ++kk) acc += static_cast<double>(a[i * lda + kk]) * b[kk * ldb + j];
       float v = static_cast<float>(acc) * ep.alpha;
       if (ep.bias) v += ep.bias[j];
+      if (ep.residual && ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
       if (ep.act == activation::relu) v = activate<activation::relu>(v);
       if (ep.act == activation::gelu) v = activate<activation::gelu>(v);
-      if (ep.residual) v += ep.residual[i * ep.ldr + j];
+      if (ep.residual && !ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
       c[i * ldc + j] = v;
     }
 }

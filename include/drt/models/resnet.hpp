@@ -83,35 +83,19 @@ struct resnet_block {
 namespace detail {
 
 /// y[m, n] (row stride ldy) = relu(a[m, k] x B + bias + residual[m, n] (row stride ldr)): the end of
-/// every bottleneck block (ref: `hidden_state += residual; hidden_state = self.activation(hidden_state)`).
-/// gemm's epilogue adds the residual after its activation, so the ReLU is applied to each block of
-/// rows right after the GEMM wrote it, while it is still in cache. residual may alias y when ldr == ldy.
-/// n and k may be prefixes of B's outputs and reduction (a dynamic path's width and middle channels).
+/// every bottleneck block (ref: `hidden_state += residual; hidden_state = self.activation(hidden_state)`),
+/// in the GEMM's epilogue. residual may alias y when ldr == ldy. n and k may be prefixes of B's outputs
+/// and reduction (a dynamic path's width and middle channels).
 inline void gemm_residual_relu(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
                                const packed_matrix& b, const float* bias, const float* residual, std::size_t ldr,
                                float* y, std::size_t ldy) {
-  const std::size_t want = 4 * static_cast<std::size_t>(max_threads());
-  std::size_t rows = gemm_mc;
-  if ((m + rows - 1) / rows < want) {
-    rows = (m + want - 1) / want;
-    rows = std::max(gemm_mr, (rows + gemm_mr - 1) / gemm_mr * gemm_mr);
-  }
-  const std::size_t blocks = (m + rows - 1) / rows;
-  parallel_for(
-      blocks,
-      [&](std::size_t bi) {
-        const std::size_t r0 = bi * rows, mr = std::min(rows, m - r0);
-        gemm_epilogue ep;
-        ep.bias = bias;
-        ep.residual = residual + r0 * ldr;
-        ep.ldr = ldr;
-        gemm(mr, n, k, a + r0 * lda, lda, b, y + r0 * ldy, ldy, ep, /*allow_parallel=*/false);
-        if (ldy == n)
-          activate_inplace<activation::relu>(y + r0 * n, mr * n);
-        else
-          for (std::size_t r = 0; r < mr; ++r) activate_inplace<activation::relu>(y + (r0 + r) * ldy, n);
-      },
-      2.0 * static_cast<double>(m) * n * k);
+  gemm_epilogue ep;
+  ep.bias = bias;
+  ep.act = activation::relu;
+  ep.residual = residual;
+  ep.ldr = ldr;
+  ep.residual_before_act = true;
+  gemm(m, n, k, a, lda, b, y, ldy, ep);
 }
 
 /// y = relu(y + residual) over `count` floats (the end of a basic block, after its 3x3 conv).
