@@ -91,6 +91,23 @@ TEST_SUITE("layers") {
     }
   }
 
+  TEST_CASE("resize_bilinear: new data at the same address gives the new result (no stale row cache)") {
+    // The few-channel path caches interpolated source rows per thread; a second call on the same
+    // buffer with other contents (as a pooled buffer next frame) must not reuse them. With one source
+    // row every output row of every thread reads it, so a stale entry would be hit.
+    for (const resize_case r : {resize_case{1, 1, 6, 1, 16, 24}, resize_case{3, 4, 6, 1, 16, 24}}) {
+      std::vector<float> x = random_vector(r.n * r.h * r.w, 80), y(r.n * r.oh * r.ow), ref(y.size());
+      for (int round = 0; round < 2; ++round) {
+        if (round == 1)
+          for (auto& v : x) v = -3.f * v + 1.f;
+        drt::resize_bilinear(x.data(), r.n, r.h, r.w, 1, 1, y.data(), r.oh, r.ow, 1);
+        drt::resize_bilinear_ref(x.data(), r.n, r.h, r.w, 1, ref.data(), r.oh, r.ow);
+        check_close(y.data(), ref.data(), ref.size(), describe(r) + " round " + std::to_string(round), rs_rel,
+                    rs_abs);
+      }
+    }
+  }
+
   TEST_CASE("upsample_argmax equals argmax of the reference bilinear upsampling") {
     // logits NCHW [2, 11, 5, 7] -> 19 x 27.
     const std::size_t n = 2, k = 11, h = 5, w = 7, oh = 19, ow = 27;

@@ -5,6 +5,7 @@
 /// float as aten does for float tensors.
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -48,21 +49,27 @@ inline void resize_bilinear(const float* x, std::size_t n, std::size_t h, std::s
     // interpolated horizontally once per thread and kept while consecutive output rows reuse it (an
     // upsampling by 4 reads each source row for ~8 output rows); the vertical blend of the two
     // horizontal rows is then one vector loop over the output row.
+    // The cache is valid within one call only (`call` tags it): a later call may bring new data at
+    // the same address (the buffer pool hands the same blocks out every frame).
     struct row_cache {
       const float* src = nullptr;
+      std::uint64_t call = 0;
       std::vector<float> h;
     };
+    static std::atomic<std::uint64_t> calls{0};
+    const std::uint64_t call = ++calls;
     auto row = [&](std::size_t r) {
       thread_local row_cache cache[2];
       const std::size_t b = r / oh, oy = r % oh;
       const auto& vy = ty[oy];
       auto find = [&](const float* src) {
         for (int e = 0; e < 2; ++e)
-          if (cache[e].src == src && cache[e].h.size() == ow * c) return e;
+          if (cache[e].src == src && cache[e].call == call) return e;
         return -1;
       };
       auto fill = [&](int e, const float* src) {
         cache[e].src = src;
+        cache[e].call = call;
         cache[e].h.resize(ow * c);
         float* hr = cache[e].h.data();
         for (std::size_t ox = 0; ox < ow; ++ox) {
