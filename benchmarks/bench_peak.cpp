@@ -167,30 +167,46 @@ void time_shape(benchmark::State& st, const std::string& shape, double macs, int
 void BM_gemm_shape(benchmark::State& st) {
   const std::size_t m = st.range(0), k = st.range(1), n = st.range(2);
   const int threads = static_cast<int>(st.range(3));
-  const auto a = random_data(m * k, 1), w = random_data(n * k, 2);
+  const bool residual = st.range(4) != 0;
+  const auto a = random_data(m * k, 1), w = random_data(n * k, 2), bias = random_data(n, 3);
+  const auto res = random_data(residual ? m * n : 0, 4);
   const auto b = drt::packed_matrix::from_nk(w.data(), n, k, k);
   std::vector<float> c(m * n);
   const double macs = double(m) * n * k;
-  time_shape(st, "gemm " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n), macs, threads, [&] {
-    drt::gemm(m, n, k, a.data(), k, b, c.data(), n);
+  // With the residual: the end of a ResNet bottleneck block, relu(A x B + bias + residual).
+  drt::gemm_epilogue ep;
+  if (residual) {
+    ep.bias = bias.data();
+    ep.act = drt::activation::relu;
+    ep.residual = res.data();
+    ep.ldr = n;
+    ep.residual_before_act = true;
+  }
+  const std::string shape =
+      "gemm " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) + (residual ? " +residual" : "");
+  time_shape(st, shape, macs, threads, [&] {
+    drt::gemm(m, n, k, a.data(), k, b, c.data(), n, ep);
     benchmark::ClobberMemory();
   });
 }
 // SegFormer-B2 512x512 Conv2DFuse: 16384 px, 3072 -> 768 (62 % of B2's MACs), then ResNet-50 shapes.
 BENCHMARK(BM_gemm_shape)
-    ->ArgNames({"M", "K", "N", "threads"})
-    ->Args({16384, 3072, 768, 1})
-    ->Args({16384, 3072, 768, 2})
+    ->ArgNames({"M", "K", "N", "threads", "residual"})
+    ->Args({16384, 3072, 768, 1, 0})
+    ->Args({16384, 3072, 768, 2, 0})
     // ResNet-50 640x480 1x1 convs (48 % of its time): res2 conv1 256 -> 64 and conv3 64 -> 256 at
-    // 160x120, res4 conv1 1024 -> 256 at 40x30, res5 conv3 512 -> 2048 at 20x15.
-    ->Args({19200, 256, 64, 1})
-    ->Args({19200, 256, 64, 2})
-    ->Args({19200, 64, 256, 1})
-    ->Args({19200, 64, 256, 2})
-    ->Args({1200, 1024, 256, 1})
-    ->Args({1200, 1024, 256, 2})
-    ->Args({300, 512, 2048, 1})
-    ->Args({300, 512, 2048, 2})
+    // 160x120, res4 conv1 1024 -> 256 at 40x30, res5 conv3 512 -> 2048 at 20x15; the conv3 rows (the
+    // block ends) with the residual + ReLU epilogue, as the model runs them.
+    ->Args({19200, 256, 64, 1, 0})
+    ->Args({19200, 256, 64, 2, 0})
+    ->Args({19200, 64, 256, 1, 1})
+    ->Args({19200, 64, 256, 2, 1})
+    ->Args({1200, 1024, 256, 1, 0})
+    ->Args({1200, 1024, 256, 2, 0})
+    ->Args({1200, 256, 1024, 1, 1})
+    ->Args({1200, 256, 1024, 2, 1})
+    ->Args({300, 512, 2048, 1, 1})
+    ->Args({300, 512, 2048, 2, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -20,6 +20,7 @@
 #include "../core/parallel.hpp"
 #include "activation.hpp"
 #include "gemm.hpp"
+#include "winograd.hpp"
 
 namespace drt {
 
@@ -168,11 +169,19 @@ public:
       w_.push_back(packed_matrix::from_nk(reordered.data(), ocg, kk, kk));
     }
     if (bias) bias_.assign(bias, bias + s.out_channels);
+    if (winograd_conv3x3::applies(s.kernel_h == s.kernel_w ? s.kernel_h : 0,
+                                  s.stride_h == s.stride_w ? s.stride_h : 0, s.pad_h == s.pad_w ? s.pad_h : 0,
+                                  s.groups, s.in_channels, s.out_channels))
+      wino_ = winograd_conv3x3(weight, s.out_channels, s.in_channels);
   }
 
   const conv2d_shape& shape() const noexcept { return s_; }
   const float* bias() const noexcept { return bias_.empty() ? nullptr : bias_.data(); }
   const packed_matrix& weights(std::size_t group = 0) const noexcept { return w_[group]; }
+  /// The Winograd F(2x2, 3x3) form of a 3x3 stride-1 conv (empty for other convs); run() uses it
+  /// while winograd_enabled().
+  const winograd_conv3x3& winograd() const noexcept { return wino_; }
+  bool uses_winograd() const noexcept { return !wino_.empty() && winograd_enabled(); }
 
   /// x: [N, H, W, IC]; y: [N, OH, OW, OC] (row stride ldy >= OC, default OC).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act = activation::none,
@@ -189,6 +198,10 @@ public:
     if (s.is_pointwise()) {
       ep.bias = bias();
       gemm(n * h * w, s.out_channels, s.in_channels, x, s.in_channels, w_[0], y, ldy, ep);
+      return;
+    }
+    if (uses_winograd()) {
+      wino_.run(x, s.in_channels, n, h, w, {gemm_segment{0, 0, s.in_channels}}, bias(), y, ldy, s.out_channels, act);
       return;
     }
     if (icg >= implicit_min_channels) {
@@ -270,6 +283,7 @@ private:
   conv2d_shape s_;
   std::vector<packed_matrix> w_;  // one per group
   std::vector<float> bias_;
+  winograd_conv3x3 wino_;        // 3x3 stride-1 convs only
 };
 
 /// Depthwise KxK convolution, stride 1, padding K/2 (ref: SegformerDWConv, groups = channels).

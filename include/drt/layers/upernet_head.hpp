@@ -55,6 +55,8 @@ public:
         for (std::size_t i = 0; i < in_channels; ++i)
           reordered[(o * taps + t) * in_channels + i] = folded[(o * in_channels + i) * taps + t];
     w_ = packed_matrix::from_nk(reordered.data(), out_channels, per_out, per_out);
+    if (winograd_conv3x3::applies(kernel, 1, kernel / 2, 1, in_channels, out_channels))
+      wino_ = winograd_conv3x3(folded.data(), out_channels, in_channels);
   }
 
   std::size_t in_channels() const noexcept { return ic_; }
@@ -85,6 +87,10 @@ public:
       gemm(n * h * w, out_kept, in_kept, x, ldx, w_, y, ldy, ep);
       return;
     }
+    if (!wino_.empty() && winograd_enabled()) {
+      wino_.run(x, ldx, n, h, w, {gemm_segment{0, 0, in_kept}}, bias_.data(), y, ldy, out_kept, activation::relu);
+      return;
+    }
     // Implicit GEMM: tap t reads the first in_kept channels of the pixel under it (zero padding).
     conv2d_shape s;
     s.in_channels = ic_;
@@ -99,6 +105,7 @@ public:
 private:
   std::size_t ic_ = 0, oc_ = 0, k_ = 1;
   packed_matrix w_;  // reduction (ky, kx, ic), K*K*IC rows; OC columns
+  winograd_conv3x3 wino_;  // the 3x3 form (fpn_convs)
   std::vector<float> bias_;
 };
 

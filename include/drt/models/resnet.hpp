@@ -153,6 +153,10 @@ inline void conv2d_prefix(const conv2d& conv, const float* x, std::size_t ldx, s
     gemm(n * h * w, out_kept, in_kept, x, ldx, conv.weights(), y, ldy, ep);
     return;
   }
+  if (conv.uses_winograd()) {  // 3x3 stride 1: the kept input channels are one run of U's rows
+    conv.winograd().run(x, ldx, n, h, w, {gemm_segment{0, 0, in_kept}}, conv.bias(), y, ldy, out_kept, act);
+    return;
+  }
   // The kept channels of each tap: one implicit-GEMM segment per tap of conv2d's (ky, kx, ic) reduction.
   std::vector<conv_segment> segs(s.kernel_h * s.kernel_w);
   for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, 0, t * s.in_channels, in_kept};

@@ -270,6 +270,7 @@ private:
         for (std::size_t i = 0; i < in; ++i)
           for (std::size_t t = 0; t < 9; ++t) reordered[(o * 9 + t) * in + i] = folded[(o * in + i) * 9 + t];
       fpn_bottleneck_ = packed_matrix::from_nk(reordered.data(), d, per_out, per_out);
+      fpn_bottleneck_wino_ = winograd_conv3x3(folded.data(), d, in);
     }
     const float* cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});  // in checkpoint order (weight, bias)
     cls_ = linear(cls_w, get("decode_head.classifier.bias", {K}), classes_, d);
@@ -674,19 +675,27 @@ public:
     detail::aligned_vector<float> fused(m0 * pred), logits(m0 * classes_);
     {
       profile_scope ps("fpn_bottleneck");
-      // Implicit GEMM over the concatenation: one segment per (tap, kept level); the reduction is
-      // 9 * sum_i kept_i, and the taps read the pixels in place (zero padding by one).
-      conv2d_shape s3;
-      s3.in_channels = L * D;
-      s3.out_channels = pred;
-      s3.kernel_h = s3.kernel_w = 3;
-      s3.pad_h = s3.pad_w = 1;
-      std::vector<conv_segment> segs;
-      for (std::size_t t = 0; t < 9; ++t)
+      if (winograd_enabled()) {  // Winograd over the concatenation: one run of U's rows per kept level
+        std::vector<gemm_segment> runs;
         for (std::size_t i = 0; i < L; ++i)
-          if (kept[i] > 0) segs.push_back({t, off[i], t * L * D + i * D, kept[i]});
-      conv2d_gemm(cat.data(), K, n, h0, w0, s3, segs, fpn_bottleneck_, fpn_bottleneck_bias_.data(), fused.data(), pred,
-                  pred, activation::relu);
+          if (kept[i] > 0) runs.push_back({off[i], i * D, kept[i]});
+        fpn_bottleneck_wino_.run(cat.data(), K, n, h0, w0, runs, fpn_bottleneck_bias_.data(), fused.data(), pred, pred,
+                                 activation::relu);
+      } else {
+        // Implicit GEMM over the concatenation: one segment per (tap, kept level); the reduction is
+        // 9 * sum_i kept_i, and the taps read the pixels in place (zero padding by one).
+        conv2d_shape s3;
+        s3.in_channels = L * D;
+        s3.out_channels = pred;
+        s3.kernel_h = s3.kernel_w = 3;
+        s3.pad_h = s3.pad_w = 1;
+        std::vector<conv_segment> segs;
+        for (std::size_t t = 0; t < 9; ++t)
+          for (std::size_t i = 0; i < L; ++i)
+            if (kept[i] > 0) segs.push_back({t, off[i], t * L * D + i * D, kept[i]});
+        conv2d_gemm(cat.data(), K, n, h0, w0, s3, segs, fpn_bottleneck_, fpn_bottleneck_bias_.data(), fused.data(),
+                    pred, pred, activation::relu);
+      }
     }
     {
       profile_scope ps("classifier");
@@ -721,7 +730,8 @@ private:
   std::size_t d_ = 0, classes_ = 0;
   std::vector<conv_bn_relu> psp_, lateral_, fpn_;
   conv_bn_relu psp_bottleneck_;
-  packed_matrix fpn_bottleneck_;  ///< [9 * L*D][D], reduction in (tap, ic) order
+  packed_matrix fpn_bottleneck_;          ///< [9 * L*D][D], reduction in (tap, ic) order
+  winograd_conv3x3 fpn_bottleneck_wino_;  ///< the same conv as F(2x2, 3x3): 16 x [L*D][D]
   std::vector<float> fpn_bottleneck_bias_;
   linear cls_;  ///< classifier [K, D, 1, 1] as a linear over pixels
 };
