@@ -219,33 +219,65 @@ void BM_conv_shape(benchmark::State& st) {
   s.kernel_h = s.kernel_w = st.range(4);
   s.pad_h = s.pad_w = s.kernel_h / 2;
   const int threads = static_cast<int>(st.range(5));
+  const std::size_t tile = static_cast<std::size_t>(st.range(6));  // 0: implicit GEMM, 2 / 4: F(m x m, 3x3)
+  const bool winograd = tile != 0;
+  const std::size_t default_tile = drt::winograd_default_tile();
+  if (winograd) drt::winograd_default_tile() = tile;
   const auto wt = random_data(s.out_channels * s.in_channels * s.kernel_h * s.kernel_w, 3);
   const auto bias = random_data(s.out_channels, 4);
   const drt::conv2d conv(wt.data(), bias.data(), s);
+  drt::winograd_default_tile() = default_tile;
   const auto x = random_data(h * w * s.in_channels, 5);
   std::vector<float> y(s.out_h(h) * s.out_w(w) * s.out_channels);
   time_shape(st,
              "conv" + std::to_string(s.kernel_h) + " " + std::to_string(h) + "x" + std::to_string(w) + " " +
-                 std::to_string(s.in_channels) + "->" + std::to_string(s.out_channels),
+                 std::to_string(s.in_channels) + "->" + std::to_string(s.out_channels) +
+                 (winograd ? " winograd F(" + std::to_string(tile) + "x" + std::to_string(tile) + ") (effective)"
+                           : std::string(" implicit GEMM")),
              s.macs(1, h, w), threads, [&] {
+               drt::winograd_enabled() = winograd;
                conv.run(x.data(), 1, h, w, y.data());
+               drt::winograd_enabled() = true;
                benchmark::ClobberMemory();
              });
 }
 // UPerNet fpn_bottleneck (Swin-T 512x512: 3x3, 2048 -> 512 at 128x128, 65 % of the MACs), then the
 // stride-1 3x3 convs of ResNet-50's four stages at 640x480 (res2..res5: 160x120x64 .. 20x15x512).
 BENCHMARK(BM_conv_shape)
-    ->ArgNames({"H", "W", "Cin", "Cout", "k", "threads"})
-    ->Args({128, 128, 2048, 512, 3, 1})
-    ->Args({128, 128, 2048, 512, 3, 2})
-    ->Args({120, 160, 64, 64, 3, 1})
-    ->Args({120, 160, 64, 64, 3, 2})
-    ->Args({60, 80, 128, 128, 3, 1})
-    ->Args({60, 80, 128, 128, 3, 2})
-    ->Args({30, 40, 256, 256, 3, 1})
-    ->Args({30, 40, 256, 256, 3, 2})
-    ->Args({15, 20, 512, 512, 3, 1})
-    ->Args({15, 20, 512, 512, 3, 2})
+    ->ArgNames({"H", "W", "Cin", "Cout", "k", "threads", "winograd"})
+    ->Args({128, 128, 2048, 512, 3, 1, 0})
+    ->Args({128, 128, 2048, 512, 3, 2, 0})
+    ->Args({120, 160, 64, 64, 3, 1, 0})
+    ->Args({120, 160, 64, 64, 3, 2, 0})
+    ->Args({60, 80, 128, 128, 3, 1, 0})
+    ->Args({60, 80, 128, 128, 3, 2, 0})
+    ->Args({30, 40, 256, 256, 3, 1, 0})
+    ->Args({30, 40, 256, 256, 3, 2, 0})
+    ->Args({15, 20, 512, 512, 3, 1, 0})
+    ->Args({15, 20, 512, 512, 3, 2, 0})
+    // The same convolutions as Winograd F(2x2, 3x3) (winograd = output tile), what the models run:
+    // GFLOP/s and pct_of_peak are "effective" (the direct convolution's FLOPs / time), can exceed 100 %.
+    ->Args({128, 128, 2048, 512, 3, 1, 2})
+    ->Args({128, 128, 2048, 512, 3, 2, 2})
+    ->Args({120, 160, 64, 64, 3, 1, 2})
+    ->Args({120, 160, 64, 64, 3, 2, 2})
+    ->Args({60, 80, 128, 128, 3, 1, 2})
+    ->Args({60, 80, 128, 128, 3, 2, 2})
+    ->Args({30, 40, 256, 256, 3, 1, 2})
+    ->Args({30, 40, 256, 256, 3, 2, 2})
+    ->Args({15, 20, 512, 512, 3, 1, 2})
+    ->Args({15, 20, 512, 512, 3, 2, 2})
+    // F(4x4, 3x3): a quarter of the direct MACs, about 10x the rounding error of F(2x2).
+    ->Args({128, 128, 2048, 512, 3, 1, 4})
+    ->Args({128, 128, 2048, 512, 3, 2, 4})
+    ->Args({120, 160, 64, 64, 3, 1, 4})
+    ->Args({120, 160, 64, 64, 3, 2, 4})
+    ->Args({60, 80, 128, 128, 3, 1, 4})
+    ->Args({60, 80, 128, 128, 3, 2, 4})
+    ->Args({30, 40, 256, 256, 3, 1, 4})
+    ->Args({30, 40, 256, 256, 3, 2, 4})
+    ->Args({15, 20, 512, 512, 3, 1, 4})
+    ->Args({15, 20, 512, 512, 3, 2, 4})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

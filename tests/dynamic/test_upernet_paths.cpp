@@ -200,7 +200,10 @@ TEST_SUITE("dynamic") {
       const drt::upernet_swin_model zeroed(cfg, zeroed_source(cfg, p, seed));
       const auto ref = zeroed.forward(x);
       REQUIRE(dyn.logits.shape() == ref.logits.shape());
-      check_close(dyn.logits.data(), ref.logits.data(), ref.logits.size(), "path " + p.to_string(), 1e-6, 1e-6);
+      // Same arithmetic up to summation order (a dropped channel is skipped, not multiplied by zero;
+      // the 3x3 convs are Winograd F(4x4), whose transforms amplify rounding ~10x): rel L2 <= 1e-6,
+      // max abs <= 1e-5 * max|ref| (one wrong channel moves the logits by > 1e-4, see the check below).
+      check_close(dyn.logits.data(), ref.logits.data(), ref.logits.size(), "path " + p.to_string(), 1e-6, 1e-5);
       worst = std::max(worst, compare(dyn.logits.data(), ref.logits.data(), ref.logits.size()).rel_l2);
       // The path must actually change the output, or the comparison proves nothing.
       CHECK(compare(full.logits.data(), ref.logits.data(), ref.logits.size()).rel_l2 > 1e-4);

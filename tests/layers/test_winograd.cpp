@@ -20,6 +20,7 @@ using namespace drt_test;
 
 namespace {
 constexpr double wino_rel = 1e-5, wino_abs = 1e-4;
+constexpr double wino4_rel = 1e-5, wino4_abs = 1e-4;
 constexpr float sentinel = -4321.f;
 
 drt::conv2d_shape shape3x3(std::size_t ic, std::size_t oc) {
@@ -43,6 +44,7 @@ struct wino_case {
   std::vector<std::pair<std::size_t, std::size_t>> runs;  // kept input channel runs [first, first + len); empty: all
   drt::activation act = drt::activation::none;
   std::size_t block_bytes = drt::winograd_conv3x3::default_block_bytes;
+  std::size_t tile = 2;  // F(2x2, 3x3) or F(4x4, 3x3)
 };
 
 /// winograd_conv3x3::run vs conv2d_ref on the input with the channels outside the runs zeroed.
@@ -50,7 +52,8 @@ void check_winograd(const wino_case& c, unsigned seed) {
   const std::size_t ldx = c.ic + c.ldx_pad, ldy = c.oc + c.ldy_pad, out_kept = c.out_kept ? c.out_kept : c.oc;
   const auto weight = random_vector(c.oc * c.ic * 9, seed), bias = random_vector(c.oc, seed + 1);
   const auto x = random_vector(c.n * c.h * c.w * ldx, seed + 2);
-  const drt::winograd_conv3x3 wino(weight.data(), c.oc, c.ic);
+  const drt::winograd_conv3x3 wino(weight.data(), c.oc, c.ic, c.tile);
+  REQUIRE(wino.tile() == c.tile);
   REQUIRE(wino.in_channels() == c.ic);
   REQUIRE(wino.out_channels() == c.oc);
   std::vector<drt::gemm_segment> segs;
@@ -79,41 +82,54 @@ void check_winograd(const wino_case& c, unsigned seed) {
   }
   CHECK(untouched == pixels * (ldy - out_kept));  // dropped outputs and the slice's other channels
   check_close(got.data(), want.data(), got.size(),
-              "winograd " + std::to_string(c.ic) + "->" + std::to_string(c.oc) + " on " + std::to_string(c.n) + "x" +
-                  std::to_string(c.h) + "x" + std::to_string(c.w),
-              wino_rel, wino_abs);
+              "winograd F(" + std::to_string(c.tile) + ") " + std::to_string(c.ic) + "->" + std::to_string(c.oc) +
+                  " on " + std::to_string(c.n) + "x" + std::to_string(c.h) + "x" + std::to_string(c.w),
+              c.tile == 2 ? wino_rel : wino4_rel, c.tile == 2 ? wino_abs : wino4_abs);
+}
+
+/// The same case with both output tiles.
+void check_both(wino_case c, unsigned seed) {
+  for (const std::size_t tile : {std::size_t(2), std::size_t(4)}) {
+    c.tile = tile;
+    check_winograd(c, seed);
+  }
 }
 }  // namespace
 
 TEST_SUITE("layers") {
   TEST_CASE("winograd_conv3x3 matches conv2d_ref") {
     SUBCASE("odd and even sizes, batch 2, a 1x1 image, SIMD remainders") {
-      check_winograd({17, 33, 2, 13, 7}, 200);
-      check_winograd({32, 32, 1, 8, 8}, 201);
-      check_winograd({16, 17, 1, 1, 1}, 202);
-      check_winograd({33, 16, 1, 2, 5}, 203);
+      check_both({17, 33, 2, 13, 7}, 200);
+      check_both({32, 32, 1, 8, 8}, 201);
+      check_both({16, 17, 1, 1, 1}, 202);
+      check_both({33, 16, 1, 2, 5}, 203);
     }
     SUBCASE("reduction past a GEMM block, several panels and row blocks") {
       const std::size_t wide = drt::detail::gemm_kc + 40, cols = 5 * drt::packed_matrix::nr / 2;
-      check_winograd({wide, cols, 1, 9, 11}, 210);
-      check_winograd({24, 40, 1, 41, 37}, 211);  // 21 x 19 = 399 tiles: three GEMM row blocks
+      check_both({wide, cols, 1, 9, 11}, 210);
+      check_both({24, 40, 1, 41, 37}, 211);  // 21 x 19 = 399 tiles: three GEMM row blocks
     }
     SUBCASE("several tile blocks (block_bytes shrunk), tiles split across them") {
       wino_case c{20, 24, 2, 15, 9};
-      c.block_bytes = 7 * drt::winograd_conv3x3::positions * (20 + 24) * sizeof(float);  // 7 tiles a block
-      check_winograd(c, 220);
+      c.block_bytes = 7 * 36 * (20 + 24) * sizeof(float);  // 7 tiles a block with F(4x4), 3 with F(2x2)
+      check_both(c, 220);
     }
     SUBCASE("many tiles, few channels: thread-private blocks in L2 (ResNet's first stages)") {
       // Enough tiles for 4 blocks per thread, whatever the thread count.
-      const std::size_t block = drt::winograd_conv3x3::l2_block_tiles(1u << 30, 16, 24);
-      REQUIRE(block > 0);
-      std::size_t side = 1;
-      while (side * side < 4 * static_cast<std::size_t>(drt::max_threads()) * block + 1) ++side;
-      CHECK(drt::winograd_conv3x3::l2_block_tiles(side * side, 16, 24) == block);
-      wino_case c{16, 24, 1, 2 * side - 1, 2 * side};  // odd height: the last tile row is cut
-      c.act = drt::activation::relu;
-      check_winograd(c, 225);
-      CHECK(drt::winograd_conv3x3::l2_block_tiles(side * side, 512, 512) == 0);  // U of 16 MB: phase by phase
+      const auto wt = random_vector(24 * 16 * 9, 224);
+      for (const std::size_t tile : {std::size_t(2), std::size_t(4)}) {
+        const drt::winograd_conv3x3 probe(wt.data(), 24, 16, tile);
+        const std::size_t block = probe.l2_block_tiles(1u << 30, 16, 24);
+        REQUIRE(block > 0);
+        std::size_t side = 1;
+        while (side * side < 4 * static_cast<std::size_t>(drt::max_threads()) * block + 1) ++side;
+        CHECK(probe.l2_block_tiles(side * side, 16, 24) == block);
+        wino_case c{16, 24, 1, tile * side - 1, tile * side};  // height one short: the last tile row is cut
+        c.act = drt::activation::relu;
+        c.tile = tile;
+        check_winograd(c, 225);
+        CHECK(probe.l2_block_tiles(side * side, 512, 512) == 0);  // U of 16 MB or more: phase by phase
+      }
     }
     SUBCASE("channel runs of a wider input, output prefix into a wider slice, activations") {
       wino_case c{40, 48, 2, 11, 9};
@@ -122,10 +138,10 @@ TEST_SUITE("layers") {
       c.out_kept = 37;
       c.runs = {{2, 7}, {20, 17}};
       c.act = drt::activation::relu;
-      check_winograd(c, 230);
+      check_both(c, 230);
       c.act = drt::activation::gelu;
       c.runs = {{0, 16}};  // a prefix (ResNet's kept middle channels)
-      check_winograd(c, 231);
+      check_both(c, 231);
     }
   }
 
