@@ -39,6 +39,7 @@
 #include "layers/softmax.hpp"
 #include "layers/upernet_head.hpp"
 #include "layers/window_attention.hpp"
+#include "layers/winograd.hpp"
 #include "models/any_model.hpp"
 #include "models/layer_info.hpp"
 #include "models/resnet.hpp"
