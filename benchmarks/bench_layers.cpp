@@ -16,7 +16,8 @@ std::vector<float> random_data(std::size_t n, unsigned seed = 1) {
 }
 
 void set_flops(benchmark::State& st, double macs) {
-  st.counters["FLOP/s"] = benchmark::Counter(2.0 * macs * static_cast<double>(st.iterations()), benchmark::Counter::kIsRate);
+  st.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * macs * static_cast<double>(st.iterations()), benchmark::Counter::kIsRate);
 }
 
 /// GEMM / 1x1 conv: pixels x in -> out. Args: M (pixels), K (in), N (out).
@@ -32,8 +33,14 @@ void BM_gemm(benchmark::State& st) {
   set_flops(st, double(m) * n * k);
 }
 // SegFormer-B2 512x512 Conv2DFuse (16384 px, 3072 -> 768); B0's (1024 -> 256); a prefix path (1024 -> 256 of B2).
-BENCHMARK(BM_gemm)->ArgNames({"M", "K", "N"})->Args({16384, 3072, 768})->Args({16384, 1024, 256})
-    ->Args({16384, 1024, 256})->Args({4096, 512, 2048})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm)
+    ->ArgNames({"M", "K", "N"})
+    ->Args({16384, 3072, 768})
+    ->Args({16384, 1024, 256})
+    ->Args({16384, 1024, 256})
+    ->Args({4096, 512, 2048})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// Dense conv through im2col. Args: H=W, C_in, C_out, kernel, stride.
 void BM_conv2d(benchmark::State& st) {
@@ -57,8 +64,13 @@ void BM_conv2d(benchmark::State& st) {
 }
 // Patch embedding 1 (7x7/4, 3 -> 64 at 512), B2 stage-0 sr conv (8x8/8, 64 -> 64 at 128),
 // UPerNet fpn_bottleneck-like 3x3 (512 -> 128 at 64, scaled down).
-BENCHMARK(BM_conv2d)->ArgNames({"HW", "Cin", "Cout", "k", "s"})->Args({512, 3, 64, 7, 4})->Args({128, 64, 64, 8, 8})
-    ->Args({64, 512, 128, 3, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv2d)
+    ->ArgNames({"HW", "Cin", "Cout", "k", "s"})
+    ->Args({512, 3, 64, 7, 4})
+    ->Args({128, 64, 64, 8, 8})
+    ->Args({64, 512, 128, 3, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// Depthwise 3x3 + GELU (Mix-FFN). Args: H=W, C.
 void BM_conv2d_dw3(benchmark::State& st) {
@@ -72,7 +84,12 @@ void BM_conv2d_dw3(benchmark::State& st) {
   }
   set_flops(st, double(hw) * hw * c * 9);
 }
-BENCHMARK(BM_conv2d_dw3)->ArgNames({"HW", "C"})->Args({128, 256})->Args({64, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv2d_dw3)
+    ->ArgNames({"HW", "C"})
+    ->Args({128, 256})
+    ->Args({64, 512})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// Attention core. Args: tokens, keys, heads, head_dim.
 void BM_attention(benchmark::State& st) {
@@ -86,8 +103,12 @@ void BM_attention(benchmark::State& st) {
   set_flops(st, 2.0 * t * s * c);
 }
 // B2 stage 0 at 512x512 (16384 tokens, 256 keys, 1 head of 64); stage 2 (1024 tokens, 256 keys, 5 x 64).
-BENCHMARK(BM_attention)->ArgNames({"T", "S", "heads", "d"})->Args({16384, 256, 1, 64})->Args({1024, 256, 5, 64})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_attention)
+    ->ArgNames({"T", "S", "heads", "d"})
+    ->Args({16384, 256, 1, 64})
+    ->Args({1024, 256, 5, 64})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_layer_norm(benchmark::State& st) {
   const std::size_t m = st.range(0), c = st.range(1);

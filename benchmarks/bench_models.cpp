@@ -1,20 +1,15 @@
 // Whole-model benchmarks with synthetic weights (standard configs, 150 classes, batch 1).
 #include <benchmark/benchmark.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 
 #include <drt/drt.hpp>
 
+#include "bench_memory.hpp"
+
 namespace {
-/// A "VmRSS"/"VmHWM" line of /proc/self/status in MiB (0 where unavailable).
-double proc_status_mib(const char* key) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(key, 0) == 0) return std::stod(line.substr(line.find(':') + 1)) / 1024.0;  // kB
-  return 0;
-}
+using drt_bench::proc_status_mib;
 
 void BM_segformer(benchmark::State& st, const std::string& arch) {
   const std::size_t hw = st.range(0);
@@ -38,8 +33,18 @@ void BM_segformer(benchmark::State& st, const std::string& arch) {
   st.counters["rss_peak_MiB"] = proc_status_mib("VmHWM:");
   st.counters["activations_peak_MiB"] = double(pool.stats().peak_live_bytes - live_before) / (1 << 20);
 }
-BENCHMARK_CAPTURE(BM_segformer, b0, std::string("segformer-b0"))->ArgName("HW")->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_segformer, b2, std::string("segformer-b2"))->ArgName("HW")->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_segformer, b0, std::string("segformer-b0"))
+    ->ArgName("HW")
+    ->Arg(512)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_segformer, b2, std::string("segformer-b2"))
+    ->ArgName("HW")
+    ->Arg(512)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(3.0);
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -221,12 +221,13 @@ void BM_conv_shape(benchmark::State& st) {
   const int threads = static_cast<int>(st.range(5));
   const std::size_t tile = static_cast<std::size_t>(st.range(6));  // 0: implicit GEMM, 2 / 4: F(m x m, 3x3)
   const bool winograd = tile != 0;
-  const std::size_t default_tile = drt::winograd_default_tile();
-  if (winograd) drt::winograd_default_tile() = tile;
   const auto wt = random_data(s.out_channels * s.in_channels * s.kernel_h * s.kernel_w, 3);
   const auto bias = random_data(s.out_channels, 4);
-  const drt::conv2d conv(wt.data(), bias.data(), s);
-  drt::winograd_default_tile() = default_tile;
+  const auto build = [&] {  // the form is chosen when the conv is built
+    const drt::winograd_scope form(winograd, winograd ? tile : drt::winograd_default_tile());
+    return drt::conv2d(wt.data(), bias.data(), s);
+  };
+  const drt::conv2d conv = build();
   const auto x = random_data(h * w * s.in_channels, 5);
   std::vector<float> y(s.out_h(h) * s.out_w(w) * s.out_channels);
   time_shape(st,
@@ -235,9 +236,7 @@ void BM_conv_shape(benchmark::State& st) {
                  (winograd ? " winograd F(" + std::to_string(tile) + "x" + std::to_string(tile) + ") (effective)"
                            : std::string(" implicit GEMM")),
              s.macs(1, h, w), threads, [&] {
-               drt::winograd_enabled() = winograd;
                conv.run(x.data(), 1, h, w, y.data());
-               drt::winograd_enabled() = true;
                benchmark::ClobberMemory();
              });
 }

@@ -7,10 +7,19 @@
 
 #include <drt/models/resnet.hpp>
 
+#include "bench_memory.hpp"
+
 namespace {
-void BM_resnet(benchmark::State& st, const std::string& arch) {
+void BM_resnet(benchmark::State& st, const std::string& arch, bool winograd) {
   const std::size_t w = static_cast<std::size_t>(st.range(0)), h = static_cast<std::size_t>(st.range(1));
-  const auto model = drt::resnet_model::with_random_weights(drt::standard_resnet_config(arch, 1000));
+  // The 3x3 convs' form (Winograd or implicit GEMM) is chosen when the model is built; the resident
+  // memory the weights add is measured across the load.
+  const double rss_before = drt_bench::trimmed_rss_mib();
+  const auto model = [&] {
+    const drt::winograd_scope form(winograd);
+    return drt::resnet_model::with_random_weights(drt::standard_resnet_config(arch, 1000));
+  }();
+  const double weights_mib = drt_bench::trimmed_rss_mib() - rss_before;
   drt::tensor4 x = drt::tensor4::from_shape({1, 3, h, w});
   std::mt19937 g(7);
   std::normal_distribution<float> d(0.f, 1.f);
@@ -20,11 +29,19 @@ void BM_resnet(benchmark::State& st, const std::string& arch) {
     benchmark::DoNotOptimize(out.logits.data());
   }
   st.counters["threads"] = drt::max_threads();
+  st.counters["rss_weights_MiB"] = weights_mib;
   st.counters["GMACs"] = model.total_macs(h, w) * 1e-9;
   st.counters["GMAC/s"] =
       benchmark::Counter(model.total_macs(h, w) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK_CAPTURE(BM_resnet, resnet50, std::string("resnet50"))
+BENCHMARK_CAPTURE(BM_resnet, resnet50, std::string("resnet50"), true)
+    ->ArgNames({"W", "H"})
+    ->Args({640, 480})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(3.0);
+// The same model with its stride-1 3x3 convs as implicit GEMMs (built with winograd_enabled() = false).
+BENCHMARK_CAPTURE(BM_resnet, resnet50_implicit_gemm, std::string("resnet50"), false)
     ->ArgNames({"W", "H"})
     ->Args({640, 480})
     ->Unit(benchmark::kMillisecond)

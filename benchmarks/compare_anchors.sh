@@ -60,7 +60,7 @@ fi
 
 # drt model name -> (benchmark binary, filter); the anchors use the same model names.
 declare -A bench=([segformer_b0]="bench_models BM_segformer/b0" [segformer_b2]="bench_models BM_segformer/b2"
-                  [swin_t_upernet]="bench_upernet BM_upernet_swin/swin_t" [resnet50]="bench_resnet BM_resnet/resnet50")
+                  [swin_t_upernet]="bench_upernet BM_upernet_swin/swin_t/" [resnet50]="bench_resnet BM_resnet/resnet50/")
 echo "model,threads,drt_median_ms,torch_min_ms,torch_median_ms,torch_config,drt_over_torch,ort_min_ms,ort_median_ms,drt_over_ort" > "$out"
 for model in $models; do
   [ -n "${bench[$model]:-}" ] || { echo "skip $model: not a known row (${!bench[*]})" >&2; continue; }

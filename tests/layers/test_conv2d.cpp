@@ -138,7 +138,7 @@ TEST_SUITE("layers") {
     SUBCASE("few input channels: one segment per kernel row of a padded copy (kw * C >= 16), else im2col") {
       static_assert(drt::conv2d::implicit_min_channels > 5, "these shapes must not take the per-tap path");
       check_conv(make_shape(5, 40, 7, 2, 3), 2, 23, 17, 63);
-      check_conv(make_shape(3, 64, 7, 2, 3), 1, 45, 33, 64, drt::activation::relu);  // a ResNet stem
+      check_conv(make_shape(3, 64, 7, 2, 3), 1, 45, 33, 64, drt::activation::relu);   // a ResNet stem
       check_conv(make_shape(3, 70, 7, 2, 3), 1, 8, 9, 65, drt::activation::none, 3);  // partial panel, slice
       check_conv(make_shape(3, 5, 3, 1, 1), 2, 13, 7, 66);                            // 3 * 3 < 16: im2col
     }
@@ -173,7 +173,8 @@ TEST_SUITE("layers") {
       const auto s = make_shape(ic, oc, 3, stride, 1);
       const auto weight = random_vector(oc * ic * 9, 110), bias = random_vector(oc, 111);
       const auto x = random_vector(n * h * w * ldx, 112);
-      const drt::conv2d conv(weight.data(), bias.data(), s);  // packs the (ky, kx, ic) reduction
+      const drt::winograd_scope implicit_form(false);  // the implicit-GEMM form: packs the (ky, kx, ic) reduction
+      const drt::conv2d conv(weight.data(), bias.data(), s);
       std::vector<drt::conv_segment> segs;
       for (std::size_t t = 0; t < 9; ++t) {
         segs.push_back({t, 2, t * ic + 2, 7});

@@ -145,6 +145,29 @@ TEST_SUITE("layers") {
     }
   }
 
+  TEST_CASE("DRT_CONV3X3: the 3x3 form named in the environment") {
+    CHECK(drt::parse_conv3x3_form(nullptr).winograd);
+    CHECK(drt::parse_conv3x3_form(nullptr).tile == 4);
+    CHECK(drt::parse_conv3x3_form("").tile == 4);
+    CHECK(drt::parse_conv3x3_form("winograd4").tile == 4);
+    CHECK(drt::parse_conv3x3_form("winograd2").winograd);
+    CHECK(drt::parse_conv3x3_form("winograd2").tile == 2);
+    CHECK_FALSE(drt::parse_conv3x3_form("implicit").winograd);
+    CHECK_THROWS_WITH_AS(drt::parse_conv3x3_form("Winograd"),
+                         "DRT_CONV3X3='Winograd': expected winograd4 (the default), winograd2 or implicit",
+                         drt::invalid_input);
+    // winograd_scope sets both settings for what is built inside it and restores them.
+    const bool enabled = drt::winograd_enabled();
+    const std::size_t tile = drt::winograd_default_tile();
+    {
+      const drt::winograd_scope scope(!enabled, tile == 4 ? 2 : 4);
+      CHECK(drt::winograd_enabled() == !enabled);
+      CHECK(drt::winograd_default_tile() == (tile == 4 ? 2u : 4u));
+    }
+    CHECK(drt::winograd_enabled() == enabled);
+    CHECK(drt::winograd_default_tile() == tile);
+  }
+
   TEST_CASE("winograd_conv3x3: which convs use it, the switch, and errors") {
     CHECK(drt::winograd_conv3x3::applies(3, 1, 1, 1, 64, 64));
     CHECK_FALSE(drt::winograd_conv3x3::applies(3, 2, 1, 1, 64, 64));  // stride 2
@@ -159,25 +182,37 @@ TEST_SUITE("layers") {
     CHECK(!conv.winograd().empty());
     s.stride_h = s.stride_w = 2;
     CHECK(drt::conv2d(weight.data(), bias.data(), s).winograd().empty());
-    // conv2d::run gives the same result with and without Winograd (within rounding).
-    std::vector<float> a(2 * 9 * 7 * 32), b(a.size());
+    // A conv keeps one form, chosen when built: the same conv built with winograd_enabled() = false
+    // is an implicit GEMM, has no Winograd weights, and gives the same result (within rounding).
     REQUIRE(drt::winograd_enabled());
-    conv.run(x.data(), 2, 9, 7, a.data(), drt::activation::relu);
     CHECK(conv.uses_winograd());
-    drt::winograd_enabled() = false;
-    CHECK_FALSE(conv.uses_winograd());
-    conv.run(x.data(), 2, 9, 7, b.data(), drt::activation::relu);
-    drt::winograd_enabled() = true;
+    CHECK_THROWS_WITH_AS(conv.weights(), doctest::Contains("built in the Winograd form"), drt::invalid_input);
+    const auto build_implicit = [&] {
+      const drt::winograd_scope implicit_form(false);
+      return drt::conv2d(weight.data(), bias.data(), shape3x3(24, 32));
+    };
+    const drt::conv2d implicit = build_implicit();
+    CHECK(drt::winograd_enabled());  // the scope restored the switch
+    CHECK_FALSE(implicit.uses_winograd());
+    CHECK(implicit.winograd().empty());
+    CHECK(implicit.weights().k() == 9 * 24);
+    std::vector<float> a(2 * 9 * 7 * 32), b(a.size());
+    conv.run(x.data(), 2, 9, 7, a.data(), drt::activation::relu);
+    implicit.run(x.data(), 2, 9, 7, b.data(), drt::activation::relu);
     check_close(a.data(), b.data(), a.size(), "conv2d winograd vs implicit GEMM", wino_rel, wino_abs);
     // conv_bn_relu (UPerNet's fpn_convs) too, with an input prefix and an output prefix.
     const auto g = random_vector(32, 243, 0.5f, 1.5f), beta = random_vector(32, 244), mean = random_vector(32, 245);
     const auto var = random_vector(32, 246, 0.5f, 2.f);
-    const drt::conv_bn_relu cbr({weight.data(), g.data(), beta.data(), mean.data(), var.data()}, 24, 32, 3, 1e-5f);
+    const drt::conv_module_weights cw{weight.data(), g.data(), beta.data(), mean.data(), var.data()};
+    const drt::conv_bn_relu cbr(cw, 24, 32, 3, 1e-5f);
+    const auto build_implicit_cbr = [&] {
+      const drt::winograd_scope implicit_form(false);
+      return drt::conv_bn_relu(cw, 24, 32, 3, 1e-5f);
+    };
+    const drt::conv_bn_relu cbr_implicit = build_implicit_cbr();
     std::vector<float> c(2 * 9 * 7 * 32, 0.f), d(c.size(), 0.f);
     cbr.run(x.data(), 24, 2, 9, 7, c.data(), 32, 20, 30);
-    drt::winograd_enabled() = false;
-    cbr.run(x.data(), 24, 2, 9, 7, d.data(), 32, 20, 30);
-    drt::winograd_enabled() = true;
+    cbr_implicit.run(x.data(), 24, 2, 9, 7, d.data(), 32, 20, 30);
     check_close(c.data(), d.data(), c.size(), "conv_bn_relu winograd vs implicit GEMM", wino_rel, wino_abs);
 
     const drt::winograd_conv3x3 wino(weight.data(), 32, 24);

@@ -192,38 +192,44 @@ TEST_SUITE("models") {
   TEST_CASE("resnet50-narrow fixture: logits and hidden states match transformers") {
     const std::string dir = shared_dir() + "/fixtures/resnet50-narrow";
     if (!require_file(dir + "/model.safetensors")) return;
-    const auto model = drt::resnet_model::from_dir(dir);
-    CHECK(model.has_classifier());
-    CHECK(model.num_classes() == 10);
-    CHECK(model.num_stages() == 4);
-    for (const char* name : {"case_64x64", "case_120x160", "case_224x224"}) {
-      SUBCASE(name) {
-        const std::string path = dir + "/" + name + ".safetensors";
-        if (!require_file(path)) return;
-        const drt::safetensors_file io(path);
-        const auto x = as_tensor4(io.read_float("pixel_values"));
-        const auto out = model.forward(x, true);
-        const auto ref = io.read_float("logits");
-        check_shape_eq(out.logits, ref.shape);
-        check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
-        REQUIRE(out.hidden_states.size() == 5);
-        for (std::size_t s = 0; s < 5; ++s) {
-          const std::string key = "hidden_state" + std::to_string(s);
-          REQUIRE(io.contains(key));
-          const auto r = io.read_float(key);
-          check_shape_eq(out.hidden_states[s], r.shape);
-          check_close(out.hidden_states[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
-        }
-        // The backbone path gives the same maps, NHWC.
-        const auto maps = model.features(x);
-        REQUIRE(maps.size() == 5);
-        const auto sizes = model.feature_sizes(x.shape(2), x.shape(3));
-        for (std::size_t s = 0; s < 5; ++s) {
-          const auto nchw = drt::nhwc_to_nchw(maps[s]);
-          CHECK(maps[s].shape(1) == sizes[s].first);
-          CHECK(maps[s].shape(2) == sizes[s].second);
-          CHECK(maps[s].shape(3) == model.config().feature_channels()[s]);
-          CHECK(std::equal(nchw.begin(), nchw.end(), out.hidden_states[s].begin()));
+    // Both forms of the stride-1 3x3 convs, chosen when the model is built.
+    for (const bool winograd : {true, false}) {
+      const auto model = [&] {
+        const drt::winograd_scope form(winograd);
+        return drt::resnet_model::from_dir(dir);
+      }();
+      CHECK(model.has_classifier());
+      CHECK(model.num_classes() == 10);
+      CHECK(model.num_stages() == 4);
+      for (const char* name : {"case_64x64", "case_120x160", "case_224x224"}) {
+        SUBCASE((std::string(name) + (winograd ? " (Winograd)" : " (implicit GEMM)")).c_str()) {
+          const std::string path = dir + "/" + name + ".safetensors";
+          if (!require_file(path)) return;
+          const drt::safetensors_file io(path);
+          const auto x = as_tensor4(io.read_float("pixel_values"));
+          const auto out = model.forward(x, true);
+          const auto ref = io.read_float("logits");
+          check_shape_eq(out.logits, ref.shape);
+          check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
+          REQUIRE(out.hidden_states.size() == 5);
+          for (std::size_t s = 0; s < 5; ++s) {
+            const std::string key = "hidden_state" + std::to_string(s);
+            REQUIRE(io.contains(key));
+            const auto r = io.read_float(key);
+            check_shape_eq(out.hidden_states[s], r.shape);
+            check_close(out.hidden_states[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
+          }
+          // The backbone path gives the same maps, NHWC.
+          const auto maps = model.features(x);
+          REQUIRE(maps.size() == 5);
+          const auto sizes = model.feature_sizes(x.shape(2), x.shape(3));
+          for (std::size_t s = 0; s < 5; ++s) {
+            const auto nchw = drt::nhwc_to_nchw(maps[s]);
+            CHECK(maps[s].shape(1) == sizes[s].first);
+            CHECK(maps[s].shape(2) == sizes[s].second);
+            CHECK(maps[s].shape(3) == model.config().feature_channels()[s]);
+            CHECK(std::equal(nchw.begin(), nchw.end(), out.hidden_states[s].begin()));
+          }
         }
       }
     }

@@ -41,22 +41,28 @@ TEST_SUITE("models") {
   TEST_CASE("upernet-swin-mini fixture: logits and backbone stages match transformers") {
     const std::string dir = shared_dir() + "/fixtures/upernet-swin-mini";
     if (!require_file(dir + "/model.safetensors")) return;
-    const auto model = drt::upernet_swin_model::from_dir(dir);
-    CHECK(model.config().num_classes() == 19);
-    CHECK(model.config().backbone.policy == drt::window_policy::always_partition);
-    for (const char* name : {"case_64x64", "case_96x80", "case_224x224"}) {
-      SUBCASE(name) {
-        const drt::safetensors_file io(dir + "/" + name + ".safetensors");
-        const auto out = model.forward(to_tensor4(io.read_float("pixel_values")), true);
-        const auto ref = io.read_float("logits");
-        require_shape(out.logits, ref.shape);
-        check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
-        REQUIRE(out.features.size() == 4);
-        for (std::size_t s = 0; s < 4; ++s) {
-          const std::string key = "backbone_stage" + std::to_string(s);
-          const auto r = io.read_float(key);
-          require_shape(out.features[s], r.shape);
-          check_close(out.features[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
+    // Both forms of the 3x3 convs (fpn_convs, psp and fpn bottlenecks), chosen when the model is built.
+    for (const bool winograd : {true, false}) {
+      const auto model = [&] {
+        const drt::winograd_scope form(winograd);
+        return drt::upernet_swin_model::from_dir(dir);
+      }();
+      CHECK(model.config().num_classes() == 19);
+      CHECK(model.config().backbone.policy == drt::window_policy::always_partition);
+      for (const char* name : {"case_64x64", "case_96x80", "case_224x224"}) {
+        SUBCASE((std::string(name) + (winograd ? " (Winograd)" : " (implicit GEMM)")).c_str()) {
+          const drt::safetensors_file io(dir + "/" + name + ".safetensors");
+          const auto out = model.forward(to_tensor4(io.read_float("pixel_values")), true);
+          const auto ref = io.read_float("logits");
+          require_shape(out.logits, ref.shape);
+          check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
+          REQUIRE(out.features.size() == 4);
+          for (std::size_t s = 0; s < 4; ++s) {
+            const std::string key = "backbone_stage" + std::to_string(s);
+            const auto r = io.read_float(key);
+            require_shape(out.features[s], r.shape);
+            check_close(out.features[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
+          }
         }
       }
     }

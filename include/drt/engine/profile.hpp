@@ -24,6 +24,7 @@
 #include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
 #include "../io/svg.hpp"
+#include "../layers/winograd.hpp"
 #include "../models/any_model.hpp"
 #include "../models/layer_info.hpp"
 
@@ -68,6 +69,8 @@ struct profile_result {
   std::array<std::string, 2> region_names{"encoder", "decoder"};
   std::size_t batch = 1, height = 0, width = 0, repeat = 0;
   int threads = 1;
+  /// The 3x3 convolutions' form when profiled (DRT_CONV3X3's values: winograd4, winograd2, implicit).
+  std::string conv3x3 = "winograd4";
   std::vector<profile_row> rows;
   double total_seconds = 0;  ///< median wall time of the whole forward
 
@@ -122,8 +125,8 @@ struct profile_result {
   std::string to_table(std::size_t top = 0) const {
     std::ostringstream o;
     const double tm = total_macs(), ts = total_seconds;
-    o << model << "  " << setting() << "  path " << path << "  threads " << threads << "  median of " << repeat
-      << " runs\n";
+    o << model << "  " << setting() << "  path " << path << "  threads " << threads << "  3x3 " << conv3x3
+      << "  median of " << repeat << " runs\n";
     std::vector<const profile_row*> shown;
     for (const auto& r : rows) shown.push_back(&r);
     if (top > 0 && top < shown.size()) {
@@ -166,7 +169,7 @@ struct profile_result {
     return o.str();
   }
 
-  /// {"model", "family", "size": "HxW", "height", "width", "batch", "path", "threads", "repeat",
+  /// {"model", "family", "size": "HxW", "height", "width", "batch", "path", "threads", "conv3x3", "repeat",
   ///  "total": {"macs", "params", "time_ms", "conv_mac_share"},
   ///  "layers": [{"name", "kind", "region", "macs", "params", "time_ms", "mac_share", "time_share"}],
   ///  "by_kind" / "by_region": {name: {"macs", "params", "time_ms", "mac_share", "time_share"}}}
@@ -180,6 +183,7 @@ struct profile_result {
     j["batch"] = batch;
     j["path"] = path;
     j["threads"] = threads;
+    j["conv3x3"] = conv3x3;
     j["repeat"] = repeat;
     j["total"] = {{"macs", total_macs()},
                   {"params", total_params()},
@@ -274,6 +278,7 @@ profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, 
   profile_result r;
   r.repeat = repeat;
   r.threads = max_threads();
+  r.conv3x3 = !winograd_enabled() ? "implicit" : "winograd" + std::to_string(winograd_default_tile());
   std::sort(totals.begin(), totals.end());
   r.total_seconds = totals.empty() ? 0 : totals[totals.size() / 2];
   std::map<std::string, std::size_t> index;

@@ -78,9 +78,8 @@ struct conv_rows {
       const std::size_t ch = seg.channel + k0;
       for (std::size_t r = 0; r < rows; ++r) {
         const long iy = iy0[r] + ky, ix = ix0[r] + kx;
-        out[r] = iy >= 0 && ix >= 0 && iy < h && ix < w
-                     ? img[r] + static_cast<std::size_t>(iy * w + ix) * ldx + ch
-                     : zero_row;
+        out[r] = iy >= 0 && ix >= 0 && iy < h && ix < w ? img[r] + static_cast<std::size_t>(iy * w + ix) * ldx + ch
+                                                        : zero_row;
       }
     }
   };
@@ -128,8 +127,8 @@ inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::siz
       throw shape_error("conv2d_gemm: segment (tap " + std::to_string(sg.tap) + ", channels [" +
                         std::to_string(sg.channel) + ", " + std::to_string(sg.channel + sg.k) + "), weight rows [" +
                         std::to_string(sg.b_row) + ", " + std::to_string(sg.b_row + sg.k) +
-                        ")) leaves the input (pixel stride " + std::to_string(ldx) + "), the kernel or the weights (k=" +
-                        std::to_string(b.k()) + ")");
+                        ")) leaves the input (pixel stride " + std::to_string(ldx) +
+                        "), the kernel or the weights (k=" + std::to_string(b.k()) + ")");
   }
   if (n_out > b.n() || n_out > ldy)
     throw shape_error("conv2d_gemm: " + std::to_string(n_out) + " outputs exceed the weights (n=" +
@@ -138,8 +137,8 @@ inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::siz
   gemm_epilogue ep;
   ep.bias = bias;
   ep.act = act;
-  detail::gemm_dispatch(n * oh * ow, n_out, detail::conv_rows{x, ldx, h, w, oh, ow, &s, segs.data(), segs.size()}, b,
-                        y, ldy, ep, allow_parallel);
+  detail::gemm_dispatch(n * oh * ow, n_out, detail::conv_rows{x, ldx, h, w, oh, ow, &s, segs.data(), segs.size()}, b, y,
+                        ldy, ep, allow_parallel);
 }
 
 class conv2d {
@@ -154,7 +153,14 @@ public:
   conv2d(const float* weight, const float* bias, const conv2d_shape& s) : s_(s) {
     if (s.groups == 0 || s.in_channels % s.groups || s.out_channels % s.groups)
       throw invalid_input("conv2d: channels " + std::to_string(s.in_channels) + " -> " +
-                          std::to_string(s.out_channels) + " are not divisible by groups = " + std::to_string(s.groups));
+                          std::to_string(s.out_channels) +
+                          " are not divisible by groups = " + std::to_string(s.groups));
+    if (bias) bias_.assign(bias, bias + s.out_channels);
+    if (winograd_conv3x3::chosen(s.kernel_h == s.kernel_w ? s.kernel_h : 0, s.stride_h == s.stride_w ? s.stride_h : 0,
+                                 s.pad_h == s.pad_w ? s.pad_h : 0, s.groups, s.in_channels, s.out_channels)) {
+      wino_ = winograd_conv3x3(weight, s.out_channels, s.in_channels);  // the only form kept
+      return;
+    }
     const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
     const std::size_t kk = s.kernel_h * s.kernel_w * icg;
     // Reorder each output channel's weights to (ky, kx, ic): the order of an NHWC im2col row.
@@ -168,20 +174,24 @@ public:
                   weight[(((g * ocg + o) * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
       w_.push_back(packed_matrix::from_nk(reordered.data(), ocg, kk, kk));
     }
-    if (bias) bias_.assign(bias, bias + s.out_channels);
-    if (winograd_conv3x3::applies(s.kernel_h == s.kernel_w ? s.kernel_h : 0,
-                                  s.stride_h == s.stride_w ? s.stride_h : 0, s.pad_h == s.pad_w ? s.pad_h : 0,
-                                  s.groups, s.in_channels, s.out_channels))
-      wino_ = winograd_conv3x3(weight, s.out_channels, s.in_channels);
   }
 
   const conv2d_shape& shape() const noexcept { return s_; }
   const float* bias() const noexcept { return bias_.empty() ? nullptr : bias_.data(); }
-  const packed_matrix& weights(std::size_t group = 0) const noexcept { return w_[group]; }
-  /// The Winograd F(2x2, 3x3) form of a 3x3 stride-1 conv (empty for other convs); run() uses it
-  /// while winograd_enabled().
+  /// The packed (ky, kx, ic) x OC weights of one group; a conv built in the Winograd form has none.
+  const packed_matrix& weights(std::size_t group = 0) const {
+    if (group >= w_.size())
+      throw invalid_input("conv2d: no packed weights for group " + std::to_string(group) + " of " +
+                          std::to_string(w_.size()) +
+                          (uses_winograd() ? " (this conv was built in the Winograd form; build it with "
+                                             "winograd_enabled() = false for the implicit-GEMM form)"
+                                           : ""));
+    return w_[group];
+  }
+  /// The Winograd form of a 3x3 stride-1 conv built while winograd_enabled() (else empty); when
+  /// present it is the conv's only form and run() uses it.
   const winograd_conv3x3& winograd() const noexcept { return wino_; }
-  bool uses_winograd() const noexcept { return !wino_.empty() && winograd_enabled(); }
+  bool uses_winograd() const noexcept { return !wino_.empty(); }
 
   /// x: [N, H, W, IC]; y: [N, OH, OW, OC] (row stride ldy >= OC, default OC).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act = activation::none,
@@ -264,8 +274,9 @@ public:
               if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) {
                 std::fill(d, d + icg, 0.f);
               } else {
-                const float* src = x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) *
-                                           s.in_channels + g * icg;
+                const float* src =
+                    x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * s.in_channels +
+                    g * icg;
                 std::copy(src, src + icg, d);
               }
             }
@@ -281,9 +292,9 @@ public:
 
 private:
   conv2d_shape s_;
-  std::vector<packed_matrix> w_;  // one per group
+  std::vector<packed_matrix> w_;  // one per group; empty in the Winograd form
   std::vector<float> bias_;
-  winograd_conv3x3 wino_;        // 3x3 stride-1 convs only
+  winograd_conv3x3 wino_;  // 3x3 stride-1 convs built while winograd_enabled()
 };
 
 /// Depthwise KxK convolution, stride 1, padding K/2 (ref: SegformerDWConv, groups = channels).
@@ -344,7 +355,8 @@ public:
           float acc = bias_[j];
           for (long ky = ky0; ky < ky1; ++ky)
             for (long kx = kx0; kx < kx1; ++kx)
-              acc += rows[ky][base + kx * static_cast<long>(c)] * w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * c + j];
+              acc += rows[ky][base + kx * static_cast<long>(c)] *
+                     w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * c + j];
           out_row[ox * c + j] = activate<A>(acc);
         }
     };
@@ -374,9 +386,11 @@ inline void conv2d_ref(const float* x, std::size_t n, std::size_t h, std::size_t
                 const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
                 const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
                 if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) continue;
-                acc += static_cast<double>(x[((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) *
-                                                 s.in_channels + g * icg + i]) *
-                       weight[((o * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
+                acc +=
+                    static_cast<double>(
+                        x[((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * s.in_channels +
+                          g * icg + i]) *
+                    weight[((o * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
               }
           y[((b * oh + oy) * ow + ox) * s.out_channels + o] = static_cast<float>(acc);
         }

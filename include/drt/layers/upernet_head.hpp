@@ -48,6 +48,10 @@ public:
     std::vector<float> folded(w.conv_w, w.conv_w + out_channels * per_out);
     bias_ = fold_batch_norm(folded, per_out, {},
                             batch_norm_to_affine(w.bn_g, w.bn_b, w.bn_mean, w.bn_var, out_channels, bn_eps));
+    if (winograd_conv3x3::chosen(kernel, 1, kernel / 2, 1, in_channels, out_channels)) {
+      wino_ = winograd_conv3x3(folded.data(), out_channels, in_channels);  // the only form kept
+      return;
+    }
     // [OC][(ky, kx, ic)]: one packed matrix whose tap t is reduction rows [t*IC, (t+1)*IC).
     std::vector<float> reordered(out_channels * per_out);
     for (std::size_t o = 0; o < out_channels; ++o)
@@ -55,8 +59,6 @@ public:
         for (std::size_t i = 0; i < in_channels; ++i)
           reordered[(o * taps + t) * in_channels + i] = folded[(o * in_channels + i) * taps + t];
     w_ = packed_matrix::from_nk(reordered.data(), out_channels, per_out, per_out);
-    if (winograd_conv3x3::applies(kernel, 1, kernel / 2, 1, in_channels, out_channels))
-      wino_ = winograd_conv3x3(folded.data(), out_channels, in_channels);
   }
 
   std::size_t in_channels() const noexcept { return ic_; }
@@ -87,7 +89,7 @@ public:
       gemm(n * h * w, out_kept, in_kept, x, ldx, w_, y, ldy, ep);
       return;
     }
-    if (!wino_.empty() && winograd_enabled()) {
+    if (!wino_.empty()) {
       wino_.run(x, ldx, n, h, w, {gemm_segment{0, 0, in_kept}}, bias_.data(), y, ldy, out_kept, activation::relu);
       return;
     }
@@ -104,8 +106,8 @@ public:
 
 private:
   std::size_t ic_ = 0, oc_ = 0, k_ = 1;
-  packed_matrix w_;  // reduction (ky, kx, ic), K*K*IC rows; OC columns
-  winograd_conv3x3 wino_;  // the 3x3 form (fpn_convs)
+  packed_matrix w_;        // reduction (ky, kx, ic), K*K*IC rows; OC columns (empty in the Winograd form)
+  winograd_conv3x3 wino_;  // the 3x3 form (fpn_convs, psp bottleneck) when built while winograd_enabled()
   std::vector<float> bias_;
 };
 

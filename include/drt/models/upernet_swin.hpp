@@ -265,12 +265,15 @@ private:
       std::vector<float> folded(m.conv_w, m.conv_w + d * per_out);
       fpn_bottleneck_bias_ =
           fold_batch_norm(folded, per_out, {}, batch_norm_to_affine(m.bn_g, m.bn_b, m.bn_mean, m.bn_var, d, bn_eps));
-      std::vector<float> reordered(d * per_out);  // [OC][tap][IC]
-      for (std::size_t o = 0; o < d; ++o)
-        for (std::size_t i = 0; i < in; ++i)
-          for (std::size_t t = 0; t < 9; ++t) reordered[(o * 9 + t) * in + i] = folded[(o * in + i) * 9 + t];
-      fpn_bottleneck_ = packed_matrix::from_nk(reordered.data(), d, per_out, per_out);
-      fpn_bottleneck_wino_ = winograd_conv3x3(folded.data(), d, in);
+      if (winograd_conv3x3::chosen(3, 1, 1, 1, in, d)) {
+        fpn_bottleneck_wino_ = winograd_conv3x3(folded.data(), d, in);  // the only form kept
+      } else {
+        std::vector<float> reordered(d * per_out);  // [OC][tap][IC]
+        for (std::size_t o = 0; o < d; ++o)
+          for (std::size_t i = 0; i < in; ++i)
+            for (std::size_t t = 0; t < 9; ++t) reordered[(o * 9 + t) * in + i] = folded[(o * in + i) * 9 + t];
+        fpn_bottleneck_ = packed_matrix::from_nk(reordered.data(), d, per_out, per_out);
+      }
     }
     const float* cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});  // in checkpoint order (weight, bias)
     cls_ = linear(cls_w, get("decode_head.classifier.bias", {K}), classes_, d);
@@ -675,7 +678,7 @@ public:
     detail::aligned_vector<float> fused(m0 * pred), logits(m0 * classes_);
     {
       profile_scope ps("fpn_bottleneck");
-      if (winograd_enabled()) {  // Winograd over the concatenation: one run of U's rows per kept level
+      if (!fpn_bottleneck_wino_.empty()) {  // Winograd over the concatenation: one run of U's rows per kept level
         std::vector<gemm_segment> runs;
         for (std::size_t i = 0; i < L; ++i)
           if (kept[i] > 0) runs.push_back({off[i], i * D, kept[i]});
@@ -730,8 +733,9 @@ private:
   std::size_t d_ = 0, classes_ = 0;
   std::vector<conv_bn_relu> psp_, lateral_, fpn_;
   conv_bn_relu psp_bottleneck_;
-  packed_matrix fpn_bottleneck_;          ///< [9 * L*D][D], reduction in (tap, ic) order
-  winograd_conv3x3 fpn_bottleneck_wino_;  ///< the same conv as F(2x2, 3x3): 16 x [L*D][D]
+  /// fpn_bottleneck in one of two forms, chosen when built (winograd_enabled()):
+  packed_matrix fpn_bottleneck_;          ///< implicit GEMM: [9 * L*D][D], reduction in (tap, ic) order
+  winograd_conv3x3 fpn_bottleneck_wino_;  ///< Winograd F(m x m, 3x3): (m+2)^2 x [L*D][D]
   std::vector<float> fpn_bottleneck_bias_;
   linear cls_;  ///< classifier [K, D, 1, 1] as a linear over pixels
 };
