@@ -169,6 +169,7 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE("winograd_conv3x3: which convs use it, the switch, and errors") {
+    const drt::winograd_scope winograd_form(true);  // whatever DRT_CONV3X3 says
     CHECK(drt::winograd_conv3x3::applies(3, 1, 1, 1, 64, 64));
     CHECK_FALSE(drt::winograd_conv3x3::applies(3, 2, 1, 1, 64, 64));  // stride 2
     CHECK_FALSE(drt::winograd_conv3x3::applies(3, 1, 0, 1, 64, 64));  // no padding
