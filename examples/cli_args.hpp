@@ -130,6 +130,15 @@ inline std::size_t parse_positive(const std::string& command, const std::string&
   return v;
 }
 
+/// A class index to ignore in label maps: an integer in [0, 255] (label PNGs hold 8-bit indices; 0
+/// is a valid class).
+inline int parse_label_index(const std::string& command, const std::string& option, const std::string& text) {
+  const std::size_t v = text == "0" ? 0 : detail::positive_or_zero(text);
+  if ((v == 0 && text != "0") || v > 255)
+    throw usage_error(command, "option '" + option + "' expects a label index in [0, 255], got '" + text + "'");
+  return static_cast<int>(v);
+}
+
 struct size_hw {
   std::size_t height = 0;
   std::size_t width = 0;

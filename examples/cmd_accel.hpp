@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <optional>
 #include <iomanip>
 #include <iostream>
@@ -221,12 +222,13 @@ inline int dse_main(const parsed_args& args) {
     const drt::lookup_table lut = drt::load_lut(paths_arg);
     if (!size && lut.input_height() > 0) size = size_hw{lut.input_height(), lut.input_width()};
     std::vector<std::string> names;
-    for (const auto& e : lut.entries) {
+    for (std::size_t i = 0; i < lut.entries.size(); ++i) {
+      const auto& e = lut.entries[i];
       std::string model = e.model;
       if (args.has("--arch")) {
         model = arch;
       } else if (e.model_dir.empty() || !std::filesystem::is_regular_file(e.model_dir + "/config.json")) {
-        throw drt::invalid_input("lut '" + paths_arg + "': entry " + e.label() + ": model_dir '" + e.model_dir +
+        throw drt::invalid_input(lut.entry_where(i) + ": model_dir '" + e.model_dir +
                                  "' has no config.json here; give --arch NAME to cost its paths on a standard architecture");
       }
       model_named(model, args.has("--arch") ? std::string() : e.model_dir);
@@ -238,7 +240,8 @@ inline int dse_main(const parsed_args& args) {
   } else {
     std::vector<std::string> texts;
     if (is_file) {
-      std::ifstream in(paths_arg);
+      const std::vector<char> bytes = drt::read_file("paths file", paths_arg, std::size_t{64} << 20);
+      std::istringstream in(std::string(bytes.begin(), bytes.end()));
       for (std::string line; std::getline(in, line);)
         if (const auto t = detail::trimmed(line); !t.empty() && t[0] != '#') texts.push_back(t);
     } else {
@@ -308,11 +311,11 @@ inline int dse_main(const parsed_args& args) {
     std::cerr << '\n';
   }
   std::cout << drt::dse_csv(pts);
-  auto write = [](const std::string& file, const std::string& body, const char* kind) {
-    std::ofstream out(file);
-    if (!out) throw drt::io_error(std::string(kind) + " '" + file + "': cannot open for writing");
-    out << body;
-    std::cerr << "drt dse: wrote " << file << '\n';
+  drt::output_files outputs;  // every file lands, or none
+  std::vector<std::string> written;
+  auto write = [&](const std::string& file, const std::string& body, const char* kind) {
+    outputs.add(kind, file, body);
+    written.push_back(file);
   };
   if (args.has("--csv")) write(args.get("--csv"), drt::dse_csv(pts), "csv");
   if (args.has("--front-csv")) write(args.get("--front-csv"), drt::path_front_csv(pts), "csv");
@@ -332,6 +335,8 @@ inline int dse_main(const parsed_args& args) {
             drt::dse_path_front_svg(pts, front_accel, true, what + ": paths on " + front_accel + ", energy", ylabel), "svg");
     }
   }
+  outputs.commit();
+  for (const auto& f : written) std::cerr << "drt dse: wrote " << f << '\n';
   return 0;
 }
 

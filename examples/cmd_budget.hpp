@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 
 namespace drt_cli {
 
@@ -69,9 +70,10 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
       has_trace ? drt::load_budget_trace(args.get("--budget-trace"))
                 : std::vector<double>{drt::parse_budget_ms(args.get("--budget-ms"), "--budget-ms")};
   size_hw size;
-  if (args.has("--size")) size = parse_size(cmd, "--size", args.get("--size"));
+  if (args.has("--size")) size = parse_size_limited(cmd, args);
+  const std::size_t pixel_limit = max_pixels(cmd, args);
   auto load = [&](const std::string& path, drt::rgb_image& original) {
-    original = drt::load_image(path);
+    original = drt::load_image(path, drt::channel_policy::convert, pixel_limit);
     return args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
   };
   drt::executor<drt::segformer_graph, Policy> ex(bm.graph, std::move(policy));
@@ -90,14 +92,13 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     const double budget = budgets[0];
     ex.run(x, budget);  // warm-up: the first run pays for page faults and thread start-up
     const auto r = ex.run(x, budget);
+    warn_nonfinite(cmd, "logits", r.output);
     const drt::itensor3 classes = drt::upsample_argmax(r.output, image.height, image.width);
     const std::string mask = args.get("--out", "segment_mask.png");
     const std::size_t k = r.output.shape(1);
     const drt::palette pal = drt::class_palette(k);
-    drt::write_class_map_png(mask, classes, pal);
-    if (args.has("--overlay"))
-      drt::write_overlay_png(args.get("--overlay"), image, classes, pal,
-                             args.has("--alpha") ? parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f);
+    write_segmentation(mask, args.get("--overlay"), image, classes, pal,
+                       args.has("--alpha") ? parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f);
     std::cout << std::setprecision(1) << "lut      " << lut_file << " (" << table.entries.size() << " entries, policy "
               << Policy::name() << ")\n"
               << "image    " << image_path << " (" << image.height << "x" << image.width << " HxW)\n"
@@ -125,7 +126,7 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
             << "mIoU" << std::setw(10) << "expected" << std::setw(10) << "measured" << '\n';
   std::vector<double> times;
   double miou_sum = 0;
-  std::size_t misses = 0, infeasible = 0;
+  std::size_t misses = 0, infeasible = 0, nonfinite = 0;
   std::map<std::string, std::size_t> counts;
   for (std::size_t i = 0; i < files.size(); ++i) {
     drt::rgb_image original;
@@ -143,6 +144,7 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     const drt::tensor4 x = drt::normalize_imagenet(image);
     const double budget = budgets[i % budgets.size()];
     const auto r = ex.run(x, budget);
+    if (warn_nonfinite(cmd, "logits of frame " + std::to_string(i) + " ('" + files[i] + "')", r.output) > 0) ++nonfinite;
     times.push_back(r.measured_ms);
     miou_sum += r.entry.miou;
     misses += r.missed ? 1 : 0;
@@ -164,6 +166,7 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
       std::min(sorted.size() - 1, static_cast<std::size_t>(std::ceil(0.99 * double(sorted.size()))) - 1);
   std::cout << std::setprecision(1) << "\nframes " << times.size() << ", deadline misses " << misses << " ("
             << 100.0 * double(misses) / double(times.size()) << " %), frames where nothing fits " << infeasible
+            << (nonfinite ? ", frames with non-finite logits " + std::to_string(nonfinite) : std::string())
             << "\nlatency mean " << mean << " ms, p99 " << sorted[p99] << " ms, expected mIoU mean "
             << std::setprecision(4) << miou_sum / double(times.size()) << "\npaths used:\n";
   for (const auto& [name, n] : counts) std::cout << "  " << std::setw(5) << n << "  " << name << '\n';
@@ -195,13 +198,18 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
 
   // Positionals: [MODEL_DIR] [IMAGE], or a single IMAGE file.
   std::string model_dir, image = default_image;
-  if (args.positional.size() == 1 && fs::is_regular_file(args.positional[0]))
+  std::error_code ec;
+  if (args.positional.size() == 1 && fs::is_regular_file(args.positional[0], ec))
     image = args.positional[0];
   else {
     if (!args.positional.empty()) model_dir = args.positional[0];
     if (args.positional.size() > 1) image = args.positional[1];
   }
 
+  if (!args.has("--frames")) {  // refuse unwritable outputs before loading and running anything
+    drt::check_writable("png", args.get("--out", "segment_mask.png"));
+    if (args.has("--overlay")) drt::check_writable("png", args.get("--overlay"));
+  }
   const std::string lut_file = args.get("--lut");
   drt::lookup_table table = drt::load_lut(lut_file);
   const std::string warn = drt::machine_mismatch(table.machine, drt::machine_info::current(), "lut '" + lut_file + "'");
@@ -230,8 +238,9 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
         tries.push_back(fs::path(lut_file).parent_path() / e.model_dir);
       }
       bool found = false;
+      std::error_code ec;
       for (const auto& t : tries)
-        if (fs::exists(t / "config.json")) {
+        if (fs::exists(t / "config.json", ec)) {
           dirs[e.model] = t.string();
           found = true;
           break;
@@ -252,7 +261,7 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
 
   detail::budget_models bm;
   for (const auto& [name, dir] : dirs) {
-    bm.models[name] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir));
+    bm.models[name] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, weight_options(args)));
     bm.graph.add(name, *bm.models[name]);
   }
   if (policy == "lut") {

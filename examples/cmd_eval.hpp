@@ -4,11 +4,11 @@
 #include <drt/eval/evaluate.hpp>
 #include <drt/models/segformer.hpp>
 
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 
 namespace drt_cli {
 
@@ -24,7 +24,9 @@ inline const command_spec eval_cmd{
      {"--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)"},
      {"--limit", "N", "evaluate only the first N images (sorted by name)"},
      {"--json", "OUT", "write mIoU, pixel accuracy, per-class IoU and the confusion matrix as JSON"},
-     {"--threads", "T", "OpenMP threads (default: all)"}},
+     {"--threads", "T", "OpenMP threads (default: all)"},
+     max_pixels_option,
+     allow_nonfinite_option},
     1,
     1};
 
@@ -33,15 +35,17 @@ inline int eval_main(const parsed_args& args) {
   if (!args.has("--data")) throw usage_error(cmd, "missing required option '--data'");
   if (args.has("--threads")) drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
   const std::string model_dir = args.positional.at(0), data = args.get("--data");
-  const int ignore = args.has("--ignore-index") ? static_cast<int>(parse_positive(cmd, "--ignore-index", args.get("--ignore-index"))) : 255;
+  const int ignore = args.has("--ignore-index") ? parse_label_index(cmd, "--ignore-index", args.get("--ignore-index")) : 255;
+  if (args.has("--json")) drt::check_writable("json", args.get("--json"));  // before minutes of evaluation
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
-  const auto model = drt::segformer_model::from_dir(model_dir);
+  const std::size_t pixel_limit = max_pixels(cmd, args);
+  const auto model = drt::segformer_model::from_dir(model_dir, weight_options(args));
   const auto path = drt::segformer_path::parse(args.get("--path"));
   const auto exec = model.compile(path);
   const auto items = drt::list_labelled_dataset(data, limit);
   const auto& names = model.config().class_names;
   const auto cm = drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x, false, exec).logits; },
-                                             names.size(), items, ignore, drt::stderr_progress("drt eval"));
+                                             names.size(), items, ignore, drt::stderr_progress("drt eval"), pixel_limit);
   auto j = cm.to_json(names);
   j["model"] = model_dir;
   j["path"] = path.to_string();
@@ -56,9 +60,7 @@ inline int eval_main(const parsed_args& args) {
     std::cout << "  " << std::setw(2) << c << ' ' << std::left << std::setw(14) << names[c] << std::right << ' '
               << (ious[c] == ious[c] ? ious[c] : 0.0) << '\n';
   if (args.has("--json")) {
-    std::ofstream out(args.get("--json"));
-    if (!out) throw drt::io_error("json '" + args.get("--json") + "': cannot open for writing");
-    out << j.dump(1) << '\n';
+    drt::write_file_atomic("json", args.get("--json"), j.dump(1) + "\n");
     std::cout << "json       " << args.get("--json") << '\n';
   }
   return 0;

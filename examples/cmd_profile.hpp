@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 
 namespace drt_cli {
 
@@ -37,7 +38,8 @@ inline const command_spec profile_cmd{
      {"--threads", "T", "OpenMP threads (default: all)"},
      {"--format", "FMT", "table (default), csv or json"},
      {"--top", "N", "table: only the N layers that take the most time (default: all)"},
-     {"--svg", "FILE", "plot: MAC share vs time share by kind and region (one setting) or time share vs setting"}},
+     {"--svg", "FILE", "plot: MAC share vs time share by kind and region (one setting) or time share vs setting"},
+     max_pixels_option},
     0,
     1};
 
@@ -77,6 +79,12 @@ inline int profile_main(const parsed_args& args) {
   std::vector<size_hw> sizes;
   for (const auto& s : split_list(args.get("--size", classifier ? "224x224" : "512x512")))
     sizes.push_back(parse_size(cmd, "--size", s));
+  for (const auto& sz : sizes)
+    for (const std::size_t n : batches)  // a batch of n images of H x W is n*H*W pixels of activations
+      drt::check_pixel_limit("--size " + std::to_string(sz.height) + "x" + std::to_string(sz.width) + " --batch " +
+                                 std::to_string(n),
+                             sz.height * n, sz.width, max_pixels(cmd, args));
+  if (args.has("--svg")) drt::check_writable("svg", args.get("--svg"));
 
   std::vector<drt::profile_result> results;
   nlohmann::json all = nlohmann::json::array();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 
 namespace drt_cli {
 
@@ -53,7 +54,8 @@ inline const command_spec sweep_cmd{
      {"--measured-in-table", "",
       "timed paths carry their measured latency (default: every path its calibrated prediction)"},
      {"--title", "TEXT", "plot title"},
-     {"--threads", "T", "OpenMP threads (default: all)"}},
+     {"--threads", "T", "OpenMP threads (default: all)"},
+     max_pixels_option},
     1,
     64};
 
@@ -92,8 +94,7 @@ inline int sweep_main(const parsed_args& args) {
   drt::sweep_options o;
   o.data_dir = args.get("--data");
   if (args.has("--ignore-index")) {
-    const std::string v = args.get("--ignore-index");
-    o.ignore_index = v == "0" ? 0 : static_cast<int>(parse_positive(cmd, "--ignore-index", v));
+    o.ignore_index = parse_label_index(cmd, "--ignore-index", args.get("--ignore-index"));
   }
   auto count = [&](const char* opt, std::size_t& field) {
     if (args.has(opt)) field = parse_positive(cmd, opt, args.get(opt));
@@ -107,7 +108,7 @@ inline int sweep_main(const parsed_args& args) {
   count("--decoder-repeats", o.decoder_repeats);
   count("--confirm", o.confirm);
   if (args.has("--size")) {
-    const auto s = parse_size(cmd, "--size", args.get("--size"));
+    const auto s = parse_size_limited(cmd, args);
     o.height = s.height;
     o.width = s.width;
   }
@@ -137,13 +138,19 @@ inline int sweep_main(const parsed_args& args) {
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
   o.measured_in_table = args.has("--measured-in-table");
 
+  // Refuse an unwritable output now, not after the measuring.
+  drt::check_writable("lut", args.get("--out"));
+  if (args.has("--svg")) drt::check_writable("svg", args.get("--svg"));
+
   std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
   const auto result = drt::sweep_segformer(args.positional, o, drt::stderr_sweep_progress(), [](const std::string& s) {
     std::cerr << (isatty(2) ? "\r\033[K" : "") << "drt sweep: " << s << '\n';
   });
   const auto& t = result.table;
-  drt::save_lut(t, args.get("--out"));
-  if (args.has("--svg")) drt::front_chart(t, args.get("--title")).save(args.get("--svg"));
+  drt::output_files outputs;  // the table and its plot land together or not at all
+  outputs.add("lut", args.get("--out"), t.to_json().dump(1) + "\n");
+  if (args.has("--svg")) outputs.add("svg", args.get("--svg"), drt::front_chart(t, args.get("--title")).to_svg());
+  outputs.commit();
 
   const auto& r = result.report;
   const auto& lat = r["latency"];

@@ -29,6 +29,7 @@
 #endif
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 #include "cmd_accel.hpp"
 #include "cmd_budget.hpp"
 #include "cmd_eval.hpp"
@@ -91,7 +92,9 @@ const command_spec run_cmd{
     {{"--input", "CASE", "safetensors file with 'pixel_values' [N, 3, H, W] (normalized, float)"},
      {"--output", "OUT", "safetensors file to write"},
      {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
-     {"--threads", "T", "OpenMP threads (default: all)"}},
+     {"--threads", "T", "OpenMP threads (default: all)"},
+     drt_cli::max_pixels_option,
+     drt_cli::allow_nonfinite_option},
     1,
     1};
 
@@ -101,18 +104,25 @@ int run_main(const parsed_args& args) {
   apply_threads(run_cmd.name, args);
   const std::string model_dir = args.positional.at(0);
   const std::string input = args.get("--input"), output = args.get("--output");
+  const std::size_t pixel_limit = drt_cli::max_pixels(run_cmd.name, args);
 
-  const drt::safetensors_file in(input);
+  // Inputs may hold NaN (a warning below); the shape is checked before anything is allocated for it.
+  const drt::safetensors_file in(input, drt::safetensors_options{true});
+  const auto& entry = in.entry("pixel_values");
+  if (entry.shape.size() != 4 || entry.shape[1] != 3 || entry.shape[0] == 0)
+    throw drt::shape_error("safetensors '" + input + "': tensor 'pixel_values' has shape " +
+                           drt::shape_str(entry.shape) + ", expected [N, 3, H, W] with N >= 1");
+  const auto n = static_cast<std::size_t>(entry.shape[0]), h = static_cast<std::size_t>(entry.shape[2]),
+             w = static_cast<std::size_t>(entry.shape[3]);
+  drt::check_pixel_limit("safetensors '" + input + "': tensor 'pixel_values' " + drt::shape_str(entry.shape), h, w,
+                         pixel_limit);
+  drt::check_writable("safetensors", output);  // before the forward pass
   const drt::host_tensor px = in.read_float("pixel_values");
-  if (px.shape.size() != 4 || px.shape[1] != 3 || px.shape[0] == 0)
-    throw drt::shape_error("safetensors '" + input + "': tensor 'pixel_values' has shape " + drt::shape_str(px.shape) +
-                           ", expected [N, 3, H, W] with N >= 1");
-  const auto n = static_cast<std::size_t>(px.shape[0]), h = static_cast<std::size_t>(px.shape[2]),
-             w = static_cast<std::size_t>(px.shape[3]);
+  drt_cli::warn_nonfinite(run_cmd.name, "input '" + input + "' tensor 'pixel_values'", px.data);
   drt::tensor4 pixel_values = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
   std::copy(px.data.begin(), px.data.end(), pixel_values.begin());
 
-  const drt::any_model any = drt::load_model(model_dir);
+  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args));
   std::cerr << "drt run: model " << model_dir << " (" << drt::family_name(any) << ", " << thread_count()
             << " threads)\n"
             << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';
@@ -160,6 +170,8 @@ int run_main(const parsed_args& args) {
       add4("hidden_state" + std::to_string(i), std::move(out.hidden_states[i]));
   }
   if (prediction.size() > 0) records["prediction"] = {shape_of(prediction), nullptr, prediction.data()};
+  if (!keep4.empty()) drt_cli::warn_nonfinite(run_cmd.name, "output 'logits'", keep4.front());
+  if (keep2.size() > 0) drt_cli::warn_nonfinite(run_cmd.name, "output 'logits'", keep2);
   drt::save_safetensors(output, records, in.metadata());
   std::cerr << std::fixed << std::setprecision(1) << "drt run: forward " << forward_ms << " ms\n"
             << "drt run: wrote " << output << ":";
@@ -182,7 +194,9 @@ const command_spec segment_cmd = drt_cli::with_budget_options(command_spec{
      {"--alpha", "A", "overlay opacity of the class colours in [0, 1] (default 0.5)"},
      {"--size", "HxW", "resize the image to H x W before inference (e.g. 352x480)"},
      {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
-     {"--threads", "T", "OpenMP threads (default: all)"}},
+     {"--threads", "T", "OpenMP threads (default: all)"},
+     drt_cli::max_pixels_option,
+     drt_cli::allow_nonfinite_option},
     0,
     2});
 
@@ -195,13 +209,16 @@ int segment_main(const parsed_args& args) {
   const std::string overlay_path = args.get("--overlay");
   const float alpha = args.has("--alpha") ? drt_cli::parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f;
   drt_cli::size_hw size;
-  if (args.has("--size")) size = drt_cli::parse_size(cmd, "--size", args.get("--size"));
+  if (args.has("--size")) size = drt_cli::parse_size_limited(cmd, args);
   apply_threads(cmd, args);
+  drt::check_writable("png", mask_path);  // before loading and running anything
+  if (!overlay_path.empty()) drt::check_writable("png", overlay_path);
 
-  const drt::any_model any = drt::load_model(model_dir);
+  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args));
   if (std::holds_alternative<drt::resnet_model>(any))
     throw drt::invalid_input("drt segment: model '" + model_dir + "' is a resnet classifier, not a segmentation model");
-  const drt::rgb_image original = drt::load_image(image_path);
+  const drt::rgb_image original =
+      drt::load_image(image_path, drt::channel_policy::convert, drt_cli::max_pixels(cmd, args));
   const drt::rgb_image image = args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
   const drt::tensor4 pixel_values = drt::normalize_imagenet(image);  // [1, 3, H, W]
 
@@ -230,11 +247,11 @@ int segment_main(const parsed_args& args) {
     forward_ms = ms_since(t0);
     names = up.config().class_names;
   }
+  drt_cli::warn_nonfinite(cmd, "logits", logits);
   const drt::itensor3 classes = drt::upsample_argmax(logits, image.height, image.width);  // [1, H, W]
 
   const drt::palette pal = drt::class_palette(names.size());
-  drt::write_class_map_png(mask_path, classes, pal);
-  if (!overlay_path.empty()) drt::write_overlay_png(overlay_path, image, classes, pal, alpha);
+  drt_cli::write_segmentation(mask_path, overlay_path, image, classes, pal, alpha);
 
   std::cout << "model    " << model_dir << " (" << names.size() << " classes)\n"
             << "image    " << image_path << " (" << original.height << "x" << original.width << " HxW)\n"

@@ -121,11 +121,19 @@ TEST_SUITE("engine") {
     other.entries = {entry("b2", "full", 40, 0.6)};
     CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
                                                                                drt::lut_policy(other))),
-                         "executor: lut entry b2 'full' needs model 'b2', which is not loaded (loaded: b0)",
+                         "lookup table: entry 0 (b2 'full'): needs model 'b2', which is not loaded (loaded: b0)",
                          drt::invalid_input);
     other.entries = {entry("b0", "depths=3,2,2,2", 40, 0.6)};
     CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
                                                                                drt::lut_policy(other))),
-                         "path 'depths=3,2,2,2': stage 0 depth 3 exceeds the model's 2", drt::invalid_input);
+                         "lookup table: entry 0 (b0 'depths=3,2,2,2'): path 'depths=3,2,2,2': stage 0 depth 3 exceeds "
+                         "the model's 2",
+                         drt::invalid_input);
+    other.source = "lut 'other.json'";  // as load_lut names a table read from a file
+    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+                                                                               drt::lut_policy(other))),
+                         "lut 'other.json': entry 0 (b0 'depths=3,2,2,2'): path 'depths=3,2,2,2': stage 0 depth 3 "
+                         "exceeds the model's 2",
+                         drt::invalid_input);
   }
 }

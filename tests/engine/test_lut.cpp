@@ -130,7 +130,10 @@ TEST_SUITE("engine") {
   }
 
   TEST_CASE("lut: bad files give errors naming the file, the entry and the value") {
-    CHECK_THROWS_WITH_AS(drt::load_lut("/nonexistent/lut.json"), "lut '/nonexistent/lut.json': cannot open file",
+    CHECK_THROWS_WITH_AS(drt::load_lut("/nonexistent/lut.json"),
+                         "lut '/nonexistent/lut.json': cannot open file (No such file or directory)", drt::io_error);
+    CHECK_THROWS_WITH_AS(drt::load_lut(fs::temp_directory_path().string()),
+                         ("lut '" + fs::temp_directory_path().string() + "': cannot open file (it is a directory)").c_str(),
                          drt::io_error);
     auto check = [](const std::string& text, const std::string& message) {
       const auto f = write_file("drt_bad_lut.json", text);
@@ -165,5 +168,14 @@ TEST_SUITE("engine") {
     check(lut_text({{"latency_source", "guessed"}}),
           "entry 0 (segformer-b0-camvid 'full'): latency_source 'guessed' must be \"measured\" or \"predicted\"");
     check(lut_text({{"model", nullptr}}), "entry 0: missing field 'model'");
+    // issue 16: integers never wrap, wrong types name the field
+    check(lut_text({{"version", 1099511627777ULL}}, true),
+          "version 1099511627777 is not supported (this drt reads version 1)");  // 2^40 + 1, not 1
+    check(lut_text({{"input", {{"height", "360"}, {"width", 480}}}}, true),
+          "input: field 'height' must be an integer in [1, 1048576], got \"360\"");
+    check(lut_text({{"input", 360}}, true), "field 'input' must be an object {height, width}, got 360");
+    check(lut_text({{"machine", {{"threads", 4294967298ULL}}}}, true),
+          "machine: field 'threads' must be an integer in [1, 1048576], got 4294967298");
+    check(lut_text({{"machine", {{"threads", 2.5}}}}, true), "machine: field 'threads' must be an integer in [1, 1048576], got 2.5");
   }
 }

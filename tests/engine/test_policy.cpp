@@ -138,7 +138,7 @@ TEST_SUITE("engine") {
     std::ofstream(file) << "# budgets\n33\n\n40.5\n";
     CHECK(drt::load_budget_trace(file) == std::vector<double>{33, 40.5});
     CHECK_THROWS_WITH_AS(drt::load_budget_trace("/nonexistent/trace.txt"),
-                         "budget trace '/nonexistent/trace.txt': cannot open file", drt::io_error);
+                         "budget trace '/nonexistent/trace.txt': cannot open file (No such file or directory)", drt::io_error);
     CHECK_THROWS_WITH_AS(drt::lut_policy(drt::lookup_table{}), "lut_policy: the lookup table has no entries",
                          drt::invalid_input);
   }

@@ -330,3 +330,55 @@ TEST_CASE("load_label_png reads 8-bit class maps and rejects RGB files") {
 }
 
 TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("io");
+
+TEST_CASE("the pixel limit refuses a small file declaring a huge image, before decoding (issue 16)") {
+  const std::string huge = std::string(DRT_SOURCE_DIR) + "/tests/data/hostile/declares_8000x8000.png";  // 45 bytes
+  CHECK_THROWS_WITH_AS(drt::load_image(huge),
+                       ("image '" + huge +
+                        "': 8000x8000 (HxW) is more than the limit of 16777216 pixels (raise the limit to allow it)")
+                           .c_str(),
+                       drt::invalid_input);
+  CHECK_THROWS_WITH_AS(drt::load_label_png(huge), doctest::Contains("label '" + huge + "': 8000x8000 (HxW) is more than the limit"),
+                       drt::invalid_input);
+  // Raised limit: the header passes, the missing pixel data is then a decode error, not an allocation of 192 MB.
+  CHECK_THROWS_WITH_AS(drt::load_image(huge, drt::channel_policy::convert, std::size_t{64'000'000}),
+                       doctest::Contains("image '" + huge + "': cannot decode (stb_image: "), drt::io_error);
+  // The limit applies to real images too: the 360x480 CamVid frame under 100000 pixels.
+  CHECK_THROWS_WITH_AS(drt::load_image(camvid_image, drt::channel_policy::convert, 100000),
+                       ("image '" + camvid_image + "': 360x480 (HxW) is more than the limit of 100000 pixels (raise the limit to allow it)").c_str(),
+                       drt::invalid_input);
+  CHECK(drt::load_image(camvid_image, drt::channel_policy::convert, 360 * 480).width == 480);
+  CHECK_THROWS_WITH_AS(drt::check_pixel_limit("--size 0x5", 0, 5), "--size 0x5: 0x5 (HxW) is empty", drt::invalid_input);
+}
+
+TEST_CASE("decode_image decodes bytes in memory exactly as load_image reads the file") {
+  std::ifstream in(camvid_image, std::ios::binary);
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto a = drt::decode_image("frame", bytes.data(), bytes.size());
+  const auto b = drt::load_image(camvid_image);
+  CHECK(a.height == b.height);
+  CHECK(a.pixels == b.pixels);
+  CHECK_THROWS_WITH_AS(drt::decode_image("frame", bytes.data(), 0), "image 'frame': file is empty", drt::io_error);
+}
+
+TEST_CASE("truncated images: every cut gives an error with stb's reason (never an empty one) or a smaller decode") {
+  std::ifstream in(camvid_image, std::ios::binary);
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::size_t errors = 0;
+  for (std::size_t n = 1; n < bytes.size(); n += 997) {
+    try {
+      const auto img = drt::decode_image("cut", bytes.data(), n);
+      CHECK(img.pixels.size() == img.width * img.height * 3);
+    } catch (const drt::io_error& e) {
+      ++errors;
+      const std::string what = e.what();
+      CHECK_MESSAGE(what.find("stb_image: )") == std::string::npos, what);
+      CHECK_MESSAGE(what.rfind("image 'cut': cannot decode (", 0) == 0, what);
+    }
+  }
+  CHECK(errors > 0);
+}
+
+TEST_SUITE_END();

@@ -74,7 +74,7 @@ TEST_CASE("segformer config: unsupported or inconsistent values are rejected wit
   SUBCASE("non-positive entry") {
     j["sr_ratios"] = {8, 4, 0, 1};
     CHECK_THROWS_WITH_AS(drt::parse_segformer_config(j, "c.json"),
-                         "config 'c.json': field 'sr_ratios' must hold positive integers, got [8,4,0,1]", drt::invalid_input);
+                         "config 'c.json': field 'sr_ratios' must hold integers in [1, 2^30], got [8,4,0,1]", drt::invalid_input);
   }
   SUBCASE("missing field") {
     j.erase("hidden_sizes");
@@ -120,5 +120,35 @@ TEST_CASE("segformer model: weights of the wrong shape and too-small inputs are 
     CHECK_THROWS_WITH_AS(m.forward(x), "segformer: pixel_values has shape [1, 1, 64, 64], expected [N, 3, H, W] with N >= 1",
                          drt::shape_error);
   }
+}
+
+TEST_CASE("config: integers that do not fit are refused, never wrapped; wrong types name the field (issue 16)") {
+  using E = drt::invalid_input;
+  auto with = [](const char* key, nlohmann::json v) {
+    auto j = b0_json();
+    j[key] = std::move(v);
+    return j;
+  };
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("depths", {2147483648LL, 2, 2, 2}), "c.json"),
+                       "config 'c.json': field 'depths' must hold integers in [1, 2^30], got [2147483648,2,2,2]", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("hidden_sizes", {4294967320LL, 64, 160, 256}), "c.json"),
+                       "config 'c.json': field 'hidden_sizes' must hold integers in [1, 2^30], got [4294967320,64,160,256]", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("decoder_hidden_size", 18446744073709551615ULL), "c.json"),
+                       "config 'c.json': field 'decoder_hidden_size' must be an integer in [1, 2^30], got 18446744073709551615", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("hidden_act", 7), "c.json"),
+                       "config 'c.json': field 'hidden_act' must be a string, got 7", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("model_type", 3), "c.json"),
+                       "config 'c.json': field 'model_type' must be a string, got 3", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("dtype", false), "c.json"),
+                       "config 'c.json': field 'dtype' must be a string, got false", E);
+  CHECK_THROWS_WITH_AS(drt::parse_segformer_config(with("depths", "2,2,2,2"), "c.json"),
+                       "config 'c.json': field 'depths' must be a list of integers, got \"2,2,2,2\"", E);
+  CHECK(drt::parse_segformer_config(with("depths", {1073741824, 2, 2, 2}), "c.json").depths[0] == 1073741824);  // 2^30 fits
+}
+
+TEST_CASE("config: a folder or a missing file is named") {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  CHECK_THROWS_WITH_AS(drt::load_segformer_config(dir), ("config '" + dir + "': cannot open file (it is a directory)").c_str(),
+                       drt::io_error);
 }
 }

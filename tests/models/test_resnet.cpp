@@ -363,7 +363,7 @@ TEST_SUITE("models") {
     SUBCASE("non-positive entry") {
       j["hidden_sizes"] = {32, 0, 128, 256};
       CHECK_THROWS_WITH_AS(drt::parse_resnet_config(j, "c.json"),
-                           "config 'c.json': field 'hidden_sizes' must hold positive integers, got [32,0,128,256]",
+                           "config 'c.json': field 'hidden_sizes' must hold integers in [1, 2^30], got [32,0,128,256]",
                            drt::invalid_input);
     }
     SUBCASE("empty list") {
@@ -387,7 +387,7 @@ TEST_SUITE("models") {
     SUBCASE("embedding_size") {
       j["embedding_size"] = -8;
       CHECK_THROWS_WITH_AS(drt::parse_resnet_config(j, "c.json"),
-                           "config 'c.json': field 'embedding_size' must be a positive integer, got -8",
+                           "config 'c.json': field 'embedding_size' must be an integer in [1, 2^30], got -8",
                            drt::invalid_input);
     }
     SUBCASE("id2label with a gap") {

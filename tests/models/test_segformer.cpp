@@ -142,7 +142,7 @@ TEST_CASE("load_model picks the family from config.json and rejects unknown type
                        ("model '" + dir.string() + "': model_type 'mask2former' is not supported (supported: segformer, "
                         "upernet with a swin backbone, resnet)").c_str(),
                        drt::invalid_input);
-  CHECK_THROWS_WITH_AS(drt::load_model("/nonexistent/dir"), "config '/nonexistent/dir/config.json': cannot open file",
+  CHECK_THROWS_WITH_AS(drt::load_model("/nonexistent/dir"), "config '/nonexistent/dir/config.json': cannot open file (No such file or directory)",
                        drt::io_error);
 }
 }

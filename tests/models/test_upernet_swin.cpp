@@ -139,10 +139,10 @@ TEST_SUITE("models") {
                          "heads",
                          E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("window_size", 0), "c.json"),
-                         "config 'c.json': field 'backbone_config.window_size' must be a positive integer, got 0", E);
+                         "config 'c.json': field 'backbone_config.window_size' must be an integer in [1, 2^30], got 0", E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("depths", {2, 0, 2, 2}), "c.json"),
-                         "config 'c.json': field 'backbone_config.depths' must be a non-empty list of positive "
-                         "integers, got [2,0,2,2]",
+                         "config 'c.json': field 'backbone_config.depths' must be a non-empty list of integers in "
+                         "[1, 2^30], got [2,0,2,2]",
                          E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("hidden_act", "gelu_new"), "c.json"),
                          "config 'c.json': backbone_config.hidden_act 'gelu_new' is not supported (gelu, relu)", E);
@@ -173,9 +173,9 @@ TEST_SUITE("models") {
         E);
     CHECK_THROWS_WITH_AS(
         drt::parse_upernet_config(with("pool_scales", {1, 0}, false), "c.json"),
-        "config 'c.json': field 'pool_scales' must be a non-empty list of positive integers, got [1,0]", E);
+        "config 'c.json': field 'pool_scales' must be a non-empty list of integers in [1, 2^30], got [1,0]", E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("hidden_size", 0, false), "c.json"),
-                         "config 'c.json': field 'hidden_size' must be a positive integer, got 0", E);
+                         "config 'c.json': field 'hidden_size' must be an integer in [1, 2^30], got 0", E);
     CHECK_THROWS_WITH_AS(
         drt::standard_upernet_swin_config("swin-l-upernet"),
         "unknown UPerNet architecture 'swin-l-upernet' (swin-t-upernet, swin-s-upernet, swin-b-upernet)", E);

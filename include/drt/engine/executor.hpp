@@ -59,7 +59,7 @@ public:
     if (it == models_.end()) {
       std::string loaded;
       for (const auto& [name, m] : models_) loaded += (loaded.empty() ? "" : ", ") + name;
-      throw invalid_input("executor: lut entry " + e.label() + " needs model '" + e.model + "', which is not loaded" +
+      throw invalid_input("needs model '" + e.model + "', which is not loaded" +
                           (loaded.empty() ? std::string(" (none loaded)") : " (loaded: " + loaded + ")"));
     }
     const auto path = e.path == "full" ? segformer_path{} : segformer_path::parse(e.path);
@@ -86,10 +86,17 @@ class executor {
 public:
   using result_type = frame_result<typename Graph::output_type>;
 
-  /// Plans every entry the policy may choose (throws here, never per frame, for a bad entry).
+  /// Plans every entry the policy may choose (throws here, never per frame, for a bad entry; the
+  /// error names the table and the entry: "lut 'f.json': entry 3 (model 'path'): ...").
   executor(Graph graph, Policy policy, Clock clock = {})
       : graph_(std::move(graph)), policy_(std::move(policy)), clock_(std::move(clock)) {
-    for (const std::size_t i : policy_.candidates()) plans_.emplace(i, graph_.plan(policy_.table().entries[i]));
+    for (const std::size_t i : policy_.candidates()) {
+      try {
+        plans_.emplace(i, graph_.plan(policy_.table().entries[i]));
+      } catch (const invalid_input& e) {
+        throw invalid_input(policy_.table().entry_where(i) + ": " + e.what());
+      }
+    }
   }
 
   /// Runs one frame under `budget_ms` (throws drt::invalid_input for an impossible budget).

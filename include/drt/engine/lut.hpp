@@ -18,6 +18,7 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../io/file.hpp"
 #include "pareto.hpp"
 
 namespace drt {
@@ -149,6 +150,12 @@ struct lookup_table {
   machine_info machine;
   nlohmann::json info = nlohmann::json::object();  ///< "input": {height, width}, "dataset", "reference", "sweep"
   std::vector<lut_entry> entries;
+  std::string source = "lookup table";  ///< names the table in errors: "lut 'file.json'" when loaded from a file
+
+  /// "lut 'file.json': entry 3 (segformer-b0-camvid 'depths=...')": where errors about entry i point.
+  std::string entry_where(std::size_t i) const {
+    return source + ": entry " + std::to_string(i) + (i < entries.size() ? " (" + entries[i].label() + ")" : "");
+  }
 
   /// Indices of the entries on the (latency_ms, miou) front, cheapest first.
   std::vector<std::size_t> front() const {
@@ -209,6 +216,24 @@ inline double lut_number(const nlohmann::json& e, const char* key, const std::st
   return e[key].get<double>();
 }
 
+/// An integer field in [lo, hi] (never wrapped: 2^40 + 1 is out of range, not 1).
+inline long long lut_integer(const nlohmann::json& e, const char* key, const std::string& where, bool required,
+                             long long fallback, long long lo, long long hi) {
+  if (!e.contains(key) || e[key].is_null()) {
+    if (required) throw invalid_input(where + ": missing field '" + key + "'");
+    return fallback;
+  }
+  const auto& v = e[key];
+  const bool in_range = v.is_number_unsigned()   ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
+                                                       static_cast<long long>(v.get<std::uint64_t>()) >= lo
+                        : v.is_number_integer() ? v.get<long long>() >= lo && v.get<long long>() <= hi
+                                                 : false;
+  if (!in_range)
+    throw invalid_input(where + ": field '" + key + "' must be an integer in [" + std::to_string(lo) + ", " +
+                        std::to_string(hi) + "], got " + lut_shown(v));
+  return v.get<long long>();
+}
+
 inline std::string lut_string(const nlohmann::json& e, const char* key, const std::string& where, bool required,
                               const std::string& fallback = "") {
   if (!e.contains(key)) {
@@ -220,31 +245,29 @@ inline std::string lut_string(const nlohmann::json& e, const char* key, const st
   return e[key].get<std::string>();
 }
 
-}  // namespace detail
-
-/// Parses and validates a LUT document; `where` names it in errors (e.g. "lut 'lut.json'").
-inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& where) {
+inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw invalid_input(where + ": expected a JSON object with 'version', 'machine' and 'entries'");
   if (j.contains("format") && j["format"] != lut_format_name)
-    throw invalid_input(where + ": format " + detail::lut_shown(j["format"]) + " is not a drt lookup table (\"" +
+    throw invalid_input(where + ": format " + lut_shown(j["format"]) + " is not a drt lookup table (\"" +
                         lut_format_name + "\")");
   if (!j.contains("version")) throw invalid_input(where + ": missing field 'version'");
   if (!j["version"].is_number_integer())
-    throw invalid_input(where + ": field 'version' must be an integer, got " + detail::lut_shown(j["version"]));
+    throw invalid_input(where + ": field 'version' must be an integer, got " + lut_shown(j["version"]));
+  if (j["version"] != lut_format_version)  // compared as JSON numbers: 2^40 + 1 is not 1
+    throw invalid_input(where + ": version " + j["version"].dump() + " is not supported (this drt reads version " +
+                        std::to_string(lut_format_version) + ")");
   lookup_table t;
-  t.version = j["version"].get<int>();
-  if (t.version != lut_format_version)
-    throw invalid_input(where + ": version " + std::to_string(t.version) +
-                        " is not supported (this drt reads version " + std::to_string(lut_format_version) + ")");
+  t.version = lut_format_version;
+  t.source = where;
   if (!j.contains("machine") || !j["machine"].is_object())
     throw invalid_input(where + ": missing object 'machine' (cpu, logical_cpus, threads, date)");
   const auto& m = j["machine"];
   const std::string mw = where + ": machine";
-  t.machine.cpu = detail::lut_string(m, "cpu", mw, true);
-  t.machine.logical_cpus = static_cast<int>(detail::lut_number(m, "logical_cpus", mw, false, 0));
-  t.machine.threads = static_cast<int>(detail::lut_number(m, "threads", mw, true, 0));
-  t.machine.date = detail::lut_string(m, "date", mw, false);
-  t.machine.isa = detail::lut_string(m, "isa", mw, false);
+  t.machine.cpu = lut_string(m, "cpu", mw, true);
+  t.machine.logical_cpus = static_cast<int>(lut_integer(m, "logical_cpus", mw, false, 0, 0, 1 << 20));
+  t.machine.threads = static_cast<int>(lut_integer(m, "threads", mw, true, 0, 1, 1 << 20));
+  t.machine.date = lut_string(m, "date", mw, false);
+  t.machine.isa = lut_string(m, "isa", mw, false);
   if (m.contains("load_average") && m["load_average"].is_array())
     for (const auto& v : m["load_average"])
       if (v.is_number()) t.machine.load_average.push_back(v.get<double>());
@@ -253,44 +276,50 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
   for (auto it = j.begin(); it != j.end(); ++it)
     if (it.key() != "format" && it.key() != "version" && it.key() != "machine" && it.key() != "entries")
       t.info[it.key()] = *it;
+  if (j.contains("input")) {  // the input size the latencies hold for
+    const auto& in = j["input"];
+    if (!in.is_object()) throw invalid_input(where + ": field 'input' must be an object {height, width}, got " + lut_shown(in));
+    lut_integer(in, "height", where + ": input", false, 0, 1, 1 << 20);
+    lut_integer(in, "width", where + ": input", false, 0, 1, 1 << 20);
+  }
   std::size_t index = 0;
   for (const auto& e : j["entries"]) {
     const std::string ew = where + ": entry " + std::to_string(index++);
     if (!e.is_object()) throw invalid_input(ew + " is not an object");
     lut_entry x;
-    x.model = detail::lut_string(e, "model", ew, true);
+    x.model = lut_string(e, "model", ew, true);
     if (x.model.empty()) throw invalid_input(ew + ": field 'model' is empty");
-    x.path = detail::lut_string(e, "path", ew, true);
+    x.path = lut_string(e, "path", ew, true);
     const std::string xw = ew + " (" + x.label() + ")";
-    x.model_dir = detail::lut_string(e, "model_dir", xw, false);
-    x.macs = detail::lut_number(e, "macs", xw, true, 0);
-    x.latency_ms = detail::lut_number(e, "latency_ms", xw, true, 0);
-    x.latency_p95_ms = detail::lut_number(e, "latency_p95_ms", xw, true, 0);
-    x.latency_source = detail::lut_string(e, "latency_source", xw, false, "measured");
-    x.predicted_latency_ms = detail::lut_number(e, "predicted_latency_ms", xw, false, NAN);
-    x.measured_latency_ms = detail::lut_number(e, "measured_latency_ms", xw, false, NAN);
-    x.measured_latency_p95_ms = detail::lut_number(e, "measured_latency_p95_ms", xw, false, NAN);
-    x.miou = detail::lut_number(e, "miou", xw, true, 0);
-    x.miou_normalized = detail::lut_number(e, "miou_normalized", xw, true, 0);
-    x.pixel_acc = detail::lut_number(e, "pixel_acc", xw, false, NAN);
+    x.model_dir = lut_string(e, "model_dir", xw, false);
+    x.macs = lut_number(e, "macs", xw, true, 0);
+    x.latency_ms = lut_number(e, "latency_ms", xw, true, 0);
+    x.latency_p95_ms = lut_number(e, "latency_p95_ms", xw, true, 0);
+    x.latency_source = lut_string(e, "latency_source", xw, false, "measured");
+    x.predicted_latency_ms = lut_number(e, "predicted_latency_ms", xw, false, NAN);
+    x.measured_latency_ms = lut_number(e, "measured_latency_ms", xw, false, NAN);
+    x.measured_latency_p95_ms = lut_number(e, "measured_latency_p95_ms", xw, false, NAN);
+    x.miou = lut_number(e, "miou", xw, true, 0);
+    x.miou_normalized = lut_number(e, "miou_normalized", xw, true, 0);
+    x.pixel_acc = lut_number(e, "pixel_acc", xw, false, NAN);
     if (!e.contains("pareto")) throw invalid_input(xw + ": missing field 'pareto'");
     if (!e["pareto"].is_boolean())
-      throw invalid_input(xw + ": field 'pareto' must be true or false, got " + detail::lut_shown(e["pareto"]));
+      throw invalid_input(xw + ": field 'pareto' must be true or false, got " + lut_shown(e["pareto"]));
     x.pareto = e["pareto"].get<bool>();
     auto positive = [&](const char* key, double v) {
       if (!(v > 0) || !std::isfinite(v))
-        throw invalid_input(xw + ": " + key + " " + detail::lut_num(v) + " must be a positive number of milliseconds");
+        throw invalid_input(xw + ": " + key + " " + lut_num(v) + " must be a positive number of milliseconds");
     };
     positive("latency_ms", x.latency_ms);
     positive("latency_p95_ms", x.latency_p95_ms);
     if (!std::isnan(x.measured_latency_ms)) positive("measured_latency_ms", x.measured_latency_ms);
     if (!std::isnan(x.measured_latency_p95_ms)) positive("measured_latency_p95_ms", x.measured_latency_p95_ms);
     if (!(x.macs >= 0) || !std::isfinite(x.macs))
-      throw invalid_input(xw + ": macs " + detail::lut_num(x.macs) + " must be a non-negative number");
+      throw invalid_input(xw + ": macs " + lut_num(x.macs) + " must be a non-negative number");
     if (!(x.miou >= 0 && x.miou <= 1))
-      throw invalid_input(xw + ": miou " + detail::lut_num(x.miou) + " must be in [0, 1]");
+      throw invalid_input(xw + ": miou " + lut_num(x.miou) + " must be in [0, 1]");
     if (!(x.miou_normalized >= 0) || !std::isfinite(x.miou_normalized))
-      throw invalid_input(xw + ": miou_normalized " + detail::lut_num(x.miou_normalized) +
+      throw invalid_input(xw + ": miou_normalized " + lut_num(x.miou_normalized) +
                           " must be a non-negative number");
     if (x.latency_source != "measured" && x.latency_source != "predicted")
       throw invalid_input(xw + ": latency_source '" + x.latency_source + "' must be \"measured\" or \"predicted\"");
@@ -299,27 +328,23 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
   return t;
 }
 
+}  // namespace detail
+
+/// Parses and validates a LUT document; `where` names it in errors (e.g. "lut 'lut.json'").
+inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& where) {
+  return with_json_context(where, [&] { return detail::lut_from_json_checked(j, where); });
+}
+
 /// Reads and validates a LUT file. Throws drt::io_error when it cannot be read, drt::invalid_input
 /// naming the file (and the entry and field) when it is not a valid LUT.
 inline lookup_table load_lut(const std::string& file) {
-  const std::string where = "lut '" + file + "'";
-  std::ifstream in(file);
-  if (!in) throw io_error(where + ": cannot open file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& ex) {
-    throw invalid_input(where + ": not valid JSON (" + ex.what() + ")");
-  }
-  return lut_from_json(j, where);
+  return lut_from_json(read_json_file("lut", file), "lut '" + file + "'");
 }
 
-/// Writes a LUT as indented JSON. Throws drt::io_error naming the file when it cannot be written.
+/// Writes a LUT as indented JSON, atomically (io/file.hpp). Throws drt::io_error naming the file
+/// when it cannot be written; a failed write leaves no file behind.
 inline void save_lut(const lookup_table& t, const std::string& file) {
-  std::ofstream out(file);
-  if (!out) throw io_error("lut '" + file + "': cannot open for writing");
-  out << t.to_json().dump(1) << '\n';
-  if (!out) throw io_error("lut '" + file + "': write failed");
+  write_file_atomic("lut", file, t.to_json().dump(1) + "\n");
 }
 
 /// The warning to print when a LUT's latencies were measured on another machine; empty when the

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../io/file.hpp"
 #include "lut.hpp"
 
 namespace drt {
@@ -63,8 +64,8 @@ inline double parse_budget_ms(const std::string& text, const std::string& what =
 /// A budget trace: one budget in milliseconds per line, applied to frame i as line i % lines.
 /// Blank lines and lines starting with '#' are skipped. Errors name the file and the line.
 inline std::vector<double> load_budget_trace(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw io_error("budget trace '" + file + "': cannot open file");
+  const std::vector<char> bytes = read_file("budget trace", file, std::size_t{64} << 20);
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
   std::vector<double> out;
   std::string line;
   for (std::size_t no = 1; std::getline(in, line); ++no) {

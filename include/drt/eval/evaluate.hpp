@@ -29,16 +29,18 @@ inline progress_fn stderr_progress(const std::string& what) {
   };
 }
 
-/// Evaluates `run(pixel_values [1,3,H,W]) -> logits [1,K,h,w]` over `items`.
+/// Evaluates `run(pixel_values [1,3,H,W]) -> logits [1,K,h,w]` over `items`; images and labels
+/// above `max_pixels` are refused (io/image.hpp).
 template <class Run>
 confusion_matrix evaluate_segmentation(Run&& run, std::size_t classes, const std::vector<labelled_item>& items,
-                                       int ignore_index, const progress_fn& progress = {}) {
+                                       int ignore_index, const progress_fn& progress = {},
+                                       std::size_t max_pixels = default_max_pixels) {
   confusion_matrix cm(classes, ignore_index);
   const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < items.size(); ++i) {
     const auto& it = items[i];
-    const rgb_image image = load_image(it.image_path);
-    const label_map label = load_label_png(it.label_path);
+    const rgb_image image = load_image(it.image_path, channel_policy::convert, max_pixels);
+    const label_map label = load_label_png(it.label_path, max_pixels);
     if (label.width != image.width || label.height != image.height)
       throw shape_error("dataset: label '" + it.label_path + "' is " + std::to_string(label.height) + "x" +
                         std::to_string(label.width) + " but image '" + it.image_path + "' is " +

@@ -28,6 +28,7 @@
 
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "file.hpp"
 
 namespace drt {
 
@@ -57,6 +58,23 @@ struct rgb_color {
 /// Colour per class, index = class id.
 using palette = std::vector<rgb_color>;
 
+/// Images with more pixels than this are refused before decoding unless the caller passes another
+/// limit: 4096 x 4096 = 16.8 MP covers UHD (3840x2160) and DCI 4K (4096x2160) frames, and bounds
+/// what a small hostile file (a PNG of a few hundred KB can declare 8000 x 8000) makes drt allocate.
+inline constexpr std::size_t default_max_pixels = std::size_t{4096} * 4096;
+
+/// Throws drt::invalid_input naming `where` ("image 'a.png'", "--size") when height x width is
+/// empty or above `max_pixels`.
+inline void check_pixel_limit(const std::string& where, std::size_t height, std::size_t width,
+                              std::size_t max_pixels = default_max_pixels) {
+  std::size_t pixels = 0;
+  if (height == 0 || width == 0 || __builtin_mul_overflow(height, width, &pixels) || pixels > max_pixels)
+    throw invalid_input(where + ": " + std::to_string(height) + "x" + std::to_string(width) + " (HxW) is " +
+                        (height == 0 || width == 0 ? std::string("empty")
+                                                   : "more than the limit of " + std::to_string(max_pixels) + " pixels") +
+                        (height == 0 || width == 0 ? "" : " (raise the limit to allow it)"));
+}
+
 /// What `load_image` does with files that are not 3-channel RGB.
 enum class channel_policy {
   convert,      ///< grey, grey+alpha and RGBA are converted to RGB (alpha dropped), as PIL's convert("RGB")
@@ -76,25 +94,11 @@ inline std::string channels_str(int c) {
   return std::to_string(c) + (c == 1 ? " channel (" : " channels (") + name + ")";
 }
 
-/// Whole file into memory; io_error naming the file and the OS reason when it cannot be read.
-inline std::vector<unsigned char> read_file_bytes(const char* what, const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw io_error(image_where(what, path) + ": cannot open file (it is a directory)");
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw io_error(image_where(what, path) + ": cannot open file (" +
-                   (err != 0 ? std::strerror(err) : "unknown reason") + ")");
-  }
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw io_error(image_where(what, path) + ": read failed");
-  if (bytes.empty()) throw io_error(image_where(what, path) + ": file is empty");
-  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-    throw io_error(image_where(what, path) + ": file is " + std::to_string(bytes.size()) +
-                   " bytes, larger than stb_image can decode");
-  return bytes;
+/// The checks stb_image needs on an encoded image: not empty, size fits in an int.
+inline void check_encoded_size(const std::string& where, std::size_t size) {
+  if (size == 0) throw io_error(where + ": file is empty");
+  if (size > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw io_error(where + ": file is " + std::to_string(size) + " bytes, larger than stb_image can decode");
 }
 
 struct stbi_deleter {
@@ -102,14 +106,28 @@ struct stbi_deleter {
 };
 using stbi_pixels = std::unique_ptr<stbi_uc, stbi_deleter>;
 
-/// Decode with stb_image; `desired` = 0 keeps the file's channel count.
-inline stbi_pixels decode(const char* what, const std::string& path, const std::vector<unsigned char>& bytes,
-                          int desired, int& w, int& h, int& channels) {
-  stbi_pixels px(stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, desired));
-  if (!px) {
-    const char* why = stbi_failure_reason();
-    throw io_error(image_where(what, path) + ": cannot decode (stb_image: " + (why ? why : "unknown reason") + ")");
-  }
+/// stb's reason for the last failure, never empty.
+inline std::string stbi_reason() {
+  const char* why = stbi_failure_reason();
+  return why && *why ? why : "unknown reason";
+}
+
+/// Decode with stb_image; `desired` = 0 keeps the file's channel count. The header is read first
+/// and the size checked against `max_pixels`, so a small file declaring a huge image allocates nothing.
+inline stbi_pixels decode(const std::string& where, const unsigned char* data, std::size_t size, int desired,
+                          std::size_t max_pixels, int& w, int& h, int& channels) {
+  check_encoded_size(where, size);
+  const int n = static_cast<int>(size);
+  if (!stbi_info_from_memory(data, n, &w, &h, &channels))
+    throw io_error(where + ": cannot decode (stb_image: " + stbi_reason() + ")");
+  if (w <= 0 || h <= 0) throw io_error(where + ": cannot decode (declares " + std::to_string(h) + "x" + std::to_string(w) + " pixels)");
+  check_pixel_limit(where, static_cast<std::size_t>(h), static_cast<std::size_t>(w), max_pixels);
+  const int info_w = w, info_h = h;
+  stbi_pixels px(stbi_load_from_memory(data, n, &w, &h, &channels, desired));
+  if (!px) throw io_error(where + ": cannot decode (stb_image: " + stbi_reason() + ")");
+  if (w != info_w || h != info_h)  // the header said one size, the decoder another: refuse both
+    throw io_error(where + ": cannot decode (header says " + std::to_string(info_h) + "x" + std::to_string(info_w) +
+                   ", decoder " + std::to_string(h) + "x" + std::to_string(w) + ")");
   return px;
 }
 
@@ -123,11 +141,12 @@ inline void check_rgb(const rgb_image& img, const std::string& what) {
                         " bytes, expected H*W*3 = " + std::to_string(img.width * img.height * 3));
 }
 
-/// Encode RGB rows as PNG and write them to `path`; io_error naming the path and the OS reason.
-inline void write_png_rgb(const std::string& path, std::size_t width, std::size_t height, const std::uint8_t* rgb) {
+/// Encode RGB rows [H, W, 3] as PNG bytes; `where` names the output in errors.
+inline std::vector<unsigned char> encode_png_rgb(const std::string& where, std::size_t width, std::size_t height,
+                                                 const std::uint8_t* rgb) {
   if (width > static_cast<std::size_t>(std::numeric_limits<int>::max() / 3) ||
       height > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-    throw invalid_input("png '" + path + "': " + std::to_string(height) + "x" + std::to_string(width) +
+    throw invalid_input(where + ": " + std::to_string(height) + "x" + std::to_string(width) +
                         " (HxW) is too large for stb_image_write");
   std::vector<unsigned char> encoded;
   auto sink = [](void* ctx, void* data, int size) {
@@ -137,19 +156,8 @@ inline void write_png_rgb(const std::string& path, std::size_t width, std::size_
   };
   const int w = static_cast<int>(width), h = static_cast<int>(height);
   if (!stbi_write_png_to_func(sink, &encoded, w, h, 3, rgb, w * 3))
-    throw io_error("png '" + path + "': stb_image_write could not encode the image");
-  errno = 0;
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) {
-    const int err = errno;
-    throw io_error("png '" + path + "': cannot open for writing (" + (err ? std::strerror(err) : "unknown reason") +
-                   ")");
-  }
-  const std::size_t written = std::fwrite(encoded.data(), 1, encoded.size(), f);
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (written != encoded.size() || !closed)
-    throw io_error("png '" + path + "': write failed (" + (err ? std::strerror(err) : "short write") + ")");
+    throw io_error(where + ": stb_image_write could not encode the image");
+  return encoded;
 }
 
 /// Class map [H, W] -> RGB via the palette; invalid_input naming the first pixel outside it.
@@ -177,15 +185,19 @@ inline void check_item(const std::string& where, const itensor3& classes, std::s
 
 }  // namespace detail
 
-/// Decode a PNG or JPEG (anything stb_image reads) into 8-bit RGB. 16-bit files are reduced to
-/// 8 bits. Throws drt::io_error when the file cannot be opened or decoded (with stb's reason), and
-/// drt::invalid_input under `channel_policy::require_rgb` when the file is not 3-channel.
-inline rgb_image load_image(const std::string& path, channel_policy policy = channel_policy::convert) {
-  const auto bytes = detail::read_file_bytes("image", path);
+/// Decode a PNG or JPEG (anything stb_image reads) held in memory into 8-bit RGB; `name` stands
+/// for the file in errors ("image 'name': ..."). 16-bit files are reduced to 8 bits. Throws
+/// drt::io_error when it cannot be decoded (with stb's reason), drt::invalid_input when it has more
+/// than `max_pixels` pixels (checked from the header, before decoding) or, under
+/// `channel_policy::require_rgb`, when it is not 3-channel.
+inline rgb_image decode_image(const std::string& name, const unsigned char* data, std::size_t size,
+                              std::size_t max_pixels = default_max_pixels,
+                              channel_policy policy = channel_policy::convert) {
+  const std::string where = "image '" + name + "'";
   int w = 0, h = 0, channels = 0;
-  auto px = detail::decode("image", path, bytes, 3, w, h, channels);
+  auto px = detail::decode(where, data, size, 3, max_pixels, w, h, channels);
   if (policy == channel_policy::require_rgb && channels != 3)
-    throw invalid_input("image '" + path + "': has " + detail::channels_str(channels) + ", expected 3 (RGB)");
+    throw invalid_input(where + ": has " + detail::channels_str(channels) + ", expected 3 (RGB)");
   rgb_image img;
   img.width = static_cast<std::size_t>(w);
   img.height = static_cast<std::size_t>(h);
@@ -193,22 +205,35 @@ inline rgb_image load_image(const std::string& path, channel_policy policy = cha
   return img;
 }
 
-/// Read an 8-bit single-channel label PNG (one class index per pixel). Throws drt::io_error when
-/// it cannot be opened or decoded, drt::invalid_input when it has other than 1 channel or 16 bits.
-inline label_map load_label_png(const std::string& path) {
-  const auto bytes = detail::read_file_bytes("label", path);
+/// Read and decode an image file (see `decode_image`); drt::io_error also when it cannot be read.
+inline rgb_image load_image(const std::string& path, channel_policy policy = channel_policy::convert,
+                            std::size_t max_pixels = default_max_pixels) {
+  const auto bytes = read_file("image", path);
+  return decode_image(path, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), max_pixels, policy);
+}
+
+/// Decode an 8-bit single-channel label PNG (one class index per pixel) held in memory. Throws
+/// drt::io_error when it cannot be decoded, drt::invalid_input when it has other than 1 channel or
+/// 16 bits, or more than `max_pixels` pixels.
+inline label_map decode_label_png(const std::string& name, const unsigned char* data, std::size_t size,
+                                  std::size_t max_pixels = default_max_pixels) {
+  const std::string where = "label '" + name + "'";
   int w = 0, h = 0, channels = 0;
-  auto px = detail::decode("label", path, bytes, 0, w, h, channels);
-  if (channels != 1)
-    throw invalid_input("label '" + path + "': has " + detail::channels_str(channels) +
-                        ", expected 1 (an 8-bit class map)");
-  if (stbi_is_16_bit_from_memory(bytes.data(), static_cast<int>(bytes.size())))
-    throw invalid_input("label '" + path + "': has 16-bit samples, expected 8-bit class indices");
+  auto px = detail::decode(where, data, size, 0, max_pixels, w, h, channels);
+  if (channels != 1) throw invalid_input(where + ": has " + detail::channels_str(channels) + ", expected 1 (an 8-bit class map)");
+  if (stbi_is_16_bit_from_memory(data, static_cast<int>(size)))
+    throw invalid_input(where + ": has 16-bit samples, expected 8-bit class indices");
   label_map m;
   m.width = static_cast<std::size_t>(w);
   m.height = static_cast<std::size_t>(h);
   m.labels.assign(px.get(), px.get() + m.width * m.height);
   return m;
+}
+
+/// Read and decode a label PNG file (see `decode_label_png`).
+inline label_map load_label_png(const std::string& path, std::size_t max_pixels = default_max_pixels) {
+  const auto bytes = read_file("label", path);
+  return decode_label_png(path, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), max_pixels);
 }
 
 /// Resize to `height` x `width` with stb's triangle (tent) filter, edges clamped, in linear RGB:
@@ -304,28 +329,20 @@ inline palette class_palette(std::size_t n) {
   return p;
 }
 
-/// Write a palette-coloured class map as an RGB PNG. `classes`: [H, W] row-major int32.
-/// Throws drt::invalid_input for a class outside the palette, drt::io_error when writing fails.
-inline void write_class_map_png(const std::string& path, const std::int32_t* classes, std::size_t height,
-                                std::size_t width, const palette& pal) {
-  const auto rgb = detail::colorize("class map for png '" + path + "'", classes, height, width, pal);
-  detail::write_png_rgb(path, width, height, rgb.data());
+/// A palette-coloured class map as RGB PNG bytes. `classes`: [H, W] row-major int32. Throws
+/// drt::invalid_input for a class outside the palette; `where` names the output in errors.
+inline std::vector<unsigned char> encode_class_map_png(const std::string& where, const std::int32_t* classes,
+                                                       std::size_t height, std::size_t width, const palette& pal) {
+  const auto rgb = detail::colorize("class map for " + where, classes, height, width, pal);
+  return detail::encode_png_rgb(where, width, height, rgb.data());
 }
 
-/// Write batch item `item` of class maps [N, H, W] (as `upsample_argmax` returns).
-inline void write_class_map_png(const std::string& path, const itensor3& classes, const palette& pal,
-                                std::size_t item = 0) {
-  detail::check_item("class map for png '" + path + "'", classes, item);
-  const std::size_t h = classes.shape(1), w = classes.shape(2);
-  write_class_map_png(path, classes.data() + item * h * w, h, w, pal);
-}
-
-/// Write `photo` blended with the palette-coloured class map: (1 - alpha) * photo + alpha * colour.
-/// `classes`: [H, W] row-major int32, the photo's size. Throws drt::invalid_input for a size
-/// mismatch, alpha outside [0, 1] or a class outside the palette, drt::io_error when writing fails.
-inline void write_overlay_png(const std::string& path, const rgb_image& photo, const std::int32_t* classes,
-                              std::size_t height, std::size_t width, const palette& pal, float alpha = 0.5f) {
-  const std::string where = "overlay png '" + path + "'";
+/// `photo` blended with the palette-coloured class map, (1 - alpha) * photo + alpha * colour, as PNG
+/// bytes. `classes`: [H, W] row-major int32, the photo's size. Throws drt::invalid_input for a size
+/// mismatch, alpha outside [0, 1] or a class outside the palette.
+inline std::vector<unsigned char> encode_overlay_png(const std::string& where, const rgb_image& photo,
+                                                     const std::int32_t* classes, std::size_t height,
+                                                     std::size_t width, const palette& pal, float alpha = 0.5f) {
   detail::check_rgb(photo, where);
   if (photo.height != height || photo.width != width)
     throw shape_error(where + ": class map is " + std::to_string(height) + "x" + std::to_string(width) +
@@ -340,7 +357,31 @@ inline void write_overlay_png(const std::string& path, const rgb_image& photo, c
     const float v = (1.0f - alpha) * static_cast<float>(photo.pixels[i]) + alpha * static_cast<float>(rgb[i]);
     rgb[i] = static_cast<std::uint8_t>(std::min(255.0f, v + 0.5f));
   }
-  detail::write_png_rgb(path, width, height, rgb.data());
+  return detail::encode_png_rgb(where, width, height, rgb.data());
+}
+
+/// Write a palette-coloured class map as an RGB PNG, atomically (io/file.hpp). `classes`: [H, W]
+/// row-major int32. Throws drt::invalid_input for a class outside the palette, drt::io_error when
+/// writing fails (and then no file is left behind).
+inline void write_class_map_png(const std::string& path, const std::int32_t* classes, std::size_t height,
+                                std::size_t width, const palette& pal) {
+  const auto bytes = encode_class_map_png("png '" + path + "'", classes, height, width, pal);
+  write_file_atomic("png", path, bytes.data(), bytes.size());
+}
+
+/// Write batch item `item` of class maps [N, H, W] (as `upsample_argmax` returns).
+inline void write_class_map_png(const std::string& path, const itensor3& classes, const palette& pal,
+                                std::size_t item = 0) {
+  detail::check_item("class map for png '" + path + "'", classes, item);
+  const std::size_t h = classes.shape(1), w = classes.shape(2);
+  write_class_map_png(path, classes.data() + item * h * w, h, w, pal);
+}
+
+/// Write `photo` blended with the class map (see `encode_overlay_png`), atomically.
+inline void write_overlay_png(const std::string& path, const rgb_image& photo, const std::int32_t* classes,
+                              std::size_t height, std::size_t width, const palette& pal, float alpha = 0.5f) {
+  const auto bytes = encode_overlay_png("overlay png '" + path + "'", photo, classes, height, width, pal, alpha);
+  write_file_atomic("png", path, bytes.data(), bytes.size());
 }
 
 /// Overlay of batch item `item` of class maps [N, H, W].
@@ -351,10 +392,11 @@ inline void write_overlay_png(const std::string& path, const rgb_image& photo, c
   write_overlay_png(path, photo, classes.data() + item * h * w, h, w, pal, alpha);
 }
 
-/// Write an RGB image as PNG. Throws drt::io_error naming the path when writing fails.
+/// Write an RGB image as PNG, atomically. Throws drt::io_error naming the path when writing fails.
 inline void write_png(const std::string& path, const rgb_image& img) {
   detail::check_rgb(img, "png '" + path + "'");
-  detail::write_png_rgb(path, img.width, img.height, img.pixels.data());
+  const auto bytes = detail::encode_png_rgb("png '" + path + "'", img.width, img.height, img.pixels.data());
+  write_file_atomic("png", path, bytes.data(), bytes.size());
 }
 
 /// Whether `path` names a PNG or JPEG file by its extension (any case).
@@ -368,10 +410,12 @@ inline bool has_image_extension(const std::filesystem::path& path) {
 /// the folder (`what` 'dir': ...) when it is not a folder or holds no image.
 inline std::vector<std::string> list_image_files(const std::string& dir, const std::string& what = "frames") {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw io_error(what + " '" + dir + "': not a directory");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw io_error(what + " '" + dir + "': not a directory");
   std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file() && has_image_extension(e.path())) out.push_back(e.path().string());
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && has_image_extension(it->path())) out.push_back(it->path().string());
+  if (ec) throw io_error(what + " '" + dir + "': cannot list (" + ec.message() + ")");
   if (out.empty()) throw io_error(what + " '" + dir + "': no PNG or JPEG images");
   std::sort(out.begin(), out.end());
   return out;

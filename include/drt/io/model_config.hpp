@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "file.hpp"
 
 namespace drt {
 
@@ -44,24 +45,25 @@ struct segformer_config {
 
 namespace detail {
 
-inline nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw io_error("config '" + path + "': cannot open file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& ex) {
-    throw invalid_input("config '" + path + "': not valid JSON (" + ex.what() + ")");
-  }
+/// The largest integer a config field may hold: every count drt builds from (channels, depths,
+/// heads, kernel sizes) is far below it, and products of a few of them still fit in 64 bits.
+inline constexpr long long max_config_int = 1LL << 30;
+
+/// A JSON integer in [1, max_config_int], or nothing. Values such as 2^31 or 2^32 + 24 are refused,
+/// never wrapped into an int.
+inline bool is_config_positive_int(const nlohmann::json& x) {
+  if (x.is_number_unsigned()) return x.get<std::uint64_t>() >= 1 && x.get<std::uint64_t>() <= max_config_int;
+  return x.is_number_integer() && x.get<long long>() >= 1 && x.get<long long>() <= max_config_int;
 }
 
 inline std::vector<int> int_list(const nlohmann::json& j, const std::string& path, const char* key) {
   if (!j.contains(key)) throw invalid_input("config '" + path + "': missing field '" + key + "'");
   const auto& v = j[key];
-  if (!v.is_array()) throw invalid_input("config '" + path + "': field '" + key + "' must be a list of integers");
+  if (!v.is_array()) throw invalid_input("config '" + path + "': field '" + key + "' must be a list of integers, got " + v.dump());
   std::vector<int> out;
   for (const auto& x : v) {
-    if (!x.is_number_integer() || x.get<long long>() <= 0)
-      throw invalid_input("config '" + path + "': field '" + key + "' must hold positive integers, got " + v.dump());
+    if (!is_config_positive_int(x))
+      throw invalid_input("config '" + path + "': field '" + key + "' must hold integers in [1, 2^30], got " + v.dump());
     out.push_back(x.get<int>());
   }
   return out;
@@ -70,9 +72,23 @@ inline std::vector<int> int_list(const nlohmann::json& j, const std::string& pat
 inline int positive_int(const nlohmann::json& j, const std::string& path, const char* key, int fallback) {
   if (!j.contains(key)) return fallback;
   const auto& v = j[key];
-  if (!v.is_number_integer() || v.get<long long>() <= 0)
-    throw invalid_input("config '" + path + "': field '" + key + "' must be a positive integer, got " + v.dump());
+  if (!is_config_positive_int(v))
+    throw invalid_input("config '" + path + "': field '" + key + "' must be an integer in [1, 2^30], got " + v.dump());
   return v.get<int>();
+}
+
+/// An optional string field; anything but a string is an error naming the file and the field.
+inline std::string config_string(const nlohmann::json& j, const std::string& path, const char* key,
+                                 const std::string& fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  const auto& v = j[key];
+  if (!v.is_string()) throw invalid_input("config '" + path + "': field '" + key + "' must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+/// The storage dtype a config records (`dtype`, or the older `torch_dtype`).
+inline std::string config_dtype(const nlohmann::json& j, const std::string& path) {
+  return config_string(j, path, "dtype", config_string(j, path, "torch_dtype", "float32"));
 }
 
 /// id2label {"0": "sky", ...} -> names by index; the keys must be exactly 0..n-1.
@@ -104,16 +120,16 @@ inline std::vector<std::string> class_names(const nlohmann::json& j, const std::
 
 /// The `model_type` of a config.json.
 inline std::string read_model_type(const std::string& config_path) {
-  const auto j = detail::read_json_file(config_path);
+  const auto j = read_json_file("config", config_path);
   if (!j.is_object() || !j.contains("model_type") || !j["model_type"].is_string())
     throw invalid_input("config '" + config_path + "': missing string field 'model_type'");
   return j["model_type"].get<std::string>();
 }
 
-/// Parse and validate a SegFormer config.json.
-inline segformer_config parse_segformer_config(const nlohmann::json& j, const std::string& path) {
+namespace detail {
+inline segformer_config parse_segformer_config_checked(const nlohmann::json& j, const std::string& path) {
   if (!j.is_object()) throw invalid_input("config '" + path + "': not a JSON object");
-  const std::string type = j.value("model_type", std::string());
+  const std::string type = detail::config_string(j, path, "model_type", "");
   if (type != "segformer")
     throw invalid_input("config '" + path + "': model_type '" + type + "' is not supported here, expected 'segformer'");
   segformer_config c;
@@ -141,7 +157,7 @@ inline segformer_config parse_segformer_config(const nlohmann::json& j, const st
       throw invalid_input("config '" + path + "': stage " + std::to_string(s) + " hidden size " +
                           std::to_string(c.hidden_sizes[s]) + " is not a multiple of its " +
                           std::to_string(c.num_attention_heads[s]) + " attention heads");
-  const std::string act = j.value("hidden_act", std::string("gelu"));
+  const std::string act = detail::config_string(j, path, "hidden_act", "gelu");
   if (act == "gelu") c.hidden_act = activation_kind::gelu;
   else if (act == "relu") c.hidden_act = activation_kind::relu;
   else throw invalid_input("config '" + path + "': hidden_act '" + act + "' is not supported (gelu, relu)");
@@ -149,12 +165,18 @@ inline segformer_config parse_segformer_config(const nlohmann::json& j, const st
   if (j.contains("reshape_last_stage") && j["reshape_last_stage"].is_boolean() && !j["reshape_last_stage"].get<bool>())
     throw invalid_input("config '" + path + "': reshape_last_stage = false is not supported (semantic segmentation needs it)");
   c.class_names = detail::class_names(j, path);
-  c.dtype = j.value("dtype", j.value("torch_dtype", std::string("float32")));
+  c.dtype = detail::config_dtype(j, path);
   return c;
+}
+}  // namespace detail
+
+/// Parse and validate a SegFormer config.json.
+inline segformer_config parse_segformer_config(const nlohmann::json& j, const std::string& path) {
+  return with_json_context("config '" + path + "'", [&] { return detail::parse_segformer_config_checked(j, path); });
 }
 
 inline segformer_config load_segformer_config(const std::string& path) {
-  return parse_segformer_config(detail::read_json_file(path), path);
+  return parse_segformer_config(read_json_file("config", path), path);
 }
 
 }  // namespace drt

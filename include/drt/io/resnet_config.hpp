@@ -79,11 +79,10 @@ inline bool resnet_bool(const nlohmann::json& j, const std::string& path, const 
 
 }  // namespace detail
 
-/// Parse and validate a ResNet config.json. Absent fields take ResNetConfig's defaults, as
-/// transformers does; present ones are checked and a bad one throws naming the file and the field.
-inline resnet_config parse_resnet_config(const nlohmann::json& j, const std::string& path) {
+namespace detail {
+inline resnet_config parse_resnet_config_checked(const nlohmann::json& j, const std::string& path) {
   if (!j.is_object()) throw invalid_input("config '" + path + "': not a JSON object");
-  const std::string type = j.value("model_type", std::string());
+  const std::string type = detail::config_string(j, path, "model_type", "");
   if (type != "resnet")
     throw invalid_input("config '" + path + "': model_type '" + type + "' is not supported here, expected 'resnet'");
   resnet_config c;
@@ -126,12 +125,19 @@ inline resnet_config parse_resnet_config(const nlohmann::json& j, const std::str
     // An empty map is transformers' num_labels = 0: the classifier is an identity, i.e. there is none.
     if (!m.empty()) c.class_names = detail::class_names(j, path);
   }
-  c.dtype = j.value("dtype", j.value("torch_dtype", std::string("float32")));
+  c.dtype = detail::config_dtype(j, path);
   return c;
+}
+}  // namespace detail
+
+/// Parse and validate a ResNet config.json. Absent fields take ResNetConfig's defaults, as
+/// transformers does; present ones are checked and a bad one throws naming the file and the field.
+inline resnet_config parse_resnet_config(const nlohmann::json& j, const std::string& path) {
+  return with_json_context("config '" + path + "'", [&] { return detail::parse_resnet_config_checked(j, path); });
 }
 
 inline resnet_config load_resnet_config(const std::string& path) {
-  return parse_resnet_config(detail::read_json_file(path), path);
+  return parse_resnet_config(read_json_file("config", path), path);
 }
 
 /// The published ResNet geometries ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"; the

@@ -5,8 +5,15 @@
 /// then the data section. Float dtypes (F32, F16, BF16, F64) are converted to float32 on read;
 /// integer dtypes (I8..I64, U8, BOOL) to int64. Every malformed input throws with the file and
 /// tensor named.
+///
+/// Validation follows the reference implementation (safetensors' Rust `Metadata::validate`): the
+/// header is at most 100 MB, every size is computed with overflow checks, and the tensors must tile
+/// the data section exactly, from byte 0 to its last byte, without holes or trailing bytes. The
+/// last rule is what catches a header length that is off by a few bytes: the JSON still parses
+/// (its space padding absorbs the error) but every tensor would be read shifted.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -19,6 +26,7 @@
 
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
+#include "file.hpp"
 
 namespace drt {
 
@@ -72,6 +80,14 @@ inline float bf16_to_float(std::uint16_t h) noexcept {
   return f;
 }
 
+/// a * b, or false when it does not fit in std::size_t.
+inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) noexcept {
+  return !__builtin_mul_overflow(a, b, &out);
+}
+
+/// The safetensors reference rejects headers above 100 MB (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
+inline constexpr std::uint64_t max_safetensors_header = 100'000'000;
+
 template <class T>
 T load_le(const char* p) noexcept {  // x86/ARM are little-endian like the format
   T v;
@@ -89,18 +105,28 @@ struct safetensors_entry {
   std::size_t end = 0;
 };
 
+/// How a safetensors file is read.
+struct safetensors_options {
+  /// Accept NaN and infinity in float tensors. Off by default: one non-finite weight turns every
+  /// output into NaN (one class everywhere), so a checkpoint holding one is refused at load,
+  /// naming the tensor and the first bad element.
+  bool allow_nonfinite = false;
+};
+
 /// A safetensors file read once into memory; tensors are converted on request.
 class safetensors_file {
 public:
-  explicit safetensors_file(std::string path) : path_(std::move(path)) {
-    std::ifstream in(path_, std::ios::binary | std::ios::ate);
-    if (!in) throw io_error(where() + ": cannot open file");
-    const auto size = static_cast<std::size_t>(in.tellg());
-    in.seekg(0);
-    bytes_.resize(size);
-    if (size > 0 && !in.read(bytes_.data(), static_cast<std::streamsize>(size)))
-      throw io_error(where() + ": cannot read " + std::to_string(size) + " bytes");
+  /// Read and validate `path`. Throws drt::io_error (cannot read, truncated) or
+  /// drt::invalid_input (malformed header, sizes that do not add up), naming the file.
+  explicit safetensors_file(std::string path, safetensors_options options = {})
+      : path_(std::move(path)), options_(options) {
+    bytes_ = read_file("safetensors", path_);
     parse_header();
+  }
+
+  /// Validate a safetensors image already in memory; `name` stands for the file in errors.
+  static safetensors_file from_bytes(std::string name, std::vector<char> bytes, safetensors_options options = {}) {
+    return safetensors_file(std::move(name), std::move(bytes), options);
   }
 
   const std::string& path() const noexcept { return path_; }
@@ -122,7 +148,8 @@ public:
     return it->second;
   }
 
-  /// Float tensor converted to float32. Throws for integer dtypes.
+  /// Float tensor converted to float32. Throws for integer dtypes, and for a NaN or infinite value
+  /// unless the file was opened with `allow_nonfinite`.
   host_tensor read_float(const std::string& name) const {
     const auto& e = entry(name);
     if (!detail::dtype_is_float(e.dtype))
@@ -143,6 +170,7 @@ public:
     } else {
       for (std::size_t i = 0; i < n; ++i) t.data[i] = static_cast<float>(detail::load_le<double>(p + 8 * i));
     }
+    if (!options_.allow_nonfinite) check_finite(name, t);
     return t;
   }
 
@@ -185,8 +213,26 @@ public:
                         shape_str(expected));
   }
 
+  const safetensors_options& options() const noexcept { return options_; }
+
 private:
+  void check_finite(const std::string& name, const host_tensor& t) const {
+    const auto bad = std::find_if(t.data.begin(), t.data.end(), [](float v) { return !std::isfinite(v); });
+    if (bad == t.data.end()) return;
+    const auto count = std::count_if(bad, t.data.end(), [](float v) { return !std::isfinite(v); });
+    throw invalid_input(where() + ": tensor '" + name + "' " + shape_str(t.shape) + " holds " + std::to_string(count) +
+                        " non-finite value" + (count > 1 ? "s" : "") + " (first: " + (std::isnan(*bad) ? "nan" : *bad > 0 ? "inf" : "-inf") +
+                        " at element " + std::to_string(bad - t.data.begin()) +
+                        "); refused unless non-finite values are allowed (--allow-nonfinite)");
+  }
+
+  safetensors_file(std::string name, std::vector<char> bytes, safetensors_options options)
+      : path_(std::move(name)), options_(options), bytes_(std::move(bytes)) {
+    parse_header();
+  }
+
   std::string where() const { return "safetensors '" + path_ + "'"; }
+  /// Element count of a validated entry (its product was checked at parse time).
   static std::size_t numel(const std::vector<std::int64_t>& s) {
     std::size_t n = 1;
     for (auto d : s) n *= static_cast<std::size_t>(d);
@@ -200,6 +246,9 @@ private:
       throw io_error(where() + ": file is " + std::to_string(size) +
                      " bytes, too short for the 8-byte header length (truncated?)");
     const auto hlen = detail::load_le<std::uint64_t>(bytes_.data());
+    if (hlen > detail::max_safetensors_header)
+      throw invalid_input(where() + ": header length " + std::to_string(hlen) + " exceeds the format's limit of " +
+                          std::to_string(detail::max_safetensors_header) + " bytes (corrupt file?)");
     if (hlen > size - 8)
       throw io_error(where() + ": header length " + std::to_string(hlen) + " exceeds the file size (" +
                      std::to_string(size) + " bytes; truncated?)");
@@ -231,11 +280,20 @@ private:
       e.dtype = v["dtype"].get<std::string>();
       const std::size_t esize = detail::dtype_size(e.dtype);
       if (esize == 0) throw invalid_input(where() + ": tensor '" + name + "' has unknown dtype '" + e.dtype + "'");
+      std::size_t count = 1;
       for (const auto& d : v["shape"]) {
-        if (!d.is_number_integer() || d.get<std::int64_t>() < 0)
-          throw invalid_input(where() + ": tensor '" + name + "' has a negative or non-integer dimension");
+        if (!d.is_number_unsigned() || d.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+          throw invalid_input(where() + ": tensor '" + name + "' has dimension " + d.dump() +
+                              ", expected a non-negative integer");
         e.shape.push_back(d.get<std::int64_t>());
+        if (!detail::checked_mul(count, static_cast<std::size_t>(e.shape.back()), count))
+          throw invalid_input(where() + ": tensor '" + name + "' has shape " + v["shape"].dump() +
+                              " whose element count overflows 64 bits");
       }
+      std::size_t expect = 0;
+      if (!detail::checked_mul(count, esize, expect))
+        throw invalid_input(where() + ": tensor '" + name + "' has shape " + shape_str(e.shape) + " whose size in " +
+                            e.dtype + " bytes overflows 64 bits");
       const auto& off = v["data_offsets"];
       if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
         throw invalid_input(where() + ": tensor '" + name + "' has non-integer data_offsets");
@@ -245,7 +303,6 @@ private:
         throw io_error(where() + ": tensor '" + name + "' data_offsets [" + std::to_string(e.begin) + ", " +
                        std::to_string(e.end) + "] out of range (data section is " + std::to_string(data_size) +
                        " bytes; truncated?)");
-      const std::size_t expect = numel(e.shape) * esize;
       if (e.end - e.begin != expect)
         throw invalid_input(where() + ": tensor '" + name + "' holds " + std::to_string(e.end - e.begin) +
                             " bytes but dtype " + e.dtype + " x shape " + shape_str(e.shape) + " needs " +
@@ -253,17 +310,35 @@ private:
       by_offset.emplace_back(e.begin, name);
       entries_.emplace(name, std::move(e));
     }
-    std::sort(by_offset.begin(), by_offset.end());
-    for (std::size_t i = 1; i < by_offset.size(); ++i) {
-      const auto& prev = entries_.at(by_offset[i - 1].second);
-      const auto& cur = entries_.at(by_offset[i].second);
-      if (cur.begin < prev.end && cur.end > cur.begin && prev.end > prev.begin)
-        throw invalid_input(where() + ": tensors '" + by_offset[i - 1].second + "' and '" + by_offset[i].second +
-                            "' overlap in the data section");
+    // The tensors must tile the data section: sorted by offset, each starts where the previous
+    // ends (empty tensors sit anywhere), the first at 0, the last ends at the end of the file.
+    std::sort(by_offset.begin(), by_offset.end(), [&](const auto& a, const auto& b) {
+      const auto &ea = entries_.at(a.second), &eb = entries_.at(b.second);
+      return ea.begin != eb.begin ? ea.begin < eb.begin : ea.end < eb.end;
+    });
+    std::size_t covered = 0;
+    std::string last = "the header";
+    for (const auto& [begin, name] : by_offset) {
+      const auto& e = entries_.at(name);
+      if (e.begin == e.end) continue;
+      if (e.begin < covered)
+        throw invalid_input(where() + ": tensors '" + last + "' and '" + name + "' overlap in the data section");
+      if (e.begin > covered)
+        throw invalid_input(where() + ": bytes [" + std::to_string(covered) + ", " + std::to_string(e.begin) +
+                            ") of the data section before tensor '" + name + "' belong to no tensor (header length " +
+                            std::to_string(header_len_) + " wrong, or a corrupt file?)");
+      covered = e.end;
+      last = name;
     }
+    if (covered != data_size)
+      throw invalid_input(where() + ": the data section is " + std::to_string(data_size) + " bytes but the tensors cover " +
+                          std::to_string(covered) + " (trailing bytes after " +
+                          (last == "the header" ? last : "tensor '" + last + "'") +
+                          "; header length " + std::to_string(header_len_) + " wrong, or a corrupt file?)");
   }
 
   std::string path_;
+  safetensors_options options_;
   std::vector<char> bytes_;
   std::size_t header_len_ = 0;
   std::map<std::string, safetensors_entry> entries_;
@@ -277,32 +352,41 @@ struct safetensors_record {
   const std::int32_t* i32 = nullptr;
 };
 
-/// Write tensors (F32 or I32) to `path` in safetensors format, names sorted as the format requires.
-inline void save_safetensors(const std::string& path, const std::map<std::string, safetensors_record>& tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
+/// The bytes of a safetensors file holding `tensors` (F32 or I32), names sorted as the format requires.
+inline std::string safetensors_bytes(const std::map<std::string, safetensors_record>& tensors,
+                                     const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t offset = 0;
-  for (const auto& [name, rec] : tensors) {
-    std::size_t n = 1;
+  auto bytes_of = [](const safetensors_record& rec) {
+    std::size_t n = 4;
     for (auto d : rec.shape) n *= static_cast<std::size_t>(d);
-    header[name] = {{"dtype", rec.f32 ? "F32" : "I32"}, {"shape", rec.shape}, {"data_offsets", {offset, offset + 4 * n}}};
-    offset += 4 * n;
+    return n;
+  };
+  for (const auto& [name, rec] : tensors) {
+    const std::size_t n = bytes_of(rec);
+    header[name] = {{"dtype", rec.f32 ? "F32" : "I32"}, {"shape", rec.shape}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');  // align the data section
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw io_error("safetensors '" + path + "': cannot open for writing");
+  std::string out;
+  out.reserve(8 + h.size() + offset);
   const std::uint64_t hlen = h.size();
-  out.write(reinterpret_cast<const char*>(&hlen), 8);
-  out.write(h.data(), static_cast<std::streamsize>(h.size()));
+  out.append(reinterpret_cast<const char*>(&hlen), 8);
+  out += h;
   for (const auto& [name, rec] : tensors) {
-    std::size_t n = 1;
-    for (auto d : rec.shape) n *= static_cast<std::size_t>(d);
     const char* p = rec.f32 ? reinterpret_cast<const char*>(rec.f32) : reinterpret_cast<const char*>(rec.i32);
-    out.write(p, static_cast<std::streamsize>(4 * n));
+    out.append(p, bytes_of(rec));
   }
-  if (!out) throw io_error("safetensors '" + path + "': write failed");
+  return out;
+}
+
+/// Write tensors (F32 or I32) to `path` in safetensors format, atomically (io/file.hpp): a failed
+/// write throws drt::io_error naming the file and leaves no file behind.
+inline void save_safetensors(const std::string& path, const std::map<std::string, safetensors_record>& tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  write_file_atomic("safetensors", path, safetensors_bytes(tensors, metadata));
 }
 
 }  // namespace drt

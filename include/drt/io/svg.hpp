@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "file.hpp"
 
 namespace drt {
 
@@ -36,12 +37,7 @@ inline std::string svg_num(double v) {
   os << v;
   return os.str();
 }
-inline void svg_write(const std::string& path, const std::string& body) {
-  std::ofstream out(path);
-  if (!out) throw io_error("svg '" + path + "': cannot open for writing");
-  out << body;
-  if (!out) throw io_error("svg '" + path + "': write failed");
-}
+inline void svg_write(const std::string& path, const std::string& body) { write_file_atomic("svg", path, body); }
 }  // namespace detail
 
 /// Horizontal grouped bars: one row per category, one bar per series (values in [0, max]).

@@ -67,8 +67,8 @@ inline int positive_int(const nlohmann::json& j, const std::string& path, const 
                         int fallback) {
   if (!j.contains(key)) return fallback;
   const auto& v = j[key];
-  if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > (1LL << 30))
-    throw invalid_input(where(path) + "field '" + prefix + key + "' must be a positive integer, got " + v.dump());
+  if (!is_config_positive_int(v))
+    throw invalid_input(where(path) + "field '" + prefix + key + "' must be an integer in [1, 2^30], got " + v.dump());
   return v.get<int>();
 }
 
@@ -97,7 +97,7 @@ inline std::vector<int> positive_list(const nlohmann::json& j, const std::string
   bool ok = v.is_array() && !v.empty();
   if (ok)
     for (const auto& x : v) {
-      if (!x.is_number_integer() || x.get<long long>() <= 0 || x.get<long long>() > (1LL << 30)) {
+      if (!is_config_positive_int(x)) {
         ok = false;
         break;
       }
@@ -105,7 +105,7 @@ inline std::vector<int> positive_list(const nlohmann::json& j, const std::string
     }
   if (!ok)
     throw invalid_input(where(path) + "field '" + prefix + key +
-                        "' must be a non-empty list of positive integers, got " + v.dump());
+                        "' must be a non-empty list of integers in [1, 2^30], got " + v.dump());
   return out;
 }
 
@@ -137,7 +137,9 @@ inline std::vector<int> out_indices(const nlohmann::json& b, const std::string& 
       throw invalid_input(p + "out_indices must be a non-empty list of stage indices, got " + f.dump());
     for (const auto& s : f) {
       const long long n = static_cast<long long>(names);
-      long long v = s.is_number_integer() ? s.get<long long>() : n;
+      // an integer of any size (a huge unsigned one must not wrap to a valid negative index)
+      long long v = s.is_number_unsigned() ? (s.get<std::uint64_t>() < static_cast<std::uint64_t>(n) ? s.get<long long>() : n)
+                    : s.is_number_integer() ? s.get<long long>() : n;
       if (v < 0) v += n;  // Python-style negative index, as transformers accepts
       if (v < 0 || v >= n)
         throw invalid_input(p + "out_indices entry " + s.dump() + " is out of range 0.." + std::to_string(n - 1));
@@ -157,8 +159,8 @@ inline std::vector<int> out_indices(const nlohmann::json& b, const std::string& 
 }  // namespace upernet_cfg
 }  // namespace detail
 
-/// Parse and validate an UPerNet config.json with a Swin backbone_config.
-inline upernet_config parse_upernet_config(const nlohmann::json& j, const std::string& path) {
+namespace detail {
+inline upernet_config parse_upernet_config_checked(const nlohmann::json& j, const std::string& path) {
   namespace uc = detail::upernet_cfg;
   const std::string at = uc::where(path);
   if (!j.is_object()) throw invalid_input(at + "not a JSON object");
@@ -220,12 +222,18 @@ inline upernet_config parse_upernet_config(const nlohmann::json& j, const std::s
   c.hidden_size = uc::positive_int(j, path, "", "hidden_size", c.hidden_size);
   c.pool_scales = uc::positive_list(j, path, "", "pool_scales", c.pool_scales);
   c.class_names = detail::class_names(j, path);
-  c.dtype = j.value("dtype", j.value("torch_dtype", std::string("float32")));
+  c.dtype = detail::config_dtype(j, path);
   return c;
+}
+}  // namespace detail
+
+/// Parse and validate an UPerNet config.json with a Swin backbone_config.
+inline upernet_config parse_upernet_config(const nlohmann::json& j, const std::string& path) {
+  return with_json_context("config '" + path + "'", [&] { return detail::parse_upernet_config_checked(j, path); });
 }
 
 inline upernet_config load_upernet_config(const std::string& path) {
-  return parse_upernet_config(detail::read_json_file(path), path);
+  return parse_upernet_config(read_json_file("config", path), path);
 }
 
 /// The standard Swin-T/S/B + UPerNet geometry ("swin-t-upernet", "swin-s-upernet", "swin-b-upernet")

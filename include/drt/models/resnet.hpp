@@ -167,10 +167,11 @@ inline void conv2d_prefix(const conv2d& conv, const float* x, std::size_t ldx, s
 
 class resnet_model {
 public:
-  /// Load a hub-layout directory: config.json + model.safetensors.
-  static resnet_model from_dir(const std::string& dir) {
+  /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
+  /// non-finite weights, refused by default).
+  static resnet_model from_dir(const std::string& dir, safetensors_options options = {}) {
     auto cfg = load_resnet_config(dir + "/config.json");
-    safetensors_file weights(dir + "/model.safetensors");
+    safetensors_file weights(dir + "/model.safetensors", options);
     return resnet_model(std::move(cfg), weights);
   }
 

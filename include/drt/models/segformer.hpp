@@ -88,10 +88,11 @@ struct segformer_block {
 
 class segformer_model {
 public:
-  /// Load a hub-layout directory: config.json + model.safetensors.
-  static segformer_model from_dir(const std::string& dir) {
+  /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
+  /// non-finite weights, refused by default).
+  static segformer_model from_dir(const std::string& dir, safetensors_options options = {}) {
     auto cfg = load_segformer_config(dir + "/config.json");
-    safetensors_file weights(dir + "/model.safetensors");
+    safetensors_file weights(dir + "/model.safetensors", options);
     return segformer_model(std::move(cfg), weights);
   }
 

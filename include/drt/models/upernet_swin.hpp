@@ -114,10 +114,11 @@ inline void add_rows(float* dst, std::size_t ldd, const float* src, std::size_t 
 
 class upernet_swin_model {
 public:
-  /// Load a hub-layout directory: config.json + model.safetensors.
-  static upernet_swin_model from_dir(const std::string& dir) {
+  /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
+  /// non-finite weights, refused by default).
+  static upernet_swin_model from_dir(const std::string& dir, safetensors_options options = {}) {
     auto cfg = load_upernet_config(dir + "/config.json");
-    safetensors_file weights(dir + "/model.safetensors");
+    safetensors_file weights(dir + "/model.safetensors", options);
     return upernet_swin_model(std::move(cfg), weights);
   }
 

@@ -1,0 +1,83 @@
+#pragma once
+/// @file cli_inputs.hpp
+/// What every `drt` command does the same way with untrusted inputs: the pixel limit on images and
+/// `--size`, the non-finite policy for weights (refused unless `--allow-nonfinite`) and the per-frame
+/// check of inputs and outputs for NaN and infinity (a warning on stderr).
+
+#include <drt/core/tensor.hpp>
+#include <drt/io/image.hpp>
+#include <drt/io/safetensors.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <iostream>
+#include <string>
+
+#include "cli_args.hpp"
+
+namespace drt_cli {
+
+inline const option_spec max_pixels_option{
+    "--max-pixels", "N",
+    "refuse images and --size larger than N pixels (default " + std::to_string(drt::default_max_pixels) + " = 4096x4096)"};
+inline const option_spec allow_nonfinite_option{"--allow-nonfinite", "",
+                                                "load checkpoints holding NaN or infinite weights (refused by default)"};
+
+/// The pixel limit of a command line (--max-pixels N, or drt's default).
+inline std::size_t max_pixels(const std::string& command, const parsed_args& args) {
+  if (!args.has("--max-pixels")) return drt::default_max_pixels;
+  const std::string text = args.get("--max-pixels");
+  // positive_or_zero stops at 9 digits; a limit may need more (12 digits = 10^12 pixels)
+  if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoull(text) == 0)
+    throw usage_error(command, "option '--max-pixels' expects a positive integer, got '" + text + "'");
+  return static_cast<std::size_t>(std::stoull(text));
+}
+
+/// `--size HxW` checked against the pixel limit.
+inline size_hw parse_size_limited(const std::string& command, const parsed_args& args) {
+  const size_hw s = parse_size(command, "--size", args.get("--size"));
+  drt::check_pixel_limit("--size " + args.get("--size"), s.height, s.width, max_pixels(command, args));
+  return s;
+}
+
+/// How the command loads checkpoints.
+inline drt::safetensors_options weight_options(const parsed_args& args) {
+  drt::safetensors_options o;
+  o.allow_nonfinite = args.has("--allow-nonfinite");
+  return o;
+}
+
+/// Number of NaN or infinite values in `t` (one pass).
+template <class Tensor>
+std::size_t count_nonfinite(const Tensor& t) {
+  return static_cast<std::size_t>(std::count_if(t.begin(), t.end(), [](float v) { return !std::isfinite(v); }));
+}
+
+/// Warn on stderr when `t` holds NaN or infinity; `what` names it ("input 'x.safetensors' pixel_values",
+/// "logits of frame 3"). Returns the count.
+template <class Tensor>
+std::size_t warn_nonfinite(const std::string& command, const std::string& what, const Tensor& t) {
+  const std::size_t n = count_nonfinite(t);
+  if (n > 0)
+    std::cerr << "drt " << command << ": warning: " << what << " holds " << n << " non-finite value"
+              << (n > 1 ? "s" : "") << " of " << t.size() << " (NaN or infinity): the result is not meaningful\n";
+  return n;
+}
+
+/// The mask PNG and, when `overlay_path` is not empty, the overlay PNG of class maps [1, H, W]:
+/// both land or neither (a failed overlay write leaves no mask behind).
+inline void write_segmentation(const std::string& mask_path, const std::string& overlay_path,
+                               const drt::rgb_image& image, const drt::itensor3& classes, const drt::palette& pal,
+                               float alpha) {
+  const std::size_t h = classes.shape(1), w = classes.shape(2);
+  drt::output_files out;
+  out.add("png", mask_path, drt::encode_class_map_png("png '" + mask_path + "'", classes.data(), h, w, pal));
+  if (!overlay_path.empty())
+    out.add("png", overlay_path,
+            drt::encode_overlay_png("overlay png '" + overlay_path + "'", image, classes.data(), h, w, pal, alpha));
+  out.commit();
+}
+
+}  // namespace drt_cli
