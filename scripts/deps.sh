@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages drt needs, only those that are missing; silent when none is.
+# `deps.sh fuzz` adds what scripts/fuzz.sh needs (clang and its libFuzzer runtime).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libxtensor-dev libxsimd-dev nlohmann-json3-dev libstb-dev doctest-dev libbenchmark-dev)
+if [ "${1:-}" = fuzz ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

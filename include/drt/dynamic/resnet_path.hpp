@@ -25,6 +25,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <string>
@@ -48,14 +49,28 @@ inline double parse_path_fraction(const std::string& text, const std::string& ke
     else if (!std::isdigit(static_cast<unsigned char>(ch)))
       ok = false;
   }
-  if (!ok || dots > 1) throw invalid_input("path '" + text + "': " + key + "=" + v + " is not a number");
+  if (!ok || dots > 1)
+    throw invalid_input(path_where(text) + ": " + path_shown(key) + "=" + path_shown(v) + " is not a number");
   return std::strtod(v.c_str(), nullptr);
 }
 
 inline std::string fraction_string(double v) {
   std::ostringstream o;
   o << v;  // shortest of %g with 6 significant digits: 0.5, 1, 0.375
-  return o.str();
+  const std::string g = o.str();
+  if (g.find('e') == std::string::npos || !std::isfinite(v)) return g;
+  // %g chose an exponent (below 1e-4, or 1e6 and up): the same digits as a plain decimal, the only
+  // form `parse` reads back (lookup tables store paths as text).
+  std::ostringstream f;
+  const double a = std::fabs(v);
+  const int precision = a >= 1 ? 0 : 5 - static_cast<int>(std::floor(std::log10(a)));
+  f << std::fixed << std::setprecision(precision) << v;
+  std::string s = f.str();
+  if (s.find('.') != std::string::npos) {
+    s.erase(s.find_last_not_of('0') + 1);
+    if (s.back() == '.') s.pop_back();
+  }
+  return s;
 }
 }  // namespace detail
 
@@ -73,7 +88,8 @@ struct resnet_path {
     resnet_path p;
     std::set<std::string> seen;
     for (const auto& [k, v] : detail::split_path_text(text)) {
-      if (!seen.insert(k).second) throw invalid_input("path '" + text + "': key '" + k + "' given twice");
+      if (!seen.insert(k).second)
+        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) + "' given twice");
       if (k == "depths")
         p.depths = detail::parse_path_list(text, k, v);
       else if (k == "mid")
@@ -90,7 +106,8 @@ struct resnet_path {
           start = comma + 1;
         }
       } else {
-        throw invalid_input("path '" + text + "': key '" + k + "' does not apply to resnet (keys: " + keys + ")");
+        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) +
+                            "' does not apply to resnet (keys: " + keys + ")");
       }
     }
     return p;
@@ -121,25 +138,23 @@ struct resnet_path {
     return j;
   }
 
+  /// Reads the JSON form (`to_json`); throws drt::invalid_input naming the key and its value.
   static resnet_path from_json(const nlohmann::json& j) {
-    if (!j.is_object()) throw invalid_input("path JSON " + j.dump() + " is not an object");
+    if (!j.is_object()) throw invalid_input("path JSON " + detail::path_json_shown(j) + " is not an object");
     resnet_path p;
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& k = it.key();
-      try {
-        if (k == "depths")
-          p.depths = it->get<std::vector<int>>();
-        else if (k == "mid")
-          p.mid = it->get<std::vector<int>>();
-        else if (k == "expand")
-          p.expand = it->get<std::vector<double>>();
-        else if (k == "width")
-          p.width = it->get<std::vector<int>>();
-        else
-          throw invalid_input("path JSON: key '" + k + "' does not apply to resnet (keys: " + keys + ")");
-      } catch (const nlohmann::json::exception&) {
-        throw invalid_input("path JSON: key '" + k + "' has a malformed value " + it->dump());
-      }
+      const detail::path_json_reader r{k, *it};
+      if (k == "depths")
+        p.depths = r.integers();
+      else if (k == "mid")
+        p.mid = r.integers();
+      else if (k == "expand")
+        p.expand = r.numbers();
+      else if (k == "width")
+        p.width = r.integers();
+      else
+        throw invalid_input(detail::path_json_where(k) + " does not apply to resnet (keys: " + keys + ")");
     }
     return p;
   }

@@ -39,33 +39,6 @@
 
 namespace drt {
 
-namespace detail {
-/// "0.1,2.0" -> {(0, 1), (2, 0)}; throws naming the text and the bad entry.
-inline std::vector<std::pair<int, int>> parse_skip_pairs(const std::string& text, const std::string& v) {
-  std::vector<std::pair<int, int>> out;
-  std::size_t start = 0;
-  while (start <= v.size()) {
-    const auto comma = v.find(',', start);
-    const std::string pair = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    const auto dot = pair.find('.');
-    if (dot == std::string::npos)
-      throw invalid_input("path '" + text + "': skip entry '" + pair + "' must be stage.block (e.g. 0.1)");
-    out.emplace_back(parse_path_int(text, "skip stage", pair.substr(0, dot)),
-                     parse_path_int(text, "skip block", pair.substr(dot + 1)));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-inline std::string skip_pairs_string(const std::vector<std::pair<int, int>>& skip) {
-  std::string v;
-  for (std::size_t i = 0; i < skip.size(); ++i)
-    v += (i ? "," : "") + std::to_string(skip[i].first) + "." + std::to_string(skip[i].second);
-  return v;
-}
-}  // namespace detail
-
 /// An UPerNet + Swin execution path. Zero / empty fields mean "as the full model".
 struct upernet_path {
   std::vector<int> depths;                ///< Swin blocks kept per stage (prefix), empty = all
@@ -82,20 +55,22 @@ struct upernet_path {
     upernet_path p;
     std::set<std::string> seen;
     for (const auto& [k, v] : detail::split_path_text(text)) {
-      if (!seen.insert(k).second) throw invalid_input("path '" + text + "': key '" + k + "' given twice");
+      if (!seen.insert(k).second)
+        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) + "' given twice");
       if (k == "depths") {
         p.depths = detail::parse_path_list(text, k, v);
       } else if (k == "skip") {
         p.skip = detail::parse_skip_pairs(text, v);
       } else if (k == "bottleneck_in" || k == "fpn_out" || k == "fpn_in" || k == "pred_in") {
         const int n = detail::parse_path_int(text, k, v);
-        if (n == 0) throw invalid_input("path '" + text + "': " + k + "=0 keeps no channels");
+        if (n == 0) throw invalid_input(detail::path_where(text) + ": " + k + "=0 keeps no channels");
         (k == "bottleneck_in" ? p.bottleneck_in
          : k == "fpn_out"     ? p.fpn_out
          : k == "fpn_in"      ? p.fpn_in
                               : p.pred_in) = n;
       } else {
-        throw invalid_input("path '" + text + "': key '" + k + "' does not apply to upernet (keys: " + keys + ")");
+        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) +
+                            "' does not apply to upernet (keys: " + keys + ")");
       }
     }
     return p;
@@ -129,29 +104,27 @@ struct upernet_path {
     return j;
   }
 
+  /// Reads the JSON form (`to_json`); throws drt::invalid_input naming the key and its value.
   static upernet_path from_json(const nlohmann::json& j) {
-    if (!j.is_object()) throw invalid_input("path JSON " + j.dump() + " is not an object");
+    if (!j.is_object()) throw invalid_input("path JSON " + detail::path_json_shown(j) + " is not an object");
     upernet_path p;
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& k = it.key();
-      try {
-        if (k == "depths")
-          p.depths = it->get<std::vector<int>>();
-        else if (k == "skip")
-          for (const auto& e : *it) p.skip.emplace_back(e.at(0).get<int>(), e.at(1).get<int>());
-        else if (k == "bottleneck_in")
-          p.bottleneck_in = it->get<int>();
-        else if (k == "fpn_out")
-          p.fpn_out = it->get<int>();
-        else if (k == "fpn_in")
-          p.fpn_in = it->get<int>();
-        else if (k == "pred_in")
-          p.pred_in = it->get<int>();
-        else
-          throw invalid_input("path JSON: key '" + k + "' does not apply to upernet (keys: " + keys + ")");
-      } catch (const nlohmann::json::exception&) {
-        throw invalid_input("path JSON: key '" + k + "' has a malformed value " + it->dump());
-      }
+      const detail::path_json_reader r{k, *it};
+      if (k == "depths")
+        p.depths = r.integers();
+      else if (k == "skip")
+        p.skip = r.skip_pairs();
+      else if (k == "bottleneck_in")
+        p.bottleneck_in = r.integer(*it);
+      else if (k == "fpn_out")
+        p.fpn_out = r.integer(*it);
+      else if (k == "fpn_in")
+        p.fpn_in = r.integer(*it);
+      else if (k == "pred_in")
+        p.pred_in = r.integer(*it);
+      else
+        throw invalid_input(detail::path_json_where(k) + " does not apply to upernet (keys: " + keys + ")");
     }
     return p;
   }
