@@ -345,7 +345,13 @@ int main(int argc, char** argv) {
   } catch (const drt::io_error& e) {  // missing, unreadable or unwritable file
     std::cerr << "drt: error: " << e.what() << '\n';
     return 1;
-  } catch (const std::exception& e) {  // not expected from drt (e.g. out of memory)
+  } catch (const std::bad_alloc&) {  // an input or model larger than this machine's memory
+    std::cerr << "drt: error: out of memory (an input or model too large for this machine? --max-pixels bounds images)\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {  // names the path(s) itself
+    std::cerr << "drt: error: " << e.what() << '\n';
+    return 1;
+  } catch (const std::exception& e) {  // not expected from drt
     std::cerr << "drt: unexpected error: " << e.what() << '\n';
     return 1;
   }

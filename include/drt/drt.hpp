@@ -17,6 +17,7 @@
 #include "eval/evaluate.hpp"
 #include "eval/labelled_dataset.hpp"
 #include "eval/segmentation_metrics.hpp"
+#include "io/file.hpp"
 #include "io/image.hpp"
 #include "io/model_config.hpp"
 #include "io/resnet_config.hpp"

@@ -106,6 +106,52 @@ struct stbi_deleter {
 };
 using stbi_pixels = std::unique_ptr<stbi_uc, stbi_deleter>;
 
+/// PNG and JPEG only: drt needs no other format, and every decoder stb would otherwise try (TGA
+/// has no signature at all, HDR, PSD, PIC, GIF, PNM, BMP) is attack surface for a hostile file.
+inline void check_png_or_jpeg(const std::string& where, const unsigned char* d, std::size_t n) {
+  static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  const bool is_png = n >= 8 && std::memcmp(d, png, 8) == 0;
+  const bool is_jpeg = n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff;
+  if (!is_png && !is_jpeg) throw io_error(where + ": cannot decode (not a PNG or JPEG file)");
+}
+
+/// Refuses a JPEG whose Huffman tables (DHT segments) declare more than 256 codes: Debian 12's
+/// stb_image (2.27) builds them without that check and writes past its tables (a heap overflow,
+/// found by fuzzing, reached from stbi_info already; stb 2.28 added the check). The markers are
+/// walked as stb walks them: segments skipped by their length, any other byte skipped one at a time,
+/// so every DHT that stb would process is seen here first.
+/// ref: stb_image.h 2.27, stbi__process_marker (case 0xC4) and stbi__build_huffman
+inline void check_jpeg_huffman_tables(const std::string& where, const unsigned char* d, std::size_t n) {
+  if (n < 2 || d[0] != 0xff || d[1] != 0xd8) return;
+  std::size_t p = 2;
+  while (p + 1 < n) {
+    if (d[p] != 0xff) {  // entropy-coded data or garbage between segments
+      ++p;
+      continue;
+    }
+    const unsigned char m = d[p + 1];
+    if (m == 0xff || m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) {  // fill, stuffing, TEM, RSTn, SOI
+      p += m == 0xff ? 1 : 2;
+      continue;
+    }
+    if (m == 0xd9) return;  // EOI
+    if (p + 3 >= n) return;
+    const std::size_t len = (std::size_t{d[p + 2]} << 8) | d[p + 3];  // includes its own two bytes
+    const std::size_t end = std::min(n, p + 2 + len);
+    if (m == 0xc4) {
+      for (std::size_t q = p + 4; q < end;) {
+        std::size_t codes = 0;
+        for (std::size_t i = 1; i <= 16 && q + i < end; ++i) codes += d[q + i];
+        if (codes > 256)
+          throw io_error(where + ": cannot decode (corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
+                         " codes, at most 256 exist)");
+        q += 17 + codes;
+      }
+    }
+    p = std::max(end, p + 2);
+  }
+}
+
 /// stb's reason for the last failure, never empty.
 inline std::string stbi_reason() {
   const char* why = stbi_failure_reason();
@@ -117,6 +163,8 @@ inline std::string stbi_reason() {
 inline stbi_pixels decode(const std::string& where, const unsigned char* data, std::size_t size, int desired,
                           std::size_t max_pixels, int& w, int& h, int& channels) {
   check_encoded_size(where, size);
+  check_png_or_jpeg(where, data, size);
+  check_jpeg_huffman_tables(where, data, size);
   const int n = static_cast<int>(size);
   if (!stbi_info_from_memory(data, n, &w, &h, &channels))
     throw io_error(where + ": cannot decode (stb_image: " + stbi_reason() + ")");
