@@ -162,7 +162,7 @@ public:
     t.data.resize(n);
     const char* p = data_begin() + e.begin;
     if (e.dtype == "F32") {
-      std::memcpy(t.data.data(), p, n * 4);
+      if (n > 0) std::memcpy(t.data.data(), p, n * 4);  // an empty vector's data() may be null: no memcpy then
     } else if (e.dtype == "F16") {
       for (std::size_t i = 0; i < n; ++i) t.data[i] = detail::half_to_float(detail::load_le<std::uint16_t>(p + 2 * i));
     } else if (e.dtype == "BF16") {
@@ -377,7 +377,7 @@ inline std::string safetensors_bytes(const std::map<std::string, safetensors_rec
   out += h;
   for (const auto& [name, rec] : tensors) {
     const char* p = rec.f32 ? reinterpret_cast<const char*>(rec.f32) : reinterpret_cast<const char*>(rec.i32);
-    out.append(p, bytes_of(rec));
+    if (const std::size_t n = bytes_of(rec); n > 0) out.append(p, n);
   }
   return out;
 }
