@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -112,6 +113,34 @@ TEST_SUITE("io") {
                          drt::io_error);
     CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()), ("label '" + name + "'" + why).c_str(),
                          drt::io_error);
+  }
+
+  TEST_CASE("fuzz regressions: a zero-length PNG IDAT decodes or fails cleanly") {
+    // fuzz_image: stb_image 2.27 computes NULL + 0 (and memcpy(NULL, src, 0)) for a first IDAT of
+    // length 0: benign, legal PNG, so drt does not refuse it; the fuzz build exempts stb from those
+    // two UBSan checks (docs/fuzzing.md). This file is also cut after the chunk type.
+    const auto bytes = fuzz_input("image", "png_empty_idat_null_offset.png");
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+    const std::string name = "png_empty_idat_null_offset.png";
+    CHECK_THROWS_WITH_AS(drt::decode_image(name, data, bytes.size()),
+                         ("image '" + name + "': cannot decode (stb_image: unknown reason)").c_str(), drt::io_error);
+    CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()),
+                         ("label '" + name + "': cannot decode (stb_image: unknown reason)").c_str(), drt::io_error);
+  }
+
+  TEST_CASE("fuzz regressions: an empty F32 tensor reads as empty (no memcpy to null)") {
+    // fuzz_safetensors: read_float called memcpy(nullptr, p, 0) for shape [0, 3] (UBSan nonnull).
+    // The input is the seed corpus's own scalar_and_empty.safetensors.
+    auto bytes = fuzz_input("safetensors", "empty_tensor_memcpy_null.safetensors");
+    const auto f = drt::safetensors_file::from_bytes("empty_tensor_memcpy_null.safetensors", std::move(bytes));
+    CHECK(f.names() == std::vector<std::string>{"empty", "scalar"});
+    const auto empty = f.read_float("empty");
+    CHECK(empty.shape == std::vector<std::int64_t>{0, 3});
+    CHECK(empty.data.empty());
+    const auto scalar = f.read_float("scalar");
+    CHECK(scalar.shape.empty());
+    REQUIRE(scalar.data.size() == 1);
+    CHECK(scalar.data[0] == -0.03294609859585762f);
   }
 
   TEST_CASE("fuzz regressions: a resnet expand fraction's text form reads back") {
