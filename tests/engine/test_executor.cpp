@@ -76,7 +76,7 @@ TEST_SUITE("engine") {
     t.entries.push_back(entry("m", "bad", 5, 0.1));
     CHECK_THROWS_WITH_AS(
         (drt::executor<fake_graph, drt::lut_policy, fake_clock>(g, drt::lut_policy(t), fake_clock{&now})),
-        "fake: path 'bad' does not apply", drt::invalid_input);
+        "lookup table: entry 4 (m 'bad'): fake: path 'bad' does not apply", drt::invalid_input);
   }
 
   TEST_CASE("executor: with deadline_controller the loop adapts when the machine slows down") {

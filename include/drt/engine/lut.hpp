@@ -224,11 +224,7 @@ inline long long lut_integer(const nlohmann::json& e, const char* key, const std
     return fallback;
   }
   const auto& v = e[key];
-  const bool in_range = v.is_number_unsigned()   ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
-                                                       static_cast<long long>(v.get<std::uint64_t>()) >= lo
-                        : v.is_number_integer() ? v.get<long long>() >= lo && v.get<long long>() <= hi
-                                                 : false;
-  if (!in_range)
+  if (!json_integer_in(v, lo, hi))
     throw invalid_input(where + ": field '" + key + "' must be an integer in [" + std::to_string(lo) + ", " +
                         std::to_string(hi) + "], got " + lut_shown(v));
   return v.get<long long>();

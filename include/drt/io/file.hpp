@@ -13,6 +13,8 @@
 /// ref: POSIX rename(2) replaces the target atomically within one file system.
 
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -79,6 +81,16 @@ inline nlohmann::json read_json_file(const std::string& what, const std::string&
   } catch (const nlohmann::json::exception& ex) {
     throw invalid_input(what + " '" + path + "': not valid JSON (" + ex.what() + ")");
   }
+}
+
+/// Whether JSON value `v` is an integer in [lo, hi]. Huge values are compared as they are written,
+/// never wrapped into a narrower type (2^40 + 1 is not 1, 2^64 - 1 is not -1); 2.0 is not an integer.
+inline bool json_integer_in(const nlohmann::json& v, long long lo, long long hi) {
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    return u <= static_cast<std::uint64_t>(LLONG_MAX) && static_cast<long long>(u) >= lo && static_cast<long long>(u) <= hi;
+  }
+  return v.is_number_integer() && v.get<long long>() >= lo && v.get<long long>() <= hi;
 }
 
 /// Runs `parse()` (which reads a parsed JSON document) and turns any nlohmann::json exception that

@@ -51,10 +51,7 @@ inline constexpr long long max_config_int = 1LL << 30;
 
 /// A JSON integer in [1, max_config_int], or nothing. Values such as 2^31 or 2^32 + 24 are refused,
 /// never wrapped into an int.
-inline bool is_config_positive_int(const nlohmann::json& x) {
-  if (x.is_number_unsigned()) return x.get<std::uint64_t>() >= 1 && x.get<std::uint64_t>() <= max_config_int;
-  return x.is_number_integer() && x.get<long long>() >= 1 && x.get<long long>() <= max_config_int;
-}
+inline bool is_config_positive_int(const nlohmann::json& x) { return json_integer_in(x, 1, max_config_int); }
 
 inline std::vector<int> int_list(const nlohmann::json& j, const std::string& path, const char* key) {
   if (!j.contains(key)) throw invalid_input("config '" + path + "': missing field '" + key + "'");
