@@ -77,7 +77,7 @@ TEST_CASE("read_json_file: syntax errors name the file") {
   scratch_dir tmp;
   const std::string p = tmp.file("bad.json");
   std::ofstream(p) << "{\"a\": ";
-  CHECK_THROWS_WITH_AS(drt::read_json_file("lut", p), doctest::Contains("lut '" + p + "': not valid JSON ("), drt::invalid_input);
+  CHECK_THROWS_WITH_AS(drt::read_json_file("lut", p), doctest::Contains(("lut '" + p + "': not valid JSON (").c_str()), drt::invalid_input);
   std::ofstream(p) << "{\"a\": 1}";
   CHECK(drt::read_json_file("lut", p)["a"] == 1);
 }
@@ -118,7 +118,7 @@ TEST_CASE("output_files: a set of outputs lands together or not at all") {
     file_size_limit limit(16 * 1024);
     drt::output_files out;
     out.add("png", mask, std::string(1000, 'm'));
-    CHECK_THROWS_WITH_AS(out.add("png", overlay, std::string(100000, 'o')), doctest::Contains("png '" + overlay + "': write failed after"),
+    CHECK_THROWS_WITH_AS(out.add("png", overlay, std::string(100000, 'o')), doctest::Contains(("png '" + overlay + "': write failed after").c_str()),
                          drt::io_error);
     CHECK(tmp.listing().empty());
   }

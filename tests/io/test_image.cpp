@@ -340,11 +340,11 @@ TEST_CASE("the pixel limit refuses a small file declaring a huge image, before d
                         "': 8000x8000 (HxW) is more than the limit of 16777216 pixels (raise the limit to allow it)")
                            .c_str(),
                        drt::invalid_input);
-  CHECK_THROWS_WITH_AS(drt::load_label_png(huge), doctest::Contains("label '" + huge + "': 8000x8000 (HxW) is more than the limit"),
+  CHECK_THROWS_WITH_AS(drt::load_label_png(huge), doctest::Contains(("label '" + huge + "': 8000x8000 (HxW) is more than the limit").c_str()),
                        drt::invalid_input);
   // Raised limit: the header passes, the missing pixel data is then a decode error, not an allocation of 192 MB.
   CHECK_THROWS_WITH_AS(drt::load_image(huge, drt::channel_policy::convert, std::size_t{64'000'000}),
-                       doctest::Contains("image '" + huge + "': cannot decode (stb_image: "), drt::io_error);
+                       doctest::Contains(("image '" + huge + "': cannot decode (stb_image: ").c_str()), drt::io_error);
   // The limit applies to real images too: the 360x480 CamVid frame under 100000 pixels.
   CHECK_THROWS_WITH_AS(drt::load_image(camvid_image, drt::channel_policy::convert, 100000),
                        ("image '" + camvid_image + "': 360x480 (HxW) is more than the limit of 100000 pixels (raise the limit to allow it)").c_str(),
