@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -102,30 +103,34 @@ TEST_SUITE("io") {
     CHECK(p.pred_in == -2147483648);
   }
 
-  TEST_CASE("fuzz regressions: a JPEG Huffman table of more than 256 codes is refused before stb") {
-    // fuzz_image: Debian's stb_image 2.27 wrote past huff_dc[].size[257] (UBSan index 257, then a
-    // heap overflow of up to 16 x 255 bytes), already in stbi_info_from_memory.
-    const auto bytes = fuzz_input("image", "jpeg_dht_overflow.jpg");
-    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-    const std::string name = "jpeg_dht_overflow.jpg";
-    const std::string why = ": cannot decode (corrupt JPEG: a Huffman table declares 472 codes, at most 256 exist)";
-    CHECK_THROWS_WITH_AS(drt::decode_image(name, data, bytes.size()), ("image '" + name + "'" + why).c_str(),
-                         drt::io_error);
-    CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()), ("label '" + name + "'" + why).c_str(),
-                         drt::io_error);
-  }
-
-  TEST_CASE("fuzz regressions: a zero-length PNG IDAT decodes or fails cleanly") {
-    // fuzz_image: stb_image 2.27 computes NULL + 0 (and memcpy(NULL, src, 0)) for a first IDAT of
-    // length 0: benign, legal PNG, so drt does not refuse it; the fuzz build exempts stb from those
-    // two UBSan checks (docs/fuzzing.md). This file is also cut after the chunk type.
-    const auto bytes = fuzz_input("image", "png_empty_idat_null_offset.png");
-    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-    const std::string name = "png_empty_idat_null_offset.png";
-    CHECK_THROWS_WITH_AS(drt::decode_image(name, data, bytes.size()),
-                         ("image '" + name + "': cannot decode (stb_image: unknown reason)").c_str(), drt::io_error);
-    CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()),
-                         ("label '" + name + "': cannot decode (stb_image: unknown reason)").c_str(), drt::io_error);
+  TEST_CASE("fuzz regressions: hostile JPEG and PNG files are refused before stb_image misbehaves") {
+    // fuzz_image, against Debian's stb_image 2.27 (the same reason for decode_image, under both
+    // channel policies, and decode_label_png):
+    // - a JPEG DHT segment whose 16 code counts sum past 256: stbi__build_huffman wrote past
+    //   size[257] and values[256] (heap overflow), already in stbi_info_from_memory;
+    // - the same with a segment shorter than its table: stb reads the counts past the segment
+    //   (0x05 + 0x5d + 0xd9 = 315), which the first pre-check did not;
+    // - a 473-byte PNG whose IDAT length field says 1325400475: stb allocated that much before
+    //   finding the bytes missing (11-19 s under ASan per input);
+    // - a zero-length first IDAT (legal PNG): stb computes NULL + 0, benign, so the fuzz build
+    //   exempts stb from those UBSan checks; the file, also cut short, is refused cleanly.
+    const std::pair<const char*, const char*> cases[] = {
+        {"jpeg_dht_overflow.jpg", "corrupt JPEG: a Huffman table declares 472 codes, at most 256 exist"},
+        {"jpeg_dht_short_segment.jpg", "corrupt JPEG: a Huffman table declares 315 codes, at most 256 exist"},
+        {"png_idat_length_1325400475.png", "corrupt PNG: chunk IDAT declares 1325400475 bytes, 432 are left"},
+        {"png_empty_idat_null_offset.png", "stb_image gave no reason; truncated or corrupt file?"},
+    };
+    for (const auto& [name, reason] : cases) {
+      CAPTURE(name);
+      const auto bytes = fuzz_input("image", name);
+      const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+      const std::string tail = std::string("'") + name + "': cannot decode (" + reason + ")";
+      CHECK_THROWS_WITH_AS(drt::decode_image(name, data, bytes.size()), ("image " + tail).c_str(), drt::io_error);
+      CHECK_THROWS_WITH_AS(
+          drt::decode_image(name, data, bytes.size(), drt::default_max_pixels, drt::channel_policy::require_rgb),
+          ("image " + tail).c_str(), drt::io_error);
+      CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()), ("label " + tail).c_str(), drt::io_error);
+    }
   }
 
   TEST_CASE("fuzz regressions: an empty F32 tensor reads as empty (no memcpy to null)") {
