@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -379,6 +380,49 @@ TEST_CASE("truncated images: every cut gives an error with stb's reason (never a
     }
   }
   CHECK(errors > 0);
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("io");
+
+TEST_CASE("the JPEG pre-checks accept real JPEGs of every kind stb decodes (libjpeg-turbo's cjpeg/jpegtran)") {
+  // 96x64 crops of the vendored CamVid frame: baseline, progressive (incl. DC-first scans naming an
+  // AC table not yet defined), restart intervals, optimized Huffman tables, 4:4:4, greyscale.
+  const std::string dir = std::string(DRT_SOURCE_DIR) + "/tests/data/jpeg/";
+  const auto ref = drt::load_image(dir + "baseline.jpg");
+  REQUIRE(ref.height == 64);
+  REQUIRE(ref.width == 96);
+  for (const char* name : {"progressive.jpg", "restart.jpg", "progressive_restart.jpg", "optimized_444.jpg",
+                           "progressive_grey.jpg"}) {
+    INFO(name);
+    const auto img = drt::load_image(dir + name);
+    CHECK(img.height == 64);
+    CHECK(img.width == 96);
+    double diff = 0;  // same picture at the same quality: within JPEG noise of the baseline decode
+    for (std::size_t i = 0; i < img.pixels.size(); ++i) diff += std::abs(int(img.pixels[i]) - int(ref.pixels[i]));
+    CHECK(diff / double(img.pixels.size()) < 12.0);
+  }
+}
+
+TEST_CASE("the JPEG and PNG pre-checks refuse what Debian's stb 2.27 would decode out of bounds") {
+  // fuzz_image's findings, rebuilt by hand (tests/io/test_fuzz_regressions.cpp has the fuzzer's own inputs)
+  auto decode = [](const std::vector<unsigned char>& b) { return drt::decode_image("x", b.data(), b.size()); };
+  CHECK_THROWS_WITH_AS(decode({0xff, 0xd8, 0xff, 0xc4, 0x00, 0x13, 0x00, 200, 100}),
+                       "image 'x': cannot decode (corrupt JPEG: a Huffman table declares 300 codes, at most 256 exist)",
+                       drt::io_error);
+  // a baseline scan naming AC table 2 that no DHT defined
+  std::vector<unsigned char> sos = {0xff, 0xd8, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00,
+                                    0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x02, 0x00, 0x3f, 0x00, 0x00, 0xff, 0xd9};
+  CHECK_THROWS_WITH_AS(decode(sos), "image 'x': cannot decode (corrupt JPEG: a scan uses Huffman table DC 0, which no DHT segment defines)",
+                       drt::io_error);
+  // a PNG whose IDAT declares 1 GB in a 60-byte file
+  std::vector<unsigned char> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                    0, 0, 0, 8, 0, 0, 0, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 'I', 'D', 'A', 'T', 1, 2, 3};
+  CHECK_THROWS_WITH_AS(decode(png), "image 'x': cannot decode (corrupt PNG: chunk IDAT declares 1073741824 bytes, 3 are left)",
+                       drt::io_error);
+  CHECK_THROWS_WITH_AS(decode({'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0}), "image 'x': cannot decode (not a PNG or JPEG file)",
+                       drt::io_error);
 }
 
 TEST_SUITE_END();

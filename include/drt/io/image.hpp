@@ -115,14 +115,21 @@ inline void check_png_or_jpeg(const std::string& where, const unsigned char* d, 
   if (!is_png && !is_jpeg) throw io_error(where + ": cannot decode (not a PNG or JPEG file)");
 }
 
-/// Refuses a JPEG whose Huffman tables (DHT segments) declare more than 256 codes: Debian 12's
-/// stb_image (2.27) builds them without that check and writes past its tables (a heap overflow,
-/// found by fuzzing, reached from stbi_info already; stb 2.28 added the check). The markers are
-/// walked as stb walks them: segments skipped by their length, any other byte skipped one at a time,
-/// so every DHT that stb would process is seen here first.
-/// ref: stb_image.h 2.27, stbi__process_marker (case 0xC4) and stbi__build_huffman
+/// Refuses the JPEGs that Debian 12's stb_image (2.27) decodes out of bounds, both found by fuzzing:
+/// - a Huffman table (DHT) declaring more than 256 codes: stb builds it without that check and
+///   writes past its tables (a heap overflow, reached from stbi_info already; stb 2.28 checks it);
+/// - a scan using a Huffman table that no DHT defined: stb does not check it and decodes with the
+///   uninitialized table of its malloc'ed state (a heap over-read driven by earlier frames' data).
+///   Baseline scans read the DC and AC tables they name; progressive DC-first scans the DC table,
+///   AC scans the AC table, DC refinement none.
+/// The markers are walked as stb walks them: segments skipped by their length, any other byte
+/// skipped one at a time, so every DHT and SOS that stb would process is seen here first.
+/// ref: stb_image.h 2.27, stbi__process_marker (case 0xC4), stbi__process_scan_header, stbi__build_huffman
 inline void check_jpeg_huffman_tables(const std::string& where, const unsigned char* d, std::size_t n) {
   if (n < 2 || d[0] != 0xff || d[1] != 0xd8) return;
+  auto byte = [&](std::size_t i) -> std::size_t { return i < n ? d[i] : 0; };  // stb reads 0 past the end
+  bool defined[2][4] = {};  // [DC = 0, AC = 1][table id]
+  bool frame = false, progressive = false;  // a frame stb decodes (SOF0/1/2) seen; it is SOF2
   std::size_t p = 2;
   while (p + 1 < n) {
     if (d[p] != 0xff) {  // entropy-coded data or garbage between segments
@@ -138,15 +145,31 @@ inline void check_jpeg_huffman_tables(const std::string& where, const unsigned c
     if (p + 3 >= n) return;
     const std::size_t len = (std::size_t{d[p + 2]} << 8) | d[p + 3];  // includes its own two bytes
     const std::size_t end = std::min(n, p + 2 + len);
+    if (m == 0xc0 || m == 0xc1 || m == 0xc2) frame = true, progressive = m == 0xc2;  // the frames stb decodes
+    if (m == 0xda && frame) {  // SOS: the tables this scan reads (other frames stb refuses itself)
+      const std::size_t ns = byte(p + 4), tail = p + 5 + 2 * ns;
+      const std::size_t ss = byte(tail), ah = byte(tail + 2) >> 4;
+      for (std::size_t c = 0; c < ns; ++c) {
+        const std::size_t td = byte(p + 6 + 2 * c) >> 4, ta = byte(p + 6 + 2 * c) & 15;
+        if (td > 3 || ta > 3) break;  // stb refuses the scan itself
+        const bool needs_dc = progressive ? ss == 0 && ah == 0 : true, needs_ac = progressive ? ss > 0 : true;
+        if ((needs_dc && !defined[0][td]) || (needs_ac && !defined[1][ta]))
+          throw io_error(where + ": cannot decode (corrupt JPEG: a scan uses Huffman table " +
+                         (needs_dc && !defined[0][td] ? "DC " + std::to_string(td) : "AC " + std::to_string(ta)) +
+                         ", which no DHT segment defines)");
+      }
+    }
     if (m == 0xc4) {  // stb reads each table's 16 counts from the stream, past the segment's end if need be
-      auto byte = [&](std::size_t i) -> std::size_t { return i < n ? d[i] : 0; };  // stb reads 0 past the end
       long left = static_cast<long>(len) - 2;
       for (std::size_t q = p + 4; left > 0;) {
+        const std::size_t tc = byte(q) >> 4, th = byte(q) & 15;
+        if (tc > 1 || th > 3) break;  // stb refuses the segment
         std::size_t codes = 0;
         for (std::size_t i = 1; i <= 16; ++i) codes += byte(q + i);
         if (codes > 256)
           throw io_error(where + ": cannot decode (corrupt JPEG: a Huffman table declares " + std::to_string(codes) +
                          " codes, at most 256 exist)");
+        defined[tc][th] = true;
         q += 17 + codes;
         left -= static_cast<long>(17 + codes);
       }
