@@ -138,6 +138,23 @@ TEST_SUITE("io") {
     }
   }
 
+  TEST_CASE("fuzz regressions: a JPEG whose entropy data runs into a marker decodes") {
+    // fuzz_image: stb shifts a zero byte by 32 bits once its bit buffer ran dry at a marker (UBSan
+    // shift-exponent; benign, exempted for stb in the fuzz build). The image decodes (16x24, RGB)
+    // and is refused as a label map for its 3 channels.
+    const auto bytes = fuzz_input("image", "jpeg_bit_buffer_shift_32.jpg");
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+    const std::string name = "jpeg_bit_buffer_shift_32.jpg";
+    const auto img =
+        drt::decode_image(name, data, bytes.size(), drt::default_max_pixels, drt::channel_policy::require_rgb);
+    CHECK(img.height == 16);
+    CHECK(img.width == 24);
+    CHECK(img.pixels.size() == 16 * 24 * 3);
+    CHECK_THROWS_WITH_AS(drt::decode_label_png(name, data, bytes.size()),
+                         "label 'jpeg_bit_buffer_shift_32.jpg': has 3 channels (RGB), expected 1 (an 8-bit class map)",
+                         drt::invalid_input);
+  }
+
   TEST_CASE("fuzz regressions: an empty F32 tensor reads as empty (no memcpy to null)") {
     // fuzz_safetensors: read_float called memcpy(nullptr, p, 0) for shape [0, 3] (UBSan nonnull).
     // The input is the seed corpus's own scalar_and_empty.safetensors.
