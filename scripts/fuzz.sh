@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     --long) seconds=600; shift ;;
     --jobs) jobs="$2"; shift 2 ;;
     --only) IFS=, read -r -a targets <<< "$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
