@@ -16,18 +16,28 @@
 // Output: a table on stdout, <prefix>.csv and <prefix>.json (per-frame rows and the summary), an SVG
 // of budget and measured latency of the controller vs lut_policy with the load phases shaded, and
 // progress on stderr. docs/deadline.md has the command and the results.
+//
+// Soak mode (--duration-s S, issue 16): deadline_controller alone over the frames, looped for S
+// seconds of wall-clock time under a changing wall-clock load (seeded busy/idle phases, one spinning
+// thread, ending with the run) and the budget trace repeated; every frame's latency, miss, failure
+// (an exception: counted, the run goes on, the exit status is 1) and resident memory (VmRSS) go to
+// <prefix>.csv/.json and an SVG of RSS and latency over time. docs/soak.md has the command and results.
 
 #include <drt/engine/executor.hpp>
 #include <drt/engine/load_generator.hpp>
 #include <drt/engine/lut.hpp>
 #include <drt/engine/policy.hpp>
+#include <drt/io/file.hpp>
 #include <drt/io/image.hpp>
 #include <drt/io/svg.hpp>
 #include <drt/models/segformer.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_memory.hpp"
+
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -45,6 +55,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -125,18 +136,29 @@ const char* usage_text =
     "  --miss-target R       the controller's target miss rate (default 0.01)\n"
     "  --calib-runs N        runs per path and load state in the calibration (default 5)\n"
     "  --out-prefix P        write P.csv and P.json (default docs/results/deadline)\n"
-    "  --svg FILE            plot (default docs/img/deadline.svg; 'none' to skip)\n";
+    "  --svg FILE            plot (default docs/img/deadline.svg, or P.svg with --out-prefix P; 'none' to skip)\n"
+    "soak mode (issue 16): deadline_controller alone, for a wall-clock duration, resident memory sampled:\n"
+    "  --duration-s S        run for S seconds, looping over the frames (each decoded when run); --n-frames is\n"
+    "                        then the length of the budget trace, repeated (default 300)\n"
+    "  --warmup-s W          RSS 'after warm-up' and its slope are taken from W s on (default min(120, S/4))\n"
+    "  --rss-every N         sample VmRSS every N frames (default 1)\n"
+    "  --csv-every K         write every K-th frame (and every missed or failed one) to the CSV (default 1)\n"
+    "  default load: wall-clock busy/idle phases of seeded lengths (busy 5-60 s, idle 5-60 s), one spinning\n"
+    "  thread, ending with the run; outputs: docs/results/soak.{csv,json}, docs/img/soak_rss.svg\n"
+    "  (with --out-prefix P: P.csv, P.json, P_rss.svg)\n";
 
 struct options {
   std::string lut, frames, budget_mode = "mix", budget_trace, load_text, out_prefix = "docs/results/deadline",
                            svg = "docs/img/deadline.svg";
   std::vector<std::string> models;
-  std::size_t memory_frames = 100, n_frames = 300, step_frames = 20, sine_period = 50, load_busy = 25, load_idle = 25, load_threads = 1,
-              statics = 5, calib_runs = 5;
+  std::size_t memory_frames = 100, n_frames = 300, step_frames = 20, sine_period = 50, load_busy = 25, load_idle = 25,
+              load_threads = 1, statics = 5, calib_runs = 5;
   unsigned seed = 1;
   int threads = 0;
   double budget_lo = 0, budget_hi = 0, miss_target = 0.01;
-  bool no_load = false;
+  bool no_load = false, out_prefix_set = false, svg_set = false;
+  double duration_s = 0, warmup_s = -1;
+  std::size_t rss_every = 1, csv_every = 1;
   std::string command;
 };
 
@@ -216,12 +238,38 @@ options parse_args(int argc, char** argv) {
       o.miss_target = parse_number(a, v, 0);
     else if (a == "--calib-runs")
       o.calib_runs = parse_count(a, v);
-    else if (a == "--out-prefix")
+    else if (a == "--out-prefix") {
       o.out_prefix = v;
-    else if (a == "--svg")
+      o.out_prefix_set = true;
+    } else if (a == "--svg") {
       o.svg = v;
+      o.svg_set = true;
+    } else if (a == "--duration-s")
+      o.duration_s = parse_number(a, v, 0);
+    else if (a == "--warmup-s")
+      o.warmup_s = parse_number(a, v, -1e-300);
+    else if (a == "--rss-every")
+      o.rss_every = parse_count(a, v);
+    else if (a == "--csv-every")
+      o.csv_every = parse_count(a, v);
     else
       throw usage_error("unknown option '" + a + "' (see --help)");
+  }
+  // An output prefix given without --svg takes the plot along, so that a trial run elsewhere does not
+  // overwrite the plot in docs/.
+  if (o.out_prefix_set && !o.svg_set && o.out_prefix != "none")
+    o.svg = o.out_prefix + (o.duration_s > 0 ? "_rss.svg" : ".svg");
+  if (o.duration_s > 0) {
+    if (!o.out_prefix_set) o.out_prefix = "docs/results/soak";
+    if (!o.svg_set && !o.out_prefix_set) o.svg = "docs/img/soak_rss.svg";
+    if (o.warmup_s < 0) o.warmup_s = std::min(120.0, o.duration_s / 4);
+    if (o.warmup_s >= o.duration_s)
+      throw usage_error("--warmup-s " + drt::detail::budget_num(o.warmup_s) + " is not shorter than --duration-s " +
+                        drt::detail::budget_num(o.duration_s));
+    const unsigned cores = std::thread::hardware_concurrency();
+    if (cores > 0 && o.load_threads >= cores)
+      throw usage_error("--load-threads " + std::to_string(o.load_threads) + " would spin every one of the " +
+                        std::to_string(cores) + " cores; the soak load is bounded to fewer");
   }
   if (o.statics < 2) throw usage_error("option '--statics' must be at least 2 (the cheapest and the best path)");
   if (o.budget_lo > 0 && o.budget_hi > 0 && o.budget_lo > o.budget_hi)
@@ -381,12 +429,438 @@ void write_svg(const std::string& file, const std::vector<row>& rows, const std:
       << legend[k].second << "'/><text x='" << L + pw + 30 << "' y='" << T + 18.0 * double(k) + 9 << "'>"
       << legend[k].first << "</text>\n";
   o << "<text x='" << L + pw + 12 << "' y='" << T + 18.0 * 4 + 9 << "'>circles: deadline misses</text>\n</svg>\n";
-  drt::detail::svg_write(file, o.str());
+  drt::write_file_atomic("svg", file, o.str());
 }
 
 void ensure_parent(const std::string& file) {
   const auto p = fs::path(file).parent_path();
   if (!p.empty()) fs::create_directories(p);
+}
+
+// ---- Soak mode (issue 16) -------------------------------------------------------------------------
+// deadline_controller alone over the frames, looped, for a wall-clock duration, under a changing
+// wall-clock load: are there failed frames, does resident memory grow, how many deadlines are missed.
+
+/// A changing, bounded load for the soak: after a 10 s idle lead-in, busy and idle phases of seeded
+/// lengths (5-60 s each), until `duration_s` is covered. The last phase ends at `duration_s`, so the
+/// generator stops by itself with the run; idle phases keep the duty cycle well under 100%.
+drt::load_schedule soak_schedule(double duration_s, unsigned seed) {
+  std::mt19937 rng(seed * 7919u + 17u);
+  std::uniform_real_distribution<double> len(5.0, 60.0);
+  drt::load_schedule s;
+  double t = std::min(10.0, duration_s);
+  s.phases.push_back({t, false});
+  for (bool busy = true; t < duration_s; busy = !busy) {
+    const double d = std::min(std::round(len(rng)), duration_s - t);
+    s.phases.push_back({d, busy});
+    t += d;
+  }
+  return s;
+}
+
+/// The 1-, 5- and 15-minute load averages (/proc/loadavg; zeros where unavailable).
+std::array<double, 3> load_average() {
+  std::array<double, 3> a{0, 0, 0};
+  std::ifstream in("/proc/loadavg");
+  in >> a[0] >> a[1] >> a[2];
+  return a;
+}
+
+/// One soak frame, kept compact: the rows are allocated and touched before the run, so that storing
+/// them does not show up as growth of the resident memory being measured.
+struct soak_row {
+  float t_s = 0, budget_ms = 0, latency_ms = 0, rss_mib = 0, loadavg = 0;
+  std::uint32_t frame = 0;
+  std::uint16_t entry = 0;
+  std::uint8_t missed = 0, load_on = 0, failed = 0;
+};
+
+/// Least-squares slope of y over x (0 for fewer than 2 distinct x).
+double ls_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = double(x.size());
+  if (x.size() < 2) return 0;
+  double mx = 0, my = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    mx += x[i];
+    my += y[i];
+  }
+  mx /= n;
+  my /= n;
+  double sxy = 0, sxx = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+  }
+  return sxx > 0 ? sxy / sxx : 0;
+}
+
+/// Two panels over wall-clock time: resident memory (y from 0, so a flat line looks flat), and per
+/// time bucket the mean budget, the mean and max latency, load phases shaded, misses ticked.
+std::string soak_svg(const std::vector<soak_row>& rows, double duration_s, double warmup_s, const std::string& title) {
+  const double W = 1000, L = 70, R = 200, T = 40, P1 = 190, gap = 55, P2 = 230, B = 45;
+  const double H = T + P1 + gap + P2 + B, pw = W - L - R;
+  // Up to 900 time buckets, about 8 frames or more each (so that no bucket of a short run is empty).
+  const std::size_t nb = std::min<std::size_t>(900, std::max<std::size_t>(rows.size() / 8, 1));
+  const double tmax = std::max(duration_s, rows.empty() ? 1.0 : double(rows.back().t_s));
+  const bool minutes = tmax >= 600;  // time axis in minutes for long runs, else seconds
+  struct bucket {
+    double rss = 0, budget = 0, lat = 0, lat_max = 0;
+    std::size_t n = 0, ok = 0, misses = 0, load = 0;
+  };
+  std::vector<bucket> b(nb);
+  double rss_max = 0, ms_max = 0, budget_max = 0;
+  for (const auto& r : rows) {
+    auto& k = b[std::min(nb - 1, std::size_t(double(r.t_s) / tmax * double(nb)))];
+    ++k.n;
+    k.rss = std::max(k.rss, double(r.rss_mib));
+    k.budget += r.budget_ms;
+    k.load += r.load_on;
+    k.misses += r.missed || r.failed;
+    if (!r.failed) {
+      ++k.ok;
+      k.lat += r.latency_ms;
+      k.lat_max = std::max(k.lat_max, double(r.latency_ms));
+    }
+    rss_max = std::max(rss_max, double(r.rss_mib));
+    ms_max = std::max({ms_max, double(r.latency_ms), double(r.budget_ms)});
+    budget_max = std::max(budget_max, double(r.budget_ms));
+  }
+  // Axes end at 5 round steps (1, 2, 2.5 or 5 x 10^k); latency is clipped at 2.5 x the highest budget,
+  // so that rare spikes do not flatten the budget and mean-latency lines.
+  auto round_top = [](double v) {
+    const double raw = std::max(v, 1e-9) / 5, p = std::pow(10.0, std::floor(std::log10(raw)));
+    for (const double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+      if (m * p >= raw) return 5 * m * p;
+    return 50 * p;
+  };
+  const double y1 = round_top(std::max(1.0, rss_max * 1.1));
+  const double y2 = round_top(std::max(1.0, std::min(ms_max, 2.5 * budget_max)));
+  auto sx = [&](double t) { return L + pw * t / tmax; };
+  auto sy1 = [&](double v) { return T + P1 - P1 * v / y1; };
+  const double T2 = T + P1 + gap;
+  auto sy2 = [&](double v) { return T2 + P2 - P2 * std::min(v, y2) / y2; };
+  auto bt = [&](std::size_t i) { return (double(i) + 0.5) * tmax / double(nb); };
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='11'>\n<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << L + pw / 2 << "' y='22' text-anchor='middle' font-size='14'>" << drt::detail::svg_escape(title)
+    << "</text>\n";
+  // Load shading (bottom panel): buckets where the load was on for most frames.
+  for (std::size_t i = 0; i < nb;) {
+    if (!(b[i].n && 2 * b[i].load > b[i].n)) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j + 1 < nb && b[j + 1].n && 2 * b[j + 1].load > b[j + 1].n) ++j;
+    o << "<rect x='" << fmt(sx(double(i) * tmax / double(nb)), 1) << "' y='" << T2 << "' width='"
+      << fmt(sx(double(j + 1) * tmax / double(nb)) - sx(double(i) * tmax / double(nb)), 1) << "' height='" << P2
+      << "' fill='#f3d9d9'/>\n";
+    i = j + 1;
+  }
+  for (const auto& [top, ph, ymax, label] :
+       {std::tuple<double, double, double, const char*>{T, P1, y1, "resident memory (MiB)"},
+        std::tuple<double, double, double, const char*>{T2, P2, y2, "latency (ms)"}}) {
+    o << "<rect x='" << L << "' y='" << top << "' width='" << pw << "' height='" << ph
+      << "' fill='none' stroke='black'/>\n";
+    for (int t = 0; t <= 5; ++t) {
+      const double yv = ymax * t / 5.0, y = top + ph - ph * t / 5.0;
+      o << "<text x='" << L - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << fmt(yv, yv == std::round(yv) ? 0 : 1)
+        << "</text><line x1='" << L << "' y1='" << y << "' x2='" << L + pw << "' y2='" << y << "' stroke='#ddd'/>\n";
+      if (top == T2)  // right axis of the bottom panel: the share of missed frames per bucket
+        o << "<text x='" << L + pw + 6 << "' y='" << y + 4 << "' fill='#d62728'>" << 20 * t << "%</text>\n";
+    }
+    for (int t = 0; t <= 6; ++t) {
+      const double tv = tmax * t / 6.0;
+      o << "<text x='" << sx(tv) << "' y='" << top + ph + 15 << "' text-anchor='middle'>"
+        << (minutes ? fmt(tv / 60, 1) : fmt(tv, 0)) << "</text>\n";
+    }
+    o << "<text transform='translate(18," << top + ph / 2 << ") rotate(-90)' text-anchor='middle'>" << label
+      << "</text>\n<text x='" << L + pw / 2 << "' y='" << top + ph + 30 << "' text-anchor='middle'>"
+      << (minutes ? "minutes" : "seconds") << "</text>\n";
+  }
+  o << "<line x1='" << sx(warmup_s) << "' y1='" << T << "' x2='" << sx(warmup_s) << "' y2='" << T + P1
+    << "' stroke='#888' stroke-dasharray='4,3'/><text x='" << sx(warmup_s) + 4 << "' y='" << T + 12
+    << "' fill='#666'>warm-up ends</text>\n";
+  auto poly = [&](auto value, auto sy, const char* color, double width) {
+    o << "<polyline fill='none' stroke='" << color << "' stroke-width='" << width << "' points='";
+    for (std::size_t i = 0; i < nb; ++i) {
+      double v;
+      if (value(b[i], v)) o << fmt(sx(bt(i)), 1) << ',' << fmt(sy(v), 1) << ' ';
+    }
+    o << "'/>\n";
+  };
+  poly([](const bucket& k, double& v) { return k.n ? (v = k.rss, true) : false; }, sy1, "#2ca02c", 1.5);
+  poly([](const bucket& k, double& v) { return k.ok ? (v = k.lat_max, true) : false; }, sy2, "#9ecae1", 1.0);
+  poly([](const bucket& k, double& v) { return k.ok ? (v = k.lat / double(k.ok), true) : false; }, sy2, "#1f77b4", 1.2);
+  poly([](const bucket& k, double& v) { return k.n ? (v = k.budget / double(k.n), true) : false; }, sy2, "black", 1.2);
+  poly([](const bucket& k, double& v) { return k.n ? (v = double(k.misses) / double(k.n), true) : false; },
+       [&](double f) { return T2 + P2 - P2 * f; }, "#d62728", 0.8);
+  const std::pair<const char*, const char*> legend[] = {
+      {"VmRSS (max per bucket)", "#2ca02c"},    {"budget (mean per bucket)", "black"},
+      {"latency (mean per bucket)", "#1f77b4"}, {"latency (max per bucket)", "#9ecae1"},
+      {"load on (shaded)", "#f3d9d9"},          {"missed frames (right axis)", "#d62728"}};
+  for (std::size_t k = 0; k < 6; ++k)
+    o << "<rect x='" << L + pw + 12 << "' y='" << T + 18.0 * double(k) << "' width='12' height='10' fill='"
+      << legend[k].second << "'/><text x='" << L + pw + 30 << "' y='" << T + 18.0 * double(k) + 9 << "'>"
+      << legend[k].first << "</text>\n";
+  o << "<text x='" << L + pw + 12 << "' y='" << T + 18.0 * 6 + 9 << "'>" << nb << " buckets of "
+    << fmt(tmax / double(nb), 1) << " s</text>\n<text x='" << L + pw + 12 << "' y='" << T + 18.0 * 7 + 9
+    << "'>latency clipped at " << fmt(y2, 0) << " ms</text>\n</svg>\n";
+  return o.str();
+}
+
+int run_soak(const options& o, const drt::lookup_table& table, const drt::segformer_graph& graph,
+             const std::function<drt::tensor4(std::size_t)>& load_frame, const std::vector<double>& budgets,
+             std::size_t n_files, double lo, double hi, const nlohmann::json& calibration) {
+  const bool write_files = !o.out_prefix.empty() && o.out_prefix != "none";
+  const bool write_plot = !o.svg.empty() && o.svg != "none";
+  const std::string csv = o.out_prefix + ".csv", js = o.out_prefix + ".json";
+  // Refuse an unwritable output now, not after the run.
+  if (write_files) {
+    ensure_parent(o.out_prefix);
+    drt::check_writable("csv", csv);
+    drt::check_writable("json", js);
+  }
+  if (write_plot) {
+    ensure_parent(o.svg);
+    drt::check_writable("svg", o.svg);
+  }
+  drt::deadline_controller_options dco;
+  dco.target_miss_rate = o.miss_target;
+  dco.memory_frames = o.memory_frames;
+  drt::executor<drt::segformer_graph, drt::deadline_controller> ex(graph, drt::deadline_controller(table, dco));
+
+  const drt::load_schedule schedule = o.no_load             ? drt::load_schedule{}
+                                      : o.load_text.empty() ? soak_schedule(o.duration_s, o.seed)
+                                                            : drt::load_schedule::parse(o.load_text);
+  const std::string load_desc = o.no_load ? std::string("none") : schedule.describe();
+  std::cout << "soak " << o.duration_s << " s: deadline_controller (memory_frames " << o.memory_frames << ", target "
+            << fmt(o.miss_target, 3) << "), threads " << drt::max_threads() << ", budgets cycled every "
+            << budgets.size() << " frames\n"
+            << "load "
+            << (o.no_load ? "none"
+                          : "busy " + fmt(schedule.busy_seconds(), 0) + " s of " + fmt(schedule.total_seconds(), 0) +
+                                " s in " + std::to_string(schedule.phases.size()) + " phases")
+            << " (" << o.load_threads << " spinning thread" << (o.load_threads == 1 ? "" : "s") << ")\n";
+
+  // Rows: allocated and touched now (an upper bound of 100 frames/s), so storing them adds no RSS.
+  const std::size_t cap = static_cast<std::size_t>(std::ceil(o.duration_s * 100)) + 1000;
+  std::vector<soak_row> rows(cap);
+  for (auto& r : rows) r.frame = ~std::uint32_t{0};  // a non-zero store: every page is resident now
+  std::size_t n_rows = 0, failures = 0, misses = 0, frames = 0;
+  std::vector<std::string> failure_msgs;
+  std::map<std::size_t, std::size_t> used;
+  const auto la_start = load_average();
+  const double rss_before = drt_bench::proc_status_mib("VmRSS:");
+  double rss_now = rss_before, la_now = la_start[0], la_read_at = -1;
+
+  drt::load_generator load(o.no_load ? drt::load_schedule::on_off(0, 0, 0) : schedule, o.load_threads);
+  const double t_start = now_s();
+  load.start();
+  double last_progress = 0, el = 0;
+  for (std::size_t i = 0; (el = now_s() - t_start) < o.duration_s; ++i) {
+    soak_row r;
+    r.frame = static_cast<std::uint32_t>(i);
+    r.t_s = static_cast<float>(el);
+    r.budget_ms = static_cast<float>(budgets[i % budgets.size()]);
+    r.load_on = load.busy_now();
+    try {
+      const drt::tensor4 x = load_frame(i);
+      const auto res = ex.run(x, budgets[i % budgets.size()]);
+      r.latency_ms = static_cast<float>(res.measured_ms);
+      r.missed = res.missed;
+      r.entry = static_cast<std::uint16_t>(res.choice.entry);
+      misses += res.missed;
+      ++used[res.choice.entry];
+    } catch (const std::exception& e) {  // a failed frame: counted, reported, the run goes on
+      r.failed = 1;
+      ++failures;
+      if (failure_msgs.size() < 20) failure_msgs.push_back("frame " + std::to_string(i) + ": " + e.what());
+    }
+    ++frames;
+    if (i % o.rss_every == 0) rss_now = drt_bench::proc_status_mib("VmRSS:");
+    if (el - la_read_at >= 1) {  // /proc/loadavg changes every 5 s
+      la_now = load_average()[0];
+      la_read_at = el;
+    }
+    r.rss_mib = static_cast<float>(rss_now);
+    r.loadavg = static_cast<float>(la_now);  // /proc/loadavg has 2 decimals
+    if (n_rows < cap) rows[n_rows++] = r;
+    if (el - last_progress >= 30) {
+      last_progress = el;
+      std::cerr << "[soak] " << fmt(el, 0) << " / " << fmt(o.duration_s, 0) << " s, frame " << frames << ", misses "
+                << misses << " (" << fmt(100.0 * double(misses) / double(frames), 2) << "%), failures " << failures
+                << ", RSS " << fmt(rss_now, 1) << " MiB, load " << (r.load_on ? "on" : "off") << ", loadavg "
+                << fmt(la_now, 2) << '\n';
+    }
+  }
+  const double wall = now_s() - t_start;
+  const double rss_end = drt_bench::proc_status_mib("VmRSS:"), hwm = drt_bench::proc_status_mib("VmHWM:");
+  const auto la_end = load_average();
+  load.stop();
+  rows.resize(n_rows);
+
+  // RSS figures: the first frame's sample, the first sample at or after the warm-up, max, end, and
+  // the least-squares slope over the samples after the warm-up.
+  double rss_first = rows.empty() ? rss_before : rows.front().rss_mib, rss_warm = rss_end, rss_max = rss_before;
+  bool warm_seen = false;
+  std::vector<double> tx, ry, lat;
+  double la_sum = 0, la_max = 0, miou_sum = 0;
+  std::size_t frames_load = 0, misses_load = 0, misses_cheapest = 0;
+  const std::size_t cheapest = table.front().front();
+  for (const auto& r : rows) {
+    rss_max = std::max(rss_max, double(r.rss_mib));
+    if (r.t_s >= o.warmup_s) {
+      if (!warm_seen) rss_warm = r.rss_mib;
+      warm_seen = true;
+      tx.push_back(r.t_s / 3600.0);
+      ry.push_back(r.rss_mib);
+    }
+    la_sum += r.loadavg;
+    la_max = std::max(la_max, double(r.loadavg));
+    frames_load += r.load_on;
+    misses_load += r.load_on && r.missed;
+    misses_cheapest += r.missed && r.entry == cheapest;
+    if (!r.failed) {
+      lat.push_back(r.latency_ms);
+      miou_sum += table.entries[r.entry].miou;
+    }
+  }
+  rss_max = std::max(rss_max, rss_end);
+  const double slope = ls_slope(tx, ry);
+  const double miss_rate = frames ? double(misses) / double(frames) : 0;
+  const double la_mean = rows.empty() ? 0 : la_sum / double(rows.size());
+  double mean_ms = 0;
+  for (double v : lat) mean_ms += v;
+  mean_ms = lat.empty() ? 0 : mean_ms / double(lat.size());
+  const double p99 = lat.empty() ? 0 : percentile(lat, 0.99), pmax = lat.empty() ? 0 : percentile(lat, 1.0);
+
+  std::cout << "\nframes " << frames << " in " << fmt(wall, 0) << " s (" << fmt(double(frames) / wall, 1)
+            << " frames/s, " << fmt(double(frames) / double(std::max<std::size_t>(1, n_files)), 1)
+            << " passes over the folder)\n"
+            << "failures " << failures << '\n'
+            << "misses " << misses << " (" << fmt(100 * miss_rate, 2) << "%), with the load on " << misses_load
+            << " of " << frames_load << " frames; " << misses_cheapest
+            << " on the cheapest path (no faster path existed)\n"
+            << "latency mean " << fmt(mean_ms, 1) << " ms, p99 " << fmt(p99, 1) << " ms, max " << fmt(pmax, 1)
+            << " ms; mean expected mIoU " << fmt(lat.empty() ? 0 : miou_sum / double(lat.size()), 4) << ", "
+            << used.size() << " paths used\n"
+            << "RSS MiB: before " << fmt(rss_before, 1) << ", first frame " << fmt(rss_first, 1) << ", after warm-up ("
+            << fmt(o.warmup_s, 0) << " s) " << fmt(rss_warm, 1) << ", max " << fmt(rss_max, 1) << ", end "
+            << fmt(rss_end, 1) << " (VmHWM " << fmt(hwm, 1) << "); slope after warm-up " << fmt(slope, 3) << " MiB/h\n"
+            << "load: busy " << fmt(load.busy_seconds(), 0) << " s of " << fmt(wall, 0) << " s; load average start "
+            << fmt(la_start[0], 2) << ", mean " << fmt(la_mean, 2) << ", max " << fmt(la_max, 2) << ", end "
+            << fmt(la_end[0], 2) << " (1 min)\n";
+
+  if (write_files) {
+    std::ostringstream c;
+    c << "frame,time_s,budget_ms,latency_ms,missed,failed,load_on,entry,path,rss_MiB,loadavg_1min\n";
+    std::size_t written = 0;
+    for (const auto& r : rows) {
+      if (r.frame % o.csv_every != 0 && !r.missed && !r.failed) continue;
+      ++written;
+      c << r.frame << ',' << fmt(r.t_s, 3) << ',' << fmt(r.budget_ms, 2) << ',' << fmt(r.latency_ms, 2) << ','
+        << int(r.missed) << ',' << int(r.failed) << ',' << int(r.load_on) << ',' << r.entry << ",\""
+        << (r.failed ? std::string() : table.entries[r.entry].path) << "\"," << fmt(r.rss_mib, 2) << ','
+        << fmt(r.loadavg, 2) << '\n';
+    }
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto& [e, cnt] : used)
+      hist.push_back({{"entry", e},
+                      {"model", table.entries[e].model},
+                      {"path", table.entries[e].path},
+                      {"miou", table.entries[e].miou},
+                      {"latency_ms", table.entries[e].latency_ms},
+                      {"frames", cnt}});
+    nlohmann::json j;
+    j["command"] = o.command;
+    j["machine"] = drt::machine_info::current().to_json();
+    j["setup"] = {
+        {"mode", "soak"},
+        {"strategy", "deadline_controller"},
+        {"memory_frames", o.memory_frames},
+        {"miss_target", o.miss_target},
+        {"lut", o.lut},
+        {"frames_dir", o.frames},
+        {"frame_decoding", "each frame decoded from its file when it is run (no cache), outside the timed inference"},
+        {"threads", drt::max_threads()},
+        {"duration_s", o.duration_s},
+        {"warmup_s", o.warmup_s},
+        {"rss_every_frames", o.rss_every},
+        {"budget",
+         {{"mode", o.budget_trace.empty() ? o.budget_mode : "trace"},
+          {"file", o.budget_trace},
+          {"lo_ms", lo},
+          {"hi_ms", hi},
+          {"cycle_frames", budgets.size()},
+          {"step_frames", o.step_frames},
+          {"sine_period", o.sine_period}}},
+        {"load",
+         {{"schedule", load_desc},
+          {"threads", o.load_threads},
+          {"scheduled_busy_s", schedule.busy_seconds()},
+          {"busy_s", load.busy_seconds()},
+          {"busy_fraction_of_run", load.busy_seconds() / wall}}}};
+    j["calibration"] = calibration;
+    j["result"] = {{"frames", frames},
+                   {"failures", failures},
+                   {"failure_messages", failure_msgs},
+                   {"misses", misses},
+                   {"miss_rate", miss_rate},
+                   {"frames_load_on", frames_load},
+                   {"misses_load_on", misses_load},
+                   {"misses_on_cheapest_path", misses_cheapest},
+                   {"mean_ms", mean_ms},
+                   {"p99_ms", p99},
+                   {"max_ms", pmax},
+                   {"mean_expected_miou", lat.empty() ? 0 : miou_sum / double(lat.size())},
+                   {"paths_used", hist},
+                   {"wall_s", wall}};
+    j["rss_MiB"] = {{"before_first_frame", rss_before},
+                    {"first_frame", rss_first},
+                    {"after_warmup", rss_warm},
+                    {"max", rss_max},
+                    {"end", rss_end},
+                    {"vm_hwm", hwm},
+                    {"slope_after_warmup_MiB_per_h", slope},
+                    {"samples_after_warmup", tx.size()},
+                    {"note",
+                     "VmRSS from /proc/self/status; the per-frame rows are allocated and touched before "
+                     "the run, so storing them is not counted as growth"}};
+    auto r2 = [](double v) { return std::round(v * 100) / 100; };
+    j["load_average_1min"] = {{"start", la_start[0]},
+                              {"mean", r2(la_mean)},
+                              {"max", r2(la_max)},
+                              {"end", la_end[0]},
+                              {"start_5_15", {la_start[1], la_start[2]}},
+                              {"end_5_15", {la_end[1], la_end[2]}},
+                              {"note", "whole machine (/proc/loadavg), other jobs included"}};
+    j["csv"] = {{"file", csv},
+                {"rows", written},
+                {"every", o.csv_every},
+                {"note", o.csv_every > 1 ? "every K-th frame plus every missed or failed frame" : "every frame"}};
+    drt::output_files out;  // both or neither
+    out.add("csv", csv, c.str());
+    out.add("json", js, j.dump(1) + '\n');
+    out.commit();
+    std::cout << "wrote " << csv << " (" << written << " rows), " << js << '\n';
+  }
+  if (write_plot) {
+    drt::write_file_atomic(
+        "svg", o.svg,
+        soak_svg(rows, o.duration_s, o.warmup_s,
+                 "Soak: deadline_controller, " + std::to_string(frames) + " frames in " + fmt(wall / 60, 1) +
+                     " min; RSS slope after warm-up " + fmt(slope, 2) + " MiB/h; " + std::to_string(misses) +
+                     " misses, " + std::to_string(failures) + " failures"));
+    std::cout << "wrote " << o.svg << '\n';
+  }
+  if (failures > 0) {
+    std::cerr << "deadline_benchmark: error: " << failures << " of " << frames
+              << " frames failed (first: " << failure_msgs.front() << ")\n";
+    return 1;
+  }
+  return 0;
 }
 
 int run(const options& o) {
@@ -484,7 +958,21 @@ int run(const options& o) {
             << "  best     " << table.entries[best].label() << " [" << table.entries[best].latency_ms << "]: " << mbu
             << " ms unloaded, " << mbl << " ms loaded\n";
 
-  // Budgets.
+  const nlohmann::json calibration = {{"runs", o.calib_runs},
+                                      {"cheapest",
+                                       {{"entry", cheapest},
+                                        {"label", table.entries[cheapest].label()},
+                                        {"table_ms", table.entries[cheapest].latency_ms},
+                                        {"unloaded_ms", mcu},
+                                        {"loaded_ms", mcl}}},
+                                      {"best",
+                                       {{"entry", best},
+                                        {"label", table.entries[best].label()},
+                                        {"table_ms", table.entries[best].latency_ms},
+                                        {"unloaded_ms", mbu},
+                                        {"loaded_ms", mbl}}}};
+
+  // Budgets (with --duration-s: one cycle of --n-frames frames, repeated).
   std::vector<double> budgets;
   // The lowest budget leaves the cheapest path room for the load's noise (its loaded p99 is ~1.4x its
   // loaded median here): with 1.2x even the cheapest static path missed 1.2% of its frames, so no
@@ -500,6 +988,7 @@ int run(const options& o) {
   }
   std::cout << "budgets " << (o.budget_trace.empty() ? o.budget_mode : "trace '" + o.budget_trace + "'") << ", " << lo
             << " .. " << hi << " ms\n";
+  if (o.duration_s > 0) return run_soak(o, table, graph, load_frame, budgets, files.size(), lo, hi, calibration);
 
   // Strategies: static entries spaced by index along the front, then the two policies.
   std::vector<std::size_t> statics;
@@ -659,15 +1148,13 @@ int run(const options& o) {
   if (!o.out_prefix.empty() && o.out_prefix != "none") {
     ensure_parent(o.out_prefix);
     const std::string csv = o.out_prefix + ".csv", js = o.out_prefix + ".json";
-    std::ofstream c(csv);
-    if (!c) throw drt::io_error("csv '" + csv + "': cannot open for writing");
+    std::ostringstream c;
     c << "frame,budget_ms,load_on,strategy,entry,model,path,fits,expected_ms,expected_miou,measured_ms,miss,t_s\n";
     for (const auto& r : rows)
       c << r.frame << ',' << fmt(r.budget, 2) << ',' << r.load_on << ',' << r.strategy << ',' << r.entry << ','
         << table.entries[r.entry].model << ",\"" << table.entries[r.entry].path << "\"," << r.fits << ','
         << fmt(r.expected_ms, 2) << ',' << fmt(r.miou, 4) << ',' << fmt(r.measured, 2) << ',' << r.miss << ','
         << fmt(r.t_s, 3) << '\n';
-    if (!c) throw drt::io_error("csv '" + csv + "': write failed");
     nlohmann::json j;
     j["command"] = o.command;
     j["machine"] = drt::machine_info::current().to_json();
@@ -697,19 +1184,7 @@ int run(const options& o) {
                     {"busy_fraction_of_run", load_busy_s / wall}}},
                   {"miss_target", o.miss_target},
                   {"wall_s", wall}};
-    j["calibration"] = {{"runs", o.calib_runs},
-                        {"cheapest",
-                         {{"entry", cheapest},
-                          {"label", table.entries[cheapest].label()},
-                          {"table_ms", table.entries[cheapest].latency_ms},
-                          {"unloaded_ms", mcu},
-                          {"loaded_ms", mcl}}},
-                        {"best",
-                         {{"entry", best},
-                          {"label", table.entries[best].label()},
-                          {"table_ms", table.entries[best].latency_ms},
-                          {"unloaded_ms", mbu},
-                          {"loaded_ms", mbl}}}};
+    j["calibration"] = calibration;
     j["summary"] = nlohmann::json::array();
     for (const auto& s : sums) {
       nlohmann::json u = nlohmann::json::array();
@@ -757,10 +1232,10 @@ int run(const options& o) {
                              {"measured_ms", r.measured},
                              {"miss", r.miss},
                              {"t_s", r.t_s}});
-    std::ofstream jo(js);
-    if (!jo) throw drt::io_error("json '" + js + "': cannot open for writing");
-    jo << j.dump(1) << '\n';
-    if (!jo) throw drt::io_error("json '" + js + "': write failed");
+    drt::output_files out;  // both or neither
+    out.add("csv", csv, c.str());
+    out.add("json", js, j.dump(1) + '\n');
+    out.commit();
     std::cout << "\nwrote " << csv << ", " << js << '\n';
   }
   if (!o.svg.empty() && o.svg != "none") {
