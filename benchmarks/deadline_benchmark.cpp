@@ -903,7 +903,9 @@ int run(const options& o) {
       throw drt::io_error("lut '" + o.lut + "': model '" + e.model + "': directory '" + e.model_dir +
                           "' not found (as given or relative to the LUT's folder); use --models to leave it out");
     std::cerr << "[deadline] loading " << e.model << " from " << dir << '\n';
-    models[e.model] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir));
+    drt::segformer_options build;  // the graph the table was measured on
+    build.fold_decoder = drt::lut_decoder_folded(table, e.model, "lut '" + o.lut + "'");
+    models[e.model] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, {}, build));
     graph.add(e.model, *models[e.model]);
   }
   const std::vector<std::size_t> front = table.front();  // cheapest first

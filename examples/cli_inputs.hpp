@@ -7,6 +7,7 @@
 #include <drt/core/tensor.hpp>
 #include <drt/io/image.hpp>
 #include <drt/io/safetensors.hpp>
+#include <drt/models/segformer.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -23,6 +24,18 @@ inline const option_spec max_pixels_option{
     "refuse images and --size larger than N pixels (default " + std::to_string(drt::default_max_pixels) + " = 4096x4096)"};
 inline const option_spec allow_nonfinite_option{"--allow-nonfinite", "",
                                                 "load checkpoints holding NaN or infinite weights (refused by default)"};
+
+inline const option_spec no_fold_option{
+    "--no-fold", "",
+    "build SegFormer's decoder as published (linear_c, upsample, concat, Conv2DFuse) instead of folding it exactly "
+    "into per-stage GEMMs (docs/decoder_fold.md): the paper's accounting and its fuse_in knob"};
+
+/// How the command builds SegFormer graphs (--no-fold).
+inline drt::segformer_options segformer_build(const parsed_args& args) {
+  drt::segformer_options o;
+  o.fold_decoder = !args.has("--no-fold");
+  return o;
+}
 
 /// The pixel limit of a command line (--max-pixels N, or drt's default).
 inline std::size_t max_pixels(const std::string& command, const parsed_args& args) {

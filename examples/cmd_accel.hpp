@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "cli_args.hpp"
+#include "cli_inputs.hpp"
 
 namespace drt_cli {
 
@@ -35,8 +36,9 @@ inline std::size_t accel_classes(const std::string& cmd, const parsed_args& args
 
 inline accel_subject accel_model(const std::string& cmd, const parsed_args& args) {
   if (args.positional.empty() == !args.has("--arch")) throw usage_error(cmd, "give either MODEL_DIR or --arch NAME");
-  if (args.has("--arch")) return {drt::standard_model(args.get("--arch"), accel_classes(cmd, args)), args.get("--arch")};
-  return {drt::load_model(args.positional[0]), args.positional[0]};
+  if (args.has("--arch"))
+    return {drt::standard_model(args.get("--arch"), accel_classes(cmd, args), 0, segformer_build(args)), args.get("--arch")};
+  return {drt::load_model(args.positional[0], {}, segformer_build(args)), args.positional[0]};
 }
 
 inline drt::accel_options accel_opts(const parsed_args& args) {
@@ -67,6 +69,7 @@ inline const command_spec accel_cmd{
      {"--path", "TEXT", "dynamic execution path (default: full model)"},
      {"--size", "HxW", "input size (default 512x512; ResNet 480x640, the paper's 640 x 480)"},
      {"--improved", "", "vectorize depthwise and C=3 convs over Q / RxSxC (beyond the paper)"},
+     no_fold_option,
      {"--format", "FMT", "table (default), csv or json"}},
     0,
     1};
@@ -134,6 +137,7 @@ inline const command_spec dse_cmd{
      {"--accels", "LIST", "designs, e.g. A..M (default) or C,D,G"},
      {"--size", "HxW", "input size (default: a LUT's, else 512x512; ResNet 480x640)"},
      {"--improved", "", "improved low-channel mapping"},
+     {"--no-fold", "", "SegFormer: cost the decoder as published (the paper's Conv2DFuse; a LUT: as its entries say)"},
      {"--csv", "FILE", "write all points (the design view)"},
      {"--front-csv", "FILE", "write all points with the path fronts they are on"},
      {"--front-accel", "X", "design of the path-front SVGs (default D, else the first of --accels)"},
@@ -196,11 +200,13 @@ inline int dse_main(const parsed_args& args) {
   const auto accels = expand_letters(cmd, "--accels", args.get("--accels", "A..M"), 'A', 'M');
 
   std::map<std::string, drt::any_model> models;  // by name
-  auto model_named = [&](const std::string& name, const std::string& dir) -> const drt::any_model& {
+  auto model_named = [&](const std::string& name, const std::string& dir,
+                         drt::segformer_options build) -> const drt::any_model& {
     auto it = models.find(name);
     if (it != models.end()) return it->second;
     std::cerr << "drt dse: building " << name << "...\n";
-    return models.emplace(name, dir.empty() ? drt::standard_model(name, classes) : drt::load_model(dir)).first->second;
+    return models.emplace(name, dir.empty() ? drt::standard_model(name, classes, 0, build) : drt::load_model(dir, {}, build))
+        .first->second;
   };
 
   std::vector<dse_path> paths;
@@ -231,7 +237,9 @@ inline int dse_main(const parsed_args& args) {
         throw drt::invalid_input(lut.entry_where(i) + ": model_dir '" + e.model_dir +
                                  "' has no config.json here; give --arch NAME to cost its paths on a standard architecture");
       }
-      model_named(model, args.has("--arch") ? std::string() : e.model_dir);
+      drt::segformer_options build;  // the graph the entry was measured on
+      build.fold_decoder = e.decoder_folded;
+      model_named(model, args.has("--arch") ? std::string() : e.model_dir, build);
       if (std::find(names.begin(), names.end(), model) == names.end()) names.push_back(model);
       const bool norm = e.miou_normalized > 0;
       paths.push_back({e.path, e.path, model, norm ? e.miou_normalized : e.miou, e.miou, e.latency_ms, e.pareto});
@@ -263,7 +271,7 @@ inline int dse_main(const parsed_args& args) {
   std::vector<std::vector<drt::layer_info>> layers;
   double full_macs = 0;
   for (auto& p : paths) {
-    const auto& m = model_named(p.model, {});
+    const auto& m = model_named(p.model, {}, segformer_build(args));
     const size_hw s = size ? *size : [&] { const auto [h, w] = drt::default_accel_input(m); return size_hw{h, w}; }();
     auto pl = drt::model_path_layers(m, p.text, s.height, s.width);
     if (!lut_mode && p.label == p.text) p.label = pl.path;

@@ -261,7 +261,10 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
 
   detail::budget_models bm;
   for (const auto& [name, dir] : dirs) {
-    bm.models[name] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, weight_options(args)));
+    drt::segformer_options build;  // the graph the table was measured on
+    build.fold_decoder = drt::lut_decoder_folded(table, name, "lut '" + lut_file + "'");
+    bm.models[name] =
+        std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, weight_options(args), build));
     bm.graph.add(name, *bm.models[name]);
   }
   if (policy == "lut") {

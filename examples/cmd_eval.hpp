@@ -26,7 +26,8 @@ inline const command_spec eval_cmd{
      {"--json", "OUT", "write mIoU, pixel accuracy, per-class IoU and the confusion matrix as JSON"},
      {"--threads", "T", "OpenMP threads (default: all)"},
      max_pixels_option,
-     allow_nonfinite_option},
+     allow_nonfinite_option,
+     no_fold_option},
     1,
     1};
 
@@ -39,7 +40,7 @@ inline int eval_main(const parsed_args& args) {
   if (args.has("--json")) drt::check_writable("json", args.get("--json"));  // before minutes of evaluation
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
   const std::size_t pixel_limit = max_pixels(cmd, args);
-  const auto model = drt::segformer_model::from_dir(model_dir, weight_options(args));
+  const auto model = drt::segformer_model::from_dir(model_dir, weight_options(args), segformer_build(args));
   const auto path = drt::segformer_path::parse(args.get("--path"));
   const auto exec = model.compile(path);
   const auto items = drt::list_labelled_dataset(data, limit);

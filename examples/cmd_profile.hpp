@@ -39,7 +39,8 @@ inline const command_spec profile_cmd{
      {"--format", "FMT", "table (default), csv or json"},
      {"--top", "N", "table: only the N layers that take the most time (default: all)"},
      {"--svg", "FILE", "plot: MAC share vs time share by kind and region (one setting) or time share vs setting"},
-     max_pixels_option},
+     max_pixels_option,
+     no_fold_option},
     0,
     1};
 
@@ -71,9 +72,9 @@ inline int profile_main(const parsed_args& args) {
   const std::string name = args.has("--arch") ? args.get("--arch") : args.positional[0];
   std::cerr << "drt profile: building " << name << "...\n";
   const drt::any_model model = [&] {
-    if (!args.has("--arch")) return drt::load_model(name);
+    if (!args.has("--arch")) return drt::load_model(name, {}, segformer_build(args));
     const std::size_t classes = args.has("--classes") ? parse_positive(cmd, "--classes", args.get("--classes")) : 0;
-    return drt::standard_model(name, classes);
+    return drt::standard_model(name, classes, 0, segformer_build(args));
   }();
   const bool classifier = std::holds_alternative<drt::resnet_model>(model);
   std::vector<size_hw> sizes;

@@ -44,9 +44,10 @@ inline const command_spec sweep_cmd{
      {"--depth-reduce", "R", "per-stage depths from D-R to D (default 1: 16 combinations)"},
      {"--depths", "LIST", "explicit depth vectors, e.g. \"3,4,6,3;2,3,5,3\" (overrides --depth-reduce)"},
      {"--channel-step", "C", "decoder channel counts are multiples of C (default 32)"},
-     {"--fuse-levels", "N", "Conv2DFuse input levels, full down to 1/6 (default 17)"},
+     {"--fuse-levels", "N", "with --no-fold: Conv2DFuse input levels, full down to 1/6 (default 17)"},
      {"--pred-levels", "N", "Conv2DPred input levels, full down to 1/4 (default 6)"},
-     {"--fuse-in", "LIST", "explicit Conv2DFuse input counts, e.g. 1024,2048,3072"},
+     {"--fuse-in", "LIST", "explicit Conv2DFuse input counts, e.g. 1024,2048,3072 (default folded: D, 2D, ..., S*D)"},
+     no_fold_option,
      {"--pred-in", "LIST", "explicit Conv2DPred input counts, e.g. 384,768"},
      {"--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)"},
      {"--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)"},
@@ -133,6 +134,7 @@ inline int sweep_main(const parsed_args& args) {
       o.depths.push_back(d);
     }
   }
+  o.fold_decoder = !args.has("--no-fold");
   if (args.has("--fuse-in")) o.fuse_in = detail::parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
   if (args.has("--pred-in")) o.pred_in = detail::parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));

@@ -94,7 +94,8 @@ const command_spec run_cmd{
      {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
      {"--threads", "T", "OpenMP threads (default: all)"},
      drt_cli::max_pixels_option,
-     drt_cli::allow_nonfinite_option},
+     drt_cli::allow_nonfinite_option,
+     drt_cli::no_fold_option},
     1,
     1};
 
@@ -122,7 +123,7 @@ int run_main(const parsed_args& args) {
   drt::tensor4 pixel_values = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
   std::copy(px.data.begin(), px.data.end(), pixel_values.begin());
 
-  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args));
+  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args), drt_cli::segformer_build(args));
   std::cerr << "drt run: model " << model_dir << " (" << drt::family_name(any) << ", " << thread_count()
             << " threads)\n"
             << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';
@@ -196,7 +197,8 @@ const command_spec segment_cmd = drt_cli::with_budget_options(command_spec{
      {"--path", "TEXT", "dynamic execution path, e.g. \"depths=2,3,5,3 fuse_in=1024\" (default: full model)"},
      {"--threads", "T", "OpenMP threads (default: all)"},
      drt_cli::max_pixels_option,
-     drt_cli::allow_nonfinite_option},
+     drt_cli::allow_nonfinite_option,
+     drt_cli::no_fold_option},
     0,
     2});
 
@@ -214,7 +216,7 @@ int segment_main(const parsed_args& args) {
   drt::check_writable("png", mask_path);  // before loading and running anything
   if (!overlay_path.empty()) drt::check_writable("png", overlay_path);
 
-  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args));
+  const drt::any_model any = drt::load_model(model_dir, drt_cli::weight_options(args), drt_cli::segformer_build(args));
   if (std::holds_alternative<drt::resnet_model>(any))
     throw drt::invalid_input("drt segment: model '" + model_dir + "' is a resnet classifier, not a segmentation model");
   const drt::rgb_image original =

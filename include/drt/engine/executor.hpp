@@ -62,6 +62,11 @@ public:
       throw invalid_input("needs model '" + e.model + "', which is not loaded" +
                           (loaded.empty() ? std::string(" (none loaded)") : " (loaded: " + loaded + ")"));
     }
+    if (it->second->decoder_folded() != e.decoder_folded)
+      throw invalid_input(std::string("was measured with the decoder ") + (e.decoder_folded ? "folded" : "unfolded") +
+                          " but model '" + e.model + "' is loaded " +
+                          (it->second->decoder_folded() ? "folded" : "unfolded") +
+                          " (load it as the table says: lut_decoder_folded)");
     const auto path = e.path == "full" ? segformer_path{} : segformer_path::parse(e.path);
     return {it->second, it->second->compile(path)};
   }

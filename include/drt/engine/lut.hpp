@@ -120,6 +120,9 @@ struct lut_entry {
   double miou_normalized = 0;               ///< miou / the reference entry's miou
   double pixel_acc = NAN;                   ///< pixel accuracy (optional)
   bool pareto = false;                      ///< on the (latency_ms, miou) Pareto front of the table
+  /// The graph the path was measured on: SegFormer's decoder folded (segformer_options). JSON
+  /// "decoder": "folded" | "unfolded"; tables written before the fold have no field and mean unfolded.
+  bool decoder_folded = false;
 
   /// "segformer-b2-camvid 'depths=2,3,5,3 fuse_in=1024'"
   std::string label() const { return model + " '" + path + "'"; }
@@ -133,7 +136,8 @@ struct lut_entry {
                      {"latency_source", latency_source},
                      {"miou", miou},
                      {"miou_normalized", miou_normalized},
-                     {"pareto", pareto}};
+                     {"pareto", pareto},
+                     {"decoder", decoder_folded ? "folded" : "unfolded"}};
     if (!model_dir.empty()) j["model_dir"] = model_dir;
     if (std::isfinite(predicted_latency_ms)) j["predicted_latency_ms"] = predicted_latency_ms;
     if (std::isfinite(measured_latency_ms)) j["measured_latency_ms"] = measured_latency_ms;
@@ -302,6 +306,10 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
     if (!e["pareto"].is_boolean())
       throw invalid_input(xw + ": field 'pareto' must be true or false, got " + lut_shown(e["pareto"]));
     x.pareto = e["pareto"].get<bool>();
+    const std::string dec = lut_string(e, "decoder", xw, false, "unfolded");
+    if (dec != "folded" && dec != "unfolded")
+      throw invalid_input(xw + ": field 'decoder' is " + lut_shown(e["decoder"]) + ", expected \"folded\" or \"unfolded\"");
+    x.decoder_folded = dec == "folded";
     auto positive = [&](const char* key, double v) {
       if (!(v > 0) || !std::isfinite(v))
         throw invalid_input(xw + ": " + key + " " + lut_num(v) + " must be a positive number of milliseconds");
@@ -341,6 +349,21 @@ inline lookup_table load_lut(const std::string& file) {
 /// when it cannot be written; a failed write leaves no file behind.
 inline void save_lut(const lookup_table& t, const std::string& file) {
   write_file_atomic("lut", file, t.to_json().dump(1) + "\n");
+}
+
+/// Whether `model`'s entries in `table` were measured with the decoder folded (how to load the model
+/// to run them). Throws when its entries disagree or when it has none.
+inline bool lut_decoder_folded(const lookup_table& table, const std::string& model, const std::string& where) {
+  int folded = -1;
+  for (const auto& e : table.entries) {
+    if (e.model != model) continue;
+    if (folded >= 0 && folded != int(e.decoder_folded))
+      throw invalid_input(where + ": the entries of model '" + model +
+                          "' mix folded and unfolded decoders; a table is measured on one graph per model");
+    folded = int(e.decoder_folded);
+  }
+  if (folded < 0) throw invalid_input(where + ": no entry uses model '" + model + "'");
+  return folded == 1;
 }
 
 /// The warning to print when a LUT's latencies were measured on another machine; empty when the

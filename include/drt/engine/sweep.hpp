@@ -65,28 +65,23 @@ namespace drt {
 // ------------------------------------------------------------------------------ shared decoder
 
 /// Logits of every decoder path of a grid (Conv2DFuse inputs F x Conv2DPred inputs P) on one
-/// encoding, for the cost of one full decoder. Holds its own packed copy of the fuse and classifier
-/// weights, read from the same source and folded exactly as `segformer_model` folds them.
+/// encoding. Unfolded head: for the cost of one full decoder (the fuse reduction is read out at
+/// every F). Folded head: one folded decoder per F (each a small fraction of the unfolded one; the
+/// weights of every F are composed once, by `prepare`), the classifier read out at every P.
 class shared_decoder {
 public:
-  /// `source` must hold the weights `model` was built from (e.g. `safetensors_source` of its file).
-  shared_decoder(const segformer_model& model, const weight_source& source) : model_(&model) {
-    const auto& c = model.config();
-    const auto& head = model.decode_head();
-    const std::size_t d = head.hidden(), s = head.stages(), k = head.classes();
-    const auto D = static_cast<std::int64_t>(d), S = static_cast<std::int64_t>(s), K = static_cast<std::int64_t>(k);
-    std::vector<float> fuse = source("decode_head.linear_fuse.weight", {D, S * D, 1, 1});
-    const auto g = source("decode_head.batch_norm.weight", {D}), b = source("decode_head.batch_norm.bias", {D});
-    const auto mean = source("decode_head.batch_norm.running_mean", {D});
-    const auto var = source("decode_head.batch_norm.running_var", {D});
-    // ref: mlp_decode_head's constructor: BatchNorm folded into the fuse weights, then packed [n=D][k=S*D].
-    const auto bn =
-        batch_norm_to_affine(g.data(), b.data(), mean.data(), var.data(), d, static_cast<float>(c.batch_norm_eps));
-    fuse_bias_ = fold_batch_norm(fuse, s * d, {}, bn);
-    fuse_ = packed_matrix::from_nk(fuse.data(), d, s * d, s * d);
-    const auto cw = source("decode_head.classifier.weight", {K, D, 1, 1});
-    cls_bias_ = source("decode_head.classifier.bias", {K});
-    cls_ = packed_matrix::from_nk(cw.data(), k, d, d);
+  explicit shared_decoder(const segformer_model& model) : model_(&model) {}
+
+  /// Composes the folded head's weights of every F of the grid (nothing to do when unfolded). Call
+  /// once before `run` with the grid `run` will get.
+  void prepare(const std::vector<std::size_t>& fuse_in) {
+    cuts_.clear();
+    if (!model_->decoder_folded()) return;
+    for (const std::size_t f : fuse_in) {
+      decode_head_channels ch;
+      ch.fuse_in = f;
+      cuts_[f] = model_->decode_head().resolve(ch).cut;
+    }
   }
 
   /// Checks a grid against the model: ascending, within range, multiples of the SIMD width (the
@@ -114,16 +109,48 @@ public:
            const std::vector<std::size_t>& pred_in, std::vector<detail::aligned_vector<float>>& logits) const {
     check_grid(fuse_in, pred_in);
     const auto& head = model_->decode_head();
-    const std::size_t d = head.hidden(), S = head.stages(), K = head.classes(), full = S * d;
+    const std::size_t K = head.classes();
     const std::size_t n = f.n, h0 = f.hs[0], w0 = f.ws[0], m0 = n * h0 * w0;
-    const std::size_t fmax = fuse_in.back(), pmax = pred_in.back(), nf = fuse_in.size(), np = pred_in.size();
-    // 1. The concatenation, every channel any path of the grid reads (ref: mlp_decode_head::run).
+    const std::size_t pmax = pred_in.back(), nf = fuse_in.size(), np = pred_in.size();
+    logits.resize(nf * np);
+    for (auto& l : logits) l.resize(m0 * K);
+    constexpr std::size_t MC = detail::gemm_mc;
+    thread_local detail::aligned_vector<float> tiles;  // [MC][NR]
+    tiles.resize(MC * detail::gemm_nr);
+    gemm_epilogue cls_ep;
+    cls_ep.bias = head.classifier().bias();
+    const packed_matrix& cls = head.classifier().weights();
+    if (head.folded()) {
+      // Per F: the folded decoder up to the ReLU at pmax outputs (each output channel is computed
+      // independently, so its first P columns are the path (F, P)'s), then the classifier read out at every P.
+      std::vector<const float*> fp;
+      for (const auto& m : f.maps) fp.push_back(m.data());
+      thread_local detail::aligned_vector<float> fused;
+      fused.resize(m0 * pmax);
+      for (std::size_t fi = 0; fi < nf; ++fi) {
+        decode_head_channels ch;
+        ch.fuse_in = fuse_in[fi];
+        ch.pred_in = pmax;
+        const auto it = cuts_.find(fuse_in[fi]);
+        if (it == cuts_.end())
+          throw invalid_input("shared_decoder: fuse_in=" + std::to_string(fuse_in[fi]) + " was not prepared");
+        ch.cut = it->second;
+        head.run_fused(fp, n, f.hs, f.ws, fused.data(), ch);
+        for (std::size_t r0 = 0; r0 < m0; r0 += MC)
+          checkpointed_gemm<activation::none>(
+              std::min(MC, m0 - r0), fused.data() + r0 * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
+              [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
+      }
+      return;
+    }
+    const std::size_t d = head.hidden(), S = head.stages(), full = S * d, fmax = fuse_in.back();
+    // 1. The concatenation, every channel any path of the grid reads (ref: mlp_decode_head::run_unfolded).
     thread_local detail::aligned_vector<float> concat, tmp;
     concat.resize(m0 * full);
     for (std::size_t s = 0; s < S; ++s) {
       const std::size_t kept = head.stage_outputs_kept(s, fmax);
       if (kept == 0) continue;
-      const std::size_t off = (S - 1 - s) * d, cs = head.stage_linear(s).in_features(), ms = n * f.hs[s] * f.ws[s];
+      const std::size_t off = (S - 1 - s) * d, cs = head.stage_channels(s), ms = n * f.hs[s] * f.ws[s];
       gemm_epilogue ep;
       ep.bias = head.stage_linear(s).bias();
       if (f.hs[s] == h0 && f.ws[s] == w0) {
@@ -134,27 +161,21 @@ public:
         resize_bilinear(tmp.data(), n, f.hs[s], f.ws[s], kept, kept, concat.data() + off, h0, w0, full);
       }
     }
-    logits.resize(nf * np);
-    for (auto& l : logits) l.resize(m0 * K);
     // 2. Row blocks: Conv2DFuse with its accumulators read out at every F, then Conv2DPred on each of
     //    those with its accumulators read out at every P.
-    constexpr std::size_t MC = detail::gemm_mc;
-    thread_local detail::aligned_vector<float> fused, tiles;  // [nf][MC][pmax], [MC][NR]
+    thread_local detail::aligned_vector<float> fused;  // [nf][MC][pmax]
     fused.resize(nf * MC * pmax);
-    tiles.resize(MC * detail::gemm_nr);
     gemm_epilogue fuse_ep;
-    fuse_ep.bias = fuse_bias_.data();
+    fuse_ep.bias = head.fuse_bias();
     fuse_ep.act = activation::relu;
-    gemm_epilogue cls_ep;
-    cls_ep.bias = cls_bias_.data();
     for (std::size_t r0 = 0; r0 < m0; r0 += MC) {
       const std::size_t rows = std::min(MC, m0 - r0);
       checkpointed_gemm<activation::relu>(
-          rows, concat.data() + r0 * full, full, fuse_, pmax, fuse_in, fuse_ep, tiles.data(),
+          rows, concat.data() + r0 * full, full, head.fuse_weights(), pmax, fuse_in, fuse_ep, tiles.data(),
           [&](std::size_t fi) { return fused.data() + fi * MC * pmax; }, pmax);
       for (std::size_t fi = 0; fi < nf; ++fi)
         checkpointed_gemm<activation::none>(
-            rows, fused.data() + fi * MC * pmax, pmax, cls_, K, pred_in, cls_ep, tiles.data(),
+            rows, fused.data() + fi * MC * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
             [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
     }
   }
@@ -222,8 +243,7 @@ private:
   }
 
   const segformer_model* model_;
-  packed_matrix fuse_, cls_;
-  std::vector<float> fuse_bias_, cls_bias_;
+  std::map<std::size_t, std::shared_ptr<const folded_head_cut>> cuts_;  ///< folded head: per F of the grid
 };
 
 // ------------------------------------------------------------------------------ enumeration
@@ -278,7 +298,11 @@ struct sweep_options {
   int depth_reduce = 1;                  ///< depths from D_s - reduce to D_s per stage
   std::vector<std::vector<int>> depths;  ///< explicit depth vectors (override depth_reduce; all models)
   std::size_t channel_step = 32;         ///< channel counts are multiples of this
-  std::size_t fuse_levels = 17;          ///< Conv2DFuse input levels from full down to full * fuse_min
+  /// Build the models with the decoder folded (default; see segformer_options). Folded, fuse_in saves
+  /// work only where it drops a stage's whole slot, so the default fuse_in grid is then the multiples
+  /// of the decoder width (D, 2D, ..., S*D); unfolded, the levels below.
+  bool fold_decoder = true;
+  std::size_t fuse_levels = 17;          ///< Conv2DFuse input levels from full down to full * fuse_min (unfolded)
   double fuse_min = 1.0 / 6;
   std::size_t pred_levels = 6;  ///< Conv2DPred input levels from full down to full * pred_min
   double pred_min = 0.25;
@@ -353,7 +377,6 @@ inline std::string model_name_of(const std::string& dir) {
 struct sweep_model_state {
   std::string name, dir;
   std::unique_ptr<segformer_model> model;
-  std::unique_ptr<safetensors_file> file;
   std::unique_ptr<shared_decoder> decoder;
   std::vector<std::size_t> fuse_grid, pred_grid;
   std::vector<std::vector<int>> depth_queue;                              ///< in order of promise
@@ -472,15 +495,21 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     m.name = detail::model_name_of(m.dir);
     for (std::size_t o = 0; o < mi; ++o)
       if (models[o].name == m.name) throw invalid_input("sweep: two models are named '" + m.name + "'");
-    m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir));
+    segformer_options build;
+    build.fold_decoder = opt.fold_decoder;
+    m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir, {}, build));
     m.model->check_input(H, W);
-    m.file = std::make_unique<safetensors_file>(m.dir + "/model.safetensors");
-    m.decoder = std::make_unique<shared_decoder>(*m.model, safetensors_source(*m.file));
+    m.decoder = std::make_unique<shared_decoder>(*m.model);
     const auto& head = m.model->decode_head();
     const std::size_t full = head.stages() * head.hidden(), d = head.hidden();
-    m.fuse_grid = opt.fuse_in.empty() ? channel_levels(full, static_cast<std::size_t>(double(full) * opt.fuse_min),
-                                                       opt.fuse_levels, opt.channel_step)
-                                      : opt.fuse_in;
+    if (!opt.fuse_in.empty()) {
+      m.fuse_grid = opt.fuse_in;
+    } else if (opt.fold_decoder) {
+      for (std::size_t s = 1; s <= head.stages(); ++s) m.fuse_grid.push_back(s * d);
+    } else {
+      m.fuse_grid =
+          channel_levels(full, static_cast<std::size_t>(double(full) * opt.fuse_min), opt.fuse_levels, opt.channel_step);
+    }
     m.pred_grid = opt.pred_in.empty() ? channel_levels(d, static_cast<std::size_t>(double(d) * opt.pred_min),
                                                        opt.pred_levels, opt.channel_step)
                                       : opt.pred_in;
@@ -490,6 +519,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     m.pred_grid.erase(std::unique(m.pred_grid.begin(), m.pred_grid.end()), m.pred_grid.end());
     try {
       m.decoder->check_grid(m.fuse_grid, m.pred_grid);
+      m.decoder->prepare(m.fuse_grid);
     } catch (const invalid_input& e) {
       throw invalid_input("sweep: model '" + m.name + "': " + e.what());
     }
@@ -520,9 +550,11 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     const auto full_exec = m.model->compile(segformer_path{});
     prog.step = mi + 1;
     prog.what = m.name;
+    // Folded, a decoder costs a small fraction of the unfolded one and its layers depend on both F
+    // and P: every configuration is profiled.
+    const bool every_decoder = opt.profile_every_decoder || m.model->decoder_folded();
     prog.total = opt.warmup + opt.repeats +
-                 (opt.profile_every_decoder ? m.fuse_grid.size() * m.pred_grid.size()
-                                            : m.fuse_grid.size() + m.pred_grid.size() - 1);
+                 (every_decoder ? m.fuse_grid.size() * m.pred_grid.size() : m.fuse_grid.size() + m.pred_grid.size() - 1);
     prog.done = 0;
     report_progress(0);
     for (std::size_t i = 0; i < opt.warmup; ++i) m.model->forward(x, false, full_exec);
@@ -544,7 +576,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     const segformer_features feats = m.model->encode(x, full_exec);
     for (const std::size_t f : m.fuse_grid)
       for (const std::size_t p : m.pred_grid) {
-        if (!opt.profile_every_decoder && p != m.pred_grid.front() && f != m.fuse_grid.back()) continue;
+        if (!every_decoder && p != m.pred_grid.front() && f != m.fuse_grid.back()) continue;
         const auto exec = m.model->compile(m.make_path(m.model->config().depths, f, p));
         m.decoders[{exec.head.fuse_in, exec.head.pred_in}] =
             profile_runs([&] { m.model->decode(feats, exec.head); }, opt.decoder_repeats);
@@ -599,8 +631,10 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
                        [&](const std::vector<int>& a, const std::vector<int>& b) { return removed(a) < removed(b); });
     note(m.name + ": full path " + detail::lut_num(std::round(m.full.total.median_ms * 10) / 10) + " ms median (p95 " +
          detail::lut_num(std::round(m.full.total.p95_ms * 10) / 10) + " ms), " + std::to_string(m.decoders.size()) +
-         " decoder configurations profiled (Conv2DFuse line R^2 " +
-         detail::lut_num(std::round(m.fuse_r2 * 1000) / 1000) + "), " + std::to_string(m.depth_queue.size()) +
+         " decoder configurations profiled (" +
+         (m.model->decoder_folded() ? std::string("folded decoder")
+                                    : "Conv2DFuse line R^2 " + detail::lut_num(std::round(m.fuse_r2 * 1000) / 1000)) +
+         "), " + std::to_string(m.depth_queue.size()) +
          " encoder paths queued");
   }
   const double latency_phase_s = detail::seconds_since(t_start);
@@ -788,6 +822,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     e.model = m.name;
     e.model_dir = m.dir;
     e.path = path.to_string();
+    e.decoder_folded = m.model->decoder_folded();
     e.macs = total_macs(m.model->layers(H, W, exec));
     e.predicted_latency_ms = m.predict_ms(exec, H, W);
     e.latency_ms = e.predicted_latency_ms;
@@ -956,7 +991,8 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   lat["rounds"] = runs.empty() ? 0 : runs[0].size();
   nlohmann::json fits = nlohmann::json::object();
   for (const auto& m : models)
-    fits[m.name] = {{"conv2dfuse_ms_intercept", m.fuse_a},
+    fits[m.name] = {{"decoder", m.model->decoder_folded() ? "folded" : "unfolded"},
+                    {"conv2dfuse_ms_intercept", m.fuse_a},
                     {"conv2dfuse_ms_per_mac_column", m.fuse_b},
                     {"conv2dfuse_r2", m.fuse_r2},
                     {"calibration", m.calibration},

@@ -2,20 +2,36 @@
 /// @file decode_head.hpp
 /// SegFormer All-MLP decode head (ref: transformers modeling_segformer.py, SegformerDecodeHead):
 /// per-stage linear C_s -> D, bilinear upsampling to the stage-0 size, concatenation in reverse
-/// stage order (stage 3 first), 1x1 fuse conv 4D -> D + BatchNorm (folded at load) + ReLU,
-/// 1x1 classifier D -> classes.
+/// stage order (stage 3 first), 1x1 fuse conv 4D -> D + BatchNorm + ReLU, 1x1 classifier D -> classes.
+///
+/// Two forms of the same function (docs/decoder_fold.md):
+/// - **folded** (the default): everything before the ReLU is linear and the bilinear upsample is a
+///   per-channel convex combination (weights summing to 1), so it commutes with channel mixing and
+///   passes biases through. Exactly,
+///       BN(fuse(concat_s(up(P_s f_s + b_s)))) = sum_s up(M_s f_s) + c,
+///       M_s = G W_fuse[:, slot(s)] P_s (D x C_s),  c = beta - G mu + G sum_s W_fuse[:, slot(s)] b_s,
+///   G = diag(gamma / sqrt(var + eps)). M_s and c are composed in double precision at load; each M_s
+///   runs as a GEMM at stage s's own resolution and the upsampled results are accumulated into one
+///   stage-0 buffer with the ReLU in the same pass (`resize_bilinear_sum`), then the classifier.
+/// - **unfolded**: the checkpoint's graph as published (BatchNorm folded into the fuse conv), for
+///   reproducing the paper's accounting (Table III) and its Conv2DFuse knob.
 ///
 /// Channel prefixes are run-time arguments so one copy of the weights serves every dynamic path:
 /// `fuse_in` keeps the first fuse_in concatenated channels (a stage whose slice is dropped entirely
-/// is not projected at all; a partly dropped slice computes only the prefix of its linear's outputs),
-/// `pred_in` computes only the first pred_in fuse outputs and the classifier reads only those, and
-/// `linear0_in` shortens stage 0's linear reduction.
+/// is not computed at all; unfolded, a partly dropped slice computes only the prefix of its linear's
+/// outputs; folded, the stage's M_s over the kept slot columns is composed once per path), `pred_in`
+/// computes only the first pred_in fuse outputs (folded: the first rows of every M_s) and the
+/// classifier reads only those, and `linear0_in` shortens stage 0's reduction.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
 #include "batch_norm.hpp"
 #include "gemm.hpp"
@@ -31,35 +47,102 @@ struct decode_head_weights {
   const float *cls_w, *cls_b;                    ///< [K, D, 1, 1], [K]
 };
 
+/// A path's folded weights where they differ from the full model's, composed once when the path is
+/// compiled (`mlp_decode_head::resolve`): c over the kept slot columns and, when `fuse_in` cuts a
+/// stage's slot partway, that stage's M_s over its kept columns.
+struct folded_head_cut {
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t stage = none;  ///< the stage whose slot is cut partway (none: every slot is whole or dropped)
+  packed_matrix m;           ///< its M_s [D x C_s] over the kept slot columns
+  std::vector<float> bias;   ///< c [D] over the kept slot columns
+  std::size_t bytes() const noexcept { return m.bytes() + bias.size() * sizeof(float); }
+};
+
 /// How much of the head runs (defaults: everything).
 struct decode_head_channels {
   std::size_t fuse_in = 0;     ///< Conv2DFuse input channels kept (0 = all)
   std::size_t pred_in = 0;     ///< Conv2DPred input channels kept = fuse outputs computed (0 = all)
   std::size_t linear0_in = 0;  ///< DecodeLinear0 input channels kept (0 = all)
-  /// true: a dropped Conv2DFuse input is never produced by its decoder linear (backward propagation);
-  /// false: the linears run in full and Conv2DFuse only shortens its reduction (the paper's Table III count).
+  /// Unfolded head only. true: a dropped Conv2DFuse input is never produced by its decoder linear
+  /// (backward propagation); false: the linears run in full and Conv2DFuse only shortens its
+  /// reduction (the paper's Table III count). The folded head computes neither.
   bool propagate = true;
+  /// Folded head with fuse_in below the full width: the path's composed weights (set by `resolve`).
+  std::shared_ptr<const folded_head_cut> cut;
 };
 
 class mlp_decode_head {
 public:
   mlp_decode_head() = default;
+  /// `fold`: build the folded form (default) or the checkpoint's graph (see the file comment).
   mlp_decode_head(const decode_head_weights& w, const std::vector<std::size_t>& stage_channels, std::size_t hidden,
-                  std::size_t classes, float bn_eps)
-      : d_(hidden), classes_(classes) {
+                  std::size_t classes, float bn_eps, bool fold = true)
+      : d_(hidden), classes_(classes), channels_(stage_channels), folded_(fold) {
     const std::size_t s = stage_channels.size();
-    for (std::size_t i = 0; i < s; ++i) linears_.emplace_back(w.linear_w[i], w.linear_b[i], hidden, stage_channels[i]);
-    std::vector<float> fuse(w.fuse_w, w.fuse_w + hidden * s * hidden);
-    const auto bn = batch_norm_to_affine(w.bn_g, w.bn_b, w.bn_mean, w.bn_var, hidden, bn_eps);
-    fuse_bias_ = fold_batch_norm(fuse, s * hidden, {}, bn);
-    fuse_ = packed_matrix::from_nk(fuse.data(), hidden, s * hidden, s * hidden);
     cls_ = linear(w.cls_w, w.cls_b, classes, hidden);
+    if (!fold) {
+      for (std::size_t i = 0; i < s; ++i) linears_.emplace_back(w.linear_w[i], w.linear_b[i], hidden, stage_channels[i]);
+      std::vector<float> fuse(w.fuse_w, w.fuse_w + hidden * s * hidden);
+      const auto bn = batch_norm_to_affine(w.bn_g, w.bn_b, w.bn_mean, w.bn_var, hidden, bn_eps);
+      fuse_bias_ = fold_batch_norm(fuse, s * hidden, {}, bn);
+      fuse_ = packed_matrix::from_nk(fuse.data(), hidden, s * hidden, s * hidden);
+      return;
+    }
+    auto src = std::make_shared<sources>();
+    src->fuse.assign(w.fuse_w, w.fuse_w + hidden * s * hidden);
+    for (std::size_t i = 0; i < s; ++i) {
+      src->linear_w.emplace_back(w.linear_w[i], w.linear_w[i] + hidden * stage_channels[i]);
+      src->linear_b.emplace_back(w.linear_b[i], w.linear_b[i] + hidden);
+    }
+    src->scale.resize(hidden);
+    src->shift.resize(hidden);
+    for (std::size_t o = 0; o < hidden; ++o) {  // the BatchNorm as G and beta - G mu, in double
+      src->scale[o] = double(w.bn_g[o]) / std::sqrt(double(w.bn_var[o]) + double(bn_eps));
+      src->shift[o] = double(w.bn_b[o]) - double(w.bn_mean[o]) * src->scale[o];
+    }
+    src_ = std::move(src);
+    for (std::size_t i = 0; i < s; ++i) {
+      const auto m = compose_stage(i, hidden);
+      folded_w_.push_back(packed_matrix::from_nk(m.data(), hidden, stage_channels[i], stage_channels[i]));
+    }
+    folded_bias_ = compose_bias(std::vector<std::size_t>(s, hidden));
   }
 
   std::size_t hidden() const noexcept { return d_; }
   std::size_t classes() const noexcept { return classes_; }
-  std::size_t stages() const noexcept { return linears_.size(); }
-  const linear& stage_linear(std::size_t s) const noexcept { return linears_[s]; }
+  std::size_t stages() const noexcept { return channels_.size(); }
+  /// Input channels of stage s (C_s).
+  std::size_t stage_channels(std::size_t s) const noexcept { return channels_[s]; }
+  /// true for the folded form.
+  bool folded() const noexcept { return folded_; }
+  /// Unfolded head: stage s's decoder linear (linear_c[s]).
+  const linear& stage_linear(std::size_t s) const {
+    if (folded_) throw invalid_input("decode head: the folded head has no separate decoder linears");
+    return linears_[s];
+  }
+  /// The classifier (Conv2DPred) as a linear D -> classes.
+  const linear& classifier() const noexcept { return cls_; }
+  /// Unfolded head: Conv2DFuse with the BatchNorm folded in, packed [n=D][k=S*D], and its bias [D].
+  const packed_matrix& fuse_weights() const {
+    if (folded_) throw invalid_input("decode head: the folded head has no Conv2DFuse");
+    return fuse_;
+  }
+  const float* fuse_bias() const noexcept { return fuse_bias_.data(); }
+  /// Bytes of packed weights the head holds, and (folded) of the checkpoint tensors kept to compose
+  /// the weights of paths that cut fuse_in.
+  std::size_t weight_bytes() const noexcept {
+    std::size_t b = cls_.weights().bytes() + fuse_.bytes();
+    for (const auto& l : linears_) b += l.weights().bytes();
+    for (const auto& m : folded_w_) b += m.bytes();
+    return b;
+  }
+  std::size_t composition_bytes() const noexcept {
+    if (!src_) return 0;
+    std::size_t b = src_->fuse.size() * sizeof(float) + src_->scale.size() * 2 * sizeof(double);
+    for (std::size_t i = 0; i < src_->linear_w.size(); ++i)
+      b += (src_->linear_w[i].size() + src_->linear_b[i].size()) * sizeof(float);
+    return b;
+  }
 
   /// Channels of stage s that survive `fuse_in` (its slice of the concat is [(S-1-s)D, (S-s)D)).
   std::size_t stage_outputs_kept(std::size_t s, std::size_t fuse_in) const noexcept {
@@ -67,16 +150,34 @@ public:
     return fuse_in <= off ? 0 : std::min(d_, fuse_in - off);
   }
 
+  /// Fills in the defaults and checks the ranges; for the folded head with fuse_in below the full
+  /// width, composes the path's weights (`cut`) unless already there.
   decode_head_channels resolve(decode_head_channels ch) const {
     const std::size_t full = stages() * d_;
     if (ch.fuse_in == 0) ch.fuse_in = full;
     if (ch.pred_in == 0) ch.pred_in = d_;
-    if (ch.linear0_in == 0) ch.linear0_in = linears_[0].in_features();
-    if (ch.fuse_in > full || ch.pred_in > d_ || ch.linear0_in > linears_[0].in_features())
+    if (ch.linear0_in == 0) ch.linear0_in = channels_[0];
+    if (ch.fuse_in > full || ch.pred_in > d_ || ch.linear0_in > channels_[0])
       throw invalid_input("decode head: channels fuse_in=" + std::to_string(ch.fuse_in) + " (max " +
                           std::to_string(full) + "), pred_in=" + std::to_string(ch.pred_in) + " (max " +
                           std::to_string(d_) + "), linear0_in=" + std::to_string(ch.linear0_in) + " (max " +
-                          std::to_string(linears_[0].in_features()) + ") exceed the model");
+                          std::to_string(channels_[0]) + ") exceed the model");
+    if (!folded_ || ch.fuse_in == full) {
+      ch.cut.reset();
+    } else if (!ch.cut) {
+      auto cut = std::make_shared<folded_head_cut>();
+      std::vector<std::size_t> kept(stages());
+      for (std::size_t s = 0; s < stages(); ++s) {
+        kept[s] = stage_outputs_kept(s, ch.fuse_in);
+        if (kept[s] != 0 && kept[s] != d_) {
+          cut->stage = s;
+          const auto m = compose_stage(s, kept[s]);
+          cut->m = packed_matrix::from_nk(m.data(), d_, channels_[s], channels_[s]);
+        }
+      }
+      cut->bias = compose_bias(kept);
+      ch.cut = std::move(cut);
+    }
     return ch;
   }
 
@@ -84,6 +185,108 @@ public:
   void run(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
            const std::vector<std::size_t>& ws, float* logits, decode_head_channels ch = {}) const {
     ch = resolve(ch);
+    const std::size_t m0 = n * hs[0] * ws[0];
+    detail::aligned_vector<float> fused(m0 * ch.pred_in);
+    run_fused(feats, n, hs, ws, fused.data(), ch);
+    gemm_epilogue ec;
+    ec.bias = cls_.bias();
+    profile_scope ps("Conv2DPred");
+    gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), logits, classes_, ec);
+  }
+
+  /// Everything before the classifier: fused [N, H_0, W_0, pred_in] = ReLU(BN(Conv2DFuse(...))) of
+  /// the channels `ch` keeps (resolved or not).
+  void run_fused(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
+                 const std::vector<std::size_t>& ws, float* fused, decode_head_channels ch) const {
+    ch = resolve(ch);
+    if (folded_)
+      run_folded(feats, n, hs, ws, fused, ch);
+    else
+      run_unfolded(feats, n, hs, ws, fused, ch);
+  }
+
+  /// The path's memory beyond the model's weights (folded head, fuse_in cut partway: its M_s and c).
+  static std::size_t path_bytes(const decode_head_channels& ch) noexcept { return ch.cut ? ch.cut->bytes() : 0; }
+
+private:
+  /// The checkpoint's decoder tensors, kept by the folded head to compose the weights of paths that
+  /// cut fuse_in (shared between copies of the model).
+  struct sources {
+    std::vector<float> fuse;                             ///< W_fuse [D, S*D]
+    std::vector<std::vector<float>> linear_w, linear_b;  ///< P_s [D, C_s], b_s [D]
+    std::vector<double> scale, shift;                    ///< G and beta - G mu, [D]
+  };
+
+  /// M_s over the first `kept` columns of stage s's slot: G W_fuse[:, slot(s)][:, :kept] P_s[:kept, :],
+  /// [D x C_s] row-major, accumulated in double.
+  std::vector<float> compose_stage(std::size_t s, std::size_t kept) const {
+    const std::size_t d = d_, cs = channels_[s], off = (stages() - 1 - s) * d, ld = stages() * d;
+    std::vector<float> m(d * cs);
+    const sources& src = *src_;
+    parallel_for(
+        d,
+        [&](std::size_t o) {
+          std::vector<double> acc(cs, 0.0);
+          const float* wrow = src.fuse.data() + o * ld + off;
+          for (std::size_t j = 0; j < kept; ++j) {
+            const double wj = wrow[j];
+            const float* p = src.linear_w[s].data() + j * cs;
+            for (std::size_t c = 0; c < cs; ++c) acc[c] += wj * double(p[c]);
+          }
+          for (std::size_t c = 0; c < cs; ++c) m[o * cs + c] = static_cast<float>(src.scale[o] * acc[c]);
+        },
+        2.0 * double(d) * double(kept) * double(cs));
+    return m;
+  }
+
+  /// c = beta - G mu + G sum_s W_fuse[:, slot(s)][:, :kept_s] b_s[:kept_s], in double.
+  std::vector<float> compose_bias(const std::vector<std::size_t>& kept) const {
+    const std::size_t d = d_, ld = stages() * d;
+    const sources& src = *src_;
+    std::vector<float> c(d);
+    for (std::size_t o = 0; o < d; ++o) {
+      double acc = 0;
+      for (std::size_t s = 0; s < stages(); ++s) {
+        const float* wrow = src.fuse.data() + o * ld + (stages() - 1 - s) * d;
+        for (std::size_t j = 0; j < kept[s]; ++j) acc += double(wrow[j]) * double(src.linear_b[s][j]);
+      }
+      c[o] = static_cast<float>(src.shift[o] + src.scale[o] * acc);
+    }
+    return c;
+  }
+
+  void run_folded(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
+                  const std::vector<std::size_t>& ws, float* fused, const decode_head_channels& ch) const {
+    const std::size_t p = ch.pred_in, h0 = hs[0], w0 = ws[0];
+    const float* bias = ch.cut ? ch.cut->bias.data() : folded_bias_.data();
+    const bool prof = profiling_active();
+    std::vector<detail::aligned_vector<float>> outs(stages());
+    std::vector<bilinear_source> up;
+    bool base = false;  // fused already holds stage 0's product + c
+    for (std::size_t s = 0; s < stages(); ++s) {
+      const std::size_t kept = stage_outputs_kept(s, ch.fuse_in);
+      if (kept == 0) continue;  // the whole slot is dropped: stage s is not read at all
+      const packed_matrix& m = ch.cut && ch.cut->stage == s ? ch.cut->m : folded_w_[s];
+      const std::size_t k = s == 0 ? ch.linear0_in : channels_[s], ms = n * hs[s] * ws[s];
+      const std::string name = prof ? "DecodeLinearFuse" + std::to_string(s) : std::string();
+      profile_scope ps(name.c_str());
+      if (s == 0) {  // stage 0 is at the output resolution: its product + c goes straight into `fused`
+        gemm_epilogue ep;
+        ep.bias = bias;
+        gemm(ms, p, k, feats[0], channels_[0], m, fused, p, ep);
+        base = true;
+      } else {
+        outs[s].resize(ms * p);
+        gemm(ms, p, k, feats[s], channels_[s], m, outs[s].data(), p);
+        up.push_back({outs[s].data(), hs[s], ws[s]});
+      }
+    }
+    profile_scope ps("DecodeUpsampleSumReLU");
+    resize_bilinear_sum(up, n, p, fused, h0, w0, base ? nullptr : bias, activation::relu);
+  }
+
+  void run_unfolded(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
+                    const std::vector<std::size_t>& ws, float* fused, const decode_head_channels& ch) const {
     const std::size_t h0 = hs[0], w0 = ws[0], m0 = n * h0 * w0;
     // Without propagation the concat holds every channel; the fuse GEMM reads a prefix of each row.
     const std::size_t width = ch.propagate ? ch.fuse_in : stages() * d_;
@@ -92,8 +295,8 @@ public:
       const std::size_t kept = ch.propagate ? stage_outputs_kept(s, ch.fuse_in) : d_;
       if (kept == 0) continue;  // every output of this linear is dropped: do not run it
       const std::size_t off = (stages() - 1 - s) * d_;
-      const std::size_t k = s == 0 ? ch.linear0_in : linears_[s].in_features();
-      const std::size_t ms = n * hs[s] * ws[s], cs = linears_[s].in_features();
+      const std::size_t k = s == 0 ? ch.linear0_in : channels_[s];
+      const std::size_t ms = n * hs[s] * ws[s], cs = channels_[s];
       gemm_epilogue ep;
       ep.bias = linears_[s].bias();
       const std::string lin = profiling_active() ? "DecodeLinear" + std::to_string(s) : std::string();
@@ -111,26 +314,25 @@ public:
         resize_bilinear(tmp.data(), n, hs[s], ws[s], kept, kept, concat.data() + off, h0, w0, width);
       }
     }
-    detail::aligned_vector<float> fused(m0 * ch.pred_in);
     gemm_epilogue ep;
     ep.bias = fuse_bias_.data();
     ep.act = activation::relu;
-    {
     profile_scope ps("Conv2DFuse");
-    gemm(m0, ch.pred_in, ch.fuse_in, concat.data(), width, fuse_, fused.data(), ch.pred_in, ep);
-    }
-    gemm_epilogue ec;
-    ec.bias = cls_.bias();
-    profile_scope ps("Conv2DPred");
-    gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), logits, classes_, ec);
+    gemm(m0, ch.pred_in, ch.fuse_in, concat.data(), width, fuse_, fused, ch.pred_in, ep);
   }
 
-private:
   std::size_t d_ = 0, classes_ = 0;
+  std::vector<std::size_t> channels_;
+  bool folded_ = true;
+  linear cls_;
+  // unfolded
   std::vector<linear> linears_;
   packed_matrix fuse_;
   std::vector<float> fuse_bias_;
-  linear cls_;
+  // folded
+  std::vector<packed_matrix> folded_w_;  ///< M_s [D x C_s] per stage
+  std::vector<float> folded_bias_;       ///< c [D]
+  std::shared_ptr<const sources> src_;
 };
 
 }  // namespace drt

@@ -12,8 +12,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "activation.hpp"
 
 namespace drt {
 
@@ -151,6 +153,102 @@ inline void resize_bilinear_ref(const float* x, std::size_t n, std::size_t h, st
               (1 - ly) * ((1 - lx) * at(y0, x0) + lx * at(y0, x1)) + ly * ((1 - lx) * at(y1, x0) + lx * at(y1, x1)));
         }
       }
+}
+
+/// One input of `resize_bilinear_sum`: an NHWC map [N, h, w, C] (contiguous rows of C floats).
+struct bilinear_source {
+  const float* x;
+  std::size_t h, w;
+};
+
+/// y[N, OH, OW, C] = act(base + sum_i resize_bilinear(x_i)), with base = y as given, or `bias`
+/// broadcast over the pixels when `bias` is not null (y is then write-only). One pass over y: the
+/// folded SegFormer decoder accumulates every stage's upsampled map into one buffer with it
+/// (docs/decoder_fold.md) instead of writing S full-size intermediates.
+/// Each output row blends its two source rows of every input vertically once (a row of w_i << OW
+/// pixels), then every output pixel takes two horizontal taps per input; the taps are those of
+/// `resize_bilinear` (align_corners=False).
+inline void resize_bilinear_sum(const std::vector<bilinear_source>& xs, std::size_t n, std::size_t c, float* y,
+                                std::size_t oh, std::size_t ow, const float* bias = nullptr,
+                                activation act = activation::none) {
+  struct taps {
+    std::vector<detail::bilinear_tap> y, x;
+  };
+  std::vector<taps> t(xs.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    t[i].y = detail::bilinear_taps(xs[i].h, oh);
+    t[i].x = detail::bilinear_taps(xs[i].w, ow);
+  }
+  const bool relu = act == activation::relu;
+  if (act != activation::none && !relu)
+    throw invalid_input("resize_bilinear_sum: only none and relu activations are supported");
+  auto row = [&](std::size_t r) {
+    using simd = xsimd::batch<float>;
+    constexpr std::size_t W = simd::size;
+    const std::size_t b = r / oh, oy = r % oh;
+    thread_local std::vector<float> blended;  // the vertically blended rows of every input
+    std::size_t total = 0;
+    for (const auto& s : xs) total += s.w * c;
+    blended.resize(total);
+    std::vector<const float*> rows(xs.size());
+    std::size_t off = 0;
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+      const auto& vy = t[i].y[oy];
+      const float* s0 = xs[i].x + (b * xs[i].h + vy.i0) * xs[i].w * c;
+      const float* s1 = xs[i].x + (b * xs[i].h + vy.i1) * xs[i].w * c;
+      float* v = blended.data() + off;
+      const std::size_t len = xs[i].w * c;
+      std::size_t j = 0;
+      for (; j + W <= len; j += W)
+        (simd::load_unaligned(s0 + j) * simd(vy.w0) + simd::load_unaligned(s1 + j) * simd(vy.w1)).store_unaligned(v + j);
+      for (; j < len; ++j) v[j] = vy.w0 * s0[j] + vy.w1 * s1[j];
+      rows[i] = v;
+      off += len;
+    }
+    float* out = y + (b * oh + oy) * ow * c;
+    for (std::size_t ox = 0; ox < ow; ++ox) {
+      float* o = out + ox * c;
+      std::size_t j = 0;
+      for (; j + W <= c; j += W) {
+        simd v = bias ? simd::load_unaligned(bias + j) : simd::load_unaligned(o + j);
+        for (std::size_t i = 0; i < xs.size(); ++i) {
+          const auto& vx = t[i].x[ox];
+          v += simd::load_unaligned(rows[i] + vx.i0 * c + j) * simd(vx.w0) +
+               simd::load_unaligned(rows[i] + vx.i1 * c + j) * simd(vx.w1);
+        }
+        if (relu) v = xsimd::max(v, simd(0.f));
+        v.store_unaligned(o + j);
+      }
+      for (; j < c; ++j) {
+        float v = bias ? bias[j] : o[j];
+        for (std::size_t i = 0; i < xs.size(); ++i) {
+          const auto& vx = t[i].x[ox];
+          v += rows[i][vx.i0 * c + j] * vx.w0 + rows[i][vx.i1 * c + j] * vx.w1;
+        }
+        o[j] = relu ? std::max(v, 0.f) : v;
+      }
+    }
+  };
+  double work = 0;
+  for (const auto& s : xs) work += 4.0 * double(n * oh * ow * c) + 3.0 * double(n * oh * s.w * c);
+  parallel_for(n * oh, row, work + double(n * oh * ow * c));
+}
+
+/// Plain-loop reference of `resize_bilinear_sum` (double arithmetic, via `resize_bilinear_ref`).
+inline void resize_bilinear_sum_ref(const std::vector<bilinear_source>& xs, std::size_t n, std::size_t c, float* y,
+                                    std::size_t oh, std::size_t ow, const float* bias = nullptr,
+                                    activation act = activation::none) {
+  const std::size_t m = n * oh * ow;
+  std::vector<double> acc(m * c);
+  for (std::size_t p = 0; p < m; ++p)
+    for (std::size_t j = 0; j < c; ++j) acc[p * c + j] = bias ? bias[j] : y[p * c + j];
+  std::vector<float> up(m * c);
+  for (const auto& s : xs) {
+    resize_bilinear_ref(s.x, n, s.h, s.w, c, up.data(), oh, ow);
+    for (std::size_t q = 0; q < m * c; ++q) acc[q] += up[q];
+  }
+  for (std::size_t q = 0; q < m * c; ++q)
+    y[q] = static_cast<float>(act == activation::relu ? std::max(acc[q], 0.0) : acc[q]);
 }
 
 /// Bilinear upsampling of logits [N, K, h, w] (NCHW) to H x W, then argmax over K -> [N, H, W].

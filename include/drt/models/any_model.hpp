@@ -15,11 +15,12 @@ namespace drt {
 
 using any_model = std::variant<segformer_model, upernet_swin_model, resnet_model>;
 
-/// Loads DIR (config.json + model.safetensors; `options` as for safetensors_file). Unknown model types get an error naming the
+/// Loads DIR (config.json + model.safetensors; `options` as for safetensors_file, `segformer` how a
+/// SegFormer graph is built). Unknown model types get an error naming the
 /// directory, the type and the supported ones.
-inline any_model load_model(const std::string& dir, safetensors_options options = {}) {
+inline any_model load_model(const std::string& dir, safetensors_options options = {}, segformer_options segformer = {}) {
   const std::string type = read_model_type(dir + "/config.json");
-  if (type == "segformer") return segformer_model::from_dir(dir, options);
+  if (type == "segformer") return segformer_model::from_dir(dir, options, segformer);
   if (type == "upernet") return upernet_swin_model::from_dir(dir, options);
   if (type == "resnet") return resnet_model::from_dir(dir, options);
   throw invalid_input("model '" + dir + "': model_type '" + type +
@@ -35,9 +36,10 @@ inline const char* standard_architectures() noexcept {
 /// A standard architecture by name, with deterministic synthetic weights (for profiling,
 /// benchmarks and the accelerator model, where only the geometry matters). `classes` = 0 takes
 /// the family's default (150 for the segmentation models, 1000 for ResNet).
-inline any_model standard_model(const std::string& name, std::size_t classes = 0, unsigned seed = 0) {
+inline any_model standard_model(const std::string& name, std::size_t classes = 0, unsigned seed = 0,
+                                 segformer_options segformer = {}) {
   if (name.rfind("segformer-", 0) == 0)
-    return segformer_model::with_random_weights(standard_segformer_config(name, classes ? classes : 150), seed);
+    return segformer_model::with_random_weights(standard_segformer_config(name, classes ? classes : 150), seed, segformer);
   if (name.rfind("swin-", 0) == 0)
     return upernet_swin_model::with_random_weights(standard_upernet_swin_config(name, classes ? classes : 150), seed);
   if (name.rfind("resnet", 0) == 0)

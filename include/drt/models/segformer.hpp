@@ -56,6 +56,14 @@ inline segformer_config standard_segformer_config(const std::string& name, std::
   return c;
 }
 
+/// How a SegFormer graph is built from its weights.
+struct segformer_options {
+  /// true (default): the All-MLP decoder is folded exactly into per-stage GEMMs (layers/decode_head.hpp,
+  /// docs/decoder_fold.md); false: the checkpoint's graph as published (the paper's accounting and
+  /// its Conv2DFuse knob).
+  bool fold_decoder = true;
+};
+
 /// Outputs of one forward pass, in PyTorch's NCHW layout.
 struct segformer_output {
   tensor4 logits;               ///< [N, classes, H_0, W_0] at stage-0 resolution (not upsampled, as transformers)
@@ -90,18 +98,20 @@ class segformer_model {
 public:
   /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
   /// non-finite weights, refused by default).
-  static segformer_model from_dir(const std::string& dir, safetensors_options options = {}) {
+  static segformer_model from_dir(const std::string& dir, safetensors_options options = {},
+                                  segformer_options build = {}) {
     auto cfg = load_segformer_config(dir + "/config.json");
     safetensors_file weights(dir + "/model.safetensors", options);
-    return segformer_model(std::move(cfg), weights);
+    return segformer_model(std::move(cfg), weights, build);
   }
 
   /// Build from a checkpoint; every tensor is checked for presence and shape.
-  segformer_model(segformer_config cfg, const safetensors_file& st)
-      : segformer_model(std::move(cfg), safetensors_source(st)) {}
+  segformer_model(segformer_config cfg, const safetensors_file& st, segformer_options build = {})
+      : segformer_model(std::move(cfg), safetensors_source(st), build) {}
 
   /// Build from any weight source (checkpoint, synthetic, edited).
-  segformer_model(segformer_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+  segformer_model(segformer_config cfg, const weight_source& source, segformer_options options = {})
+      : cfg_(std::move(cfg)), build_(options) {
     std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
       keep.push_back(source(name, shape));
@@ -111,8 +121,8 @@ public:
 
   /// A model with synthetic weights (see `random_source`) for benchmarks and profiles when no
   /// checkpoint is at hand.
-  static segformer_model with_random_weights(segformer_config cfg, unsigned seed = 0) {
-    return segformer_model(std::move(cfg), random_source(seed));
+  static segformer_model with_random_weights(segformer_config cfg, unsigned seed = 0, segformer_options build = {}) {
+    return segformer_model(std::move(cfg), random_source(seed), build);
   }
 
 private:
@@ -190,11 +200,14 @@ private:
     hw.cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});
     hw.cls_b = get("decode_head.classifier.bias", {K});
     head_ = mlp_decode_head(hw, chans, static_cast<std::size_t>(D), static_cast<std::size_t>(K),
-                            static_cast<float>(c.batch_norm_eps));
+                            static_cast<float>(c.batch_norm_eps), build_.fold_decoder);
   }
 
 public:
   const segformer_config& config() const noexcept { return cfg_; }
+  const segformer_options& options() const noexcept { return build_; }
+  /// true when the decoder is folded (the default; see segformer_options).
+  bool decoder_folded() const noexcept { return head_.folded(); }
   std::size_t num_stages() const noexcept { return embeds_.size(); }
   const mlp_decode_head& decode_head() const noexcept { return head_; }
   const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
@@ -306,19 +319,32 @@ public:
       w = ow;
       cin = C;
     }
-    const auto ch = head_.resolve(exec.head);
-    const std::size_t D = head_.hidden();
-    for (std::size_t s = 0; s < head_.stages(); ++s) {
-      const std::size_t kept = ch.propagate ? head_.stage_outputs_kept(s, ch.fuse_in) : D;
-      if (kept == 0) continue;
-      const std::size_t cs = s == 0 ? ch.linear0_in : head_.stage_linear(s).in_features();
-      add("DecodeLinear" + std::to_string(s), layer_kind::linear, dec, kept, cs, hs[s] * ws[s], 1, 1, 1, kept * cs + kept);
-      if (hs[s] != hs[0] || ws[s] != ws[0])
-        add("DecodeUpsample" + std::to_string(s), layer_kind::resize, dec, kept, kept, hs[0], ws[0], 1, 1, 0);
+    const auto& ch = exec.head;  // resolved by compile (a default-constructed execution runs everything)
+    const std::size_t D = head_.hidden(), fuse_in = ch.fuse_in ? ch.fuse_in : head_.stages() * D;
+    const std::size_t pred_in = ch.pred_in ? ch.pred_in : D, linear0_in = ch.linear0_in ? ch.linear0_in : head_.stage_channels(0);
+    if (head_.folded()) {
+      // sum_s up(M_s f_s) + c: one GEMM per stage at its own resolution, then one pass that upsamples,
+      // sums and applies the ReLU at stage-0 resolution.
+      for (std::size_t s = 0; s < head_.stages(); ++s) {
+        if (head_.stage_outputs_kept(s, fuse_in) == 0) continue;
+        const std::size_t cs = s == 0 ? linear0_in : head_.stage_channels(s);
+        add("DecodeLinearFuse" + std::to_string(s), layer_kind::linear, dec, pred_in, cs, hs[s] * ws[s], 1, 1, 1,
+            pred_in * cs + (s == 0 ? pred_in : 0));
+      }
+      add("DecodeUpsampleSumReLU", layer_kind::resize, dec, pred_in, pred_in, hs[0], ws[0], 1, 1, 0);
+    } else {
+      for (std::size_t s = 0; s < head_.stages(); ++s) {
+        const std::size_t kept = ch.propagate ? head_.stage_outputs_kept(s, fuse_in) : D;
+        if (kept == 0) continue;
+        const std::size_t cs = s == 0 ? linear0_in : head_.stage_channels(s);
+        add("DecodeLinear" + std::to_string(s), layer_kind::linear, dec, kept, cs, hs[s] * ws[s], 1, 1, 1, kept * cs + kept);
+        if (hs[s] != hs[0] || ws[s] != ws[0])
+          add("DecodeUpsample" + std::to_string(s), layer_kind::resize, dec, kept, kept, hs[0], ws[0], 1, 1, 0);
+      }
+      add("Conv2DFuse", layer_kind::conv, dec, pred_in, fuse_in, hs[0], ws[0], 1, 1, pred_in * fuse_in + pred_in);
     }
-    add("Conv2DFuse", layer_kind::conv, dec, ch.pred_in, ch.fuse_in, hs[0], ws[0], 1, 1, ch.pred_in * ch.fuse_in + ch.pred_in);
-    add("Conv2DPred", layer_kind::conv, dec, head_.classes(), ch.pred_in, hs[0], ws[0], 1, 1,
-        head_.classes() * ch.pred_in + head_.classes());
+    add("Conv2DPred", layer_kind::conv, dec, head_.classes(), pred_in, hs[0], ws[0], 1, 1,
+        head_.classes() * pred_in + head_.classes());
     return out;
   }
 
@@ -408,6 +434,7 @@ public:
 
 private:
   segformer_config cfg_;
+  segformer_options build_;
   std::vector<overlap_patch_embed> embeds_;
   std::vector<std::vector<segformer_block>> blocks_;
   std::vector<layer_norm> stage_norms_;
