@@ -1,4 +1,6 @@
 // Whole-model benchmarks with synthetic weights (standard configs, 150 classes, batch 1).
+// BM_segformer runs the default graph (decoder folded, docs/decoder_fold.md); BM_segformer_unfolded
+// the decoder as published (--no-fold), the graph drt ran before the fold.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -11,9 +13,11 @@
 namespace {
 using drt_bench::proc_status_mib;
 
-void BM_segformer(benchmark::State& st, const std::string& arch) {
+void run_segformer(benchmark::State& st, const std::string& arch, bool fold) {
   const std::size_t hw = st.range(0);
-  const auto model = drt::segformer_model::with_random_weights(drt::standard_segformer_config(arch, 150));
+  drt::segformer_options build;
+  build.fold_decoder = fold;
+  const auto model = drt::segformer_model::with_random_weights(drt::standard_segformer_config(arch, 150), 0, build);
   drt::tensor4 x = drt::tensor4::from_shape({1, 3, hw, hw});
   std::mt19937 g(7);
   std::normal_distribution<float> d(0.f, 1.f);
@@ -33,6 +37,8 @@ void BM_segformer(benchmark::State& st, const std::string& arch) {
   st.counters["rss_peak_MiB"] = proc_status_mib("VmHWM:");
   st.counters["activations_peak_MiB"] = double(pool.stats().peak_live_bytes - live_before) / (1 << 20);
 }
+void BM_segformer(benchmark::State& st, const std::string& arch) { run_segformer(st, arch, true); }
+void BM_segformer_unfolded(benchmark::State& st, const std::string& arch) { run_segformer(st, arch, false); }
 BENCHMARK_CAPTURE(BM_segformer, b0, std::string("segformer-b0"))
     ->ArgName("HW")
     ->Arg(512)
@@ -40,6 +46,18 @@ BENCHMARK_CAPTURE(BM_segformer, b0, std::string("segformer-b0"))
     ->UseRealTime()
     ->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_segformer, b2, std::string("segformer-b2"))
+    ->ArgName("HW")
+    ->Arg(512)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_segformer_unfolded, b0, std::string("segformer-b0"))
+    ->ArgName("HW")
+    ->Arg(512)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_segformer_unfolded, b2, std::string("segformer-b2"))
     ->ArgName("HW")
     ->Arg(512)
     ->Unit(benchmark::kMillisecond)

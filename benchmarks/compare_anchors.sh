@@ -3,7 +3,9 @@
 # ../shared/anchors, measured in one run on this machine (same shapes, random weights, batch 1, 2 threads).
 # Waits for a quiet machine before each measurement.
 # Usage: benchmarks/compare_anchors.sh [BUILD_DIR=build] [OUT=docs/results/anchors.csv]
-# Env: THREADS=2, MODELS="segformer_b0 segformer_b2 swin_t_upernet resnet50" (a subset runs only those rows),
+# Env: THREADS=2, MODELS="segformer_b0 segformer_b0_unfolded segformer_b2 segformer_b2_unfolded swin_t_upernet
+#      resnet50" (a subset runs only those rows; *_unfolded is drt with the decoder as published, --no-fold,
+#      beside the same anchor model),
 #      WAIT=120 (seconds to wait for quiet), TORCH=0 / ORT=0 (leave that anchor out),
 #      ANCHOR_CACHE=$HOME/.cache/drt-anchors (scratch folder of the ORT anchor), ORT_SETUP=1 (install
 #      onnxruntime-node and export the missing ONNX models there first).
@@ -26,7 +28,7 @@ out="${2:-$root/docs/results/anchors.csv}"
 anchors="$(realpath -m "${DRT_SHARED:-$root/../shared}")/anchors"
 cache="$(realpath -m "${ANCHOR_CACHE:-$HOME/.cache/drt-anchors}")"
 threads="${THREADS:-2}"
-models="${MODELS:-segformer_b0 segformer_b2 swin_t_upernet resnet50}"
+models="${MODELS:-segformer_b0 segformer_b0_unfolded segformer_b2 segformer_b2_unfolded swin_t_upernet resnet50}"
 mkdir -p "$(dirname "$out")"
 quiet() { [ -x "$anchors/wait_quiet.sh" ] && "$anchors/wait_quiet.sh" "${WAIT:-120}" 0.15 >&2 || true; }
 json_field() { /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" 2>/dev/null; }
@@ -60,14 +62,17 @@ fi
 
 # drt model name -> (benchmark binary, filter); the anchors use the same model names.
 declare -A bench=([segformer_b0]="bench_models BM_segformer/b0" [segformer_b2]="bench_models BM_segformer/b2"
+                  [segformer_b0_unfolded]="bench_models BM_segformer_unfolded/b0"
+                  [segformer_b2_unfolded]="bench_models BM_segformer_unfolded/b2"
                   [swin_t_upernet]="bench_upernet BM_upernet_swin/swin_t/" [resnet50]="bench_resnet BM_resnet/resnet50/")
 echo "model,threads,drt_median_ms,torch_min_ms,torch_median_ms,torch_config,drt_over_torch,ort_min_ms,ort_median_ms,drt_over_ort" > "$out"
-for model in $models; do
-  [ -n "${bench[$model]:-}" ] || { echo "skip $model: not a known row (${!bench[*]})" >&2; continue; }
-  read -r bin filter <<<"${bench[$model]}"
+for row in $models; do
+  [ -n "${bench[$row]:-}" ] || { echo "skip $row: not a known row (${!bench[*]})" >&2; continue; }
+  read -r bin filter <<<"${bench[$row]}"
+  model="${row%_unfolded}"  # the anchors' model name
   [ -x "$build/benchmarks/$bin" ] || { echo "skip $model: $build/benchmarks/$bin not built" >&2; continue; }
   quiet
-  echo "drt   $model ..." >&2
+  echo "drt   $row ..." >&2
   drt_ms=$(OMP_NUM_THREADS=$threads "$build/benchmarks/$bin" --benchmark_filter="$filter" \
              --benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_format=json 2>/dev/null |
            /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print([b["real_time"] for b in d["benchmarks"] if b.get("aggregate_name")=="median"][0])' || true)
@@ -116,7 +121,7 @@ for model in $models; do
   fi
 
   ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}' || echo ""; }
-  echo "$model,$threads,$drt_ms,$t_min,$t_med,$cfg,$(ratio "$drt_ms" "$t_med"),$o_min,$o_med,$(ratio "$drt_ms" "$o_med")" |
+  echo "$row,$threads,$drt_ms,$t_min,$t_med,$cfg,$(ratio "$drt_ms" "$t_med"),$o_min,$o_med,$(ratio "$drt_ms" "$o_med")" |
     tee -a "$out" >&2
 done
 echo "wrote $out" >&2

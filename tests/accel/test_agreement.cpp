@@ -21,8 +21,9 @@
 namespace {
 
 const drt::segformer_model& b2() {
-  static const drt::segformer_model m =
-      drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150));
+  // The paper's graph: the decoder as published (Conv2DFuse), which Table III and Fig. 10 cost.
+  static const drt::segformer_model m = drt::segformer_model::with_random_weights(
+      drt::standard_segformer_config("segformer-b2", 150), 0, drt::segformer_options{false});
   return m;
 }
 

@@ -55,8 +55,12 @@ TEST_CASE("segformer path: malformed text and impossible values are named") {
 }
 
 TEST_CASE("segformer MACs: paper numbers and Table III paths on B2 512x512") {
-  // Only the layer list is needed: build the B0/B1/B2 geometry with synthetic weights.
-  const auto b2 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150));
+  // Only the layer list is needed: build the B0/B1/B2 geometry with synthetic weights, with the
+  // decoder as published (the paper's graph; the folded graph is checked below).
+  drt::segformer_options published;
+  published.fold_decoder = false;
+  const auto b2 =
+      drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150), 0, published);
   const auto full = b2.layers(512, 512);
   const double total = drt::total_macs(full);
   CHECK(total == doctest::Approx(62.3e9).epsilon(0.005));
@@ -87,9 +91,39 @@ TEST_CASE("segformer MACs: paper numbers and Table III paths on B2 512x512") {
     CHECK(std::round(rel_paper * 1000) / 1000 == doctest::Approx(r.paper));
     CHECK(std::round(rel_drt * 1000) / 1000 == doctest::Approx(r.propagated));
   }
-  const auto b0 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 150));
+  const auto b0 =
+      drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 150), 0, published);
   CHECK(drt::total_macs(b0.layers(512, 512)) == doctest::Approx(8.4e9).epsilon(0.01));
-  const auto b1 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b1", 150));
+  const auto b1 =
+      drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b1", 150), 0, published);
   CHECK(drt::total_macs(b1.layers(512, 512)) == doctest::Approx(15.9e9).epsilon(0.01));
 }
+}
+
+TEST_CASE("segformer MACs with the decoder folded: B0/B1/B2 512x512 and Table III's paths on B2") {
+  // The folded graph (the default): linear_c + Conv2DFuse become per-stage GEMMs D x C_s at each
+  // stage's own resolution. B2's 62.34 G become 23.68 G, less than the paper's smallest path g
+  // (0.401 x 62.34 = 25.0 G); fuse_in then saves only the stage GEMMs whose whole slot it drops.
+  const auto b2 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150));
+  REQUIRE(b2.decoder_folded());
+  const double total = drt::total_macs(b2.layers(512, 512));
+  CHECK(total == doctest::Approx(23.683e9).epsilon(0.0005));
+  for (const auto& l : b2.layers(512, 512)) CHECK(l.name != "Conv2DFuse");
+  struct row { const char* path; double folded; };
+  const row rows[] = {{"depths=3,4,6,3 fuse_in=3072", 1.000}, {"depths=3,4,6,3 fuse_in=1920", 0.966},
+                      {"depths=2,4,6,3 fuse_in=1664", 0.910}, {"depths=2,3,6,3 fuse_in=1408", 0.850},
+                      {"depths=2,3,5,3 fuse_in=1024", 0.791}, {"depths=3,2,5,2 fuse_in=896", 0.766},
+                      {"depths=2,3,4,3 fuse_in=512", 0.722},  {"pred_in=384", 0.927}};
+  for (const auto& r : rows) {
+    const double rel = drt::total_macs(b2.layers(512, 512, b2.compile(drt::segformer_path::parse(r.path)))) / total;
+    INFO(r.path << ": " << rel);
+    CHECK(std::round(rel * 1000) / 1000 == doctest::Approx(r.folded));
+  }
+  // propagate only changes the unfolded graph's accounting
+  CHECK(drt::total_macs(b2.layers(512, 512, b2.compile(drt::segformer_path::parse("fuse_in=1920 propagate=0")))) ==
+        drt::total_macs(b2.layers(512, 512, b2.compile(drt::segformer_path::parse("fuse_in=1920")))));
+  const auto b0 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 150));
+  CHECK(drt::total_macs(b0.layers(512, 512)) == doctest::Approx(4.093e9).epsilon(0.001));
+  const auto b1 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b1", 150));
+  CHECK(drt::total_macs(b1.layers(512, 512)) == doctest::Approx(11.583e9).epsilon(0.001));
 }

@@ -129,6 +129,24 @@ TEST_SUITE("engine") {
                          "lookup table: entry 0 (b0 'depths=3,2,2,2'): path 'depths=3,2,2,2': stage 0 depth 3 exceeds "
                          "the model's 2",
                          drt::invalid_input);
+    // An entry measured on the other decoder graph is refused: its latency belongs to that graph.
+    other.entries = {entry("b0", "full", 40, 0.6)};
+    other.entries[0].decoder_folded = false;
+    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+                                                                               drt::lut_policy(other))),
+                         "lookup table: entry 0 (b0 'full'): was measured with the decoder unfolded but model 'b0' is "
+                         "loaded folded (load it as the table says: lut_decoder_folded)",
+                         drt::invalid_input);
+    CHECK_FALSE(drt::lut_decoder_folded(other, "b0", "lut"));
+    CHECK(drt::lut_decoder_folded(t, "b0", "lut"));
+    other.entries.push_back(entry("b0", "pred_in=128", 30, 0.5));  // folded: the two disagree
+    CHECK_THROWS_WITH_AS(drt::lut_decoder_folded(other, "b0", "lut 'x.json'"),
+                         "lut 'x.json': the entries of model 'b0' mix folded and unfolded decoders; a table is "
+                         "measured on one graph per model",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::lut_decoder_folded(other, "b1", "lut 'x.json'"),
+                         "lut 'x.json': no entry uses model 'b1'", drt::invalid_input);
+    other.entries = {entry("b0", "depths=3,2,2,2", 40, 0.6)};
     other.source = "lut 'other.json'";  // as load_lut names a table read from a file
     CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
                                                                                drt::lut_policy(other))),

@@ -84,6 +84,7 @@ TEST_SUITE("engine") {
       CHECK(u.entries[i].miou == t.entries[i].miou);
       CHECK(u.entries[i].pareto == t.entries[i].pareto);
       CHECK(u.entries[i].latency_source == t.entries[i].latency_source);
+      CHECK(u.entries[i].decoder_folded);  // the default graph, written as "decoder": "folded"
     }
     CHECK(u.entries[2].predicted_latency_ms == 80);
     CHECK(u.entries[2].measured_latency_ms == 85);
@@ -93,8 +94,16 @@ TEST_SUITE("engine") {
     CHECK(j["format"] == "drt-lut");
     CHECK(j["version"] == 1);
     for (const char* key :
-         {"model", "path", "macs", "latency_ms", "latency_p95_ms", "miou", "miou_normalized", "pareto"})
+         {"model", "path", "macs", "latency_ms", "latency_p95_ms", "miou", "miou_normalized", "pareto", "decoder"})
       CHECK(j["entries"][0].contains(key));
+    CHECK(j["entries"][0]["decoder"] == "folded");
+    // A table written before the fold (no "decoder") was measured on the unfolded graph.
+    auto old = j;
+    for (auto& e : old["entries"]) e.erase("decoder");
+    old["entries"][1]["decoder"] = "unfolded";
+    const auto v = drt::lut_from_json(old, "lut 'old.json'");
+    CHECK_FALSE(v.entries[0].decoder_folded);
+    CHECK_FALSE(v.entries[1].decoder_folded);
   }
 
   TEST_CASE("lut: a LUT from another machine warns, the same machine does not") {
@@ -165,6 +174,10 @@ TEST_SUITE("engine") {
           "entry 0 (segformer-b0-camvid 'full'): field 'latency_ms' must be a number, got \"fast\"");
     check(lut_text({{"pareto", 1}}),
           "entry 0 (segformer-b0-camvid 'full'): field 'pareto' must be true or false, got 1");
+    check(lut_text({{"decoder", "half"}}),
+          "entry 0 (segformer-b0-camvid 'full'): field 'decoder' is \"half\", expected \"folded\" or \"unfolded\"");
+    check(lut_text({{"decoder", true}}),
+          "entry 0 (segformer-b0-camvid 'full'): field 'decoder' must be a string, got true");
     check(lut_text({{"latency_source", "guessed"}}),
           "entry 0 (segformer-b0-camvid 'full'): latency_source 'guessed' must be \"measured\" or \"predicted\"");
     check(lut_text({{"model", nullptr}}), "entry 0: missing field 'model'");

@@ -119,7 +119,11 @@ drt::profile_result rows_only(const std::vector<drt::layer_info>& layers, const 
 TEST_SUITE("engine") {
   TEST_CASE("profile: every layer scope is timed, joined with the layer list, and reported") {
     auto cfg = drt::standard_segformer_config("segformer-b0", 11);
-    const auto model = drt::segformer_model::with_random_weights(cfg, 3);
+    for (const bool fold : {true, false}) {
+    INFO("folded: " << fold);
+    drt::segformer_options build;
+    build.fold_decoder = fold;
+    const auto model = drt::segformer_model::with_random_weights(cfg, 3, build);
     const auto exec = model.compile(drt::segformer_path::parse("depths=2,1,2,2 fuse_in=640"));
     drt::tensor4 x = drt::tensor4::from_shape({2, 3, 96, 128});
     std::mt19937 g(5);
@@ -145,12 +149,22 @@ TEST_SUITE("engine") {
     }
     CHECK(names.count("Stage1 Block1 attention.qk_softmax_pv") == 1);
     CHECK(names.count("Stage2 Block2 attention.query") == 0);
-    CHECK(names.count("DecodeLinear0") == 0);  // fuse_in=640 drops stage 0's whole slice [768, 1024)
-    CHECK(names.count("Conv2DFuse") == 1);
     const auto kinds = r.by_kind();
     CHECK(kinds.size() >= 5);
-    CHECK(r.to_csv().find("\"Conv2DFuse\",conv,decoder") != std::string::npos);
+    if (fold) {  // per-stage GEMMs of M_s, one upsample-sum-ReLU pass, no Conv2DFuse
+      CHECK(names.count("DecodeLinearFuse0") == 0);  // fuse_in=640 drops stage 0's whole slice [768, 1024)
+      CHECK(names.count("DecodeLinearFuse1") == 1);
+      CHECK(names.count("DecodeLinearFuse3") == 1);
+      CHECK(names.count("DecodeUpsampleSumReLU") == 1);
+      CHECK(names.count("Conv2DFuse") == 0);
+      CHECK(r.to_csv().find("\"DecodeLinearFuse1\",linear,decoder") != std::string::npos);
+    } else {
+      CHECK(names.count("DecodeLinear0") == 0);  // fuse_in=640 drops stage 0's whole slice [768, 1024)
+      CHECK(names.count("Conv2DFuse") == 1);
+      CHECK(r.to_csv().find("\"Conv2DFuse\",conv,decoder") != std::string::npos);
+    }
     check_profile_consistent(r, layers);
+    }
   }
 
   TEST_CASE("profile_model: every family through one call (SegFormer, UPerNet + Swin, ResNet)") {
@@ -255,11 +269,15 @@ TEST_SUITE("engine") {
     // Only the rows' MAC bookkeeping (layers joined by timing scope); the raw layer lists are checked
     // in tests/dynamic (SegFormer-B2 62.3 G, Swin-T + UPerNet 236.9 G, ResNet-50 640x480 25.0 G).
     SUBCASE("segformer-b2 512x512: 68 % of MACs in convolutions; 1024x2048 with 19 classes: 705 G") {
-      const auto b2 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150));
+      drt::segformer_options published;  // the paper counts the decoder as published
+      published.fold_decoder = false;
+      const auto b2 =
+          drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150), 0, published);
       const auto r = rows_only(b2.layers(512, 512), "segformer");
       CHECK(r.conv_mac_share() == doctest::Approx(0.68).epsilon(0.02));  // "68% of MACs in convolutions"
       CHECK(r.mac_share(find_row(r, "Conv2DFuse")->macs) == doctest::Approx(0.62).epsilon(0.01));
-      const auto city = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 19));
+      const auto city =
+          drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 19), 0, published);
       const double macs = drt::total_macs(city.layers(1024, 2048));
       CHECK(macs > 703e9);
       CHECK(macs < 705e9);

@@ -1,4 +1,5 @@
-// Sweep: the shared decoder equals SegFormer's own decoder bit for bit on every path of a grid,
+// Sweep: the shared decoder equals SegFormer's own decoder bit for bit on every path of a grid
+// (folded and unfolded decoders),
 // enumeration helpers, and a miniature sweep of the vendored B0 whose full-path mIoU is the
 // protocol's (drt::evaluate_segmentation).
 #include <doctest/doctest.h>
@@ -53,27 +54,39 @@ drt::tensor4 random_input(std::size_t n, std::size_t h, std::size_t w, unsigned 
 TEST_SUITE("engine") {
   TEST_CASE("shared_decoder: every grid path equals segformer_model::decode bit for bit") {
     const std::size_t w = drt::detail::simd_width;
-    SUBCASE("B0 geometry, odd input size, batch 2") {
-      const auto cfg = drt::standard_segformer_config("segformer-b0", 5);
-      const drt::segformer_model model(cfg, drt::random_source(5));
-      const drt::shared_decoder dec(model, drt::random_source(5));
-      const auto x = random_input(2, 72, 100, 1);
-      // fuse_in values cut each stage's slice of the concatenation (256 wide) at whole vectors
-      const std::vector<std::size_t> fs{w, 256 - 4 * w, 256, 256 + w, 512 + w, 768, 1024}, ps{w, 3 * w, 128, 256 - w, 256};
-      CHECK(grid_difference(model, dec, x, {}, fs, ps) == 0.0);
-      CHECK(grid_difference(model, dec, x, drt::segformer_path::parse("depths=1,2,1,2"), fs, ps) == 0.0);
-    }
-    SUBCASE("a narrow decoder: pred_in inside one panel, classes fewer than a panel") {
-      auto cfg = drt::standard_segformer_config("segformer-b0", 3);
-      cfg.decoder_hidden_size = 48;  // a multiple of both vector widths (8 AVX2, 16 AVX-512)
-      const drt::segformer_model model(cfg, drt::random_source(9));
-      const drt::shared_decoder dec(model, drt::random_source(9));
-      const auto x = random_input(1, 64, 72, 2);
-      CHECK(grid_difference(model, dec, x, {}, {w, 48, 48 + w, 192}, {w, 48}) == 0.0);
+    for (const bool fold : {true, false}) {
+      INFO("folded: " << fold);
+      drt::segformer_options build;
+      build.fold_decoder = fold;
+      SUBCASE("B0 geometry, odd input size, batch 2") {
+        const auto cfg = drt::standard_segformer_config("segformer-b0", 5);
+        const drt::segformer_model model(cfg, drt::random_source(5), build);
+        CHECK(model.decoder_folded() == fold);
+        drt::shared_decoder dec(model);
+        const auto x = random_input(2, 72, 100, 1);
+        // fuse_in values cut each stage's slice of the concatenation (256 wide) at whole vectors
+        const std::vector<std::size_t> fs{w, 256 - 4 * w, 256, 256 + w, 512 + w, 768, 1024}, ps{w, 3 * w, 128, 256 - w, 256};
+        dec.prepare(fs);
+        CHECK(grid_difference(model, dec, x, {}, fs, ps) == 0.0);
+        CHECK(grid_difference(model, dec, x, drt::segformer_path::parse("depths=1,2,1,2"), fs, ps) == 0.0);
+        if (fold)  // a folded F the grid was not prepared for is refused, not composed per image
+          CHECK_THROWS_WITH_AS(grid_difference(model, dec, x, {}, {3 * w}, ps),
+                               ("shared_decoder: fuse_in=" + std::to_string(3 * w) + " was not prepared").c_str(),
+                               drt::invalid_input);
+      }
+      SUBCASE("a narrow decoder: pred_in inside one panel, classes fewer than a panel") {
+        auto cfg = drt::standard_segformer_config("segformer-b0", 3);
+        cfg.decoder_hidden_size = 48;  // a multiple of both vector widths (8 AVX2, 16 AVX-512)
+        const drt::segformer_model model(cfg, drt::random_source(9), build);
+        drt::shared_decoder dec(model);
+        const auto x = random_input(1, 64, 72, 2);
+        dec.prepare({w, 48, 48 + w, 192});
+        CHECK(grid_difference(model, dec, x, {}, {w, 48, 48 + w, 192}, {w, 48}) == 0.0);
+      }
     }
     const auto cfg = drt::standard_segformer_config("segformer-b0", 5);
     const drt::segformer_model model(cfg, drt::random_source(5));
-    const drt::shared_decoder dec(model, drt::random_source(5));
+    const drt::shared_decoder dec(model);
     const std::string ws = std::to_string(w);
     CHECK_THROWS_WITH_AS(dec.check_grid({w + 1}, {w}),
                          ("shared_decoder: fuse_in=" + std::to_string(w + 1) + " must be a multiple of " + ws +
@@ -126,6 +139,7 @@ TEST_SUITE("engine") {
     CHECK(progress_calls > 0);
     CHECK(r.report["shared_decoder_check"]["max_abs_logit_difference"] == 0.0);
     CHECK(r.report["paths"] == 8);
+    for (const auto& e : t.entries) CHECK(e.decoder_folded);  // the default graph, recorded per entry
     // the full path's mIoU is exactly what drt eval computes
     const auto model = drt::segformer_model::from_dir(model_dir);
     const auto items = drt::list_labelled_dataset(data);

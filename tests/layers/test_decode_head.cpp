@@ -4,6 +4,8 @@
 // Stages of 8, 16, 24, 40 channels at 12x10, 6x5, 3x3, 2x2, hidden 32 (concat 128), 11 classes, N = 2.
 // Channel prefixes: the head on (fuse_in, pred_in, linear0_in) must equal the full reference with the
 // dropped concat channels and fuse outputs zeroed and stage 0's dropped input channels ignored.
+// Every case runs on both forms of the head: folded (M_s = G W_fuse[:, slot(s)] P_s composed in double,
+// applied at each stage's own resolution, upsampled and summed) and unfolded (the checkpoint's graph).
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float, BN folded, vs double loops).
 #include <doctest/doctest.h>
 
@@ -51,7 +53,7 @@ struct head_fixture {
     cls_b = random_vector(classes, seed++, -0.1f, 0.1f);
   }
 
-  drt::mlp_decode_head build() const {
+  drt::mlp_decode_head build(bool fold = true) const {
     drt::decode_head_weights w{};
     for (std::size_t i = 0; i < channels.size(); ++i) {
       w.linear_w.push_back(lin_w[i].data());
@@ -64,7 +66,7 @@ struct head_fixture {
     w.bn_var = bn_var.data();
     w.cls_w = cls_w.data();
     w.cls_b = cls_b.data();
-    return drt::mlp_decode_head(w, channels, hidden, classes, eps);
+    return drt::mlp_decode_head(w, channels, hidden, classes, eps, fold);
   }
 
   std::vector<const float*> inputs() const {
@@ -129,33 +131,104 @@ drt::decode_head_channels channels(std::size_t fuse_in, std::size_t pred_in, std
 }  // namespace
 
 TEST_SUITE("layers") {
-  TEST_CASE("mlp_decode_head matches the plain-loop reference") {
+  TEST_CASE("mlp_decode_head matches the plain-loop reference, folded and unfolded") {
     const head_fixture f;
-    const auto head = f.build();
-    CHECK(head.hidden() == 32);
-    CHECK(head.classes() == 11);
-    CHECK(head.stages() == 4);
-    CHECK(head.stage_linear(3).in_features() == 40);
-    CHECK(head.stage_linear(3).out_features() == 32);
-    const auto out = f.run(head);
     const auto ref = f.reference();
-    check_close(out.data(), ref.data(), ref.size(), "decode head, all channels", dh_rel, dh_abs);
+    for (const bool fold : {true, false}) {
+      const auto head = f.build(fold);
+      CHECK(head.folded() == fold);
+      CHECK(head.hidden() == 32);
+      CHECK(head.classes() == 11);
+      CHECK(head.stages() == 4);
+      CHECK(head.stage_channels(3) == 40);
+      const auto out = f.run(head);
+      check_close(out.data(), ref.data(), ref.size(), fold ? "folded head" : "unfolded head", dh_rel, dh_abs);
+    }
+    const auto unfolded = f.build(false), folded = f.build(true);
+    CHECK(unfolded.stage_linear(3).in_features() == 40);
+    CHECK(unfolded.stage_linear(3).out_features() == 32);
+    CHECK_THROWS_WITH_AS(folded.stage_linear(3), "decode head: the folded head has no separate decoder linears",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(folded.fuse_weights(), "decode head: the folded head has no Conv2DFuse", drt::invalid_input);
+    // Folded weights: M_s is D x C_s per stage (32 x (8+16+24+40) floats, in panels of NR columns),
+    // unfolded: the linears D x C_s and Conv2DFuse D x 4D. Both hold the classifier.
+    CHECK(folded.weight_bytes() < unfolded.weight_bytes());
+    CHECK(folded.composition_bytes() == (32 * 128 + 32 * 88 + 4 * 32) * sizeof(float) + 2 * 32 * sizeof(double));
+    CHECK(unfolded.composition_bytes() == 0);
+  }
+
+  TEST_CASE("folded and unfolded heads agree on random shapes, batches and upsample edge cases") {
+    // Stage sizes that exercise the upsample's edges: odd ratios, a stage larger than 1/2 of the
+    // previous, 1x1 stages (every tap clamps), a later stage as large as stage 0, batch 1 and 3.
+    const std::vector<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>> shapes = {
+        {{7, 4, 2, 1}, {9, 5, 3, 1}}, {{13, 7, 4, 2}, {11, 6, 3, 2}}, {{5, 5, 5, 5}, {3, 3, 3, 3}},
+        {{1, 1, 1, 1}, {1, 1, 1, 1}}, {{16, 8, 4, 2}, {16, 8, 4, 2}}, {{9, 3, 2, 1}, {4, 2, 2, 1}}};
+    for (const std::size_t batch : {1, 3})
+      for (const auto& [h, w] : shapes) {
+        head_fixture f(h, w);
+        f.n = batch;
+        f.feats.clear();
+        unsigned seed = 900;
+        for (std::size_t i = 0; i < f.channels.size(); ++i)
+          f.feats.push_back(random_vector(f.n * f.hs[i] * f.ws[i] * f.channels[i], seed++, -2.f, 2.f));
+        const auto folded = f.build(true), unfolded = f.build(false);
+        const std::string what = "batch " + std::to_string(batch) + ", stage 0 " + std::to_string(h[0]) + "x" +
+                                 std::to_string(w[0]) + ", stage 3 " + std::to_string(h[3]) + "x" + std::to_string(w[3]);
+        const auto ref = f.reference();
+        const auto a = f.run(folded), b = f.run(unfolded);
+        check_close(a.data(), ref.data(), ref.size(), "folded, " + what, dh_rel, dh_abs);
+        check_close(a.data(), b.data(), b.size(), "folded vs unfolded, " + what, dh_rel, dh_abs);
+        const auto refp = f.reference(70, 19, 6);
+        const auto ap = f.run(folded, channels(70, 19, 6)), bp = f.run(unfolded, channels(70, 19, 6));
+        check_close(ap.data(), refp.data(), refp.size(), "folded, fuse_in=70 pred_in=19 linear0_in=6, " + what, dh_rel,
+                    dh_abs);
+        check_close(ap.data(), bp.data(), bp.size(), "folded vs unfolded, fuse_in=70, " + what, dh_rel, dh_abs);
+      }
+  }
+
+  TEST_CASE("the folded head composes a path's weights once, only where fuse_in cuts") {
+    const head_fixture f;
+    const auto head = f.build(true);
+    CHECK(head.resolve({}).cut == nullptr);                   // full width: the model's own M_s and c
+    CHECK(head.resolve(channels(128, 16, 3)).cut == nullptr);  // pred_in and linear0_in are prefixes
+    const auto whole = head.resolve(channels(96, 0, 0));      // stage 0's slot dropped whole: only c changes
+    REQUIRE(whole.cut != nullptr);
+    CHECK(whole.cut->stage == drt::folded_head_cut::none);
+    CHECK(whole.cut->bias.size() == 32);
+    CHECK(drt::mlp_decode_head::path_bytes(whole) == 32 * sizeof(float));
+    const auto part = head.resolve(channels(80, 0, 0));  // 16 of stage 1's 32 slot columns
+    REQUIRE(part.cut != nullptr);
+    CHECK(part.cut->stage == 1);
+    CHECK(part.cut->m.n() == 32);
+    CHECK(part.cut->m.k() == 16);
+    CHECK(drt::mlp_decode_head::path_bytes(part) == part.cut->m.bytes() + 32 * sizeof(float));
+    CHECK(part.cut->m.bytes() >= 32 * 16 * sizeof(float));
+    // A resolved cut is reused, not recomposed.
+    const auto again = head.resolve(part);
+    CHECK(again.cut == part.cut);
+    // The unfolded head never composes anything.
+    CHECK(f.build(false).resolve(channels(80, 0, 0)).cut == nullptr);
   }
 
   TEST_CASE("mlp_decode_head with a later stage at the stage-0 size (the in-place concat write)") {
     const head_fixture f({6, 6, 3, 2}, {5, 5, 3, 2});
-    const auto head = f.build();
+    for (const bool fold : {true, false}) {
+    INFO("folded: " << fold);
+    const auto head = f.build(fold);
     const auto out = f.run(head);
     const auto ref = f.reference();
     check_close(out.data(), ref.data(), ref.size(), "decode head, stage 1 at 6x5", dh_rel, dh_abs);
     const auto outp = f.run(head, channels(48, 7, 3));  // stage 2 full, stage 1 partly
     const auto refp = f.reference(48, 7, 3);
     check_close(outp.data(), refp.data(), refp.size(), "decode head, stage 1 at 6x5, fuse_in=48", dh_rel, dh_abs);
+    }
   }
 
   TEST_CASE("mlp_decode_head channel prefixes equal the reference with the dropped channels zeroed") {
     const head_fixture f;
-    const auto head = f.build();
+    for (const bool fold : {true, false}) {
+    INFO("folded: " << fold);
+    const auto head = f.build(fold);
     const auto full = f.reference();
     // Both ways of running a path give the same logits: with propagation the dropped linear outputs
     // are never computed; without it the linears run in full and the fuse conv reads a prefix.
@@ -200,11 +273,14 @@ TEST_SUITE("layers") {
       check_path(96, 1, 0);   // stage 0 dropped exactly at its boundary
       check_path(128, 17, 0);
     }
+    }
   }
 
   TEST_CASE("mlp_decode_head resolves defaults and rejects prefixes beyond the model") {
     const head_fixture f;
-    const auto head = f.build();
+    for (const bool fold : {true, false}) {
+    INFO("folded: " << fold);
+    const auto head = f.build(fold);
     const auto r = head.resolve({});
     CHECK(r.fuse_in == 128);
     CHECK(r.pred_in == 32);
@@ -232,6 +308,7 @@ TEST_SUITE("layers") {
     std::size_t written = 0;
     for (float v : logits) written += v != 1e9f;
     CHECK(written == 0);
+    }
   }
 
 }  // TEST_SUITE("layers")

@@ -5,6 +5,8 @@
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float taps vs double reference); the
 // identity resize is exact. upsample_argmax must agree with the double reference wherever the
 // reference's top-2 margin exceeds 1e-4 (below that float rounding may legitimately flip the winner).
+// resize_bilinear_sum (several maps upsampled and summed onto a base or a broadcast bias, ReLU) against
+// resize_bilinear_sum_ref, same tolerance.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -189,4 +191,42 @@ TEST_SUITE("layers") {
     CHECK(wrong == 0);
   }
 
+  TEST_CASE("resize_bilinear_sum matches resize_bilinear_sum_ref") {
+    struct sum_case {
+      std::size_t n, oh, ow, c;
+      std::vector<std::pair<std::size_t, std::size_t>> sizes;  // of the summed maps
+    };
+    const std::vector<sum_case> cases = {
+        {1, 12, 20, 16, {{6, 10}, {3, 5}, {2, 3}}},    // the decoder's 1/8, 1/16, 1/32 onto 1/4
+        {2, 13, 9, 19, {{7, 5}, {4, 3}, {1, 1}}},      // odd sizes, a 1x1 map, channels past the SIMD width
+        {3, 5, 7, 3, {{5, 7}, {2, 9}}},                // the identity size; a map wider than the output
+        {1, 8, 8, 40, {}},                             // no maps: base + ReLU only
+    };
+    unsigned seed = 77;
+    for (const auto& k : cases)
+      for (const bool with_bias : {false, true})
+        for (const auto act : {drt::activation::none, drt::activation::relu}) {
+          std::vector<std::vector<float>> maps;
+          std::vector<drt::bilinear_source> xs;
+          for (const auto& [h, w] : k.sizes) maps.push_back(random_vector(k.n * h * w * k.c, seed++, -2.f, 2.f));
+          for (std::size_t i = 0; i < maps.size(); ++i) xs.push_back({maps[i].data(), k.sizes[i].first, k.sizes[i].second});
+          const auto base = random_vector(k.n * k.oh * k.ow * k.c, seed++, -2.f, 2.f);
+          const auto bias = random_vector(k.c, seed++, -1.f, 1.f);
+          std::vector<float> got = base, ref = base;
+          drt::resize_bilinear_sum(xs, k.n, k.c, got.data(), k.oh, k.ow, with_bias ? bias.data() : nullptr, act);
+          drt::resize_bilinear_sum_ref(xs, k.n, k.c, ref.data(), k.oh, k.ow, with_bias ? bias.data() : nullptr, act);
+          const std::string what = std::to_string(k.n) + "x" + std::to_string(k.oh) + "x" + std::to_string(k.ow) + "x" +
+                                   std::to_string(k.c) + ", " + std::to_string(xs.size()) + " maps" +
+                                   (with_bias ? ", bias" : ", base") + (act == drt::activation::relu ? ", relu" : "");
+          check_close(got.data(), ref.data(), ref.size(), what, rs_rel, rs_abs);
+          if (act == drt::activation::relu) {
+            const auto negatives = std::count_if(got.begin(), got.end(), [](float v) { return v < 0.f; });
+            CHECK(negatives == 0);
+            const auto zeros = std::count(got.begin(), got.end(), 0.f);
+            CHECK(zeros > 0);  // the ReLU really cut something, so the check above can fail
+          }
+        }
+    CHECK_THROWS_WITH_AS(drt::resize_bilinear_sum({}, 1, 1, nullptr, 1, 1, nullptr, drt::activation::gelu),
+                         "resize_bilinear_sum: only none and relu activations are supported", drt::invalid_input);
+  }
 }  // TEST_SUITE("layers")

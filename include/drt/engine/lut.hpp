@@ -120,9 +120,10 @@ struct lut_entry {
   double miou_normalized = 0;               ///< miou / the reference entry's miou
   double pixel_acc = NAN;                   ///< pixel accuracy (optional)
   bool pareto = false;                      ///< on the (latency_ms, miou) Pareto front of the table
-  /// The graph the path was measured on: SegFormer's decoder folded (segformer_options). JSON
-  /// "decoder": "folded" | "unfolded"; tables written before the fold have no field and mean unfolded.
-  bool decoder_folded = false;
+  /// The graph the path was measured on: SegFormer's decoder folded (segformer_options; the default
+  /// graph). JSON "decoder": "folded" | "unfolded"; a table without the field was written before the
+  /// fold existed and reads as unfolded.
+  bool decoder_folded = true;
 
   /// "segformer-b2-camvid 'depths=2,3,5,3 fuse_in=1024'"
   std::string label() const { return model + " '" + path + "'"; }
