@@ -33,6 +33,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
+#include "../core/tensor.hpp"
 #include "batch_norm.hpp"
 #include "gemm.hpp"
 #include "linear.hpp"
@@ -73,6 +74,10 @@ struct decode_head_channels {
 
 class mlp_decode_head {
 public:
+  /// The profile scope of the folded head's row-block pass (DecodeLinearFuse0, DecodeUpsampleSumReLU
+  /// and Conv2DPred run interleaved per block, so they are timed together).
+  static constexpr const char* fused_pass_name = "DecodeFusedPass";
+
   mlp_decode_head() = default;
   /// `fold`: build the folded form (default) or the checkpoint's graph (see the file comment).
   mlp_decode_head(const decode_head_weights& w, const std::vector<std::size_t>& stage_channels, std::size_t hidden,
@@ -181,17 +186,27 @@ public:
     return ch;
   }
 
-  /// stages[s]: NHWC [N, H_s, W_s, C_s]; heights/widths per stage. logits: NHWC [N, H_0, W_0, classes].
+  /// stages[s]: NHWC [N, H_s, W_s, C_s]; heights/widths per stage. logits: NHWC [N, H_0, W_0, classes],
+  /// or NCHW [N, classes, H_0, W_0] with `nchw` (the folded head writes it per row block directly).
   void run(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
-           const std::vector<std::size_t>& ws, float* logits, decode_head_channels ch = {}) const {
+           const std::vector<std::size_t>& ws, float* logits, decode_head_channels ch = {}, bool nchw = false) const {
     ch = resolve(ch);
-    const std::size_t m0 = n * hs[0] * ws[0];
-    detail::aligned_vector<float> fused(m0 * ch.pred_in);
-    run_fused(feats, n, hs, ws, fused.data(), ch);
+    if (folded_) {
+      run_folded(feats, n, hs, ws, nullptr, logits, ch, nchw);
+      return;
+    }
+    const std::size_t m0 = n * hs[0] * ws[0], hw = hs[0] * ws[0];
+    detail::aligned_vector<float> fused(m0 * ch.pred_in), nhwc(nchw ? m0 * classes_ : 0);
+    run_unfolded(feats, n, hs, ws, fused.data(), ch);
     gemm_epilogue ec;
     ec.bias = cls_.bias();
-    profile_scope ps("Conv2DPred");
-    gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), logits, classes_, ec);
+    {
+      profile_scope ps("Conv2DPred");  // unfolded
+      gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), nchw ? nhwc.data() : logits, classes_, ec);
+    }
+    if (nchw)
+      for (std::size_t b = 0; b < n; ++b)
+        transpose_matrix(nhwc.data() + b * hw * classes_, hw, classes_, logits + b * classes_ * hw);
   }
 
   /// Everything before the classifier: fused [N, H_0, W_0, pred_in] = ReLU(BN(Conv2DFuse(...))) of
@@ -200,7 +215,7 @@ public:
                  const std::vector<std::size_t>& ws, float* fused, decode_head_channels ch) const {
     ch = resolve(ch);
     if (folded_)
-      run_folded(feats, n, hs, ws, fused, ch);
+      run_folded(feats, n, hs, ws, fused, nullptr, ch);
     else
       run_unfolded(feats, n, hs, ws, fused, ch);
   }
@@ -255,34 +270,78 @@ private:
     return c;
   }
 
+  /// The folded decoder. Stages 1..S-1: one GEMM each at its own resolution. Then, per block of
+  /// stage-0 rows (in parallel): stage 0's GEMM + c, the upsampled stages added and the ReLU applied
+  /// (`bilinear_sum`), and either stored in `fused` or, when `logits` is given, run through the
+  /// classifier while the block is still in cache: no full-size intermediate is written.
   void run_folded(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,
-                  const std::vector<std::size_t>& ws, float* fused, const decode_head_channels& ch) const {
+                  const std::vector<std::size_t>& ws, float* fused, float* logits, const decode_head_channels& ch,
+                  bool nchw = false) const {
     const std::size_t p = ch.pred_in, h0 = hs[0], w0 = ws[0];
     const float* bias = ch.cut ? ch.cut->bias.data() : folded_bias_.data();
     const bool prof = profiling_active();
     std::vector<detail::aligned_vector<float>> outs(stages());
     std::vector<bilinear_source> up;
-    bool base = false;  // fused already holds stage 0's product + c
-    for (std::size_t s = 0; s < stages(); ++s) {
-      const std::size_t kept = stage_outputs_kept(s, ch.fuse_in);
-      if (kept == 0) continue;  // the whole slot is dropped: stage s is not read at all
-      const packed_matrix& m = ch.cut && ch.cut->stage == s ? ch.cut->m : folded_w_[s];
-      const std::size_t k = s == 0 ? ch.linear0_in : channels_[s], ms = n * hs[s] * ws[s];
+    for (std::size_t s = 1; s < stages(); ++s) {
+      if (stage_outputs_kept(s, ch.fuse_in) == 0) continue;  // the whole slot is dropped: stage s is not read
+      const std::size_t ms = n * hs[s] * ws[s];
       const std::string name = prof ? "DecodeLinearFuse" + std::to_string(s) : std::string();
       profile_scope ps(name.c_str());
-      if (s == 0) {  // stage 0 is at the output resolution: its product + c goes straight into `fused`
-        gemm_epilogue ep;
-        ep.bias = bias;
-        gemm(ms, p, k, feats[0], channels_[0], m, fused, p, ep);
-        base = true;
-      } else {
-        outs[s].resize(ms * p);
-        gemm(ms, p, k, feats[s], channels_[s], m, outs[s].data(), p);
-        up.push_back({outs[s].data(), hs[s], ws[s]});
-      }
+      outs[s].resize(ms * p);
+      gemm(ms, p, channels_[s], feats[s], channels_[s], stage_weights(s, ch), outs[s].data(), p);
+      up.push_back({outs[s].data(), hs[s], ws[s]});
     }
-    profile_scope ps("DecodeUpsampleSumReLU");
-    resize_bilinear_sum(up, n, p, fused, h0, w0, base ? nullptr : bias, activation::relu);
+    const bool stage0 = stage_outputs_kept(0, ch.fuse_in) != 0;
+    const packed_matrix& m0 = stage_weights(0, ch);
+    const bilinear_sum sum(up, n, p, h0, w0, stage0 ? nullptr : bias, activation::relu);
+    // Blocks of about one GEMM row block of pixels: the block's [pixels x P] stays in L2 from stage
+    // 0's GEMM through the classifier.
+    const std::size_t rows = std::max<std::size_t>(1, detail::gemm_mc / std::max<std::size_t>(1, w0));
+    const std::size_t blocks = (n * h0 + rows - 1) / rows, k0 = ch.linear0_in;
+    const double work = 2.0 * double(n * h0 * w0) * double(p) * double((stage0 ? k0 : 0) + (logits ? classes_ : 0)) +
+                        sum.work();
+    profile_scope ps(fused_pass_name);
+    parallel_for(
+        blocks,
+        [&](std::size_t blk) {
+          const std::size_t r0 = blk * rows, r1 = std::min(n * h0, r0 + rows), px = (r1 - r0) * w0;
+          thread_local detail::aligned_vector<float> local;
+          float* y = logits ? (local.resize(px * p), local.data()) : fused + r0 * w0 * p;
+          if (stage0) {
+            gemm_epilogue ep;
+            ep.bias = bias;
+            gemm(px, p, k0, feats[0] + r0 * w0 * channels_[0], channels_[0], m0, y, p, ep, false);
+          }
+          sum.rows(r0, r1, y);
+          if (!logits) return;
+          gemm_epilogue ec;
+          ec.bias = cls_.bias();
+          if (!nchw) {
+            gemm(px, classes_, p, y, p, cls_.weights(), logits + r0 * w0 * classes_, classes_, ec, false);
+            return;
+          }
+          // NCHW: the block's [pixels x K] goes out class by class, each a run of contiguous pixels
+          // per image (a block may end one image and start the next).
+          thread_local detail::aligned_vector<float> block;
+          block.resize(px * classes_);
+          gemm(px, classes_, p, y, p, cls_.weights(), block.data(), classes_, ec, false);
+          const std::size_t hw = h0 * w0;
+          for (std::size_t i0 = 0; i0 < px;) {
+            const std::size_t g = r0 * w0 + i0, b = g / hw, q = g % hw, len = std::min(px - i0, hw - q);
+            for (std::size_t k = 0; k < classes_; ++k) {
+              float* o = logits + (b * classes_ + k) * hw + q;
+              const float* src = block.data() + i0 * classes_ + k;
+              for (std::size_t i = 0; i < len; ++i) o[i] = src[i * classes_];
+            }
+            i0 += len;
+          }
+        },
+        work);
+  }
+
+  /// M_s of the path: the composed one for the stage whose slot `fuse_in` cuts, else the model's.
+  const packed_matrix& stage_weights(std::size_t s, const decode_head_channels& ch) const {
+    return ch.cut && ch.cut->stage == s ? ch.cut->m : folded_w_[s];
   }
 
   void run_unfolded(const std::vector<const float*>& feats, std::size_t n, const std::vector<std::size_t>& hs,

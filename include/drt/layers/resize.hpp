@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -167,71 +168,97 @@ struct bilinear_source {
 /// (docs/decoder_fold.md) instead of writing S full-size intermediates.
 /// Each output row blends its two source rows of every input vertically once (a row of w_i << OW
 /// pixels), then every output pixel takes two horizontal taps per input; the taps are those of
-/// `resize_bilinear` (align_corners=False).
-inline void resize_bilinear_sum(const std::vector<bilinear_source>& xs, std::size_t n, std::size_t c, float* y,
-                                std::size_t oh, std::size_t ow, const float* bias = nullptr,
-                                activation act = activation::none) {
-  struct taps {
-    std::vector<detail::bilinear_tap> y, x;
-  };
-  std::vector<taps> t(xs.size());
-  for (std::size_t i = 0; i < xs.size(); ++i) {
-    t[i].y = detail::bilinear_taps(xs[i].h, oh);
-    t[i].x = detail::bilinear_taps(xs[i].w, ow);
+/// `resize_bilinear` (align_corners=False). `rows(r0, r1, y)` does output rows [r0, r1) of the
+/// N*OH rows serially into y (pointing at row r0), so that a caller can interleave it with other
+/// work per row block; `resize_bilinear_sum` runs all rows in parallel.
+class bilinear_sum {
+public:
+  bilinear_sum(std::vector<bilinear_source> xs, std::size_t n, std::size_t c, std::size_t oh, std::size_t ow,
+               const float* bias = nullptr, activation act = activation::none)
+      : xs_(std::move(xs)), n_(n), c_(c), oh_(oh), ow_(ow), bias_(bias), relu_(act == activation::relu) {
+    if (act != activation::none && !relu_)
+      throw invalid_input("resize_bilinear_sum: only none and relu activations are supported");
+    for (const auto& s : xs_) {
+      ty_.push_back(detail::bilinear_taps(s.h, oh));
+      tx_.push_back(detail::bilinear_taps(s.w, ow));
+      blended_ += s.w * c;
+    }
   }
-  const bool relu = act == activation::relu;
-  if (act != activation::none && !relu)
-    throw invalid_input("resize_bilinear_sum: only none and relu activations are supported");
-  auto row = [&](std::size_t r) {
+
+  std::size_t rows() const noexcept { return n_ * oh_; }
+  /// Estimated flops of every row (for parallel_for).
+  double work() const noexcept {
+    double w = double(rows() * ow_ * c_);
+    for (const auto& s : xs_) w += 4.0 * double(rows() * ow_ * c_) + 3.0 * double(rows() * s.w * c_);
+    return w;
+  }
+
+  void rows(std::size_t r0, std::size_t r1, float* y) const {
+    thread_local std::vector<float> blended;  // the vertically blended rows of every input
+    thread_local std::vector<const float*> src;
+    blended.resize(blended_);
+    src.resize(xs_.size());
+    for (std::size_t r = r0; r < r1; ++r) row(r, y + (r - r0) * ow_ * c_, blended.data(), src.data());
+  }
+
+private:
+  void row(std::size_t r, float* out, float* blended, const float** src) const {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;
-    const std::size_t b = r / oh, oy = r % oh;
-    thread_local std::vector<float> blended;  // the vertically blended rows of every input
-    std::size_t total = 0;
-    for (const auto& s : xs) total += s.w * c;
-    blended.resize(total);
-    std::vector<const float*> rows(xs.size());
+    const std::size_t b = r / oh_, oy = r % oh_, c = c_;
     std::size_t off = 0;
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-      const auto& vy = t[i].y[oy];
-      const float* s0 = xs[i].x + (b * xs[i].h + vy.i0) * xs[i].w * c;
-      const float* s1 = xs[i].x + (b * xs[i].h + vy.i1) * xs[i].w * c;
-      float* v = blended.data() + off;
-      const std::size_t len = xs[i].w * c;
+    for (std::size_t i = 0; i < xs_.size(); ++i) {
+      const auto& vy = ty_[i][oy];
+      const auto& x = xs_[i];
+      const float* s0 = x.x + (b * x.h + vy.i0) * x.w * c;
+      const float* s1 = x.x + (b * x.h + vy.i1) * x.w * c;
+      float* v = blended + off;
+      const std::size_t len = x.w * c;
       std::size_t j = 0;
       for (; j + W <= len; j += W)
         (simd::load_unaligned(s0 + j) * simd(vy.w0) + simd::load_unaligned(s1 + j) * simd(vy.w1)).store_unaligned(v + j);
       for (; j < len; ++j) v[j] = vy.w0 * s0[j] + vy.w1 * s1[j];
-      rows[i] = v;
+      src[i] = v;
       off += len;
     }
-    float* out = y + (b * oh + oy) * ow * c;
-    for (std::size_t ox = 0; ox < ow; ++ox) {
+    for (std::size_t ox = 0; ox < ow_; ++ox) {
       float* o = out + ox * c;
       std::size_t j = 0;
       for (; j + W <= c; j += W) {
-        simd v = bias ? simd::load_unaligned(bias + j) : simd::load_unaligned(o + j);
-        for (std::size_t i = 0; i < xs.size(); ++i) {
-          const auto& vx = t[i].x[ox];
-          v += simd::load_unaligned(rows[i] + vx.i0 * c + j) * simd(vx.w0) +
-               simd::load_unaligned(rows[i] + vx.i1 * c + j) * simd(vx.w1);
+        simd v = bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
+        for (std::size_t i = 0; i < xs_.size(); ++i) {
+          const auto& vx = tx_[i][ox];
+          v += simd::load_unaligned(src[i] + vx.i0 * c + j) * simd(vx.w0) +
+               simd::load_unaligned(src[i] + vx.i1 * c + j) * simd(vx.w1);
         }
-        if (relu) v = xsimd::max(v, simd(0.f));
+        if (relu_) v = xsimd::max(v, simd(0.f));
         v.store_unaligned(o + j);
       }
       for (; j < c; ++j) {
-        float v = bias ? bias[j] : o[j];
-        for (std::size_t i = 0; i < xs.size(); ++i) {
-          const auto& vx = t[i].x[ox];
-          v += rows[i][vx.i0 * c + j] * vx.w0 + rows[i][vx.i1 * c + j] * vx.w1;
+        float v = bias_ ? bias_[j] : o[j];
+        for (std::size_t i = 0; i < xs_.size(); ++i) {
+          const auto& vx = tx_[i][ox];
+          v += src[i][vx.i0 * c + j] * vx.w0 + src[i][vx.i1 * c + j] * vx.w1;
         }
-        o[j] = relu ? std::max(v, 0.f) : v;
+        o[j] = relu_ ? std::max(v, 0.f) : v;
       }
     }
-  };
-  double work = 0;
-  for (const auto& s : xs) work += 4.0 * double(n * oh * ow * c) + 3.0 * double(n * oh * s.w * c);
-  parallel_for(n * oh, row, work + double(n * oh * ow * c));
+  }
+
+  std::vector<bilinear_source> xs_;
+  std::size_t n_, c_, oh_, ow_;
+  const float* bias_;
+  bool relu_;
+  std::vector<std::vector<detail::bilinear_tap>> ty_, tx_;
+  std::size_t blended_ = 0;
+};
+
+/// All rows of `bilinear_sum` in parallel (see there).
+inline void resize_bilinear_sum(const std::vector<bilinear_source>& xs, std::size_t n, std::size_t c, float* y,
+                                std::size_t oh, std::size_t ow, const float* bias = nullptr,
+                                activation act = activation::none) {
+  const bilinear_sum op(xs, n, c, oh, ow, bias, act);
+  parallel_for(op.rows(), [&](std::size_t r) { op.rows(r, r + 1, y + r * ow * c); }, op.work());
 }
 
 /// Plain-loop reference of `resize_bilinear_sum` (double arithmetic, via `resize_bilinear_ref`).

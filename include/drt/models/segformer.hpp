@@ -323,8 +323,8 @@ public:
     const std::size_t D = head_.hidden(), fuse_in = ch.fuse_in ? ch.fuse_in : head_.stages() * D;
     const std::size_t pred_in = ch.pred_in ? ch.pred_in : D, linear0_in = ch.linear0_in ? ch.linear0_in : head_.stage_channels(0);
     if (head_.folded()) {
-      // sum_s up(M_s f_s) + c: one GEMM per stage at its own resolution, then one pass that upsamples,
-      // sums and applies the ReLU at stage-0 resolution.
+      // sum_s up(M_s f_s) + c: one GEMM per stage at its own resolution (stage 0's per row block),
+      // then per row block the upsample-sum with the ReLU and the classifier.
       for (std::size_t s = 0; s < head_.stages(); ++s) {
         if (head_.stage_outputs_kept(s, fuse_in) == 0) continue;
         const std::size_t cs = s == 0 ? linear0_in : head_.stage_channels(s);
@@ -345,6 +345,10 @@ public:
     }
     add("Conv2DPred", layer_kind::conv, dec, head_.classes(), pred_in, hs[0], ws[0], 1, 1,
         head_.classes() * pred_in + head_.classes());
+    if (head_.folded())  // stage 0's GEMM, the upsample-sum and the classifier run per row block, timed together
+      for (auto& l : out)
+        if (l.name == "DecodeLinearFuse0" || l.name == "DecodeUpsampleSumReLU" || l.name == "Conv2DPred")
+          l.timed_as = mlp_decode_head::fused_pass_name;
     return out;
   }
 
@@ -426,10 +430,9 @@ public:
   tensor4 decode(const segformer_features& f, const decode_head_channels& ch = {}) const {
     std::vector<const float*> fp;
     for (const auto& m : f.maps) fp.push_back(m.data());
-    const std::size_t k = head_.classes();
-    detail::aligned_vector<float> logits(f.n * f.hs[0] * f.ws[0] * k);
-    head_.run(fp, f.n, f.hs, f.ws, logits.data(), ch);
-    return nhwc_to_nchw(logits.data(), f.n, f.hs[0], f.ws[0], k);
+    tensor4 logits = tensor4::from_shape({f.n, head_.classes(), f.hs[0], f.ws[0]});
+    head_.run(fp, f.n, f.hs, f.ws, logits.data(), ch, /*nchw=*/true);
+    return logits;
   }
 
 private:
