@@ -40,8 +40,11 @@ const table3_row table3[] = {{'a', "depths=3,4,6,3 fuse_in=3072"}, {'b', "depths
                              {'g', "depths=2,3,4,3 fuse_in=512"}};
 constexpr std::size_t image_hw = 512;
 
+// The paper's graph (decoder as published, --no-fold): Table III's paths cut its Conv2DFuse; on the
+// folded graph fuse_in saves almost nothing (docs/decoder_fold.md).
 const drt::segformer_model& b2() {
-  static const auto m = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150));
+  static const auto m = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b2", 150),
+                                                                  0, drt::segformer_options{false});
   return m;
 }
 
