@@ -11,8 +11,9 @@
 ///       BN(fuse(concat_s(up(P_s f_s + b_s)))) = sum_s up(M_s f_s) + c,
 ///       M_s = G W_fuse[:, slot(s)] P_s (D x C_s),  c = beta - G mu + G sum_s W_fuse[:, slot(s)] b_s,
 ///   G = diag(gamma / sqrt(var + eps)). M_s and c are composed in double precision at load; each M_s
-///   runs as a GEMM at stage s's own resolution and the upsampled results are accumulated into one
-///   stage-0 buffer with the ReLU in the same pass (`resize_bilinear_sum`), then the classifier.
+///   runs as a GEMM at stage s's own resolution, and per block of stage-0 rows stage 0's GEMM + c,
+///   the upsampled other stages (`bilinear_sum`, with the ReLU) and the classifier run while the
+///   block is in cache.
 /// - **unfolded**: the checkpoint's graph as published (BatchNorm folded into the fuse conv), for
 ///   reproducing the paper's accounting (Table III) and its Conv2DFuse knob.
 ///
