@@ -122,6 +122,13 @@ TEST_CASE("segformer MACs with the decoder folded: B0/B1/B2 512x512 and Table II
   // propagate only changes the unfolded graph's accounting
   CHECK(drt::total_macs(b2.layers(512, 512, b2.compile(drt::segformer_path::parse("fuse_in=1920 propagate=0")))) ==
         drt::total_macs(b2.layers(512, 512, b2.compile(drt::segformer_path::parse("fuse_in=1920")))));
+  // A hand-made execution beyond the model is refused, not counted.
+  drt::segformer_execution bad;
+  bad.head.pred_in = 769;
+  CHECK_THROWS_WITH_AS(b2.layers(512, 512, bad),
+                       "decode head: channels fuse_in=3072 (max 3072), pred_in=769 (max 768), linear0_in=64 (max 64) "
+                       "exceed the model",
+                       drt::invalid_input);
   const auto b0 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 150));
   CHECK(drt::total_macs(b0.layers(512, 512)) == doctest::Approx(4.093e9).epsilon(0.001));
   const auto b1 = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b1", 150));

@@ -206,6 +206,9 @@ TEST_SUITE("layers") {
     // A resolved cut is reused, not recomposed.
     const auto again = head.resolve(part);
     CHECK(again.cut == part.cut);
+    // with_defaults checks and fills in, never composes.
+    CHECK(head.with_defaults(channels(80, 0, 0)).cut == nullptr);
+    CHECK(head.with_defaults(channels(80, 0, 0)).pred_in == 32);
     // The unfolded head never composes anything.
     CHECK(f.build(false).resolve(channels(80, 0, 0)).cut == nullptr);
   }

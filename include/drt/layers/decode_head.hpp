@@ -156,9 +156,8 @@ public:
     return fuse_in <= off ? 0 : std::min(d_, fuse_in - off);
   }
 
-  /// Fills in the defaults and checks the ranges; for the folded head with fuse_in below the full
-  /// width, composes the path's weights (`cut`) unless already there.
-  decode_head_channels resolve(decode_head_channels ch) const {
+  /// Fills in the defaults (0 = all) and checks the ranges; throws naming every value and its maximum.
+  decode_head_channels with_defaults(decode_head_channels ch) const {
     const std::size_t full = stages() * d_;
     if (ch.fuse_in == 0) ch.fuse_in = full;
     if (ch.pred_in == 0) ch.pred_in = d_;
@@ -168,7 +167,14 @@ public:
                           std::to_string(full) + "), pred_in=" + std::to_string(ch.pred_in) + " (max " +
                           std::to_string(d_) + "), linear0_in=" + std::to_string(ch.linear0_in) + " (max " +
                           std::to_string(channels_[0]) + ") exceed the model");
-    if (!folded_ || ch.fuse_in == full) {
+    return ch;
+  }
+
+  /// `with_defaults`, and for the folded head with fuse_in below the full width the path's composed
+  /// weights (`cut`) unless already there.
+  decode_head_channels resolve(decode_head_channels ch) const {
+    ch = with_defaults(std::move(ch));
+    if (!folded_ || ch.fuse_in == stages() * d_) {
       ch.cut.reset();
     } else if (!ch.cut) {
       auto cut = std::make_shared<folded_head_cut>();

@@ -319,9 +319,8 @@ public:
       w = ow;
       cin = C;
     }
-    const auto& ch = exec.head;  // resolved by compile (a default-constructed execution runs everything)
-    const std::size_t D = head_.hidden(), fuse_in = ch.fuse_in ? ch.fuse_in : head_.stages() * D;
-    const std::size_t pred_in = ch.pred_in ? ch.pred_in : D, linear0_in = ch.linear0_in ? ch.linear0_in : head_.stage_channels(0);
+    const auto ch = head_.with_defaults(exec.head);  // range-checked, nothing composed
+    const std::size_t D = head_.hidden(), fuse_in = ch.fuse_in, pred_in = ch.pred_in, linear0_in = ch.linear0_in;
     if (head_.folded()) {
       // sum_s up(M_s f_s) + c: one GEMM per stage at its own resolution (stage 0's per row block),
       // then per row block the upsample-sum with the ReLU and the classifier.
