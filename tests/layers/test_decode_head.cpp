@@ -203,9 +203,18 @@ TEST_SUITE("layers") {
     CHECK(part.cut->m.k() == 16);
     CHECK(drt::mlp_decode_head::path_bytes(part) == part.cut->m.bytes() + 32 * sizeof(float));
     CHECK(part.cut->m.bytes() >= 32 * 16 * sizeof(float));
-    // A resolved cut is reused, not recomposed.
+    // A resolved cut is reused, not recomposed; one composed for another fuse_in is replaced.
     const auto again = head.resolve(part);
     CHECK(again.cut == part.cut);
+    CHECK(part.cut->fuse_in == 80);
+    auto changed = part;
+    changed.fuse_in = 112;  // stage 0's slot cut partway instead of stage 1's
+    const auto re = head.resolve(changed);
+    REQUIRE(re.cut != nullptr);
+    CHECK(re.cut != part.cut);
+    CHECK(re.cut->stage == 0);
+    const auto out = f.run(head, changed), ref = f.reference(112);
+    check_close(out.data(), ref.data(), ref.size(), "folded head, a stale cut replaced", dh_rel, dh_abs);
     // with_defaults checks and fills in, never composes.
     CHECK(head.with_defaults(channels(80, 0, 0)).cut == nullptr);
     CHECK(head.with_defaults(channels(80, 0, 0)).pred_in == 32);

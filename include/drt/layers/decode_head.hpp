@@ -54,6 +54,7 @@ struct decode_head_weights {
 /// stage's slot partway, that stage's M_s over its kept columns.
 struct folded_head_cut {
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t fuse_in = 0;   ///< the fuse_in it was composed for (a changed fuse_in recomposes)
   std::size_t stage = none;  ///< the stage whose slot is cut partway (none: every slot is whole or dropped)
   packed_matrix m;           ///< its M_s [D x C_s] over the kept slot columns
   std::vector<float> bias;   ///< c [D] over the kept slot columns
@@ -171,13 +172,14 @@ public:
   }
 
   /// `with_defaults`, and for the folded head with fuse_in below the full width the path's composed
-  /// weights (`cut`) unless already there.
+  /// weights (`cut`) unless already there for this fuse_in.
   decode_head_channels resolve(decode_head_channels ch) const {
     ch = with_defaults(std::move(ch));
     if (!folded_ || ch.fuse_in == stages() * d_) {
       ch.cut.reset();
-    } else if (!ch.cut) {
+    } else if (!ch.cut || ch.cut->fuse_in != ch.fuse_in) {
       auto cut = std::make_shared<folded_head_cut>();
+      cut->fuse_in = ch.fuse_in;
       std::vector<std::size_t> kept(stages());
       for (std::size_t s = 0; s < stages(); ++s) {
         kept[s] = stage_outputs_kept(s, ch.fuse_in);
