@@ -29,7 +29,7 @@
 namespace {
 
 // Paper Table III (SegFormer-B2 paths for the accelerator study); the same list as
-// tests/dynamic/test_path.cpp, benchmarks/bench_accel.cpp and examples/cmd_accel.hpp.
+// tests/dynamic/test_path.cpp, benchmarks/bench_accel.cpp and tools/drt/cmd_dse.cpp.
 struct table3_row {
   char id;
   const char* path;
@@ -122,7 +122,7 @@ struct sim_time {
   std::lognormal_distribution<double> noise{0.0, 0.05};
 };
 
-/// A graph that plans exactly as drt::segformer_graph (real compiled executions) but whose `run`
+/// A graph that plans exactly as drt::model_graph (real compiled executions) but whose `run`
 /// skips the inference: it only reads the plan and advances a simulated clock by the entry's table
 /// latency x noise, so that the closed-loop policy sees realistic frame times (and keeps switching)
 /// while the benchmark measures the executor's per-frame overhead alone.
@@ -131,10 +131,10 @@ public:
   using input_type = int;
   using output_type = std::size_t;
   struct plan_type {
-    drt::segformer_graph::plan_type plan;
+    drt::model_graph::plan_type plan;
     double latency_ms;
   };
-  plan_only_graph(drt::segformer_graph g, sim_time* t) : g_(std::move(g)), t_(t) {}
+  plan_only_graph(drt::model_graph g, sim_time* t) : g_(std::move(g)), t_(t) {}
   plan_type plan(const drt::lut_entry& e) const { return {g_.plan(e), e.latency_ms}; }
   output_type run(const input_type&, const plan_type& p) const {
     t_->now_ms += p.latency_ms * t_->noise(t_->gen);
@@ -142,7 +142,7 @@ public:
   }
 
 private:
-  drt::segformer_graph g_;
+  drt::model_graph g_;
   sim_time* t_;
 };
 
@@ -200,7 +200,7 @@ void BM_path_switch(benchmark::State& st, Policy policy) {
     hi = std::max(hi, e.latency_ms);
   }
   sim_time t;
-  drt::executor<plan_only_graph, Policy, sim_clock> ex(plan_only_graph(drt::segformer_graph("segformer-b2", b2()), &t),
+  drt::executor<plan_only_graph, Policy, sim_clock> ex(plan_only_graph(drt::model_graph("segformer-b2", b2()), &t),
                                                        std::move(policy), sim_clock{&t});
   std::vector<double> budgets(4096);
   std::mt19937 g(3);
@@ -230,7 +230,7 @@ void BM_compile_path(benchmark::State& st, std::size_t row) {
 }
 
 void BM_parse_compile(benchmark::State& st) {
-  const drt::segformer_graph graph("segformer-b2", b2());
+  const drt::model_graph graph("segformer-b2", b2());
   drt::lut_entry e;
   e.model = "segformer-b2";
   e.path = table3[4].path;

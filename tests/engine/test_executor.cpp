@@ -1,4 +1,5 @@
-// Executor: a graph composed with a policy, on a fake graph with a fake clock and on SegFormer.
+// Executor: a graph composed with a policy, on a fake graph with a fake clock, on SegFormer and on
+// one table mixing SegFormer, Swin + UPerNet and ResNet entries.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -105,7 +106,7 @@ TEST_SUITE("engine") {
     const auto model = drt::segformer_model::with_random_weights(cfg, 3);
     drt::lookup_table t;
     t.entries = {entry("b0", "full", 40, 0.6), entry("b0", "fuse_in=512 pred_in=128", 20, 0.5)};
-    drt::executor<drt::segformer_graph, drt::lut_policy> ex(drt::segformer_graph("b0", model), drt::lut_policy(t));
+    drt::executor<drt::model_graph, drt::lut_policy> ex(drt::model_graph("b0", model), drt::lut_policy(t));
     drt::tensor4 x = drt::tensor4::from_shape({1, 3, 64, 96});
     const auto v = drt_test::random_vector(x.size(), 11);
     std::copy(v.begin(), v.end(), x.begin());
@@ -119,12 +120,12 @@ TEST_SUITE("engine") {
     CHECK(r.output == ref);
     drt::lookup_table other;
     other.entries = {entry("b2", "full", 40, 0.6)};
-    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(drt::model_graph("b0", model),
                                                                                drt::lut_policy(other))),
                          "lookup table: entry 0 (b2 'full'): needs model 'b2', which is not loaded (loaded: b0)",
                          drt::invalid_input);
     other.entries = {entry("b0", "depths=3,2,2,2", 40, 0.6)};
-    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(drt::model_graph("b0", model),
                                                                                drt::lut_policy(other))),
                          "lookup table: entry 0 (b0 'depths=3,2,2,2'): path 'depths=3,2,2,2': stage 0 depth 3 exceeds "
                          "the model's 2",
@@ -132,7 +133,7 @@ TEST_SUITE("engine") {
     // An entry measured on the other decoder graph is refused: its latency belongs to that graph.
     other.entries = {entry("b0", "full", 40, 0.6)};
     other.entries[0].decoder_folded = false;
-    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(drt::model_graph("b0", model),
                                                                                drt::lut_policy(other))),
                          "lookup table: entry 0 (b0 'full'): was measured with the decoder unfolded but model 'b0' is "
                          "loaded folded (load it as the table says: lut_decoder_folded)",
@@ -148,10 +149,66 @@ TEST_SUITE("engine") {
                          "lut 'x.json': no entry uses model 'b1'", drt::invalid_input);
     other.entries = {entry("b0", "depths=3,2,2,2", 40, 0.6)};
     other.source = "lut 'other.json'";  // as load_lut names a table read from a file
-    CHECK_THROWS_WITH_AS((drt::executor<drt::segformer_graph, drt::lut_policy>(drt::segformer_graph("b0", model),
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(drt::model_graph("b0", model),
                                                                                drt::lut_policy(other))),
                          "lut 'other.json': entry 0 (b0 'depths=3,2,2,2'): path 'depths=3,2,2,2': stage 0 depth 3 "
                          "exceeds the model's 2",
+                         drt::invalid_input);
+  }
+
+  TEST_CASE("executor: one model_graph runs SegFormer, Swin + UPerNet and ResNet entries of one table") {
+    const auto seg = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 4), 1);
+    auto ucfg = drt::standard_upernet_swin_config("swin-t-upernet", 4);
+    ucfg.backbone.depths = {1, 1, 2, 1};
+    ucfg.backbone.embed_dim = 16;
+    ucfg.backbone.num_heads = {1, 1, 2, 2};
+    ucfg.hidden_size = 32;
+    const auto uper = drt::upernet_swin_model::with_random_weights(ucfg, 2);
+    auto rcfg = drt::standard_resnet_config("resnet18", 7);
+    const auto res = drt::resnet_model::with_random_weights(rcfg, 3);
+    drt::lookup_table t;
+    t.entries = {entry("seg", "pred_in=128", 50, 0.5), entry("uper", "depths=1,1,1,1 bottleneck_in=64", 30, 0.4),
+                 entry("res", "depths=1,1,1,1 expand=0.5", 10, 0.3)};
+    t.entries[1].family = "upernet";
+    t.entries[2].family = "resnet";
+    drt::model_graph g;
+    g.add("seg", seg).add("uper", uper).add("res", res);
+    drt::tensor4 x = drt::tensor4::from_shape({1, 3, 64, 64});
+    const auto v = drt_test::random_vector(x.size(), 5);
+    std::copy(v.begin(), v.end(), x.begin());
+    // each plan runs its family's model under the compiled path, bit for bit as the model's forward
+    const auto p_seg = g.plan(t.entries[0]);
+    const auto p_uper = g.plan(t.entries[1]);
+    const auto p_res = g.plan(t.entries[2]);
+    CHECK(p_seg.family == "segformer");
+    CHECK(p_uper.family == "upernet");
+    CHECK(p_res.family == "resnet");
+    CHECK(g.run(x, p_seg) == seg.forward(x, drt::segformer_path::parse("pred_in=128")).logits);
+    const auto u = g.run(x, p_uper);
+    CHECK(u == uper.forward(x, drt::upernet_path::parse("depths=1,1,1,1 bottleneck_in=64")).logits);
+    CHECK(u.shape(2) == 64);  // UPerNet's logits are upsampled to the input
+    const auto r = g.run(x, p_res);
+    const auto rl = res.forward(x, drt::resnet_path::parse("depths=1,1,1,1 expand=0.5")).logits;
+    REQUIRE(r.shape(0) == 1);
+    REQUIRE(r.shape(1) == 7);
+    CHECK(r.shape(2) == 1);
+    CHECK(std::equal(rl.begin(), rl.end(), r.begin()));
+    // the budget picks across families
+    drt::executor<drt::model_graph, drt::lut_policy> ex(g, drt::lut_policy(t));
+    CHECK(ex.run(x, 35).entry.model == "uper");
+    CHECK(ex.run(x, 12).entry.model == "res");
+    // a path of one family given to a model of another is refused with both named
+    drt::lookup_table bad;
+    bad.entries = {entry("uper", "pred_in=16", 30, 0.4)};  // written as a segformer entry
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(g, drt::lut_policy(bad))),
+                         "lookup table: entry 0 (uper 'pred_in=16'): is a segformer path but model 'uper' is loaded "
+                         "as a upernet model",
+                         drt::invalid_input);
+    bad.entries[0].family = "upernet";
+    bad.entries[0].path = "bottleneck_in=5000";
+    CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(g, drt::lut_policy(bad))),
+                         "lookup table: entry 0 (uper 'bottleneck_in=5000'): path 'bottleneck_in=5000': "
+                         "bottleneck_in=5000 must be between 1 and 128",
                          drt::invalid_input);
   }
 }

@@ -11,15 +11,18 @@
 /// A Clock provides `double now_ms()` (tests pass a fake one).
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <map>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
-#include "../models/segformer.hpp"
+#include "../models/any_model.hpp"
+#include "../models/family.hpp"
 #include "lut.hpp"
 #include "policy.hpp"
 
@@ -32,23 +35,34 @@ struct steady_clock_ms {
   }
 };
 
-/// SegFormer models (by LUT model name) as an executor graph: a plan is a model and a compiled path.
-class segformer_graph {
+/// Models of any family (by LUT model name) as an executor graph: a plan is a model and a compiled
+/// path, run through `model_family` (models/family.hpp), so one table may mix SegFormer, Swin +
+/// UPerNet and ResNet entries. The output is the family's logits, NCHW (ResNet: [N, K, 1, 1]).
+class model_graph {
 public:
   using input_type = tensor4;   ///< pixel_values [N, 3, H, W]
-  using output_type = tensor4;  ///< logits [N, K, H/4, W/4]
+  using output_type = tensor4;  ///< logits [N, K, h, w]
   struct plan_type {
-    const segformer_model* model = nullptr;
-    segformer_execution exec;
+    std::string family;                            ///< model_family<Model>::name
+    std::function<tensor4(const tensor4&)> run;    ///< the model under the compiled path
   };
 
-  segformer_graph() = default;
+  model_graph() = default;
   /// One model under the name the LUT uses for it (its directory's base name).
-  segformer_graph(const std::string& name, const segformer_model& model) { add(name, model); }
+  template <class Model>
+  model_graph(const std::string& name, const Model& model) {
+    add(name, model);
+  }
 
-  /// Adds a model; it must outlive the graph.
-  segformer_graph& add(const std::string& name, const segformer_model& model) {
+  /// Adds a model (segformer_model, upernet_swin_model, resnet_model or any_model); it must outlive
+  /// the graph.
+  template <class Model>
+  model_graph& add(const std::string& name, const Model& model) {
     models_[name] = &model;
+    return *this;
+  }
+  model_graph& add(const std::string& name, const any_model& model) {
+    std::visit([&](const auto& m) { add(name, m); }, model);
     return *this;
   }
   bool has(const std::string& name) const { return models_.count(name) != 0; }
@@ -62,19 +76,33 @@ public:
       throw invalid_input("needs model '" + e.model + "', which is not loaded" +
                           (loaded.empty() ? std::string(" (none loaded)") : " (loaded: " + loaded + ")"));
     }
-    if (it->second->decoder_folded() != e.decoder_folded)
-      throw invalid_input(std::string("was measured with the decoder ") + (e.decoder_folded ? "folded" : "unfolded") +
-                          " but model '" + e.model + "' is loaded " +
-                          (it->second->decoder_folded() ? "folded" : "unfolded") +
-                          " (load it as the table says: lut_decoder_folded)");
-    const auto path = e.path == "full" ? segformer_path{} : segformer_path::parse(e.path);
-    return {it->second, it->second->compile(path)};
+    return std::visit([&](const auto* m) { return plan_for(e, *m); }, it->second);
   }
-  output_type run(const input_type& x, const plan_type& p) const { return p.model->forward(x, false, p.exec).logits; }
+  output_type run(const input_type& x, const plan_type& p) const { return p.run(x); }
 
 private:
-  std::map<std::string, const segformer_model*> models_;
+  template <class Model>
+  static plan_type plan_for(const lut_entry& e, const Model& m) {
+    using family = model_family<Model>;
+    if (e.family != family::name)
+      throw invalid_input("is a " + e.family + " path but model '" + e.model + "' is loaded as a " + family::name +
+                          " model");
+    if (family::foldable_decoder && family::decoder_folded(m) != e.decoder_folded)
+      throw invalid_input(std::string("was measured with the decoder ") + (e.decoder_folded ? "folded" : "unfolded") +
+                          " but model '" + e.model + "' is loaded " +
+                          (family::decoder_folded(m) ? "folded" : "unfolded") +
+                          " (load it as the table says: lut_decoder_folded)");
+    const auto path = family::parse(e.path);
+    family::validate(m, path);
+    auto exec = family::compile(m, path);
+    return {family::name, [&m, exec = std::move(exec)](const tensor4& x) { return family::logits(m, x, exec); }};
+  }
+
+  std::map<std::string, std::variant<const segformer_model*, const upernet_swin_model*, const resnet_model*>> models_;
 };
+
+/// Transitional name (the program moves to model_graph); removed once every caller has.
+using segformer_graph = model_graph;
 
 /// Output of one frame with the path it ran and the accuracy estimate it came with.
 template <class Output>

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,7 +109,10 @@ struct machine_info {
 struct lut_entry {
   std::string model;          ///< model name: its directory's base name, e.g. "segformer-b2-camvid"
   std::string model_dir;      ///< the directory it was loaded from when measured (may not exist elsewhere)
-  std::string path = "full";  ///< execution path, text form (`segformer_path::to_string`)
+  /// The model family (models/family.hpp: "segformer", "upernet", "resnet"), which reads `path`.
+  /// JSON "family"; a table without the field was written when only SegFormer was swept.
+  std::string family = "segformer";
+  std::string path = "full";  ///< execution path, text form of the family's path (`segformer_path::to_string`, ...)
   double macs = 0;            ///< multiply-accumulates of one inference at the LUT's input size
   double latency_ms = 0;      ///< median latency
   double latency_p95_ms = 0;  ///< 95th-percentile latency
@@ -119,10 +123,13 @@ struct lut_entry {
   double miou = 0;                          ///< mIoU on the labelled set
   double miou_normalized = 0;               ///< miou / the reference entry's miou
   double pixel_acc = NAN;                   ///< pixel accuracy (optional)
+  /// Classification fidelity sweeps: mean KL divergence of the path's softmax from the reference's
+  /// (optional; the table's info["dataset"]["accuracy"] says what `miou` measures).
+  double kl_divergence = NAN;
   bool pareto = false;                      ///< on the (latency_ms, miou) Pareto front of the table
-  /// The graph the path was measured on: SegFormer's decoder folded (segformer_options; the default
-  /// graph). JSON "decoder": "folded" | "unfolded"; a table without the field was written before the
-  /// fold existed and reads as unfolded.
+  /// SegFormer only: the graph the path was measured on, the decoder folded (segformer_options; the
+  /// default graph). JSON "decoder": "folded" | "unfolded"; a SegFormer entry without the field was
+  /// written before the fold existed and reads as unfolded. Other families: false, not written.
   bool decoder_folded = true;
 
   /// "segformer-b2-camvid 'depths=2,3,5,3 fuse_in=1024'"
@@ -138,12 +145,14 @@ struct lut_entry {
                      {"miou", miou},
                      {"miou_normalized", miou_normalized},
                      {"pareto", pareto},
-                     {"decoder", decoder_folded ? "folded" : "unfolded"}};
+                     {"family", family}};
+    if (family == "segformer") j["decoder"] = decoder_folded ? "folded" : "unfolded";
     if (!model_dir.empty()) j["model_dir"] = model_dir;
     if (std::isfinite(predicted_latency_ms)) j["predicted_latency_ms"] = predicted_latency_ms;
     if (std::isfinite(measured_latency_ms)) j["measured_latency_ms"] = measured_latency_ms;
     if (std::isfinite(measured_latency_p95_ms)) j["measured_latency_p95_ms"] = measured_latency_p95_ms;
     if (std::isfinite(pixel_acc)) j["pixel_acc"] = pixel_acc;
+    if (std::isfinite(kl_divergence)) j["kl_divergence"] = kl_divergence;
     return j;
   }
 };
@@ -303,12 +312,17 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
     x.miou = lut_number(e, "miou", xw, true, 0);
     x.miou_normalized = lut_number(e, "miou_normalized", xw, true, 0);
     x.pixel_acc = lut_number(e, "pixel_acc", xw, false, NAN);
+    x.kl_divergence = lut_number(e, "kl_divergence", xw, false, NAN);
     if (!e.contains("pareto")) throw invalid_input(xw + ": missing field 'pareto'");
     if (!e["pareto"].is_boolean())
       throw invalid_input(xw + ": field 'pareto' must be true or false, got " + lut_shown(e["pareto"]));
     x.pareto = e["pareto"].get<bool>();
-    const std::string dec = lut_string(e, "decoder", xw, false, "unfolded");
-    if (dec != "folded" && dec != "unfolded")
+    x.family = lut_string(e, "family", xw, false, "segformer");
+    if (x.family != "segformer" && x.family != "upernet" && x.family != "resnet")
+      throw invalid_input(xw + ": field 'family' is " + lut_shown(e["family"]) +
+                          ", expected \"segformer\", \"upernet\" or \"resnet\"");
+    const std::string dec = lut_string(e, "decoder", xw, false, x.family == "segformer" ? "unfolded" : "");
+    if (x.family == "segformer" && dec != "folded" && dec != "unfolded")
       throw invalid_input(xw + ": field 'decoder' is " + lut_shown(e["decoder"]) + ", expected \"folded\" or \"unfolded\"");
     x.decoder_folded = dec == "folded";
     auto positive = [&](const char* key, double v) {
@@ -365,6 +379,49 @@ inline bool lut_decoder_folded(const lookup_table& table, const std::string& mod
   }
   if (folded < 0) throw invalid_input(where + ": no entry uses model '" + model + "'");
   return folded == 1;
+}
+
+/// One table of the entries of `tables` (a hybrid of several models or families, swept apart): they
+/// must hold for the same input size and accuracy measure (dataset path and metric); a model may
+/// appear in one table only. Accuracy is renormalized by the first table's reference entry and the
+/// Pareto flags recomputed; the machine is the first table's. `where` names the result in errors.
+inline lookup_table merge_luts(const std::vector<lookup_table>& tables, const std::string& where = "merged lut") {
+  if (tables.empty()) throw invalid_input(where + ": no tables to merge");
+  const lookup_table& first = tables.front();
+  lookup_table out;
+  out.machine = first.machine;
+  out.info = first.info;
+  out.info.erase("sweep");
+  out.source = where;
+  auto dataset_key = [](const lookup_table& t) {
+    if (!t.info.contains("dataset")) return std::string("(none)");
+    const auto& d = t.info["dataset"];
+    return d.value("path", std::string("?")) + " [" + d.value("accuracy", std::string("miou")) + "]";
+  };
+  nlohmann::json parts = nlohmann::json::array();
+  std::set<std::string> models;
+  for (const auto& t : tables) {
+    if (t.input_height() != first.input_height() || t.input_width() != first.input_width())
+      throw invalid_input(where + ": " + t.source + " holds for input " + std::to_string(t.input_height()) + "x" +
+                          std::to_string(t.input_width()) + " but " + first.source + " for " +
+                          std::to_string(first.input_height()) + "x" + std::to_string(first.input_width()));
+    if (dataset_key(t) != dataset_key(first))
+      throw invalid_input(where + ": " + t.source + " measured accuracy on " + dataset_key(t) + " but " + first.source +
+                          " on " + dataset_key(first));
+    std::set<std::string> here;
+    for (const auto& e : t.entries) here.insert(e.model);
+    for (const auto& m : here)
+      if (!models.insert(m).second)
+        throw invalid_input(where + ": model '" + m + "' is in more than one table (" + t.source + ")");
+    for (const auto& e : t.entries) out.entries.push_back(e);
+    parts.push_back({{"source", t.source}, {"machine", t.machine.describe()}, {"entries", t.entries.size()}});
+  }
+  if (!first.info.contains("reference")) throw invalid_input(where + ": " + first.source + " names no reference entry");
+  const double ref = first.info["reference"].value("miou", 0.0);
+  out.normalize(ref);
+  out.mark_pareto();
+  out.info["merged_from"] = parts;
+  return out;
 }
 
 /// The warning to print when a LUT's latencies were measured on another machine; empty when the

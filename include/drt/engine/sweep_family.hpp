@@ -1,0 +1,577 @@
+#pragma once
+/// @file sweep_family.hpp
+/// The generic sweep: any model family (models/family.hpp) through the same phases.
+///
+/// 1. Enumerate: every depth vector (`depth_combinations`) crossed with the grid of the family's
+///    head / width knobs (`sweep_knob_grid`; `sweep_options::knob_grid` overrides it).
+/// 2. Latency model: the full path is profiled per layer; a path's median is predicted as the sum,
+///    over the layers it runs, of the full path's time of that layer scaled by the layer's work
+///    (MACs, or output elements for layers without MACs) under the path, plus the time outside
+///    layer scopes.
+/// 3. Accuracy: paths are grouped by their encoder half (`model_family::encoder_key`); each image
+///    is encoded once per group and decoded for every path of the group. Labelled data gives mIoU;
+///    any image folder gives fidelity to the full model (argmax pixel agreement for segmentation,
+///    top-1 agreement for classification, with the mean KL divergence reported).
+/// 4. Confirm and finish (sweep_confirm.hpp), as every sweep does.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <exception>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+#include "../eval/segmentation_metrics.hpp"
+#include "../layers/resize.hpp"
+#include "../models/family.hpp"
+#include "latency.hpp"
+#include "lut.hpp"
+#include "sweep_confirm.hpp"
+#include "sweep_data.hpp"
+#include "sweep_options.hpp"
+
+namespace drt {
+
+// ------------------------------------------------------------------------------ 1. enumerate
+
+/// One knob of a sweep grid: its name in the path language and the values tried (the full value
+/// included; a value equal to the full model's leaves the knob unset).
+struct sweep_knob {
+  std::string name;
+  std::vector<double> values;
+  double full = 0;
+};
+
+namespace detail {
+inline std::vector<double> as_doubles(const std::vector<std::size_t>& v) { return {v.begin(), v.end()}; }
+}  // namespace detail
+
+/// The default grid of each family's knobs (channel counts are multiples of `step`).
+inline std::vector<sweep_knob> sweep_knob_grid(const segformer_model& m, std::size_t step) {
+  const auto& head = m.decode_head();
+  const std::size_t d = head.hidden();
+  std::vector<double> fuse;
+  for (std::size_t s = 1; s <= head.stages(); ++s) fuse.push_back(double(s * d));  // whole slots (folded)
+  return {{"fuse_in", fuse, double(head.stages() * d)},
+          {"pred_in", detail::as_doubles(channel_levels(d, d / 4, 4, step)), double(d)}};
+}
+inline std::vector<sweep_knob> sweep_knob_grid(const upernet_swin_model& m, std::size_t step) {
+  const std::size_t d = static_cast<std::size_t>(m.config().hidden_size);
+  const std::size_t levels = m.config().backbone.out_indices.size();
+  return {{"bottleneck_in", detail::as_doubles(channel_levels(levels * d, levels * d / 4, 4, step)), double(levels * d)},
+          {"pred_in", detail::as_doubles(channel_levels(d, d / 4, 3, step)), double(d)}};
+}
+inline std::vector<sweep_knob> sweep_knob_grid(const resnet_model&, std::size_t) {
+  return {{"expand", {0.5, 0.75, 1.0}, 1.0}};
+}
+
+namespace detail {
+/// Sets knob `name` of a path to `v` (a channel count or, for ResNet's expand, a fraction).
+inline void set_knob(segformer_path& p, const std::string& name, double v) {
+  const int n = static_cast<int>(std::lround(v));
+  if (name == "fuse_in") p.fuse_in = n;
+  else if (name == "pred_in") p.pred_in = n;
+  else if (name == "linear0_in") p.linear0_in = n;
+  else throw invalid_input("sweep: knob '" + name + "' is not a segformer sweep knob (fuse_in, pred_in, linear0_in)");
+}
+inline void set_knob(upernet_path& p, const std::string& name, double v) {
+  const int n = static_cast<int>(std::lround(v));
+  if (name == "bottleneck_in") p.bottleneck_in = n;
+  else if (name == "fpn_out") p.fpn_out = n;
+  else if (name == "fpn_in") p.fpn_in = n;
+  else if (name == "pred_in") p.pred_in = n;
+  else
+    throw invalid_input("sweep: knob '" + name +
+                        "' is not an upernet sweep knob (bottleneck_in, fpn_out, fpn_in, pred_in)");
+}
+inline void set_knob(resnet_path& p, const std::string& name, double v) {
+  if (name == "expand") p.expand = {v};
+  else if (name == "mid") p.mid = {static_cast<int>(std::lround(v))};
+  else throw invalid_input("sweep: knob '" + name + "' is not a resnet sweep knob (expand, mid)");
+}
+}  // namespace detail
+
+/// Every path of `model` the sweep measures: depth vectors x the knob grid, the full path first.
+/// `opt.knob_grid` replaces the default values of the knobs it names (and adds knobs).
+template <class Model>
+std::vector<typename model_family<Model>::path_type> sweep_paths(const Model& model, const sweep_options& opt) {
+  using family = model_family<Model>;
+  using path_type = typename family::path_type;
+  auto grid = sweep_knob_grid(model, opt.channel_step);
+  for (const auto& [name, values] : opt.knob_grid) {
+    if (values.empty()) throw invalid_input("sweep: knob '" + name + "' has no values");
+    auto it = std::find_if(grid.begin(), grid.end(), [&](const sweep_knob& k) { return k.name == name; });
+    if (it == grid.end()) it = grid.insert(grid.end(), sweep_knob{name, {}, NAN});
+    it->values = values;
+  }
+  const auto full_depths = family::depths(model);
+  const auto depth_list = opt.depths.empty() ? depth_combinations(full_depths, opt.depth_reduce) : opt.depths;
+  std::vector<path_type> out;
+  std::vector<std::string> seen;
+  for (const auto& d : depth_list) {
+    std::vector<std::size_t> idx(grid.size(), 0);
+    // odometer over the knobs, the full value (or the largest) of every knob first
+    std::vector<std::vector<double>> values;
+    for (const auto& k : grid) {
+      std::vector<double> v = k.values;
+      std::sort(v.begin(), v.end(), [](double a, double b) { return a > b; });
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+      values.push_back(v);
+    }
+    while (true) {
+      path_type p = family::with_depths(path_type{}, d, full_depths);
+      for (std::size_t k = 0; k < grid.size(); ++k) {
+        const double v = values[k][idx[k]];
+        if (!(v == grid[k].full)) detail::set_knob(p, grid[k].name, v);
+      }
+      family::validate(model, p);
+      const std::string text = p.to_string();
+      if (std::find(seen.begin(), seen.end(), text) == seen.end()) {
+        seen.push_back(text);
+        out.push_back(p);
+      }
+      std::size_t k = 0;
+      for (; k < grid.size(); ++k) {
+        if (++idx[k] < values[k].size()) break;
+        idx[k] = 0;
+      }
+      if (k == grid.size()) break;
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------ 2. latency model
+
+/// Per-layer latency model of one model: the full path's layer times, scaled per layer by the
+/// path's share of the layer's work.
+class layer_latency_model {
+public:
+  /// `full_layers` = the full path's layer list, `full` its profile.
+  layer_latency_model(const std::vector<layer_info>& full_layers, layer_timings full) : full_(std::move(full)) {
+    full_work_ = work_by_scope(full_layers);
+    overhead_ms_ = std::max(0.0, full_.total.median_ms - full_.scoped_ms());
+    // When noise makes the per-layer medians add up to more than the median total, scale them so
+    // that the full path's prediction is its profiled median.
+    scale_ = full_.scoped_ms() > full_.total.median_ms ? full_.total.median_ms / full_.scoped_ms() : 1.0;
+    p95_ratio_ = full_.total.median_ms > 0 ? full_.total.p95_ms / full_.total.median_ms : 1.0;
+  }
+
+  /// Predicted median ms of a path whose layers are `layers`.
+  double predict_ms(const std::vector<layer_info>& layers) const {
+    double t = 0;
+    for (const auto& [scope, work] : work_by_scope(layers)) {
+      const auto ms = full_.layer_ms.find(scope);
+      const auto fw = full_work_.find(scope);
+      if (ms == full_.layer_ms.end() || fw == full_work_.end()) continue;  // not timed in the full path
+      t += ms->second * (fw->second > 0 ? work / fw->second : 1.0);
+    }
+    return scale_ * t + overhead_ms_;
+  }
+  double p95_ratio() const noexcept { return p95_ratio_; }
+  double overhead_ms() const noexcept { return overhead_ms_; }
+  const layer_timings& full() const noexcept { return full_; }
+
+  /// Work per profiler scope: MACs, or output elements for layers without MACs (norms, resizes).
+  static std::map<std::string, double> work_by_scope(const std::vector<layer_info>& layers) {
+    std::map<std::string, double> w;
+    for (const auto& l : layers)
+      w[l.timing_name()] += l.macs > 0 ? l.macs : double(l.batch) * double(l.k) * double(l.p) * double(l.q);
+    return w;
+  }
+
+private:
+  layer_timings full_;
+  std::map<std::string, double> full_work_;
+  double overhead_ms_ = 0, scale_ = 1, p95_ratio_ = 1;
+};
+
+// ------------------------------------------------------------------------------ 3. accuracy
+
+/// Accuracy of one path over the images: a confusion matrix against labels, or agreement with the
+/// full model's output.
+struct path_accuracy {
+  confusion_matrix cm;                  ///< labelled segmentation
+  double agree = 0, total = 0, kl = 0;  ///< fidelity: agreeing pixels / images, pixels / images, sum KL
+  explicit path_accuracy(std::size_t classes = 0, int ignore = -1) : cm(classes, ignore) {}
+  void merge(const path_accuracy& o) {
+    cm.merge(o.cm);
+    agree += o.agree;
+    total += o.total;
+    kl += o.kl;
+  }
+};
+
+namespace detail {
+
+/// KL(softmax(p) || softmax(q)) of two logit vectors.
+inline double kl_logits(const float* p, const float* q, std::size_t k) {
+  const float mp = *std::max_element(p, p + k), mq = *std::max_element(q, q + k);
+  double zp = 0, zq = 0;
+  for (std::size_t i = 0; i < k; ++i) {
+    zp += std::exp(double(p[i] - mp));
+    zq += std::exp(double(q[i] - mq));
+  }
+  double kl = 0;
+  for (std::size_t i = 0; i < k; ++i) {
+    const double lp = double(p[i] - mp) - std::log(zp), lq = double(q[i] - mq) - std::log(zq);
+    kl += std::exp(lp) * (lp - lq);
+  }
+  return kl;
+}
+
+/// A model as the sweep builds it (SegFormer: decoder folded or not, as `opt` says).
+template <class Model>
+Model load_for_sweep(const std::string& dir, const sweep_options&) {
+  return Model::from_dir(dir);
+}
+template <>
+inline segformer_model load_for_sweep<segformer_model>(const std::string& dir, const sweep_options& opt) {
+  segformer_options build;
+  build.fold_decoder = opt.fold_decoder;
+  return segformer_model::from_dir(dir, {}, build);
+}
+
+inline std::size_t argmax_of(const float* v, std::size_t k) {
+  return static_cast<std::size_t>(std::max_element(v, v + k) - v);
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------ the sweep
+
+/// Sweeps the models in `model_dirs` (hub layout, all of family `Model`) on `opt.data_dir`. The
+/// first model's full path is the reference for `miou_normalized`.
+template <class Model>
+sweep_result sweep_family(const std::vector<std::string>& model_dirs, const sweep_options& opt,
+                          const sweep_progress_fn& progress = {}, const sweep_log_fn& log = {}) {
+  using family = model_family<Model>;
+  using path_type = typename family::path_type;
+  using exec_type = typename family::execution_type;
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  const double budget_s = opt.budget_minutes * 60.0;
+  if (model_dirs.empty()) throw invalid_input("sweep: no model directories given");
+  if (!(opt.budget_minutes > 0) || !std::isfinite(opt.budget_minutes))
+    throw invalid_input("sweep: budget of " + detail::lut_num(opt.budget_minutes) + " minutes must be positive");
+  if (opt.repeats == 0) throw invalid_input("sweep: repeats must be at least 1");
+  if (opt.channel_step == 0) throw invalid_input("sweep: channel step must be positive");
+  const int threads = opt.threads > 0 ? opt.threads : max_threads();
+  set_threads(threads);
+  auto note = [&](const std::string& s) {
+    if (log) log(s);
+  };
+  const auto load_start = machine_info::current_load_average();
+
+  const sweep_data data = load_sweep_data(opt);
+  const std::size_t H = data.height, W = data.width, n_images = data.size();
+  const bool dense = family::output == output_kind::segmentation;
+  const bool labelled = data.labelled() && dense;
+  const std::string metric = labelled ? "miou" : dense ? "pixel_agreement" : "top1_agreement";
+  note("data " + opt.data_dir + ": " + std::to_string(n_images) + " images, inference at " + std::to_string(H) + "x" +
+       std::to_string(W) + ", " + std::to_string(threads) + " threads, accuracy = " + metric +
+       (labelled ? "" : " with the full model"));
+
+  struct state {
+    std::string name, dir;
+    std::unique_ptr<Model> model;
+    std::vector<path_type> paths;
+    std::vector<exec_type> execs;
+    std::vector<std::vector<std::size_t>> groups;  ///< paths sharing an encoding, in order of promise
+    std::unique_ptr<layer_latency_model> latency;
+    std::vector<double> predicted_ms;
+    std::size_t next = 0;
+    std::vector<double> group_seconds;
+  };
+  std::vector<state> models(model_dirs.size());
+  sweep_progress prog;
+  std::size_t path_count = 0;
+  auto report_progress = [&](double eta) {
+    if (!progress) return;
+    prog.paths = path_count;
+    prog.elapsed_s = detail::seconds_since(t_start);
+    prog.eta_s = eta;
+    progress(prog);
+  };
+
+  // ---- 1. enumerate, 2. latency model
+  prog.phase = "latency";
+  prog.steps = models.size();
+  for (std::size_t mi = 0; mi < models.size(); ++mi) {
+    auto& m = models[mi];
+    m.dir = model_dirs[mi];
+    m.name = detail::model_name_of(m.dir);
+    for (std::size_t o = 0; o < mi; ++o)
+      if (models[o].name == m.name) throw invalid_input("sweep: two models are named '" + m.name + "'");
+    m.model = std::make_unique<Model>(detail::load_for_sweep<Model>(m.dir, opt));
+    family::check_input(*m.model, H, W);
+    if (family::input_channels(*m.model) != 3)
+      throw invalid_input("sweep: model '" + m.name + "' takes " + std::to_string(family::input_channels(*m.model)) +
+                          " input channels; the sweep reads RGB images");
+    try {
+      m.paths = sweep_paths(*m.model, opt);
+    } catch (const invalid_input& e) {
+      throw invalid_input("sweep: model '" + m.name + "': " + e.what());
+    }
+    for (const auto& p : m.paths) m.execs.push_back(family::compile(*m.model, p));
+    prog.step = mi + 1;
+    prog.what = m.name;
+    prog.total = opt.warmup + opt.repeats;
+    prog.done = 0;
+    report_progress(0);
+    const auto& x = data.inputs[0];
+    for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, m.execs[0]);
+    auto full = profile_runs([&] { family::logits(*m.model, x, m.execs[0]); }, opt.repeats);
+    m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, m.execs[0]), std::move(full));
+    for (const auto& e : m.execs) m.predicted_ms.push_back(m.latency->predict_ms(family::layers(*m.model, H, W, e)));
+    prog.done = prog.total;
+    report_progress(0);
+    // groups of paths with one encoding, in order of promise: the full path's group first, then
+    // fewest blocks removed, then the fastest encoder
+    std::map<std::string, std::size_t> group_of;
+    for (std::size_t i = 0; i < m.paths.size(); ++i) {
+      const std::string key = family::encoder_key(m.paths[i]);
+      const auto it = group_of.find(key);
+      if (it == group_of.end()) {
+        group_of[key] = m.groups.size();
+        m.groups.push_back({i});
+      } else {
+        m.groups[it->second].push_back(i);
+      }
+    }
+    const auto full_depths = family::depths(*m.model);
+    auto promise = [&](const std::vector<std::size_t>& g) {
+      const auto& d = m.paths[g.front()].depths;
+      int removed = 0;
+      for (std::size_t s = 0; s < d.size() && s < full_depths.size(); ++s) removed += full_depths[s] - d[s];
+      return std::make_pair(removed, m.predicted_ms[g.front()]);
+    };
+    std::stable_sort(m.groups.begin() + 1, m.groups.end(),
+                     [&](const auto& a, const auto& b) { return promise(a) < promise(b); });
+    note(m.name + ": full path " + detail::lut_num(std::round(m.latency->full().total.median_ms * 10) / 10) +
+         " ms median, " + std::to_string(m.paths.size()) + " paths in " + std::to_string(m.groups.size()) +
+         " encoder groups");
+  }
+  const double latency_phase_s = detail::seconds_since(t_start);
+
+  // ---- 3. accuracy, group by group, interleaving the models
+  const std::size_t K0 = family::classes(*models[0].model);
+  std::map<std::pair<std::size_t, std::size_t>, path_accuracy> results;  // (model, path) -> accuracy
+  // fidelity reference: the first model's full path output per image
+  std::vector<itensor3> ref_maps(n_images);
+  std::vector<std::vector<float>> ref_logits(n_images);
+  double confirm_reserve_s = 0;
+  for (const auto& m : models)
+    confirm_reserve_s += 1.5 * double(opt.confirm) / double(models.size()) * double(opt.repeats + 1) *
+                         m.latency->full().total.median_ms / 1e3;
+  auto estimate_s = [&](const state& m, std::size_t group) {
+    const double per_path = m.group_seconds.empty()
+                                ? 1.2 * double(n_images) * m.latency->full().total.median_ms / 1e3
+                                : std::accumulate(m.group_seconds.begin(), m.group_seconds.end(), 0.0) /
+                                      double(m.group_seconds.size());
+    return per_path * std::max<double>(1.0, 0.5 * double(m.groups[group].size()));
+  };
+  std::string stopped_by = "all paths done";
+  nlohmann::json group_report = nlohmann::json::array();
+  std::size_t planned = 0, step = 0;
+  for (const auto& m : models) planned += m.groups.size();
+  prog.phase = "accuracy";
+  while (true) {
+    state* pick = nullptr;
+    std::size_t pick_index = 0;
+    for (std::size_t mi = 0; mi < models.size(); ++mi) {
+      auto& m = models[mi];
+      if (m.next >= m.groups.size()) continue;
+      const bool first = m.next == 0 && mi == 0;  // the reference always runs
+      if (!first && detail::seconds_since(t_start) + estimate_s(m, m.next) + confirm_reserve_s > budget_s) {
+        m.next = m.groups.size();
+        stopped_by = "time budget";
+        continue;
+      }
+      if (!first && opt.max_paths && path_count + m.groups[m.next].size() > opt.max_paths) {
+        m.next = m.groups.size();
+        stopped_by = "path limit";
+        continue;
+      }
+      if (!pick || m.next < pick->next) {
+        pick = &m;
+        pick_index = mi;
+      }
+    }
+    if (!pick) break;
+    auto& m = *pick;
+    const auto& group = m.groups[m.next++];
+    const auto t_group = clock::now();
+    const std::size_t K = family::classes(*m.model);
+    if (!labelled && K != K0)
+      throw invalid_input("sweep: model '" + m.name + "' has " + std::to_string(K) + " classes but the reference '" +
+                          models[0].name + "' has " + std::to_string(K0) + ": fidelity compares like outputs");
+    const bool reference_group = pick_index == 0 && step == 0;
+    ++step;
+    prog.step = step;
+    prog.steps = planned;
+    prog.what = m.name + " " + family::encoder_key(m.paths[group.front()]);
+    prog.total = n_images;
+    prog.done = 0;
+    report_progress(0);
+    std::vector<path_accuracy> acc(group.size(), path_accuracy(K, opt.ignore_index));
+    std::exception_ptr error;
+    std::size_t done = 0;
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<path_accuracy> local(group.size(), path_accuracy(K, opt.ignore_index));
+#pragma omp for schedule(dynamic, 1)
+      for (long long ii = 0; ii < static_cast<long long>(n_images); ++ii) {
+        const auto i = static_cast<std::size_t>(ii);
+        try {
+          const auto enc = family::encode(*m.model, data.inputs[i], m.execs[group.front()]);
+          for (std::size_t g = 0; g < group.size(); ++g) {
+            const tensor4 lg = family::decode(*m.model, enc, m.execs[group[g]]);
+            auto& a = local[g];
+            if (labelled) {
+              const auto& lab = data.labels[i];
+              const itensor3 pred = upsample_argmax(lg, lab.height, lab.width);
+              a.cm.add(lab.labels.data(), pred.data(), lab.labels.size(), data.label_paths[i]);
+            } else if (dense) {
+              itensor3 pred = upsample_argmax(lg, H, W);
+              if (reference_group && g == 0) ref_maps[i] = pred;
+              const auto& ref = ref_maps[i];
+              std::size_t same = 0;
+              for (std::size_t q = 0; q < pred.size(); ++q) same += pred.data()[q] == ref.data()[q];
+              a.agree += double(same) / double(pred.size());
+              a.total += 1;
+            } else {
+              if (reference_group && g == 0) ref_logits[i].assign(lg.begin(), lg.end());
+              const float* ref = ref_logits[i].data();
+              a.agree += detail::argmax_of(lg.data(), K) == detail::argmax_of(ref, K) ? 1.0 : 0.0;
+              a.total += 1;
+              a.kl += detail::kl_logits(ref, lg.data(), K);
+            }
+          }
+        } catch (...) {
+#pragma omp critical(drt_sweep_error)
+          if (!error) error = std::current_exception();
+        }
+#pragma omp critical(drt_sweep_progress)
+        {
+          prog.done = ++done;
+          report_progress(0);
+        }
+      }
+#pragma omp critical(drt_sweep_merge)
+      for (std::size_t g = 0; g < group.size(); ++g) acc[g].merge(local[g]);
+    }
+    if (error) std::rethrow_exception(error);
+    for (std::size_t g = 0; g < group.size(); ++g) results.emplace(std::make_pair(pick_index, group[g]), acc[g]);
+    path_count += group.size();
+    const double sec = detail::seconds_since(t_group);
+    m.group_seconds.push_back(sec / std::max<double>(1.0, 0.5 * double(group.size())));
+    group_report.push_back(
+        {{"model", m.name}, {"encoder", family::encoder_key(m.paths[group.front()])}, {"seconds", sec}, {"paths", group.size()}});
+  }
+  const double accuracy_phase_s = detail::seconds_since(t_start) - latency_phase_s;
+
+  // ---- entries with predicted latency
+  lookup_table table;
+  table.machine = machine_info::current(threads);
+  std::vector<std::pair<std::size_t, std::size_t>> entry_of;
+  for (const auto& [key, a] : results) {
+    const auto& m = models[key.first];
+    const std::size_t i = key.second;
+    lut_entry e;
+    e.model = m.name;
+    e.model_dir = m.dir;
+    e.family = family::name;
+    e.path = m.paths[i].to_string();
+    e.decoder_folded = family::decoder_folded(*m.model);
+    e.macs = total_macs(family::layers(*m.model, H, W, m.execs[i]));
+    e.predicted_latency_ms = m.predicted_ms[i];
+    e.latency_ms = e.predicted_latency_ms;
+    e.latency_p95_ms = e.predicted_latency_ms * m.latency->p95_ratio();
+    e.latency_source = "predicted";
+    if (labelled) {
+      e.miou = a.cm.miou();
+      e.pixel_acc = a.cm.pixel_accuracy();
+    } else {
+      e.miou = a.total > 0 ? a.agree / a.total : 0.0;
+      if (!dense) e.kl_divergence = a.total > 0 ? a.kl / a.total : 0.0;
+    }
+    table.entries.push_back(e);
+    entry_of.push_back(key);
+  }
+
+  // ---- 4. confirm, finish
+  prog.phase = "confirm";
+  nlohmann::json lat = detail::confirm_latencies(
+      table, opt,
+      [&](std::size_t i) {
+        const auto& m = models[entry_of[i].first];
+        family::logits(*m.model, data.inputs[0], m.execs[entry_of[i].second]);
+      },
+      t_start, budget_s,
+      [&](const std::string& what, std::size_t s, std::size_t steps, std::size_t d, std::size_t total, double eta) {
+        prog.what = what;
+        prog.step = s;
+        prog.steps = steps;
+        prog.done = d;
+        prog.total = total;
+        report_progress(eta);
+      });
+  lat["method"] =
+      "predicted median = sum over the path's layers of the full path's per-layer median (" +
+      std::to_string(opt.repeats) +
+      " profiled runs) x the layer's work under the path / its work in the full path (MACs; output elements for "
+      "layers without MACs) + the full path's time outside layer scopes; calibrated by the full path's "
+      "measured/predicted ratio at confirmation time; p95 = median x the sample's median p95/median ratio";
+  const double wall_s = detail::seconds_since(t_start);
+  nlohmann::json report;
+  report["family"] = family::name;
+  report["wall_s"] = wall_s;
+  report["phases_s"] = {{"latency", latency_phase_s},
+                        {"accuracy", accuracy_phase_s},
+                        {"confirm", wall_s - latency_phase_s - accuracy_phase_s}};
+  report["budget_minutes"] = opt.budget_minutes;
+  report["stopped_by"] = stopped_by;
+  report["paths"] = table.entries.size();
+  report["pareto_paths"] = table.front().size();
+  report["threads"] = threads;
+  report["load_average_start"] = load_start;
+  report["load_average_end"] = machine_info::current_load_average();
+  report["encoder_groups"] = group_report;
+  report["latency"] = lat;
+  nlohmann::json grids = nlohmann::json::object();
+  for (const auto& m : models) {
+    nlohmann::json g = nlohmann::json::object();
+    for (const auto& k : sweep_knob_grid(*m.model, opt.channel_step)) g[k.name] = k.values;
+    for (const auto& [name, values] : opt.knob_grid) g[name] = values;
+    grids[m.name] = g;
+  }
+  report["grids"] = grids;
+  nlohmann::json dataset = {{"path", opt.data_dir}, {"images", n_images}, {"accuracy", metric}};
+  if (labelled) {
+    dataset["ignore_index"] = opt.ignore_index;
+    dataset["protocol"] =
+        "logits upsampled bilinearly (align_corners=False) to the label size, argmax, one confusion matrix over the set";
+  } else {
+    dataset["protocol"] =
+        dense ? "fidelity: share of pixels whose argmax (logits upsampled to the input size) equals the reference "
+                "model's full path, averaged over the images"
+              : "fidelity: share of images whose top-1 class equals the reference model's full path; entries also "
+                "carry the mean KL divergence of the softmax from the reference's";
+    dataset["reference_model"] = models[0].name;
+  }
+  detail::finish_table(table, models[0].name, H, W, dataset, report);
+  return {std::move(table), std::move(report)};
+}
+
+}  // namespace drt

@@ -1,0 +1,167 @@
+#pragma once
+/// @file sweep_options.hpp
+/// What every sweep shares: its options, the enumeration helpers (depth vectors, channel levels),
+/// progress reports (a callback: a library header prints nothing) and the result.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <cstdio>
+#include <memory>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "lut.hpp"
+
+namespace drt {
+
+// ------------------------------------------------------------------------------ enumeration
+
+/// Per-stage depth vectors with max(1, D_s - reduce) <= d_s <= D_s, the full model first.
+inline std::vector<std::vector<int>> depth_combinations(const std::vector<int>& full, int reduce) {
+  if (reduce < 0) throw invalid_input("depth_combinations: reduce " + std::to_string(reduce) + " must be >= 0");
+  std::vector<std::vector<int>> out{full};
+  std::vector<int> d = full;
+  while (true) {
+    std::size_t s = 0;  // odometer over the stages, counting down
+    for (; s < d.size(); ++s) {
+      if (d[s] > std::max(1, full[s] - reduce)) {
+        --d[s];
+        break;
+      }
+      d[s] = full[s];
+    }
+    if (s == d.size()) break;
+    out.push_back(d);
+  }
+  return out;
+}
+
+/// `levels` channel counts from `full` down to about `min`, multiples of `step`, ascending, no repeats.
+inline std::vector<std::size_t> channel_levels(std::size_t full, std::size_t min, std::size_t levels,
+                                               std::size_t step) {
+  if (step == 0 || levels == 0 || full == 0)
+    throw invalid_input("channel_levels: full, levels and step must be positive (got " + std::to_string(full) + ", " +
+                        std::to_string(levels) + ", " + std::to_string(step) + ")");
+  min = std::max(step, std::min(min, full));
+  std::set<std::size_t> v;
+  for (std::size_t i = 0; i < levels; ++i) {
+    const double x = levels == 1 ? double(full) : double(full) - double(i) * double(full - min) / double(levels - 1);
+    std::size_t c = static_cast<std::size_t>(std::llround(x / double(step))) * step;
+    c = std::max(step, std::min(c, full));
+    v.insert(c);
+  }
+  v.insert(full);
+  return {v.begin(), v.end()};
+}
+
+// ------------------------------------------------------------------------------ the sweep
+
+struct sweep_options {
+  std::string data_dir;                  ///< labelled folder (images/ + labels/)
+  int ignore_index = 255;                ///< label value not counted (CamVid: 11)
+  std::size_t image_limit = 0;           ///< first N images only (0 = all)
+  std::size_t height = 0, width = 0;     ///< resize inputs to H x W (0 = as stored); mIoU at label size
+  double budget_minutes = 20;            ///< the whole sweep stays within this
+  std::size_t max_paths = 0;             ///< stop scheduling encoder paths past this many paths (0 = no limit)
+  int depth_reduce = 1;                  ///< depths from D_s - reduce to D_s per stage
+  std::vector<std::vector<int>> depths;  ///< explicit depth vectors (override depth_reduce; all models)
+  std::size_t channel_step = 32;         ///< channel counts are multiples of this
+  /// Build the models with the decoder folded (default; see segformer_options). Folded, fuse_in saves
+  /// work only where it drops a stage's whole slot, so the default fuse_in grid is then the multiples
+  /// of the decoder width (D, 2D, ..., S*D); unfolded, the levels below.
+  bool fold_decoder = true;
+  /// Generic sweep (Swin + UPerNet, ResNet, or SegFormer through `sweep_family`): values of the
+  /// family's knobs (model_family::default_grid names them), crossed with every depth vector.
+  /// A knob not given takes the family's default levels.
+  std::map<std::string, std::vector<double>> knob_grid;
+  /// Accuracy axis: labelled mIoU when `data_dir` has labels/, else fidelity to the full model
+  /// (argmax pixel agreement; classification: top-1 agreement). true forces fidelity.
+  bool fidelity = false;
+  std::size_t fuse_levels = 17;          ///< Conv2DFuse input levels from full down to full * fuse_min (unfolded)
+  double fuse_min = 1.0 / 6;
+  std::size_t pred_levels = 6;  ///< Conv2DPred input levels from full down to full * pred_min
+  double pred_min = 0.25;
+  std::vector<std::size_t> fuse_in, pred_in;  ///< explicit grids (override the levels)
+  std::size_t warmup = 2;                     ///< untimed runs before timing
+  std::size_t repeats = 7;             ///< timed runs of the full path; confirmation rounds (more while time allows)
+  std::size_t decoder_repeats = 3;     ///< timed runs of each profiled decoder configuration
+  bool profile_every_decoder = false;  ///< profile every grid configuration (default: one F line, one P line)
+  /// false (default): every entry's latency is its calibrated per-layer prediction, one consistent
+  /// model for ranking the paths, and timed paths also carry measured_latency_ms / _p95_ms;
+  /// true: timed paths carry their measured values in latency_ms (latency_source "measured").
+  bool measured_in_table = false;
+  std::size_t confirm = 8;  ///< paths timed end to end to confirm the prediction
+  int threads = 0;          ///< 0 = OpenMP's maximum
+  unsigned seed = 42;       ///< for the random part of the confirmation sample
+};
+
+/// What the sweep is doing, for progress lines.
+struct sweep_progress {
+  std::string phase;                ///< "latency", "accuracy", "confirm"
+  std::string what;                 ///< model and path
+  std::size_t done = 0, total = 0;  ///< within the current step (images, runs, paths)
+  std::size_t step = 0, steps = 0;  ///< encoder path k of about n (accuracy), or sample k of n
+  std::size_t paths = 0;            ///< paths with a result so far
+  double elapsed_s = 0, eta_s = 0;
+};
+using sweep_progress_fn = std::function<void(const sweep_progress&)>;
+using sweep_log_fn = std::function<void(const std::string&)>;
+
+// Transitional: moves to the program with the progress printer (a library header prints nothing).
+/// Progress on stderr: one line overwritten in place (at most every half second) on a terminal, a
+/// new line at each step and at most every 15 s otherwise (logs stay short).
+inline sweep_progress_fn stderr_sweep_progress() {
+  struct state {
+    bool tty = isatty(2) != 0;
+    std::chrono::steady_clock::time_point last{};
+    std::string key;
+  };
+  auto st = std::make_shared<state>();
+  return [st](const sweep_progress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::string key = p.phase + std::to_string(p.step);
+    const double since = std::chrono::duration<double>(now - st->last).count();
+    const bool new_step = key != st->key, finished = p.done == p.total;
+    if (!(new_step || finished || since >= (st->tty ? 0.5 : 15.0))) return;
+    st->last = now;
+    st->key = key;
+    std::fprintf(stderr, "%sdrt sweep: %s %zu/%zu %s: %zu/%zu | %zu paths | %.0f s, ETA %.0f s%s",
+                 st->tty ? "\r\033[K" : "", p.phase.c_str(), p.step, p.steps, p.what.c_str(), p.done, p.total, p.paths,
+                 p.elapsed_s, p.eta_s, st->tty ? "" : "\n");
+    std::fflush(stderr);
+  };
+}
+
+struct sweep_result {
+  lookup_table table;
+  nlohmann::json report;  ///< also stored in table.info["sweep"]
+};
+
+namespace detail {
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+inline std::string model_name_of(const std::string& dir) {
+  auto p = std::filesystem::path(dir);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+}  // namespace detail
+
+}  // namespace drt
