@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "simd.hpp"  // before xtensor, which includes xsimd
+
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xtensor.hpp>
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstddef>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 namespace drt {
 

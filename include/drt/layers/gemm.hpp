@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 #include "../core/buffer_pool.hpp"
 #include "../core/error.hpp"

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 #include "../core/parallel.hpp"
 

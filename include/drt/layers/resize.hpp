@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"

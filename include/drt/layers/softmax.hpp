@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstddef>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 namespace drt {
 

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <xsimd/xsimd.hpp>
+#include "../core/simd.hpp"
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
