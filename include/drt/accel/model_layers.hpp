@@ -12,10 +12,8 @@
 #include <variant>
 #include <vector>
 
-#include "../dynamic/path.hpp"
-#include "../dynamic/resnet_path.hpp"
-#include "../dynamic/upernet_path.hpp"
 #include "../models/any_model.hpp"
+#include "../models/family.hpp"
 #include "../models/layer_info.hpp"
 
 namespace drt {
@@ -35,17 +33,15 @@ inline bool is_full_path_text(const std::string& t) {
 }  // namespace detail
 
 /// Layers of `model` for an H x W input (batch n) under `path_text`, parsed with the family's path
-/// type (`segformer_path`, `upernet_path`, `resnet_path`); "" and "full" are the full model. Throws drt::invalid_input for a path that
+/// type (model_family<Model>::path_type); "" and "full" are the full model. Throws drt::invalid_input for a path that
 /// does not parse or does not fit the model.
 inline path_layers model_path_layers(const any_model& model, const std::string& path_text, std::size_t height,
                                      std::size_t width, std::size_t n = 1) {
   return std::visit(
       [&](const auto& m) {
-        using M = std::decay_t<decltype(m)>;
-        using P = std::conditional_t<std::is_same_v<M, segformer_model>, segformer_path,
-                                     std::conditional_t<std::is_same_v<M, upernet_swin_model>, upernet_path, resnet_path>>;
-        const P p = P::parse(detail::is_full_path_text(path_text) ? std::string() : path_text);
-        return path_layers{p.to_string(), m.layers(height, width, m.compile(p), n)};
+        using family = model_family<std::decay_t<decltype(m)>>;
+        const auto p = family::parse(detail::is_full_path_text(path_text) ? std::string() : path_text);
+        return path_layers{p.to_string(), family::layers(m, height, width, family::compile(m, p), n)};
       },
       model);
 }

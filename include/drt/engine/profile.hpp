@@ -26,6 +26,7 @@
 #include "../io/svg.hpp"
 #include "../layers/winograd.hpp"
 #include "../models/any_model.hpp"
+#include "../models/family.hpp"
 #include "../models/layer_info.hpp"
 
 namespace drt {
@@ -323,28 +324,6 @@ profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, 
   return r;
 }
 
-namespace detail {
-inline segformer_path parse_family_path(const segformer_model&, const std::string& t) {
-  return segformer_path::parse(t);
-}
-inline upernet_path parse_family_path(const upernet_swin_model&, const std::string& t) {
-  return upernet_path::parse(t);
-}
-inline resnet_path parse_family_path(const resnet_model&, const std::string& t) { return resnet_path::parse(t); }
-inline std::size_t input_channels(const segformer_model& m) {
-  return static_cast<std::size_t>(m.config().num_channels);
-}
-inline std::size_t input_channels(const upernet_swin_model& m) {
-  return static_cast<std::size_t>(m.config().backbone.num_channels);
-}
-inline std::size_t input_channels(const resnet_model& m) { return static_cast<std::size_t>(m.config().num_channels); }
-inline const char* family_of(const segformer_model&) noexcept { return "segformer"; }
-inline const char* family_of(const upernet_swin_model&) noexcept { return "upernet"; }
-inline const char* family_of(const resnet_model&) noexcept { return "resnet"; }
-inline void check_profile_input(const segformer_model& m, std::size_t h, std::size_t w) { m.check_input(h, w); }
-template <class Model>
-void check_profile_input(const Model&, std::size_t, std::size_t) {}
-}  // namespace detail
 
 /// What to profile: one input size and batch, a dynamic path in the family's text form
 /// (dynamic/path.hpp, upernet_path.hpp, resnet_path.hpp; empty or "full" = the full model).
@@ -363,18 +342,19 @@ struct profile_options {
 /// input the model cannot take.
 template <class Model>
 profile_result profile_model(const Model& model, const profile_options& opt) {
-  const std::string text = opt.path == "full" ? std::string() : opt.path;
-  const auto path = detail::parse_family_path(model, text);
-  const auto exec = model.compile(path);
-  detail::check_profile_input(model, opt.height, opt.width);
-  tensor4 x = tensor4::from_shape({opt.batch, detail::input_channels(model), opt.height, opt.width});
+  using family = model_family<Model>;
+  const auto path = family::parse(opt.path);
+  family::validate(model, path);
+  const auto exec = family::compile(model, path);
+  family::check_input(model, opt.height, opt.width);
+  tensor4 x = tensor4::from_shape({opt.batch, family::input_channels(model), opt.height, opt.width});
   std::mt19937 gen(opt.seed);
   std::normal_distribution<float> nd;
   for (auto& v : x) v = nd(gen);
   auto r = profile_layers(
-      model.layers(opt.height, opt.width, exec, opt.batch), [&] { (void)model.forward(x, false, exec); }, opt.repeat,
-      opt.warmup, opt.progress);
-  r.family = detail::family_of(model);
+      family::layers(model, opt.height, opt.width, exec, opt.batch), [&] { (void)family::logits(model, x, exec); },
+      opt.repeat, opt.warmup, opt.progress);
+  r.family = family::name;
   r.region_names = profile_region_names(r.family);
   r.path = path.to_string();
   r.height = opt.height;

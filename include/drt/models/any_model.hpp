@@ -3,6 +3,7 @@
 /// A hub-layout model directory of any supported family, chosen by config.json's `model_type`.
 
 #include <string>
+#include <type_traits>
 #include <variant>
 
 #include "../core/error.hpp"
@@ -10,6 +11,7 @@
 #include "resnet.hpp"
 #include "segformer.hpp"
 #include "upernet_swin.hpp"
+#include "family.hpp"
 
 namespace drt {
 
@@ -47,9 +49,22 @@ inline any_model standard_model(const std::string& name, std::size_t classes = 0
   throw invalid_input("unknown architecture '" + name + "' (known: " + standard_architectures() + ")");
 }
 
-/// "segformer", "upernet" or "resnet".
+/// "segformer", "upernet" or "resnet" (model_family<Model>::name).
 inline const char* family_name(const any_model& m) noexcept {
-  return m.index() == 0 ? "segformer" : m.index() == 1 ? "upernet" : "resnet";
+  return std::visit([](const auto& x) { return model_family<std::decay_t<decltype(x)>>::name; }, m);
+}
+
+/// Logits [N, K, h, w] of `model` under `path_text` in its family's path language ("" or "full" = the
+/// full model); the path is validated against the model first (throws drt::invalid_input naming it).
+inline tensor4 run_path(const any_model& model, const tensor4& pixel_values, const std::string& path_text) {
+  return std::visit(
+      [&](const auto& m) {
+        using family = model_family<std::decay_t<decltype(m)>>;
+        const auto p = family::parse(path_text);
+        family::validate(m, p);
+        return family::logits(m, pixel_values, family::compile(m, p));
+      },
+      model);
 }
 
 }  // namespace drt

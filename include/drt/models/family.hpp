@@ -66,8 +66,9 @@ struct model_family<segformer_model> {
   static tensor4 logits(const model_type& m, const tensor4& x, const execution_type& e) {
     return m.forward(x, false, e).logits;
   }
-  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e) {
-    return m.layers(h, w, e);
+  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e,
+                                        std::size_t n = 1) {
+    return m.layers(h, w, e, n);
   }
   static void check_input(const model_type& m, std::size_t h, std::size_t w) { m.check_input(h, w); }
   static std::size_t classes(const model_type& m) { return m.decode_head().classes(); }
@@ -102,8 +103,9 @@ struct model_family<upernet_swin_model> {
   static tensor4 logits(const model_type& m, const tensor4& x, const execution_type& e) {
     return m.forward(x, false, e).logits;
   }
-  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e) {
-    return m.layers(h, w, e);
+  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e,
+                                        std::size_t n = 1) {
+    return m.layers(h, w, e, n);
   }
   static void check_input(const model_type&, std::size_t, std::size_t) {}  // any size: the patch embedding pads
   static std::size_t classes(const model_type& m) { return m.classes(); }
@@ -140,8 +142,9 @@ struct model_family<resnet_model> {
   }
   static encoding_type encode(const model_type& m, const tensor4& x, const execution_type& e) { return logits(m, x, e); }
   static tensor4 decode(const model_type&, const encoding_type& f, const execution_type&) { return f; }
-  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e) {
-    return m.layers(h, w, e);
+  static std::vector<layer_info> layers(const model_type& m, std::size_t h, std::size_t w, const execution_type& e,
+                                        std::size_t n = 1) {
+    return m.layers(h, w, e, n);
   }
   static void check_input(const model_type&, std::size_t, std::size_t) {}
   static std::size_t classes(const model_type& m) { return m.num_classes(); }
