@@ -309,4 +309,34 @@ TEST_SUITE("layers") {
     CHECK_NOTHROW(drt::gemm(2, 5, 7, a.data(), 8, p, c.data(), 6));
   }
 
+  TEST_CASE("gemm_checkpoints: the output of every reduction prefix equals gemm's bit for bit") {
+    const std::size_t m = 37, n = 45, k = 1100;  // odd rows, a partial panel, several KC blocks
+    const auto av = drt_test::random_vector(m * k, 21);
+    const auto bv = drt_test::random_vector(k * n, 22);
+    const auto bias = drt_test::random_vector(n, 23);
+    const auto b = drt::packed_matrix::from_kn(bv.data(), k, n, n);
+    const std::vector<std::size_t> ks = {1, 16, 300, 512, 513, 1100};
+    for (const auto act : {drt::activation::none, drt::activation::relu}) {
+      drt::gemm_epilogue ep;
+      ep.bias = bias.data();
+      ep.act = act;
+      std::vector<std::vector<float>> got(ks.size(), std::vector<float>(m * n, -1.f));
+      drt::detail::aligned_vector<float> tiles(drt::detail::gemm_mc * drt::detail::gemm_nr);
+      auto dst = [&](std::size_t c) { return got[c].data(); };
+      if (act == drt::activation::relu)
+        drt::gemm_checkpoints<drt::activation::relu>(m, av.data(), k, b, n, ks, ep, tiles.data(), dst, n);
+      else
+        drt::gemm_checkpoints<drt::activation::none>(m, av.data(), k, b, n, ks, ep, tiles.data(), dst, n);
+      for (std::size_t c = 0; c < ks.size(); ++c) {
+        std::vector<float> ref(m * n);
+        drt::gemm(m, n, ks[c], av.data(), k, b, ref.data(), n, ep, false);
+        INFO("k = " << ks[c]);
+        CHECK(got[c] == ref);
+      }
+    }
+    CHECK_THROWS_WITH_AS(drt::gemm_checkpoints<drt::activation::none>(
+                             m, av.data(), k, b, n, {k + 1}, {}, nullptr, [](std::size_t) { return nullptr; }, n),
+                         "gemm_checkpoints: requested k=1101, n=45 exceeds the packed matrix [k=1100, n=45]",
+                         drt::shape_error);
+  }
 }  // TEST_SUITE("layers")

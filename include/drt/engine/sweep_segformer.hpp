@@ -136,7 +136,7 @@ public:
         ch.cut = it->second;
         head.run_fused(fp, n, f.hs, f.ws, fused.data(), ch);
         for (std::size_t r0 = 0; r0 < m0; r0 += MC)
-          checkpointed_gemm<activation::none>(
+          gemm_checkpoints<activation::none>(
               std::min(MC, m0 - r0), fused.data() + r0 * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
               [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
       }
@@ -169,11 +169,11 @@ public:
     fuse_ep.act = activation::relu;
     for (std::size_t r0 = 0; r0 < m0; r0 += MC) {
       const std::size_t rows = std::min(MC, m0 - r0);
-      checkpointed_gemm<activation::relu>(
+      gemm_checkpoints<activation::relu>(
           rows, concat.data() + r0 * full, full, head.fuse_weights(), pmax, fuse_in, fuse_ep, tiles.data(),
           [&](std::size_t fi) { return fused.data() + fi * MC * pmax; }, pmax);
       for (std::size_t fi = 0; fi < nf; ++fi)
-        checkpointed_gemm<activation::none>(
+        gemm_checkpoints<activation::none>(
             rows, fused.data() + fi * MC * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
             [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
     }
@@ -182,65 +182,6 @@ public:
   const segformer_model& model() const noexcept { return *model_; }
 
 private:
-  /// Reduction block: a [KC][NR] slice of a B panel stays in L1 while every micro-tile of the row
-  /// block uses it.
-  static constexpr std::size_t kc = 256;
-
-  /// C_c[rows, :n] = epilogue(A[rows, :k_c] x B[:k_c, :n]) for every checkpoint k_c (ascending), in one
-  /// pass over the reduction. `dst(c)` is C_c's first row (row stride ldc); `tiles` holds [rows][NR].
-  /// Each output accumulates from zero in reduction order with the same fused multiply-adds as
-  /// drt's GEMM (blocks only store and reload the accumulators), so C_c equals
-  /// `gemm(rows, n, k_c, ...)` with the same epilogue bit for bit.
-  template <activation A, class Dst>
-  static void checkpointed_gemm(std::size_t rows, const float* a, std::size_t lda, const packed_matrix& b,
-                                std::size_t n, const std::vector<std::size_t>& ks, const gemm_epilogue& ep,
-                                float* tiles, Dst&& dst, std::size_t ldc) {
-    constexpr std::size_t MR = detail::gemm_mr, NR = detail::gemm_nr;
-    for (std::size_t p = 0; p * NR < n; ++p) {
-      const std::size_t j0 = p * NR, cols = std::min(NR, n - j0);
-      const float* bp = b.panel(p);
-      std::size_t ka = 0;
-      for (std::size_t c = 0; c < ks.size();) {
-        const std::size_t kb = std::min((ka / kc + 1) * kc, ks[c]);  // next block edge or checkpoint
-        for (std::size_t i = 0; i < rows; i += MR)
-          micro(kb - ka, a + i * lda + ka, lda, std::min(MR, rows - i), bp + ka * NR, tiles + i * NR, ka > 0);
-        if (kb == ks[c]) {
-          for (std::size_t i = 0; i < rows; i += MR)
-            detail::gemm_store<A>(tiles + i * NR, std::min(MR, rows - i), cols, j0, dst(c), ldc, i, ep);
-          ++c;
-        }
-        ka = kb;
-      }
-    }
-  }
-
-  /// One MR x NR tile over k reduction steps, starting from zero or from the tile (ref: detail::gemm_micro).
-  static void micro(std::size_t k, const float* a, std::size_t lda, std::size_t rows, const float* bp, float* tile,
-                    bool accumulate) noexcept {
-    using detail::simd;
-    constexpr std::size_t MR = detail::gemm_mr, NR = detail::gemm_nr, W = detail::simd_width;
-    simd c0[MR], c1[MR];
-    const float* ar[MR];
-    for (std::size_t r = 0; r < MR; ++r) {
-      c0[r] = accumulate ? simd::load_aligned(tile + r * NR) : simd(0.f);
-      c1[r] = accumulate ? simd::load_aligned(tile + r * NR + W) : simd(0.f);
-      ar[r] = a + (r < rows ? r : 0) * lda;  // rows past the edge recompute row 0, never stored
-    }
-    for (std::size_t kk = 0; kk < k; ++kk) {
-      const simd b0 = simd::load_aligned(bp + kk * NR);
-      const simd b1 = simd::load_aligned(bp + kk * NR + W);
-      for (std::size_t r = 0; r < MR; ++r) {
-        const simd av(ar[r][kk]);
-        c0[r] = xsimd::fma(av, b0, c0[r]);
-        c1[r] = xsimd::fma(av, b1, c1[r]);
-      }
-    }
-    for (std::size_t r = 0; r < MR; ++r) {
-      c0[r].store_aligned(tile + r * NR);
-      c1[r].store_aligned(tile + r * NR + W);
-    }
-  }
-
   const segformer_model* model_;
   std::map<std::size_t, std::shared_ptr<const folded_head_cut>> cuts_;  ///< folded head: per F of the grid
 };

@@ -405,6 +405,43 @@ inline void gemm(std::size_t m, std::size_t n, std::size_t k, const float* a, st
   detail::gemm_dispatch(m, n, detail::strided_rows{a, lda, &whole, 1}, b, c, ldc, ep, allow_parallel);
 }
 
+/// C_c[rows, :n] = epilogue(A[rows, :k_c] x B[:k_c, :n]) for every checkpoint k_c of `ks` (ascending,
+/// at most b.k()), in one pass over the reduction: the outputs of every reduction prefix for the cost
+/// of the longest (the sweep reads every channel prefix of a layer this way). `dst(c)` is C_c's first
+/// row (row stride ldc); `tiles` holds [rows][NR] floats; rows at most gemm_mc; serial (the caller
+/// spreads row blocks over threads). Each output accumulates from zero in reduction order with the
+/// same micro-kernel as `gemm` (blocks only store and reload the accumulators), so C_c equals
+/// `gemm(rows, n, k_c, ...)` with the same epilogue bit for bit.
+template <activation A, class Dst>
+void gemm_checkpoints(std::size_t rows, const float* a, std::size_t lda, const packed_matrix& b, std::size_t n,
+                      const std::vector<std::size_t>& ks, const gemm_epilogue& ep, float* tiles, Dst&& dst,
+                      std::size_t ldc) {
+  constexpr std::size_t MR = detail::gemm_mr, NR = detail::gemm_nr, KC = detail::gemm_kc;
+  if (!ks.empty() && (ks.back() > b.k() || n > b.n()))
+    throw shape_error("gemm_checkpoints: requested k=" + std::to_string(ks.back()) + ", n=" + std::to_string(n) +
+                      " exceeds the packed matrix [k=" + std::to_string(b.k()) + ", n=" + std::to_string(b.n()) + "]");
+  for (std::size_t p = 0; p * NR < n; ++p) {
+    const std::size_t j0 = p * NR, cols = std::min(NR, n - j0);
+    const float* bp = b.panel(p);
+    std::size_t ka = 0;
+    for (std::size_t c = 0; c < ks.size();) {
+      const std::size_t kb = std::min((ka / KC + 1) * KC, ks[c]);  // next block edge or checkpoint
+      for (std::size_t i = 0; i < rows; i += MR) {
+        const std::size_t rr = std::min(MR, rows - i);
+        const float* ar[MR];
+        for (std::size_t r = 0; r < MR; ++r) ar[r] = a + (i + (r < rr ? r : 0)) * lda + ka;  // edge rows: never stored
+        detail::gemm_micro<MR, A>(kb - ka, ar, bp + ka * NR, tiles + i * NR, ka > 0, nullptr);
+      }
+      if (kb == ks[c]) {
+        for (std::size_t i = 0; i < rows; i += MR)
+          detail::gemm_store<A>(tiles + i * NR, std::min(MR, rows - i), cols, j0, dst(c), ldc, i, ep);
+        ++c;
+      }
+      ka = kb;
+    }
+  }
+}
+
 /// Plain-loop reference: C = epilogue(A x B) with B row-major [k][n] (row stride ldb).
 inline void gemm_ref(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
                      std::size_t ldb, float* c, std::size_t ldc, const gemm_epilogue& ep = {}) {
