@@ -415,14 +415,21 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
       m.fuse_r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1.0;
     }
     // Encoder paths in order of promise: fewest blocks removed, then most predicted time saved.
-    auto block_ms = [&](std::size_t s, int j) {
-      double t = 0;
-      const std::string prefix = "Stage" + std::to_string(s + 1) + " Block" + std::to_string(j + 1) + " ";
-      for (const auto& [name, ms] : m.encoder_ms)
-        if (name.rfind(prefix, 0) == 0) t += ms;
-      return t;
-    };
+    // A block's time: the profiled layers that its skip removes from the layer list.
     const auto& full_depths = m.model->config().depths;
+    std::vector<std::vector<double>> block_time(full_depths.size());
+    for (std::size_t s = 0; s < full_depths.size(); ++s)
+      for (int j = 0; j < full_depths[s]; ++j) {
+        segformer_path skip_one;
+        skip_one.skip = {{static_cast<int>(s), j}};
+        std::set<std::string> kept;
+        for (const auto& l : m.model->layers(H, W, m.model->compile(skip_one))) kept.insert(l.timing_name());
+        double t = 0;
+        for (const auto& [name, ms] : m.encoder_ms)
+          if (!kept.count(name)) t += ms;
+        block_time[s].push_back(t);
+      }
+    auto block_ms = [&](std::size_t s, int j) { return block_time[s][static_cast<std::size_t>(j)]; };
     auto removed = [&](const std::vector<int>& dv) {
       int r = 0;
       double saved = 0;
