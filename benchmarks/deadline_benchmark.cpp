@@ -24,7 +24,6 @@
 // <prefix>.csv/.json and an SVG of RSS and latency over time. docs/soak.md has the command and results.
 
 #include <drt/engine/executor.hpp>
-#include <drt/engine/load_generator.hpp>
 #include <drt/engine/lut.hpp>
 #include <drt/engine/policy.hpp>
 #include <drt/io/file.hpp>
@@ -34,7 +33,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_memory.hpp"
+#include "load_generator.hpp"
 
 #include <algorithm>
 #include <array>
@@ -62,35 +64,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A policy that always runs one entry (the static baselines). `fits` says whether its table latency
-/// fits the budget.
-class static_policy {
-public:
-  static_policy(drt::lookup_table table, std::size_t entry) : table_(std::move(table)), candidates_{entry} {
-    if (entry >= table_.entries.size())
-      throw drt::invalid_input("static_policy: entry " + std::to_string(entry) + " of a table of " +
-                               std::to_string(table_.entries.size()));
-  }
-  drt::policy_choice choose(double budget_ms) const {
-    drt::check_budget_ms(budget_ms);
-    drt::policy_choice c;
-    c.entry = candidates_[0];
-    c.budget_ms = budget_ms;
-    c.expected_ms = table_.entries[c.entry].latency_ms;
-    c.fits = c.expected_ms <= budget_ms;
-    c.expected_miou = table_.entries[c.entry].miou;
-    return c;
-  }
-  void observe(const drt::policy_choice&, double) noexcept {}
-  const drt::lookup_table& table() const noexcept { return table_; }
-  const std::vector<std::size_t>& candidates() const noexcept { return candidates_; }
-  static const char* name() noexcept { return "static"; }
-
-private:
-  drt::lookup_table table_;
-  std::vector<std::size_t> candidates_;
-};
-
 struct usage_error : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
@@ -110,42 +83,6 @@ std::string source_dir() {
   return ".";
 #endif
 }
-
-const char* usage_text =
-    "usage: deadline_benchmark [options]\n"
-    "  --lut FILE            lookup table (default: data/models/segformer-b0-camvid/lut.json)\n"
-    "  --models A,B          use only these models of the table (names as in the LUT)\n"
-    "  --frames DIR          frames, PNG/JPEG in name order, looped (default: $DRT_SHARED/data/camvid/images)\n"
-    "  --n-frames N          frames to run (default 300)\n"
-    "  --memory-frames N     deadline_controller plans for the slowest speed of the last N frames\n"
-    "                        (default 100; 0: purely reactive; > 0 also runs reactive_controller)\n"
-    "  --seed S              seed of the budget steps (default 1)\n"
-    "  --threads T           OpenMP threads of the inference (default: OpenMP's)\n"
-    "  --budget MODE         steps | sine | mix (steps, then sine; default mix)\n"
-    "  --budget-trace FILE   budgets from a file instead, one number of ms per line, used cyclically\n"
-    "  --budget-lo-ms X      lowest budget (default 1.5 x the cheapest path's loaded median, calibrated)\n"
-    "  --budget-hi-ms X      highest budget (default 1.2 x the most accurate path's loaded median)\n"
-    "  --step-frames N       frames per budget step (default 20)\n"
-    "  --sine-period N       frames per sine period (default 50)\n"
-    "  --load-busy N         load trace in frames: N frames with the load on ... (default 25)\n"
-    "  --load-idle N         ... then N frames with it off; the trace starts idle (default 25)\n"
-    "  --load SCHEDULE       load in wall-clock seconds instead, e.g. idle:10,busy:20,idle:20\n"
-    "  --load-threads N      spinning threads during busy phases (default 1: one core)\n"
-    "  --no-load             no background load\n"
-    "  --statics K           static paths run, spaced along the front, cheapest and best included (default 5)\n"
-    "  --miss-target R       the controller's target miss rate (default 0.01)\n"
-    "  --calib-runs N        runs per path and load state in the calibration (default 5)\n"
-    "  --out-prefix P        write P.csv and P.json (default docs/results/deadline)\n"
-    "  --svg FILE            plot (default docs/img/deadline.svg, or P.svg with --out-prefix P; 'none' to skip)\n"
-    "soak mode (issue 16): deadline_controller alone, for a wall-clock duration, resident memory sampled:\n"
-    "  --duration-s S        run for S seconds, looping over the frames (each decoded when run); --n-frames is\n"
-    "                        then the length of the budget trace, repeated (default 300)\n"
-    "  --warmup-s W          RSS 'after warm-up' and its slope are taken from W s on (default min(120, S/4))\n"
-    "  --rss-every N         sample VmRSS every N frames (default 1)\n"
-    "  --csv-every K         write every K-th frame (and every missed or failed one) to the CSV (default 1)\n"
-    "  default load: wall-clock busy/idle phases of seeded lengths (busy 5-60 s, idle 5-60 s), one spinning\n"
-    "  thread, ending with the run; outputs: docs/results/soak.{csv,json}, docs/img/soak_rss.svg\n"
-    "  (with --out-prefix P: P.csv, P.json, P_rss.svg)\n";
 
 struct options {
   std::string lut, frames, budget_mode = "mix", budget_trace, load_text, out_prefix = "docs/results/deadline",
@@ -177,83 +114,111 @@ std::size_t parse_count(const std::string& opt, const std::string& v) {
   return static_cast<std::size_t>(x);
 }
 
+/// The command line, parsed by CLI11; each value is checked by the setter its option names (the
+/// message names the option and the value).
 options parse_args(int argc, char** argv) {
   options o;
   o.lut = source_dir() + "/data/models/segformer-b0-camvid/lut.json";
   o.frames = shared_dir() + "/data/camvid/images";
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << usage_text;
-      std::exit(0);
-    }
-    if (a == "--no-load") {
-      o.no_load = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw usage_error("option '" + a + "' needs a value (or is unknown; see --help)");
-    const std::string v = argv[++i];
-    if (a == "--lut")
-      o.lut = v;
-    else if (a == "--models") {
-      std::stringstream ss(v);
-      for (std::string m; std::getline(ss, m, ',');)
-        if (!m.empty()) o.models.push_back(m);
-    } else if (a == "--frames")
-      o.frames = v;
-    else if (a == "--memory-frames")
-      o.memory_frames = parse_count(a, v);
-    else if (a == "--n-frames")
-      o.n_frames = parse_count(a, v);
-    else if (a == "--seed")
-      o.seed = static_cast<unsigned>(parse_number(a, v, -1));
-    else if (a == "--threads")
-      o.threads = static_cast<int>(parse_count(a, v));
-    else if (a == "--budget") {
-      if (v != "steps" && v != "sine" && v != "mix")
-        throw usage_error("option '--budget' expects steps, sine or mix, got '" + v + "'");
-      o.budget_mode = v;
-    } else if (a == "--budget-trace")
-      o.budget_trace = v;
-    else if (a == "--budget-lo-ms")
-      o.budget_lo = drt::parse_budget_ms(v, "--budget-lo-ms");
-    else if (a == "--budget-hi-ms")
-      o.budget_hi = drt::parse_budget_ms(v, "--budget-hi-ms");
-    else if (a == "--step-frames")
-      o.step_frames = parse_count(a, v);
-    else if (a == "--sine-period")
-      o.sine_period = parse_count(a, v);
-    else if (a == "--load")
-      o.load_text = v;
-    else if (a == "--load-busy")
-      o.load_busy = parse_count(a, v);
-    else if (a == "--load-idle")
-      o.load_idle = parse_count(a, v);
-    else if (a == "--load-threads")
-      o.load_threads = parse_count(a, v);
-    else if (a == "--statics")
-      o.statics = parse_count(a, v);
-    else if (a == "--miss-target")
-      o.miss_target = parse_number(a, v, 0);
-    else if (a == "--calib-runs")
-      o.calib_runs = parse_count(a, v);
-    else if (a == "--out-prefix") {
-      o.out_prefix = v;
-      o.out_prefix_set = true;
-    } else if (a == "--svg") {
-      o.svg = v;
-      o.svg_set = true;
-    } else if (a == "--duration-s")
-      o.duration_s = parse_number(a, v, 0);
-    else if (a == "--warmup-s")
-      o.warmup_s = parse_number(a, v, -1e-300);
-    else if (a == "--rss-every")
-      o.rss_every = parse_count(a, v);
-    else if (a == "--csv-every")
-      o.csv_every = parse_count(a, v);
-    else
-      throw usage_error("unknown option '" + a + "' (see --help)");
+
+  CLI::App app{
+      "Does the closed-loop deadline controller keep per-frame deadlines on a machine whose load\n"
+      "changes, and what accuracy does it keep doing so? (docs/deadline.md; soak mode: docs/soak.md)",
+      "deadline_benchmark"};
+  app.set_help_flag("-h,--help", "show this help and exit");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated option: the last wins
+  app.get_formatter()->column_width(24);
+  std::string group = "Options";
+  // `--name VALUE`; `set` checks and stores the value.
+  auto value = [&](const char* name, const char* value_name, const std::string& help,
+                   std::function<void(const std::string&)> set) {
+    app.add_option_function<std::string>(name, std::move(set), help)->type_name(value_name)->group(group);
+  };
+  auto count = [&](const char* name, std::size_t& field) {
+    return [name, &field](const std::string& v) { field = parse_count(name, v); };
+  };
+  value("--lut", "FILE", "lookup table (default: data/models/segformer-b0-camvid/lut.json)",
+        [&](const std::string& v) { o.lut = v; });
+  value("--models", "A,B", "use only these models of the table (names as in the LUT)", [&](const std::string& v) {
+    std::stringstream ss(v);
+    for (std::string m; std::getline(ss, m, ',');)
+      if (!m.empty()) o.models.push_back(m);
+  });
+  value("--frames", "DIR", "frames, PNG/JPEG in name order, looped (default: $DRT_SHARED/data/camvid/images)",
+        [&](const std::string& v) { o.frames = v; });
+  value("--n-frames", "N", "frames to run (default 300)", count("--n-frames", o.n_frames));
+  value("--memory-frames", "N",
+        "deadline_controller plans for the slowest speed of the last N frames (default 100; 0: purely reactive; "
+        "> 0 also runs reactive_controller)",
+        count("--memory-frames", o.memory_frames));
+  value("--seed", "S", "seed of the budget steps (default 1)",
+        [&](const std::string& v) { o.seed = static_cast<unsigned>(parse_number("--seed", v, -1)); });
+  value("--threads", "T", "OpenMP threads of the inference (default: OpenMP's)",
+        [&](const std::string& v) { o.threads = static_cast<int>(parse_count("--threads", v)); });
+  value("--budget", "MODE", "steps | sine | mix (steps, then sine; default mix)", [&](const std::string& v) {
+    if (v != "steps" && v != "sine" && v != "mix")
+      throw usage_error("option '--budget' expects steps, sine or mix, got '" + v + "'");
+    o.budget_mode = v;
+  });
+  value("--budget-trace", "FILE", "budgets from a file instead, one number of ms per line, used cyclically",
+        [&](const std::string& v) { o.budget_trace = v; });
+  value("--budget-lo-ms", "X", "lowest budget (default 1.5 x the cheapest path's loaded median, calibrated)",
+        [&](const std::string& v) { o.budget_lo = drt::parse_budget_ms(v, "--budget-lo-ms"); });
+  value("--budget-hi-ms", "X", "highest budget (default 1.2 x the most accurate path's loaded median)",
+        [&](const std::string& v) { o.budget_hi = drt::parse_budget_ms(v, "--budget-hi-ms"); });
+  value("--step-frames", "N", "frames per budget step (default 20)", count("--step-frames", o.step_frames));
+  value("--sine-period", "N", "frames per sine period (default 50)", count("--sine-period", o.sine_period));
+  value("--load-busy", "N", "load trace in frames: N frames with the load on ... (default 25)",
+        count("--load-busy", o.load_busy));
+  value("--load-idle", "N", "... then N frames with it off; the trace starts idle (default 25)",
+        count("--load-idle", o.load_idle));
+  value("--load", "SCHEDULE", "load in wall-clock seconds instead, e.g. idle:10,busy:20,idle:20",
+        [&](const std::string& v) { o.load_text = v; });
+  value("--load-threads", "N", "spinning threads during busy phases (default 1: one core)",
+        count("--load-threads", o.load_threads));
+  app.add_flag("--no-load", o.no_load, "no background load");
+  value("--statics", "K", "static paths run, spaced along the front, cheapest and best included (default 5)",
+        count("--statics", o.statics));
+  value("--miss-target", "R", "the controller's target miss rate (default 0.01)",
+        [&](const std::string& v) { o.miss_target = parse_number("--miss-target", v, 0); });
+  value("--calib-runs", "N", "runs per path and load state in the calibration (default 5)",
+        count("--calib-runs", o.calib_runs));
+  value("--out-prefix", "P", "write P.csv and P.json (default docs/results/deadline)", [&](const std::string& v) {
+    o.out_prefix = v;
+    o.out_prefix_set = true;
+  });
+  value("--svg", "FILE", "plot (default docs/img/deadline.svg, or P.svg with --out-prefix P; 'none' to skip)",
+        [&](const std::string& v) {
+          o.svg = v;
+          o.svg_set = true;
+        });
+  group = "Soak mode (issue 16): deadline_controller alone, for a wall-clock duration, resident memory sampled";
+  value("--duration-s", "S",
+        "run for S seconds, looping over the frames (each decoded when run); --n-frames is then the length of the "
+        "budget trace, repeated (default 300)",
+        [&](const std::string& v) { o.duration_s = parse_number("--duration-s", v, 0); });
+  value("--warmup-s", "W", "RSS 'after warm-up' and its slope are taken from W s on (default min(120, S/4))",
+        [&](const std::string& v) { o.warmup_s = parse_number("--warmup-s", v, -1e-300); });
+  value("--rss-every", "N", "sample VmRSS every N frames (default 1)", count("--rss-every", o.rss_every));
+  value("--csv-every", "K", "write every K-th frame (and every missed or failed one) to the CSV (default 1)",
+        count("--csv-every", o.csv_every));
+  app.footer(
+      "Soak mode's default load: wall-clock busy/idle phases of seeded lengths (busy 5-60 s, idle 5-60 s),\n"
+      "one spinning thread, ending with the run; outputs: docs/results/soak.{csv,json}, docs/img/soak_rss.svg\n"
+      "(with --out-prefix P: P.csv, P.json, P_rss.svg).");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    std::exit(0);
+  } catch (const CLI::ExtrasError&) {
+    const auto extras = app.remaining();
+    const std::string first = extras.empty() ? std::string() : extras.front();
+    throw usage_error(first.size() > 1 && first[0] == '-' ? "unknown option '" + first.substr(0, first.find('=')) + "'"
+                                                          : "unexpected argument '" + first + "'");
+  } catch (const CLI::ParseError& e) {  // a missing value, a value for --no-load
+    throw usage_error(e.what());
   }
   // An output prefix given without --svg takes the plot along, so that a trial run elsewhere does not
   // overwrite the plot in docs/.
@@ -1007,7 +972,8 @@ int run(const options& o) {
                              : e == cheapest ? "static_cheapest"
                                              : "static_" + std::to_string(j);
     static_entry[name] = e;
-    auto ex = std::make_shared<drt::executor<drt::segformer_graph, static_policy>>(graph, static_policy(table, e));
+    auto ex =
+        std::make_shared<drt::executor<drt::segformer_graph, drt::static_policy>>(graph, drt::static_policy(table, e));
     strategies.push_back({name, [ex](const drt::tensor4& x, double b) { return ex->run(x, b); }});
   }
   {
@@ -1256,7 +1222,7 @@ int main(int argc, char** argv) {
   try {
     return run(parse_args(argc, argv));
   } catch (const usage_error& e) {
-    std::cerr << "deadline_benchmark: error: " << e.what() << "\n" << usage_text;
+    std::cerr << "deadline_benchmark: error: " << e.what() << " (see 'deadline_benchmark --help')\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "deadline_benchmark: error: " << e.what() << '\n';

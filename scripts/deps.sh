@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
-      libxtensor-dev libxsimd-dev nlohmann-json3-dev libstb-dev doctest-dev libbenchmark-dev)
+      libxtensor-dev libxsimd-dev nlohmann-json3-dev libstb-dev doctest-dev libbenchmark-dev libcli11-dev)
 if [ "${1:-}" = fuzz ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -17,7 +17,7 @@ bash scripts/deps.sh
 
 banner "Release build (build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDRT_SANITIZE=OFF \
-      -DDRT_BUILD_TESTS=ON -DDRT_BUILD_EXAMPLES=ON -DDRT_BUILD_BENCHMARKS=ON
+      -DDRT_BUILD_TESTS=ON -DDRT_BUILD_TOOLS=ON -DDRT_BUILD_EXAMPLES=ON -DDRT_BUILD_BENCHMARKS=ON
 cmake --build build -j "$jobs"
 banner "Release tests"
 # Serial on purpose: OpenMP tests crawl when they share 2 cores with the packaging test's compile.
@@ -30,7 +30,7 @@ fi
 
 banner "ASan + UBSan build (build-asan/)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-      -DDRT_SANITIZE=ON -DDRT_BUILD_TESTS=ON -DDRT_BUILD_BENCHMARKS=OFF -DDRT_BUILD_EXAMPLES=ON
+      -DDRT_SANITIZE=ON -DDRT_BUILD_TESTS=ON -DDRT_BUILD_BENCHMARKS=OFF -DDRT_BUILD_TOOLS=ON -DDRT_BUILD_EXAMPLES=ON
 cmake --build build-asan -j "$jobs"
 banner "ASan + UBSan tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

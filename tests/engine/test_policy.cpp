@@ -101,6 +101,35 @@ TEST_SUITE("engine") {
     CHECK(q.choose(21).expected_ms == doctest::Approx(14 * 1.2));
   }
 
+  TEST_CASE("static_policy: one entry whatever the budget, flagged when its latency does not fit") {
+    // entry 3 (20 ms, 0.48) is off the front: a static baseline may still run it
+    drt::static_policy p(table_of({{10, 0.40}, {14, 0.45}, {18, 0.50}, {20, 0.48}, {30, 0.57}}), 3);
+    CHECK(p.candidates() == std::vector<std::size_t>{3});
+    CHECK(std::string(drt::static_policy::name()) == "static");
+    auto c = p.choose(25);
+    CHECK(c.entry == 3);
+    CHECK(c.fits);
+    CHECK(c.budget_ms == 25);
+    CHECK(c.expected_ms == 20);
+    CHECK(c.expected_miou == 0.48);
+    CHECK(p.choose(20).fits);  // a budget equal to the latency fits
+    c = p.choose(1000);
+    CHECK(c.entry == 3);  // a generous budget buys nothing better
+    c = p.choose(12);
+    CHECK(c.entry == 3);  // nor does a tight one switch to a cheaper entry
+    CHECK_FALSE(c.fits);
+    CHECK(c.expected_ms == 20);
+    p.observe(c, 500);  // open loop: a slow frame changes nothing
+    CHECK(p.choose(25).fits);
+    CHECK(p.choose(25).expected_ms == 20);
+    CHECK(p.table().entries.size() == 5);
+    CHECK_THROWS_WITH_AS(p.choose(0),
+                         "budget 0 ms is impossible: a frame budget must be a positive, finite number of milliseconds",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::static_policy(table_of(ladder), 8), "static_policy: entry 8 of a table of 8 entries",
+                         drt::invalid_input);
+  }
+
   TEST_CASE("budgets: impossible values and bad traces give errors naming the value") {
     const drt::lut_policy p(table_of(ladder));
     CHECK_THROWS_WITH_AS(p.choose(-5),

@@ -11,6 +11,7 @@
 /// - `deadline_controller` is closed loop: it rescales the table by the machine's current speed,
 ///   learned from every frame's measured latency, and keeps a safety margin sized so that the
 ///   deadline miss rate stays under a target.
+/// - `static_policy` runs one entry whatever the budget: the static baseline of the benchmarks.
 
 #include <algorithm>
 #include <cerrno>
@@ -193,6 +194,40 @@ private:
   }
   lookup_table table_;
   lut_policy_options options_;
+  std::vector<std::size_t> candidates_;
+};
+
+/// Always the same entry, whatever the budget: the static baseline the adaptive policies are compared
+/// with (a fixed model and path). `fits` says whether the entry's table latency fits the budget.
+class static_policy {
+public:
+  /// Throws drt::invalid_input when `entry` is not an index of `table`.
+  static_policy(lookup_table table, std::size_t entry) : table_(std::move(table)), candidates_{entry} {
+    if (entry >= table_.entries.size())
+      throw invalid_input("static_policy: entry " + std::to_string(entry) + " of a table of " +
+                          std::to_string(table_.entries.size()) + " entries");
+  }
+
+  policy_choice choose(double budget_ms) const {
+    check_budget_ms(budget_ms);
+    policy_choice c;
+    c.entry = candidates_[0];
+    c.budget_ms = budget_ms;
+    c.expected_ms = table_.entries[c.entry].latency_ms;
+    c.fits = c.expected_ms <= budget_ms;
+    c.expected_miou = table_.entries[c.entry].miou;
+    return c;
+  }
+  /// Open loop: measurements are ignored.
+  void observe(const policy_choice&, double) noexcept {}
+
+  const lookup_table& table() const noexcept { return table_; }
+  /// The one entry it runs.
+  const std::vector<std::size_t>& candidates() const noexcept { return candidates_; }
+  static const char* name() noexcept { return "static"; }
+
+private:
+  lookup_table table_;
   std::vector<std::size_t> candidates_;
 };
 

@@ -1,8 +1,8 @@
 #pragma once
-/// @file cli_inputs.hpp
+/// @file inputs.hpp
 /// What every `drt` command does the same way with untrusted inputs: the pixel limit on images and
-/// `--size`, the non-finite policy for weights (refused unless `--allow-nonfinite`) and the per-frame
-/// check of inputs and outputs for NaN and infinity (a warning on stderr).
+/// `--size`, the non-finite policy for weights (refused unless `--allow-nonfinite`), the check of
+/// inputs and outputs for NaN and infinity (a warning on stderr), and outputs that land together.
 
 #include <drt/core/tensor.hpp>
 #include <drt/io/image.hpp>
@@ -15,21 +15,15 @@
 #include <iostream>
 #include <string>
 
-#include "cli_args.hpp"
+#include "cli.hpp"
 
 namespace drt_cli {
 
-inline const option_spec max_pixels_option{
-    "--max-pixels", "N",
-    "refuse images and --size larger than N pixels (default " + std::to_string(drt::default_max_pixels) + " = 4096x4096)"};
-inline const option_spec allow_nonfinite_option{"--allow-nonfinite", "",
-                                                "load checkpoints holding NaN or infinite weights (refused by default)"};
-
-inline const option_spec no_fold_option{
-    "--no-fold", "",
-    "build SegFormer's decoder as published (linear_c, upsample, concat, Conv2DFuse) instead of folding it exactly "
-    "into per-stage GEMMs (docs/decoder_fold.md): the paper's accounting and its fuse_in knob"};
-
+inline void add_max_pixels_option(CLI::App& app) {
+  value_option(app, "--max-pixels", "N",
+               "refuse images and --size larger than N pixels (default " + std::to_string(drt::default_max_pixels) +
+                   " = 4096x4096)");
+}
 /// How the command builds SegFormer graphs (--no-fold).
 inline drt::segformer_options segformer_build(const parsed_args& args) {
   drt::segformer_options o;

@@ -1,4 +1,3 @@
-#pragma once
 // drt segment --lut LUT --budget-ms X: let a lookup table choose the model and path for a per-frame
 // latency budget, run it, and report the choice, its expected mIoU and the measured time; with
 // --frames DIR, a video-like run over a folder of frames with a budget per frame (constant or a trace).
@@ -15,46 +14,58 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
-#include "cli_inputs.hpp"
+#include "commands.hpp"
+#include "inputs.hpp"
 
 namespace drt_cli {
 
-/// Options `drt segment` gains for budgeted inference.
-inline const std::vector<option_spec> budget_options{
+namespace {
+
+/// Options `drt segment` gains for budgeted inference: name, value placeholder (empty: a flag), help.
+struct budget_option {
+  const char* name;
+  const char* value;
+  const char* help;
+};
+const budget_option budget_options[] = {
     {"--lut", "LUT", "lookup table from 'drt sweep': the table chooses model and path per frame"},
     {"--budget-ms", "X", "latency budget per frame in milliseconds (with --lut)"},
     {"--budget-trace", "FILE", "budgets per frame, one number of ms per line, repeated (with --lut)"},
     {"--frames", "DIR", "run every image of DIR in name order as a video, one line per frame (with --lut)"},
     {"--policy", "NAME", "lut (open loop, default) or deadline (closed loop, adapts to the machine's speed)"},
-    {"--p95", "", "lut policy: compare the budget with each path's p95 latency, not its median (one frame, hard deadline)"},
+    {"--p95", "",
+     "lut policy: compare the budget with each path's p95 latency, not its median (one frame, hard deadline)"},
     {"--miss-target", "R", "deadline policy: deadline miss rate to stay under (default 0.01)"},
-    {"--memory-frames", "N", "deadline policy: plan for the slowest speed seen in the last N frames (default: current speed)"}};
+    {"--memory-frames", "N",
+     "deadline policy: plan for the slowest speed seen in the last N frames (default: current speed)"}};
 
-/// `spec` with the budget options and a usage line added (for segment_cmd).
-inline command_spec with_budget_options(command_spec spec) {
-  spec.options.insert(spec.options.end(), budget_options.begin(), budget_options.end());
-  spec.details.push_back(
-      "With --lut, MODEL_DIR limits the table to that model (otherwise the table's models are loaded");
-  spec.details.push_back("from their recorded directories); a single positional that is a file is the image.");
-  return spec;
+}  // namespace
+
+void add_budget_options(CLI::App& segment) {
+  for (const auto& o : budget_options) {
+    if (*o.value)
+      value_option(segment, o.name, o.value, o.help)->group("Budgeted inference (--lut)");
+    else
+      flag_option(segment, o.name, o.help)->group("Budgeted inference (--lut)");
+  }
 }
 
 /// True when the command line asks for budgeted inference; a budget option without --lut is a usage error.
-inline bool wants_budget(const std::string& cmd, const parsed_args& args) {
+bool wants_budget(const parsed_args& args) {
   if (args.has("--lut")) return true;
   for (const auto& o : budget_options)
-    if (args.has(o.name)) throw usage_error(cmd, "option '" + o.name + "' needs '--lut'");
+    if (args.has(o.name)) throw usage_error(args.command(), std::string("option '") + o.name + "' needs '--lut'");
   return false;
 }
 
-namespace detail {
+namespace {
 
 /// The loaded models of a budgeted run, keyed by LUT model name.
 struct budget_models {
@@ -144,7 +155,8 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     const drt::tensor4 x = drt::normalize_imagenet(image);
     const double budget = budgets[i % budgets.size()];
     const auto r = ex.run(x, budget);
-    if (warn_nonfinite(cmd, "logits of frame " + std::to_string(i) + " ('" + files[i] + "')", r.output) > 0) ++nonfinite;
+    if (warn_nonfinite(cmd, "logits of frame " + std::to_string(i) + " ('" + files[i] + "')", r.output) > 0)
+      ++nonfinite;
     times.push_back(r.measured_ms);
     miou_sum += r.entry.miou;
     misses += r.missed ? 1 : 0;
@@ -173,20 +185,19 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
   return 0;
 }
 
-}  // namespace detail
+}  // namespace
 
 /// `drt segment [MODEL_DIR] [IMAGE] --lut LUT (--budget-ms X | --budget-trace FILE) [--frames DIR]
 /// [--policy lut|deadline] [--miss-target R] [--size HxW] [--out mask.png] [--overlay PATH] [--threads T]`.
 /// `default_image` is used when no image is given.
-inline int segment_budget_main(const parsed_args& args, const std::string& default_image) {
+int segment_budget_main(const parsed_args& args, const std::string& default_image) {
   const std::string cmd = "segment";
   namespace fs = std::filesystem;
   if (args.has("--path"))
     throw usage_error(cmd, "options '--path' and '--lut' exclude each other (the table chooses the path)");
   if (args.has("--budget-ms") == args.has("--budget-trace"))
     throw usage_error(cmd, "with '--lut' give exactly one of '--budget-ms' and '--budget-trace'");
-  if (args.has("--threads"))
-    drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
+  apply_threads(args);
   const std::string policy = args.get("--policy", "lut");
   if (policy != "lut" && policy != "deadline")
     throw usage_error(cmd, "option '--policy' expects 'lut' or 'deadline', got '" + policy + "'");
@@ -259,7 +270,7 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
                       table.entries.end());
   table.mark_pareto();
 
-  detail::budget_models bm;
+  budget_models bm;
   for (const auto& [name, dir] : dirs) {
     drt::segformer_options build;  // the graph the table was measured on
     build.fold_decoder = drt::lut_decoder_folded(table, name, "lut '" + lut_file + "'");
@@ -270,7 +281,7 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
   if (policy == "lut") {
     drt::lut_policy_options lo;
     lo.use_p95 = args.has("--p95");
-    return detail::run_budget(cmd, args, table, drt::lut_policy(table, lo), bm, image, lut_file);
+    return run_budget(cmd, args, table, drt::lut_policy(table, lo), bm, image, lut_file);
   }
   drt::deadline_controller_options o;
   if (args.has("--miss-target")) {
@@ -280,8 +291,9 @@ inline int segment_budget_main(const parsed_args& args, const std::string& defau
                         "option '--miss-target' expects a rate in (0, 0.5), got '" + args.get("--miss-target") + "'");
     o.target_miss_rate = r;
   }
-  if (args.has("--memory-frames")) o.memory_frames = parse_positive(cmd, "--memory-frames", args.get("--memory-frames"));
-  return detail::run_budget(cmd, args, table, drt::deadline_controller(table, o), bm, image, lut_file);
+  if (args.has("--memory-frames"))
+    o.memory_frames = parse_positive(cmd, "--memory-frames", args.get("--memory-frames"));
+  return run_budget(cmd, args, table, drt::deadline_controller(table, o), bm, image, lut_file);
 }
 
 }  // namespace drt_cli

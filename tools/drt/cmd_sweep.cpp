@@ -1,4 +1,3 @@
-#pragma once
 // drt sweep: measure many execution paths (latency on this machine, mIoU on a labelled set), keep the
 // Pareto front, write the lookup table (JSON) and a plot (SVG).
 
@@ -15,54 +14,14 @@
 
 #include <unistd.h>
 
-#include "cli_args.hpp"
-#include "cli_inputs.hpp"
+#include "commands.hpp"
+#include "inputs.hpp"
 
 namespace drt_cli {
 
-inline const command_spec sweep_cmd{
-    "sweep",
-    "MODEL_DIR [MODEL_DIR ...] --data DIR --out lut.json [options]",
-    "Enumerate execution paths of SegFormer models (depth combinations near the full model, decoder\n"
-    "channel counts on a grid), measure each path's latency on this machine (median and p95) and its\n"
-    "mIoU on a labelled folder, and write a lookup table with the Pareto-optimal paths flagged.\n"
-    "Several models give one hybrid table: the policies may switch models as well as paths.",
-    {"The first MODEL_DIR's full path is the reference for normalized mIoU and time.",
-     "Latency: per-layer times of the full path and of each decoder configuration predict every path;",
-     "a sample (the Pareto front first) is timed end to end and the agreement is reported.",
-     "mIoU: one encoding per image and encoder path serves every decoder path of the grid.",
-     "Encoder paths run in order of promise while the --budget-minutes estimate allows.",
-     "Progress and ETA on stderr; the front on stdout. docs/engine.md describes the LUT format."},
-    {{"--data", "DIR", "labelled folder with images/ and labels/ (required)"},
-     {"--out", "LUT", "lookup table to write (JSON, required)"},
-     {"--svg", "PATH", "also plot every path and the front (normalized latency vs normalized mIoU)"},
-     {"--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)"},
-     {"--limit", "N", "use only the first N images (sorted by name)"},
-     {"--size", "HxW", "resize the images to H x W for inference (mIoU stays at label size)"},
-     {"--budget-minutes", "M", "time budget of the whole sweep (default 20)"},
-     {"--max-paths", "N", "stop scheduling encoder paths once N paths are measured"},
-     {"--depth-reduce", "R", "per-stage depths from D-R to D (default 1: 16 combinations)"},
-     {"--depths", "LIST", "explicit depth vectors, e.g. \"3,4,6,3;2,3,5,3\" (overrides --depth-reduce)"},
-     {"--channel-step", "C", "decoder channel counts are multiples of C (default 32)"},
-     {"--fuse-levels", "N", "with --no-fold: Conv2DFuse input levels, full down to 1/6 (default 17)"},
-     {"--pred-levels", "N", "Conv2DPred input levels, full down to 1/4 (default 6)"},
-     {"--fuse-in", "LIST", "explicit Conv2DFuse input counts, e.g. 1024,2048,3072 (default folded: D, 2D, ..., S*D)"},
-     no_fold_option,
-     {"--pred-in", "LIST", "explicit Conv2DPred input counts, e.g. 384,768"},
-     {"--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)"},
-     {"--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)"},
-     {"--confirm", "N", "paths timed end to end to confirm the prediction (default 8)"},
-     {"--measured-in-table", "",
-      "timed paths carry their measured latency (default: every path its calibrated prediction)"},
-     {"--title", "TEXT", "plot title"},
-     {"--threads", "T", "OpenMP threads (default: all)"},
-     max_pixels_option},
-    1,
-    64};
+namespace {
 
-namespace detail {
-
-inline double parse_positive_number(const std::string& cmd, const std::string& option, const std::string& text) {
+double parse_positive_number(const std::string& cmd, const std::string& option, const std::string& text) {
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
   if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || !std::isfinite(v))
@@ -71,12 +30,11 @@ inline double parse_positive_number(const std::string& cmd, const std::string& o
 }
 
 /// "a,b,c" -> positive integers.
-inline std::vector<std::size_t> parse_size_list(const std::string& cmd, const std::string& option,
-                                                const std::string& text) {
+std::vector<std::size_t> parse_size_list(const std::string& cmd, const std::string& option, const std::string& text) {
   std::vector<std::size_t> out;
   std::stringstream in(text);
   for (std::string part; std::getline(in, part, ',');) {
-    const std::size_t v = positive_or_zero(part);
+    const std::size_t v = detail::positive_or_zero(part);
     if (v == 0)
       throw usage_error(cmd,
                         "option '" + option + "' expects positive integers separated by commas, got '" + text + "'");
@@ -86,12 +44,8 @@ inline std::vector<std::size_t> parse_size_list(const std::string& cmd, const st
   return out;
 }
 
-}  // namespace detail
-
-inline int sweep_main(const parsed_args& args) {
-  const std::string& cmd = sweep_cmd.name;
-  if (!args.has("--data")) throw usage_error(cmd, "missing required option '--data'");
-  if (!args.has("--out")) throw usage_error(cmd, "missing required option '--out'");
+int sweep_main(const parsed_args& args) {
+  const std::string cmd = "sweep";
   drt::sweep_options o;
   o.data_dir = args.get("--data");
   if (args.has("--ignore-index")) {
@@ -114,7 +68,7 @@ inline int sweep_main(const parsed_args& args) {
     o.width = s.width;
   }
   if (args.has("--budget-minutes"))
-    o.budget_minutes = detail::parse_positive_number(cmd, "--budget-minutes", args.get("--budget-minutes"));
+    o.budget_minutes = parse_positive_number(cmd, "--budget-minutes", args.get("--budget-minutes"));
   if (args.has("--depth-reduce")) {
     const std::string v = args.get("--depth-reduce");
     o.depth_reduce = v == "0" ? 0 : static_cast<int>(parse_positive(cmd, "--depth-reduce", v));
@@ -125,7 +79,7 @@ inline int sweep_main(const parsed_args& args) {
       std::vector<int> d;
       std::stringstream pin(part);
       for (std::string x; std::getline(pin, x, ',');) {
-        const std::size_t v = x == "0" ? 0 : drt_cli::detail::positive_or_zero(x);
+        const std::size_t v = x == "0" ? 0 : detail::positive_or_zero(x);
         if (v == 0 && x != "0")
           throw usage_error(cmd, "option '--depths' expects depth vectors like \"3,4,6,3;2,3,5,3\", got '" +
                                      args.get("--depths") + "'");
@@ -135,8 +89,8 @@ inline int sweep_main(const parsed_args& args) {
     }
   }
   o.fold_decoder = !args.has("--no-fold");
-  if (args.has("--fuse-in")) o.fuse_in = detail::parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
-  if (args.has("--pred-in")) o.pred_in = detail::parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
+  if (args.has("--fuse-in")) o.fuse_in = parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
+  if (args.has("--pred-in")) o.pred_in = parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
   o.measured_in_table = args.has("--measured-in-table");
 
@@ -191,6 +145,53 @@ inline int sweep_main(const parsed_args& args) {
               << e.miou_normalized << '\n';
   }
   return 0;
+}
+
+}  // namespace
+
+command add_sweep_command(CLI::App& drt) {
+  CLI::App* app =
+      add_command(drt, "sweep", "measure many paths (latency, mIoU), keep the Pareto front in a lookup table",
+                  "Enumerate execution paths of SegFormer models (depth combinations near the full model, decoder\n"
+                  "channel counts on a grid), measure each path's latency on this machine (median and p95) and its\n"
+                  "mIoU on a labelled folder, and write a lookup table with the Pareto-optimal paths flagged.\n"
+                  "Several models give one hybrid table: the policies may switch models as well as paths.\n"
+                  "The first MODEL_DIR's full path is the reference for normalized mIoU and time.\n"
+                  "Latency: per-layer times of the full path and of each decoder configuration predict every path;\n"
+                  "a sample (the Pareto front first) is timed end to end and the agreement is reported.\n"
+                  "mIoU: one encoding per image and encoder path serves every decoder path of the grid.\n"
+                  "Encoder paths run in order of promise while the --budget-minutes estimate allows.\n"
+                  "Progress and ETA on stderr; the front on stdout. docs/engine.md describes the LUT format.");
+  positional_option(*app, "MODEL_DIR", "SegFormer model directories (1 to 64)")
+      ->expected(1, 64)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->required();
+  value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/ (required)")->required();
+  value_option(*app, "--out", "LUT", "lookup table to write (JSON, required)")->required();
+  value_option(*app, "--svg", "PATH", "also plot every path and the front (normalized latency vs normalized mIoU)");
+  value_option(*app, "--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)");
+  value_option(*app, "--limit", "N", "use only the first N images (sorted by name)");
+  value_option(*app, "--size", "HxW", "resize the images to H x W for inference (mIoU stays at label size)");
+  value_option(*app, "--budget-minutes", "M", "time budget of the whole sweep (default 20)");
+  value_option(*app, "--max-paths", "N", "stop scheduling encoder paths once N paths are measured");
+  value_option(*app, "--depth-reduce", "R", "per-stage depths from D-R to D (default 1: 16 combinations)");
+  value_option(*app, "--depths", "LIST", "explicit depth vectors, e.g. \"3,4,6,3;2,3,5,3\" (overrides --depth-reduce)");
+  value_option(*app, "--channel-step", "C", "decoder channel counts are multiples of C (default 32)");
+  value_option(*app, "--fuse-levels", "N", "with --no-fold: Conv2DFuse input levels, full down to 1/6 (default 17)");
+  value_option(*app, "--pred-levels", "N", "Conv2DPred input levels, full down to 1/4 (default 6)");
+  value_option(*app, "--fuse-in", "LIST",
+               "explicit Conv2DFuse input counts, e.g. 1024,2048,3072 (default folded: D, 2D, ..., S*D)");
+  add_no_fold_option(*app);
+  value_option(*app, "--pred-in", "LIST", "explicit Conv2DPred input counts, e.g. 384,768");
+  value_option(*app, "--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)");
+  value_option(*app, "--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)");
+  value_option(*app, "--confirm", "N", "paths timed end to end to confirm the prediction (default 8)");
+  flag_option(*app, "--measured-in-table",
+              "timed paths carry their measured latency (default: every path its calibrated prediction)");
+  value_option(*app, "--title", "TEXT", "plot title");
+  add_threads_option(*app);
+  add_max_pixels_option(*app);
+  return {app, &sweep_main};
 }
 
 }  // namespace drt_cli

@@ -1,4 +1,3 @@
-#pragma once
 // drt eval: mIoU of a model (and dynamic path) on a labelled folder.
 
 #include <drt/eval/evaluate.hpp>
@@ -6,37 +5,21 @@
 
 #include <iomanip>
 #include <iostream>
+#include <string>
 
-#include "cli_args.hpp"
-#include "cli_inputs.hpp"
+#include "commands.hpp"
+#include "inputs.hpp"
 
 namespace drt_cli {
 
-inline const command_spec eval_cmd{
-    "eval",
-    "MODEL_DIR --data DIR [options]",
-    "Measure mIoU, pixel accuracy and per-class IoU on a labelled folder (images/ + labels/ with\n"
-    "matching stems): logits upsampled to the label size (bilinear, align_corners=False), one\n"
-    "confusion matrix over the set.",
-    {"Labels are 8-bit PNGs with one class index per pixel; --ignore-index pixels are not counted."},
-    {{"--data", "DIR", "labelled folder with images/ and labels/"},
-     {"--path", "TEXT", "dynamic execution path (default: full model)"},
-     {"--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)"},
-     {"--limit", "N", "evaluate only the first N images (sorted by name)"},
-     {"--json", "OUT", "write mIoU, pixel accuracy, per-class IoU and the confusion matrix as JSON"},
-     {"--threads", "T", "OpenMP threads (default: all)"},
-     max_pixels_option,
-     allow_nonfinite_option,
-     no_fold_option},
-    1,
-    1};
+namespace {
 
-inline int eval_main(const parsed_args& args) {
-  const std::string& cmd = eval_cmd.name;
-  if (!args.has("--data")) throw usage_error(cmd, "missing required option '--data'");
-  if (args.has("--threads")) drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
+int eval_main(const parsed_args& args) {
+  const std::string cmd = "eval";
+  apply_threads(args);
   const std::string model_dir = args.positional.at(0), data = args.get("--data");
-  const int ignore = args.has("--ignore-index") ? parse_label_index(cmd, "--ignore-index", args.get("--ignore-index")) : 255;
+  const int ignore =
+      args.has("--ignore-index") ? parse_label_index(cmd, "--ignore-index", args.get("--ignore-index")) : 255;
   if (args.has("--json")) drt::check_writable("json", args.get("--json"));  // before minutes of evaluation
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
   const std::size_t pixel_limit = max_pixels(cmd, args);
@@ -45,8 +28,9 @@ inline int eval_main(const parsed_args& args) {
   const auto exec = model.compile(path);
   const auto items = drt::list_labelled_dataset(data, limit);
   const auto& names = model.config().class_names;
-  const auto cm = drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x, false, exec).logits; },
-                                             names.size(), items, ignore, drt::stderr_progress("drt eval"), pixel_limit);
+  const auto cm =
+      drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x, false, exec).logits; },
+                                 names.size(), items, ignore, drt::stderr_progress("drt eval"), pixel_limit);
   auto j = cm.to_json(names);
   j["model"] = model_dir;
   j["path"] = path.to_string();
@@ -65,6 +49,28 @@ inline int eval_main(const parsed_args& args) {
     std::cout << "json       " << args.get("--json") << '\n';
   }
   return 0;
+}
+
+}  // namespace
+
+command add_eval_command(CLI::App& drt) {
+  CLI::App* app =
+      add_command(drt, "eval", "mIoU of a model (and path) on a labelled folder",
+                  "Measure mIoU, pixel accuracy and per-class IoU on a labelled folder (images/ + labels/ with\n"
+                  "matching stems): logits upsampled to the label size (bilinear, align_corners=False), one\n"
+                  "confusion matrix over the set.\n"
+                  "Labels are 8-bit PNGs with one class index per pixel; --ignore-index pixels are not counted.");
+  positional_option(*app, "MODEL_DIR", "SegFormer model directory (config.json, model.safetensors)")->required();
+  value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/")->required();
+  add_path_option(*app);
+  value_option(*app, "--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)");
+  value_option(*app, "--limit", "N", "evaluate only the first N images (sorted by name)");
+  value_option(*app, "--json", "OUT", "write mIoU, pixel accuracy, per-class IoU and the confusion matrix as JSON");
+  add_threads_option(*app);
+  add_max_pixels_option(*app);
+  add_allow_nonfinite_option(*app);
+  add_no_fold_option(*app);
+  return {app, &eval_main};
 }
 
 }  // namespace drt_cli

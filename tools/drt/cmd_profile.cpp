@@ -1,4 +1,3 @@
-#pragma once
 // drt profile: per-layer MACs and measured time, grouped by kind and region; size/batch sweeps.
 // Every model family: SegFormer, UPerNet + Swin, ResNet (MODEL_DIR or --arch).
 
@@ -7,60 +6,23 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
+#include <string>
 #include <variant>
+#include <vector>
 
-#include "cli_args.hpp"
-#include "cli_inputs.hpp"
+#include "commands.hpp"
+#include "inputs.hpp"
 
 namespace drt_cli {
 
-inline const command_spec profile_cmd{
-    "profile",
-    "MODEL_DIR|--arch NAME [--size HxW[,HxW...]] [--batch N[,N...]] [options]",
-    "Profile a model: per layer its kind, region, parameters, MACs and measured time (median of R runs\n"
-    "after a warm-up), shares of MACs and time, totals by kind and by region (SegFormer: encoder/decoder;\n"
-    "UPerNet + Swin and ResNet: backbone/head).",
-    {"--arch NAME builds a standard architecture with synthetic weights; NAME is one of",
-     std::string("  ") + drt::standard_architectures() + ".",
-     "--path takes the model family's path text, e.g. segformer \"depths=2,3,5,3 fuse_in=1024\",",
-     "  upernet \"depths=2,2,4,2 bottleneck_in=1024 pred_in=256\", resnet \"depths=2,2,3,2 expand=0.5\".",
-     "Several sizes or batches give one table per setting and a share-vs-setting view (--svg).",
-     "Progress goes to stderr; the report to stdout."},
-    {{"--arch", "NAME", "standard architecture instead of MODEL_DIR"},
-     {"--classes", "K", "classes for --arch (default 150; ResNet 1000)"},
-     {"--size", "HxW[,...]", "input sizes (default 512x512; ResNet 224x224)"},
-     {"--batch", "N[,...]", "batch sizes (default 1)"},
-     {"--path", "TEXT", "dynamic execution path (default: full model)"},
-     {"--repeat", "R", "timed runs per setting (default 5)"},
-     {"--threads", "T", "OpenMP threads (default: all)"},
-     {"--format", "FMT", "table (default), csv or json"},
-     {"--top", "N", "table: only the N layers that take the most time (default: all)"},
-     {"--svg", "FILE", "plot: MAC share vs time share by kind and region (one setting) or time share vs setting"},
-     max_pixels_option,
-     no_fold_option},
-    0,
-    1};
+namespace {
 
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const auto comma = s.find(',', start);
-    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-inline int profile_main(const parsed_args& args) {
-  const std::string& cmd = profile_cmd.name;
+int profile_main(const parsed_args& args) {
+  const std::string cmd = "profile";
   if (args.positional.empty() == !args.has("--arch")) throw usage_error(cmd, "give either MODEL_DIR or --arch NAME");
-  if (args.has("--threads"))
-    drt::set_threads(static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads"))));
+  apply_threads(args);
   const std::size_t repeat = args.has("--repeat") ? parse_positive(cmd, "--repeat", args.get("--repeat")) : 5;
   const std::size_t top = args.has("--top") ? parse_positive(cmd, "--top", args.get("--top")) : 0;
   const std::string format = args.get("--format", "table");
@@ -82,9 +44,9 @@ inline int profile_main(const parsed_args& args) {
     sizes.push_back(parse_size(cmd, "--size", s));
   for (const auto& sz : sizes)
     for (const std::size_t n : batches)  // a batch of n images of H x W is n*H*W pixels of activations
-      drt::check_pixel_limit("--size " + std::to_string(sz.height) + "x" + std::to_string(sz.width) + " --batch " +
-                                 std::to_string(n),
-                             sz.height * n, sz.width, max_pixels(cmd, args));
+      drt::check_pixel_limit(
+          "--size " + std::to_string(sz.height) + "x" + std::to_string(sz.width) + " --batch " + std::to_string(n),
+          sz.height * n, sz.width, max_pixels(cmd, args));
   if (args.has("--svg")) drt::check_writable("svg", args.get("--svg"));
 
   std::vector<drt::profile_result> results;
@@ -143,6 +105,40 @@ inline int profile_main(const parsed_args& args) {
     std::cerr << "drt profile: wrote " << args.get("--svg") << '\n';
   }
   return 0;
+}
+
+}  // namespace
+
+command add_profile_command(CLI::App& drt) {
+  CLI::App* app = add_command(
+      drt, "profile", "per-layer MACs and time, grouped by kind and region",
+      std::string(
+          "Profile a model: per layer its kind, region, parameters, MACs and measured time (median of R runs\n"
+          "after a warm-up), shares of MACs and time, totals by kind and by region (SegFormer: encoder/decoder;\n"
+          "UPerNet + Swin and ResNet: backbone/head).\n"
+          "Give MODEL_DIR or --arch NAME. --arch NAME builds a standard architecture with synthetic weights;\n"
+          "NAME is one of\n  ") +
+          drt::standard_architectures() +
+          ".\n"
+          "--path takes the model family's path text, e.g. segformer \"depths=2,3,5,3 fuse_in=1024\",\n"
+          "  upernet \"depths=2,2,4,2 bottleneck_in=1024 pred_in=256\", resnet \"depths=2,2,3,2 expand=0.5\".\n"
+          "Several sizes or batches give one table per setting and a share-vs-setting view (--svg).\n"
+          "Progress goes to stderr; the report to stdout.");
+  positional_option(*app, "MODEL_DIR", "model directory (any family), or give --arch");
+  value_option(*app, "--arch", "NAME", "standard architecture instead of MODEL_DIR");
+  value_option(*app, "--classes", "K", "classes for --arch (default 150; ResNet 1000)");
+  value_option(*app, "--size", "HxW[,...]", "input sizes (default 512x512; ResNet 224x224)");
+  value_option(*app, "--batch", "N[,...]", "batch sizes (default 1)");
+  add_path_option(*app);
+  value_option(*app, "--repeat", "R", "timed runs per setting (default 5)");
+  add_threads_option(*app);
+  value_option(*app, "--format", "FMT", "table (default), csv or json");
+  value_option(*app, "--top", "N", "table: only the N layers that take the most time (default: all)");
+  value_option(*app, "--svg", "FILE",
+               "plot: MAC share vs time share by kind and region (one setting) or time share vs setting");
+  add_max_pixels_option(*app);
+  add_no_fold_option(*app);
+  return {app, &profile_main};
 }
 
 }  // namespace drt_cli

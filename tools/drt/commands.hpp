@@ -1,0 +1,24 @@
+#pragma once
+/// @file commands.hpp
+/// The commands of the `drt` program, one source file each: `add_X_command` declares the command
+/// (its CLI11 subcommand, options and help) on the program's app and returns it with its entry point.
+
+#include "cli.hpp"
+
+namespace drt_cli {
+
+command add_run_command(CLI::App& drt);      // cmd_run.cpp
+command add_segment_command(CLI::App& drt);  // cmd_segment.cpp (+ cmd_segment_budget.cpp)
+command add_eval_command(CLI::App& drt);     // cmd_eval.cpp
+command add_profile_command(CLI::App& drt);  // cmd_profile.cpp
+command add_sweep_command(CLI::App& drt);    // cmd_sweep.cpp
+command add_accel_command(CLI::App& drt);    // cmd_accel.cpp
+command add_dse_command(CLI::App& drt);      // cmd_dse.cpp
+
+/// `drt segment --lut ...` (cmd_segment_budget.cpp): the budget options of `segment`, whether a
+/// command line asks for budgeted inference, and running it.
+void add_budget_options(CLI::App& segment);
+bool wants_budget(const parsed_args& args);
+int segment_budget_main(const parsed_args& args, const std::string& default_image);
+
+}  // namespace drt_cli
