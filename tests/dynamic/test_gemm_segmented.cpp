@@ -1,4 +1,4 @@
-// gemm_segmented (dynamic/gemm_segmented.hpp) against its plain reference over the tile edges:
+// gemm_segmented (tests/dynamic/gemm_segmented.hpp, a wrapper over the library's segmented GEMM) against its plain reference over the tile edges:
 // m around the micro-tile and the row block, n around the panel width, segment lengths below, at and
 // above the reduction block (detail::gemm_kc), empty segments, shifted A rows, bias / activation variants;
 // and the segment merging.
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <drt/dynamic/gemm_segmented.hpp>
+#include "gemm_segmented.hpp"
 
 #include "test_support.hpp"
 
@@ -48,8 +48,8 @@ TEST_SUITE("dynamic") {
         const drt::activation act = variant == 2 ? drt::activation::relu : drt::activation::none;
         const std::size_t ldc = sh.n + 2;
         std::vector<float> c(sh.m * ldc, 7.f), ref(sh.m * ldc, 7.f);
-        drt::gemm_segmented(sh.m, sh.n, a.data(), lda, segs, packed, c.data(), ldc, bp, act);
-        drt::gemm_segmented_ref(sh.m, sh.n, a.data(), lda, segs, b.data(), sh.n + 3, ref.data(), ldc, bp, act);
+        drt_test::gemm_segmented(sh.m, sh.n, a.data(), lda, segs, packed, c.data(), ldc, bp, act);
+        drt_test::gemm_segmented_ref(sh.m, sh.n, a.data(), lda, segs, b.data(), sh.n + 3, ref.data(), ldc, bp, act);
         const std::string what = "m=" + std::to_string(sh.m) + " n=" + std::to_string(sh.n) +
                                  " segments=" + std::to_string(segs.size()) + " variant " + std::to_string(variant);
         check_close(c.data(), ref.data(), c.size(), what, 1e-5, 1e-5);  // the padding columns stay 7
@@ -63,21 +63,21 @@ TEST_SUITE("dynamic") {
     const auto packed = drt::packed_matrix::from_nk(bt.data(), 40, 64, 64);
     const std::vector<drt::gemm_segment> segs = {{0, 0, 10}, {32, 32, 20}};
     std::vector<float> c1(300 * 40), c2(300 * 40);
-    drt::gemm_segmented(300, 40, a.data(), 64, segs, packed, c1.data(), 40, nullptr, drt::activation::none, true);
-    drt::gemm_segmented(300, 40, a.data(), 64, segs, packed, c2.data(), 40, nullptr, drt::activation::none, false);
+    drt_test::gemm_segmented(300, 40, a.data(), 64, segs, packed, c1.data(), 40, nullptr, drt::activation::none, true);
+    drt_test::gemm_segmented(300, 40, a.data(), 64, segs, packed, c2.data(), 40, nullptr, drt::activation::none, false);
     CHECK(c1 == c2);
-    CHECK_THROWS_WITH_AS(drt::gemm_segmented(1, 40, a.data(), 64, {{0, 60, 5}}, packed, c1.data(), 40),
+    CHECK_THROWS_WITH_AS(drt_test::gemm_segmented(1, 40, a.data(), 64, {{0, 60, 5}}, packed, c1.data(), 40),
                          "gemm_segmented: segment rows [60, 65) exceed the packed matrix's k=64", drt::shape_error);
-    CHECK_THROWS_WITH_AS(drt::gemm_segmented(1, 41, a.data(), 64, segs, packed, c1.data(), 41),
+    CHECK_THROWS_WITH_AS(drt_test::gemm_segmented(1, 41, a.data(), 64, segs, packed, c1.data(), 41),
                          "gemm_segmented: n=41 exceeds the packed matrix's n=40", drt::shape_error);
   }
 
   TEST_CASE("append_segment merges runs that continue in A and in B") {
     std::vector<drt::gemm_segment> segs;
-    drt::append_segment(segs, {0, 0, 4});
-    drt::append_segment(segs, {4, 4, 6});    // continues both: merged
-    drt::append_segment(segs, {10, 12, 2});  // B jumps: new segment
-    drt::append_segment(segs, {20, 14, 0});  // empty: dropped
+    drt_test::append_segment(segs, {0, 0, 4});
+    drt_test::append_segment(segs, {4, 4, 6});    // continues both: merged
+    drt_test::append_segment(segs, {10, 12, 2});  // B jumps: new segment
+    drt_test::append_segment(segs, {20, 14, 0});  // empty: dropped
     REQUIRE(segs.size() == 2);
     CHECK(segs[0].k == 10);
     CHECK((segs[1].a_offset == 10 && segs[1].b_row == 12 && segs[1].k == 2));

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <thread>
 
-#include <drt/engine/load_generator.hpp>
+#include "../../benchmarks/load_generator.hpp"
 
 namespace {
 using clk = std::chrono::steady_clock;

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "../engine/pareto.hpp"
+#include "../core/pareto.hpp"
 #include "../models/layer_info.hpp"
 #include "accelerator.hpp"
 #include "area.hpp"

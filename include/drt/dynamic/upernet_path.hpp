@@ -26,21 +26,22 @@
 /// The lateral convs and the pyramid pooling always run: level 0 is always kept, and it sums every
 /// coarser level through the top-down path. Backbone stages past the last feature level do not run.
 
-#include <set>
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "../core/error.hpp"
 #include "../io/upernet_config.hpp"
-#include "path.hpp"
+#include "knobs.hpp"
 
 namespace drt {
 
 /// An UPerNet + Swin execution path. Zero / empty fields mean "as the full model".
 struct upernet_path {
+  using config_type = upernet_config;
+
   std::vector<int> depths;                ///< Swin blocks kept per stage (prefix), empty = all
   std::vector<std::pair<int, int>> skip;  ///< explicitly skipped (stage, block), zero-based
   int bottleneck_in = 0;                  ///< fpn_bottleneck input channels kept (prefix of the concat)
@@ -50,124 +51,55 @@ struct upernet_path {
 
   static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in";
 
+  /// The knob table: the one description the text / JSON forms, validation and sweeps read.
+  static const path_family<upernet_path, upernet_config>& family() {
+    using C = upernet_config;
+    static const path_family<upernet_path, C> f{
+        "upernet",
+        {
+            {"depths", &upernet_path::depths, knob_layout::per_stage,
+             [](const C& c, std::size_t s, std::size_t) { return knob_range{0, double(c.backbone.depths[s]), 1}; },
+             "per backbone stage, run the first d Swin blocks; the others are the identity", "", "depth"},
+            {"skip", &upernet_path::skip, knob_layout::pairs, nullptr,
+             "Swin blocks (stage.block) that are the identity, combined with depths"},
+            {"bottleneck_in", &upernet_path::bottleneck_in, knob_layout::scalar,
+             [](const C& c, std::size_t, std::size_t) {
+               return knob_range{1, double(c.hidden_size) * double(c.backbone.out_indices.size()), 1};
+             },
+             "fpn_bottleneck input channels kept (a prefix of the level concatenation, level 0 first)",
+             "a level left with no channels has its fpn conv and upsampling skipped"},
+            {"fpn_out", &upernet_path::fpn_out, knob_layout::scalar,
+             [](const C& c, std::size_t, std::size_t) { return knob_range{1, double(c.hidden_size), 1}; },
+             "channels kept of every level's slice of the fpn_bottleneck input",
+             "the fpn convs compute only those outputs"},
+            {"fpn_in", &upernet_path::fpn_in, knob_layout::scalar,
+             [](const C& c, std::size_t, std::size_t) { return knob_range{1, double(c.hidden_size), 1}; },
+             "fpn convs input channels kept",
+             "through the top-down path: the lateral convs and the pyramid-pooling bottleneck compute only those",
+             nullptr, "", nullptr, "",
+             [](const C& c) -> const char* {
+               return c.backbone.out_indices.size() < 2 ? "the model has one feature level and no fpn convs" : nullptr;
+             }},
+            {"pred_in", &upernet_path::pred_in, knob_layout::scalar,
+             [](const C& c, std::size_t, std::size_t) { return knob_range{1, double(c.hidden_size), 1}; },
+             "classifier input channels kept", "the fpn_bottleneck computes only those outputs"},
+        },
+        [](const C& c) { return c.backbone.depths; }};
+    return f;
+  }
+
   /// Parses the text form; throws drt::invalid_input naming the text and the bad token.
-  static upernet_path parse(const std::string& text) {
-    upernet_path p;
-    std::set<std::string> seen;
-    for (const auto& [k, v] : detail::split_path_text(text)) {
-      if (!seen.insert(k).second)
-        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) + "' given twice");
-      if (k == "depths") {
-        p.depths = detail::parse_path_list(text, k, v);
-      } else if (k == "skip") {
-        p.skip = detail::parse_skip_pairs(text, v);
-      } else if (k == "bottleneck_in" || k == "fpn_out" || k == "fpn_in" || k == "pred_in") {
-        const int n = detail::parse_path_int(text, k, v);
-        if (n == 0) throw invalid_input(detail::path_where(text) + ": " + k + "=0 keeps no channels");
-        (k == "bottleneck_in" ? p.bottleneck_in
-         : k == "fpn_out"     ? p.fpn_out
-         : k == "fpn_in"      ? p.fpn_in
-                              : p.pred_in) = n;
-      } else {
-        throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(k) +
-                            "' does not apply to upernet (keys: " + keys + ")");
-      }
-    }
-    return p;
-  }
-
+  static upernet_path parse(const std::string& text) { return parse_path<upernet_path>(text); }
   /// Canonical text form (only the fields that differ from the full model; "full" when none).
-  std::string to_string() const {
-    std::string s;
-    auto add = [&](const std::string& part) { s += (s.empty() ? "" : " ") + part; };
-    if (!depths.empty()) add("depths=" + detail::join_ints(depths));
-    if (!skip.empty()) add("skip=" + detail::skip_pairs_string(skip));
-    if (bottleneck_in) add("bottleneck_in=" + std::to_string(bottleneck_in));
-    if (fpn_out) add("fpn_out=" + std::to_string(fpn_out));
-    if (fpn_in) add("fpn_in=" + std::to_string(fpn_in));
-    if (pred_in) add("pred_in=" + std::to_string(pred_in));
-    return s.empty() ? "full" : s;
-  }
-
+  std::string to_string() const { return path_to_string(*this); }
   /// {"depths": [..], "skip": [[s, b], ..], "bottleneck_in": n, ...} with the fields that are set.
-  nlohmann::json to_json() const {
-    nlohmann::json j = nlohmann::json::object();
-    if (!depths.empty()) j["depths"] = depths;
-    if (!skip.empty()) {
-      j["skip"] = nlohmann::json::array();
-      for (const auto& [s, b] : skip) j["skip"].push_back({s, b});
-    }
-    if (bottleneck_in) j["bottleneck_in"] = bottleneck_in;
-    if (fpn_out) j["fpn_out"] = fpn_out;
-    if (fpn_in) j["fpn_in"] = fpn_in;
-    if (pred_in) j["pred_in"] = pred_in;
-    return j;
-  }
-
+  nlohmann::json to_json() const { return path_to_json(*this); }
   /// Reads the JSON form (`to_json`); throws drt::invalid_input naming the key and its value.
-  static upernet_path from_json(const nlohmann::json& j) {
-    if (!j.is_object()) throw invalid_input("path JSON " + detail::path_json_shown(j) + " is not an object");
-    upernet_path p;
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      const std::string& k = it.key();
-      const detail::path_json_reader r{k, *it};
-      if (k == "depths")
-        p.depths = r.integers();
-      else if (k == "skip")
-        p.skip = r.skip_pairs();
-      else if (k == "bottleneck_in")
-        p.bottleneck_in = r.integer(*it);
-      else if (k == "fpn_out")
-        p.fpn_out = r.integer(*it);
-      else if (k == "fpn_in")
-        p.fpn_in = r.integer(*it);
-      else if (k == "pred_in")
-        p.pred_in = r.integer(*it);
-      else
-        throw invalid_input(detail::path_json_where(k) + " does not apply to upernet (keys: " + keys + ")");
-    }
-    return p;
-  }
-
+  static upernet_path from_json(const nlohmann::json& j) { return path_from_json<upernet_path>(j); }
   /// Throws naming the path and the rule it breaks for this model.
-  void validate(const upernet_config& c) const {
-    const std::string where = "path '" + to_string() + "'";
-    const auto& model_depths = c.backbone.depths;
-    const std::size_t stages = model_depths.size();
-    if (!depths.empty()) {
-      if (depths.size() != stages)
-        throw invalid_input(where + ": depths has " + std::to_string(depths.size()) + " entries, the model has " +
-                            std::to_string(stages) + " stages");
-      for (std::size_t s = 0; s < stages; ++s)
-        if (depths[s] < 0 || depths[s] > model_depths[s])
-          throw invalid_input(
-              where + ": stage " + std::to_string(s) + " depth " + std::to_string(depths[s]) +
-              (depths[s] < 0 ? " is negative" : " exceeds the model's " + std::to_string(model_depths[s])));
-    }
-    for (const auto& [s, b] : skip)
-      if (s < 0 || static_cast<std::size_t>(s) >= stages || b < 0 || b >= model_depths[static_cast<std::size_t>(s)])
-        throw invalid_input(where + ": skipped block " + std::to_string(s) + "." + std::to_string(b) +
-                            " does not exist (depths " + detail::join_ints(model_depths) + ")");
-    const int d = c.hidden_size, levels = static_cast<int>(c.backbone.out_indices.size());
-    auto check = [&](const char* key, int v, int max) {
-      if (v != 0 && (v < 1 || v > max))
-        throw invalid_input(where + ": " + key + "=" + std::to_string(v) + " must be between 1 and " +
-                            std::to_string(max));
-    };
-    check("bottleneck_in", bottleneck_in, d * levels);
-    check("fpn_out", fpn_out, d);
-    check("fpn_in", fpn_in, d);
-    check("pred_in", pred_in, d);
-    if (fpn_in && levels < 2)
-      throw invalid_input(where + ": fpn_in does not apply: the model has one feature level and no fpn convs");
-  }
+  void validate(const upernet_config& c) const { validate_path(*this, c); }
 
-  bool block_runs(std::size_t s, std::size_t b) const noexcept {
-    if (!depths.empty() && s < depths.size() && static_cast<int>(b) >= depths[s]) return false;
-    for (const auto& [ss, bb] : skip)
-      if (static_cast<std::size_t>(ss) == s && static_cast<std::size_t>(bb) == b) return false;
-    return true;
-  }
+  bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
 };
 
 }  // namespace drt

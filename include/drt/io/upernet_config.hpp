@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
-#include "../layers/window_attention.hpp"
 #include "model_config.hpp"
+#include "window_policy.hpp"
 
 namespace drt {
 

@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "../core/error.hpp"
+#include <drt/core/error.hpp>
 
 namespace drt {
 
