@@ -223,11 +223,9 @@ void BM_conv_shape(benchmark::State& st) {
   const bool winograd = tile != 0;
   const auto wt = random_data(s.out_channels * s.in_channels * s.kernel_h * s.kernel_w, 3);
   const auto bias = random_data(s.out_channels, 4);
-  const auto build = [&] {  // the form is chosen when the conv is built
-    const drt::winograd_scope form(winograd, winograd ? tile : drt::winograd_default_tile());
-    return drt::conv2d(wt.data(), bias.data(), s);
-  };
-  const drt::conv2d conv = build();
+  // the form is chosen when the conv is built
+  const drt::conv2d conv(wt.data(), bias.data(), s,
+                         winograd ? drt::conv2d_options::winograd_form(tile) : drt::conv2d_options::implicit_gemm());
   const auto x = random_data(h * w * s.in_channels, 5);
   std::vector<float> y(s.out_h(h) * s.out_w(w) * s.out_channels);
   time_shape(st,

@@ -15,10 +15,9 @@ void BM_resnet(benchmark::State& st, const std::string& arch, bool winograd) {
   // The 3x3 convs' form (Winograd or implicit GEMM) is chosen when the model is built; the resident
   // memory the weights add is measured across the load.
   const double rss_before = drt_bench::trimmed_rss_mib();
-  const auto model = [&] {
-    const drt::winograd_scope form(winograd);
-    return drt::resnet_model::with_random_weights(drt::standard_resnet_config(arch, 1000));
-  }();
+  drt::conv2d_options convs;
+  convs.winograd = winograd;
+  const auto model = drt::resnet_model::with_random_weights(drt::standard_resnet_config(arch, 1000), 0, convs);
   const double weights_mib = drt_bench::trimmed_rss_mib() - rss_before;
   drt::tensor4 x = drt::tensor4::from_shape({1, 3, h, w});
   std::mt19937 g(7);
@@ -40,7 +39,7 @@ BENCHMARK_CAPTURE(BM_resnet, resnet50, std::string("resnet50"), true)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(3.0);
-// The same model with its stride-1 3x3 convs as implicit GEMMs (built with winograd_enabled() = false).
+// The same model with its stride-1 3x3 convs as implicit GEMMs (built with conv2d_options::winograd = false).
 BENCHMARK_CAPTURE(BM_resnet, resnet50_implicit_gemm, std::string("resnet50"), false)
     ->ArgNames({"W", "H"})
     ->Args({640, 480})

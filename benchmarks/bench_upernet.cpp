@@ -17,10 +17,10 @@ void BM_upernet_swin(benchmark::State& st, const std::string& arch, bool winogra
   // The 3x3 convs' form (Winograd or implicit GEMM) is chosen when the model is built; the resident
   // memory the weights add is measured across the load.
   const double rss_before = drt_bench::trimmed_rss_mib();
-  const auto model = [&] {
-    const drt::winograd_scope form(winograd);
-    return drt::upernet_swin_model::with_random_weights(drt::standard_upernet_swin_config(arch, 150));
-  }();
+  drt::conv2d_options convs;
+  convs.winograd = winograd;
+  const auto model =
+      drt::upernet_swin_model::with_random_weights(drt::standard_upernet_swin_config(arch, 150), 0, convs);
   const double weights_mib = drt_bench::trimmed_rss_mib() - rss_before;
   drt::tensor4 x = drt::tensor4::from_shape({1, 3, hw, hw});
   std::mt19937 g(7);
@@ -42,7 +42,7 @@ BENCHMARK_CAPTURE(BM_upernet_swin, swin_t, std::string("swin-t-upernet"), true)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(5.0);
-// The same model with its 3x3 convs as implicit GEMMs (built with winograd_enabled() = false).
+// The same model with its 3x3 convs as implicit GEMMs (built with conv2d_options::winograd = false).
 BENCHMARK_CAPTURE(BM_upernet_swin, swin_t_implicit_gemm, std::string("swin-t-upernet"), false)
     ->ArgName("HW")
     ->Arg(512)

@@ -173,8 +173,8 @@ TEST_SUITE("layers") {
       const auto s = make_shape(ic, oc, 3, stride, 1);
       const auto weight = random_vector(oc * ic * 9, 110), bias = random_vector(oc, 111);
       const auto x = random_vector(n * h * w * ldx, 112);
-      const drt::winograd_scope implicit_form(false);  // the implicit-GEMM form: packs the (ky, kx, ic) reduction
-      const drt::conv2d conv(weight.data(), bias.data(), s);
+      // the implicit-GEMM form: packs the (ky, kx, ic) reduction
+      const drt::conv2d conv(weight.data(), bias.data(), s, drt::conv2d_options::implicit_gemm());
       std::vector<drt::conv_segment> segs;
       for (std::size_t t = 0; t < 9; ++t) {
         segs.push_back({t, 2, t * ic + 2, 7});

@@ -1,8 +1,8 @@
-// UPerNet head pieces (layers/upernet_head.hpp): conv_bn_relu (per-tap GEMMs over a zero-padded
-// stacked map, BN folded) against conv2d_ref + batch_norm_ref + ReLU on odd shapes, batch 1 and 2,
-// kernels 1 and 3, with input/output channel prefixes (the run-time channel counts later masks use)
-// and strided input/output rows; the whole head against a composition of plain references.
-// Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
+// UPerNet head pieces (layers/upernet_head.hpp, the head models/upernet_swin.hpp runs): conv_bn_relu
+// (a conv2d with the BN folded, run on strided views with channel prefixes) against conv2d_ref + batch_norm_ref + ReLU
+// on odd shapes, batch 1 and 2, kernels 1 and 3, with input/output channel prefixes (the run-time channel counts later
+// masks use) and strided input/output rows; the whole head against a composition of plain references. Tolerance: rel L2
+// <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -55,6 +55,83 @@ void conv_module_ref(const module_data& m, std::size_t ic, std::size_t k, const 
                       y.data());
   for (auto& v : y) v = v > 0 ? v : 0;
 }
+
+/// The whole head (built with `options`) against UperNetHead.forward step by step on plain references.
+void check_head(std::size_t D, const drt::conv2d_options& options, const std::string& what) {
+  const std::size_t n = 1, K = 5;
+  const std::vector<std::size_t> cs{6, 10, 12}, hs{9, 5, 3}, ws{7, 4, 2}, scales{1, 2, 3};
+  const std::size_t L = cs.size();
+  unsigned seed = 300;
+  std::vector<module_data> psp, lat, fpn;
+  for (std::size_t i = 0; i < scales.size(); ++i) psp.push_back(make_module(cs[L - 1], D, 1, seed += 10));
+  const auto bott = make_module(cs[L - 1] + scales.size() * D, D, 3, seed += 10);
+  for (std::size_t i = 0; i + 1 < L; ++i) {
+    lat.push_back(make_module(cs[i], D, 1, seed += 10));
+    fpn.push_back(make_module(D, D, 3, seed += 10));
+  }
+  const auto fb = make_module(L * D, D, 3, seed += 10);
+  const auto cls_w = random_vector(K * D, seed += 10), cls_b = random_vector(K, seed += 10);
+  drt::upernet_head_weights hw;
+  for (const auto& m : psp) hw.psp.push_back(m.view());
+  hw.bottleneck = bott.view();
+  for (std::size_t i = 0; i + 1 < L; ++i) {
+    hw.lateral.push_back(lat[i].view());
+    hw.fpn.push_back(fpn[i].view());
+  }
+  hw.fpn_bottleneck = fb.view();
+  hw.cls_w = cls_w.data();
+  hw.cls_b = cls_b.data();
+  std::vector<std::vector<float>> feats;
+  std::vector<const float*> fp;
+  for (std::size_t i = 0; i < L; ++i) {
+    feats.push_back(random_vector(n * hs[i] * ws[i] * cs[i], seed += 10));
+    fp.push_back(feats.back().data());
+  }
+  const drt::upernet_head head(hw, cs, D, K, scales, 1e-5f, options);
+  std::vector<float> got(n * hs[0] * ws[0] * K);
+  head.run(fp, n, hs, ws, got.data());
+
+  // reference, step by step as UperNetHead.forward
+  auto resize = [&](const std::vector<float>& x, std::size_t h, std::size_t w, std::size_t c, std::size_t oh,
+                    std::size_t ow) {
+    std::vector<float> y(n * oh * ow * c);
+    drt::resize_bilinear_ref(x.data(), n, h, w, c, y.data(), oh, ow);
+    return y;
+  };
+  const std::size_t hl = hs[L - 1], wl = ws[L - 1], cl = cs[L - 1], ctot = cl + scales.size() * D;
+  std::vector<float> cat(n * hl * wl * ctot);
+  for (std::size_t p = 0; p < n * hl * wl; ++p)
+    for (std::size_t c = 0; c < cl; ++c) cat[p * ctot + c] = feats[L - 1][p * cl + c];
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    const std::size_t s = scales[i];
+    std::vector<float> pooled(n * s * s * cl), conv;
+    drt::adaptive_avg_pool2d_ref(feats[L - 1].data(), n, hl, wl, cl, pooled.data(), s, s);
+    conv_module_ref(psp[i], cl, 1, pooled.data(), cl, n, s, s, cl, D, conv);
+    const auto up = resize(conv, s, s, D, hl, wl);
+    for (std::size_t p = 0; p < n * hl * wl; ++p)
+      for (std::size_t c = 0; c < D; ++c) cat[p * ctot + cl + i * D + c] = up[p * D + c];
+  }
+  std::vector<std::vector<float>> lats(L);
+  conv_module_ref(bott, ctot, 3, cat.data(), ctot, n, hl, wl, ctot, D, lats[L - 1]);
+  for (std::size_t i = 0; i + 1 < L; ++i)
+    conv_module_ref(lat[i], cs[i], 1, fp[i], cs[i], n, hs[i], ws[i], cs[i], D, lats[i]);
+  for (std::size_t i = L - 1; i > 0; --i) {
+    const auto up = resize(lats[i], hs[i], ws[i], D, hs[i - 1], ws[i - 1]);
+    for (std::size_t j = 0; j < up.size(); ++j) lats[i - 1][j] += up[j];
+  }
+  std::vector<float> fcat(n * hs[0] * ws[0] * L * D);
+  for (std::size_t i = 0; i < L; ++i) {
+    std::vector<float> o = lats[i];
+    if (i + 1 < L) conv_module_ref(fpn[i], D, 3, lats[i].data(), D, n, hs[i], ws[i], D, D, o);
+    const auto up = resize(o, hs[i], ws[i], D, hs[0], ws[0]);
+    for (std::size_t p = 0; p < n * hs[0] * ws[0]; ++p)
+      for (std::size_t c = 0; c < D; ++c) fcat[p * L * D + i * D + c] = up[p * D + c];
+  }
+  std::vector<float> fused, ref(got.size());
+  conv_module_ref(fb, L * D, 3, fcat.data(), L * D, n, hs[0], ws[0], L * D, D, fused);
+  drt::linear_ref(n * hs[0] * ws[0], fused.data(), cls_w.data(), cls_b.data(), K, D, ref.data());
+  check_close(got.data(), ref.data(), ref.size(), "upernet head " + what, 1e-5, 1e-4);
+}
 }  // namespace
 
 TEST_SUITE("layers") {
@@ -92,84 +169,20 @@ TEST_SUITE("layers") {
     const drt::conv_bn_relu conv(m.view(), 4, 4, 3, 1e-5f);
     std::vector<float> x(16), y(16);
     CHECK_THROWS_WITH_AS(conv.run(x.data(), 4, 1, 2, 2, y.data(), 4, 5, 4),
-                         "conv_bn_relu: channels in=5 (stride 4), out=4 (stride 4) exceed the conv [4 -> 4]",
+                         "conv2d: channels in=5 (stride 4), out=4 (stride 4) do not fit the conv [4 -> 4], groups 1",
                          drt::shape_error);
   }
 
   TEST_CASE("upernet_head: vs a composition of plain references (3 levels, odd sizes)") {
-    // levels 9x7 (C 6), 5x4 (C 10), 3x2 (C 12); D = 8; pool scales 1, 2, 3; 5 classes
-    const std::size_t n = 1, D = 8, K = 5;
-    const std::vector<std::size_t> cs{6, 10, 12}, hs{9, 5, 3}, ws{7, 4, 2}, scales{1, 2, 3};
-    const std::size_t L = cs.size();
-    unsigned seed = 300;
-    std::vector<module_data> psp, lat, fpn;
-    for (std::size_t i = 0; i < scales.size(); ++i) psp.push_back(make_module(cs[L - 1], D, 1, seed += 10));
-    const auto bott = make_module(cs[L - 1] + scales.size() * D, D, 3, seed += 10);
-    for (std::size_t i = 0; i + 1 < L; ++i) {
-      lat.push_back(make_module(cs[i], D, 1, seed += 10));
-      fpn.push_back(make_module(D, D, 3, seed += 10));
-    }
-    const auto fb = make_module(L * D, D, 3, seed += 10);
-    const auto cls_w = random_vector(K * D, seed += 10), cls_b = random_vector(K, seed += 10);
-    drt::upernet_head_weights hw;
-    for (const auto& m : psp) hw.psp.push_back(m.view());
-    hw.bottleneck = bott.view();
-    for (std::size_t i = 0; i + 1 < L; ++i) {
-      hw.lateral.push_back(lat[i].view());
-      hw.fpn.push_back(fpn[i].view());
-    }
-    hw.fpn_bottleneck = fb.view();
-    hw.cls_w = cls_w.data();
-    hw.cls_b = cls_b.data();
-    std::vector<std::vector<float>> feats;
-    std::vector<const float*> fp;
-    for (std::size_t i = 0; i < L; ++i) {
-      feats.push_back(random_vector(n * hs[i] * ws[i] * cs[i], seed += 10));
-      fp.push_back(feats.back().data());
-    }
-    const drt::upernet_head head(hw, cs, D, K, scales, 1e-5f);
-    std::vector<float> got(n * hs[0] * ws[0] * K);
-    head.run(fp, n, hs, ws, got.data());
-
-    // reference, step by step as UperNetHead.forward
-    auto resize = [&](const std::vector<float>& x, std::size_t h, std::size_t w, std::size_t c, std::size_t oh,
-                      std::size_t ow) {
-      std::vector<float> y(n * oh * ow * c);
-      drt::resize_bilinear_ref(x.data(), n, h, w, c, y.data(), oh, ow);
-      return y;
-    };
-    const std::size_t hl = hs[L - 1], wl = ws[L - 1], cl = cs[L - 1], ctot = cl + scales.size() * D;
-    std::vector<float> cat(n * hl * wl * ctot);
-    for (std::size_t p = 0; p < n * hl * wl; ++p)
-      for (std::size_t c = 0; c < cl; ++c) cat[p * ctot + c] = feats[L - 1][p * cl + c];
-    for (std::size_t i = 0; i < scales.size(); ++i) {
-      const std::size_t s = scales[i];
-      std::vector<float> pooled(n * s * s * cl), conv;
-      drt::adaptive_avg_pool2d_ref(feats[L - 1].data(), n, hl, wl, cl, pooled.data(), s, s);
-      conv_module_ref(psp[i], cl, 1, pooled.data(), cl, n, s, s, cl, D, conv);
-      const auto up = resize(conv, s, s, D, hl, wl);
-      for (std::size_t p = 0; p < n * hl * wl; ++p)
-        for (std::size_t c = 0; c < D; ++c) cat[p * ctot + cl + i * D + c] = up[p * D + c];
-    }
-    std::vector<std::vector<float>> lats(L);
-    conv_module_ref(bott, ctot, 3, cat.data(), ctot, n, hl, wl, ctot, D, lats[L - 1]);
-    for (std::size_t i = 0; i + 1 < L; ++i)
-      conv_module_ref(lat[i], cs[i], 1, fp[i], cs[i], n, hs[i], ws[i], cs[i], D, lats[i]);
-    for (std::size_t i = L - 1; i > 0; --i) {
-      const auto up = resize(lats[i], hs[i], ws[i], D, hs[i - 1], ws[i - 1]);
-      for (std::size_t j = 0; j < up.size(); ++j) lats[i - 1][j] += up[j];
-    }
-    std::vector<float> fcat(n * hs[0] * ws[0] * L * D);
-    for (std::size_t i = 0; i < L; ++i) {
-      std::vector<float> o = lats[i];
-      if (i + 1 < L) conv_module_ref(fpn[i], D, 3, lats[i].data(), D, n, hs[i], ws[i], D, D, o);
-      const auto up = resize(o, hs[i], ws[i], D, hs[0], ws[0]);
-      for (std::size_t p = 0; p < n * hs[0] * ws[0]; ++p)
-        for (std::size_t c = 0; c < D; ++c) fcat[p * L * D + i * D + c] = up[p * D + c];
-    }
-    std::vector<float> fused, ref(got.size());
-    conv_module_ref(fb, L * D, 3, fcat.data(), L * D, n, hs[0], ws[0], L * D, D, fused);
-    drt::linear_ref(n * hs[0] * ws[0], fused.data(), cls_w.data(), cls_b.data(), K, D, ref.data());
-    check_close(got.data(), ref.data(), ref.size(), "upernet head", 1e-5, 1e-4);
+    // levels 9x7 (C 6), 5x4 (C 10), 3x2 (C 12); D = 8 (every 3x3 an implicit GEMM) and 20 (the 3x3s
+    // in the form of the options: Winograd F(2x2), F(4x4) or implicit GEMM); pool scales 1, 2, 3; 5 classes
+    for (const std::size_t D : {std::size_t(8), std::size_t(20)})
+      for (const std::size_t tile : {std::size_t(0), std::size_t(2), std::size_t(4)}) {
+        if (D == 8 && tile != 0) continue;
+        const auto options = tile ? drt::conv2d_options::winograd_form(tile) : drt::conv2d_options::implicit_gemm();
+        const std::string what = "D=" + std::to_string(D) + " tile=" + std::to_string(tile);
+        CAPTURE(what);
+        check_head(D, options, what);
+      }
   }
 }

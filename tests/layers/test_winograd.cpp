@@ -2,9 +2,10 @@
 // the image edge), batch 2, channel counts with SIMD remainders (17, 33) and past a reduction block,
 // several tile blocks (block_bytes shrunk), thread-private blocks in L2, channel runs of a wider
 // input (the fpn_bottleneck's concatenation), output-channel prefixes and slices (untouched
-// beyond), every activation; conv2d, conv2d_prefix and conv_bn_relu choosing it for 3x3 stride-1
-// convs and not for others; the switch. Tolerance: as the direct conv's tests, rel L2 <= 1e-5 and
-// max abs <= 1e-4 * max|ref| (the transforms multiply by 0, +-1 and 1/2 only).
+// beyond), every activation; conv2d (run, forward_prefix, forward_runs) and conv_bn_relu choosing
+// it for 3x3 stride-1 convs and not for others, as their conv2d_options say. Tolerance: as the
+// direct conv's tests, rel L2 <= 1e-5 and max abs <= 1e-4 * max|ref| (the transforms multiply by
+// 0, +-1 and 1/2 only).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -156,20 +157,21 @@ TEST_SUITE("layers") {
     CHECK_THROWS_WITH_AS(drt::parse_conv3x3_form("Winograd"),
                          "DRT_CONV3X3='Winograd': expected winograd4 (the default), winograd2 or implicit",
                          drt::invalid_input);
-    // winograd_scope sets both settings for what is built inside it and restores them.
-    const bool enabled = drt::winograd_enabled();
-    const std::size_t tile = drt::winograd_default_tile();
-    {
-      const drt::winograd_scope scope(!enabled, tile == 4 ? 2 : 4);
-      CHECK(drt::winograd_enabled() == !enabled);
-      CHECK(drt::winograd_default_tile() == (tile == 4 ? 2u : 4u));
-    }
-    CHECK(drt::winograd_enabled() == enabled);
-    CHECK(drt::winograd_default_tile() == tile);
+    // The environment gives only the default of conv2d_options; a layer's options are explicit.
+    const drt::conv3x3_form& env = drt::default_conv3x3_form();
+    const drt::conv2d_options defaults;
+    CHECK(defaults.winograd == env.winograd);
+    CHECK(defaults.winograd_tile == env.tile);
+    CHECK(drt::winograd_enabled() == env.winograd);
+    CHECK(drt::winograd_default_tile() == env.tile);
+    CHECK_FALSE(drt::conv2d_options::implicit_gemm().winograd);
+    CHECK(drt::conv2d_options::winograd_form(2).winograd);
+    CHECK(drt::conv2d_options::winograd_form(2).winograd_tile == 2);
   }
 
   TEST_CASE("winograd_conv3x3: which convs use it, the switch, and errors") {
-    const drt::winograd_scope winograd_form(true);  // whatever DRT_CONV3X3 says
+    const auto wino2 = drt::conv2d_options::winograd_form(2);  // whatever DRT_CONV3X3 says
+    const auto implicit_gemm = drt::conv2d_options::implicit_gemm();
     CHECK(drt::winograd_conv3x3::applies(3, 1, 1, 1, 64, 64));
     CHECK_FALSE(drt::winograd_conv3x3::applies(3, 2, 1, 1, 64, 64));  // stride 2
     CHECK_FALSE(drt::winograd_conv3x3::applies(3, 1, 0, 1, 64, 64));  // no padding
@@ -179,21 +181,17 @@ TEST_SUITE("layers") {
     const auto weight = random_vector(32 * 24 * 9, 240), bias = random_vector(32, 241);
     const auto x = random_vector(2 * 9 * 7 * 24, 242);
     drt::conv2d_shape s = shape3x3(24, 32);
-    const drt::conv2d conv(weight.data(), bias.data(), s);
+    const drt::conv2d conv(weight.data(), bias.data(), s, wino2);
     CHECK(!conv.winograd().empty());
+    CHECK(conv.winograd().tile() == 2);
+    CHECK(drt::conv2d(weight.data(), bias.data(), s, drt::conv2d_options::winograd_form(4)).winograd().tile() == 4);
     s.stride_h = s.stride_w = 2;
-    CHECK(drt::conv2d(weight.data(), bias.data(), s).winograd().empty());
-    // A conv keeps one form, chosen when built: the same conv built with winograd_enabled() = false
+    CHECK(drt::conv2d(weight.data(), bias.data(), s, wino2).winograd().empty());
+    // A conv keeps one form, chosen when built: the same conv built with conv2d_options::implicit_gemm()
     // is an implicit GEMM, has no Winograd weights, and gives the same result (within rounding).
-    REQUIRE(drt::winograd_enabled());
     CHECK(conv.uses_winograd());
     CHECK_THROWS_WITH_AS(conv.weights(), doctest::Contains("built in the Winograd form"), drt::invalid_input);
-    const auto build_implicit = [&] {
-      const drt::winograd_scope implicit_form(false);
-      return drt::conv2d(weight.data(), bias.data(), shape3x3(24, 32));
-    };
-    const drt::conv2d implicit = build_implicit();
-    CHECK(drt::winograd_enabled());  // the scope restored the switch
+    const drt::conv2d implicit(weight.data(), bias.data(), shape3x3(24, 32), implicit_gemm);
     CHECK_FALSE(implicit.uses_winograd());
     CHECK(implicit.winograd().empty());
     CHECK(implicit.weights().k() == 9 * 24);
@@ -201,16 +199,58 @@ TEST_SUITE("layers") {
     conv.run(x.data(), 2, 9, 7, a.data(), drt::activation::relu);
     implicit.run(x.data(), 2, 9, 7, b.data(), drt::activation::relu);
     check_close(a.data(), b.data(), a.size(), "conv2d winograd vs implicit GEMM", wino_rel, wino_abs);
+    // forward_prefix / forward_runs on a strided view: both forms agree with the reference on the
+    // kept channels (input channels of no run zeroed), and leave the other output channels alone.
+    {
+      const std::size_t ldx = 30, ldy = 40, out_kept = 27, n = 2, h = 9, w = 7;
+      const auto xs = random_vector(n * h * w * ldx, 247);
+      const std::vector<std::vector<drt::gemm_segment>> cases = {
+          {{0, 0, 24}}, {{0, 0, 17}}, {{3, 0, 10}, {20, 14, 10}}, {{6, 2, 9}}};
+      for (const auto& runs : cases) {
+        std::vector<float> dense(n * h * w * 24, 0.f), ref(n * h * w * 32);
+        for (std::size_t p = 0; p < n * h * w; ++p)
+          for (const auto& r : runs)
+            for (std::size_t c = 0; c < r.k; ++c) dense[p * 24 + r.b_row + c] = xs[p * ldx + r.a_offset + c];
+        drt::conv2d_ref(dense.data(), n, h, w, weight.data(), bias.data(), shape3x3(24, 32), ref.data());
+        for (const drt::conv2d* cv : {&conv, &implicit}) {
+          std::vector<float> got(n * h * w * ldy, sentinel), g, r;
+          if (runs.size() == 1 && runs[0].a_offset == 0 && runs[0].b_row == 0)
+            cv->forward_prefix(xs.data(), ldx, n, h, w, runs[0].k, got.data(), ldy, out_kept, drt::activation::relu);
+          else
+            cv->forward_runs(xs.data(), ldx, n, h, w, runs, got.data(), ldy, out_kept, drt::activation::relu);
+          std::size_t untouched = 0;
+          for (std::size_t p = 0; p < n * h * w; ++p) {
+            for (std::size_t c = 0; c < out_kept; ++c) {
+              g.push_back(got[p * ldy + c]);
+              r.push_back(act_ref(drt::activation::relu, ref[p * 32 + c]));
+            }
+            for (std::size_t c = out_kept; c < ldy; ++c) untouched += got[p * ldy + c] == sentinel;
+          }
+          CHECK(untouched == n * h * w * (ldy - out_kept));
+          check_close(g.data(), r.data(), g.size(),
+                      std::string(cv->uses_winograd() ? "winograd" : "implicit GEMM") + " runs " +
+                          std::to_string(runs.size()) + " first k " + std::to_string(runs[0].k),
+                      wino_rel, wino_abs);
+        }
+      }
+      std::vector<float> y(n * h * w * ldy);
+      CHECK_THROWS_WITH_AS(implicit.forward_runs(xs.data(), ldx, n, h, w, {{20, 20, 8}}, y.data(), ldy, 32),
+                           "conv2d: input channel runs [20, +8) -> [20, +8) (stride 30), out=32 (stride 40) do not "
+                           "fit the conv [24 -> 32], groups 1",
+                           drt::shape_error);
+      CHECK_THROWS_WITH_AS(conv.forward_prefix(xs.data(), ldx, n, h, w, 31, y.data(), ldy, 32),
+                           "conv2d: channels in=31 (stride 30), out=32 (stride 40) do not fit the conv [24 -> 32], "
+                           "groups 1",
+                           drt::shape_error);
+    }
     // conv_bn_relu (UPerNet's fpn_convs) too, with an input prefix and an output prefix.
     const auto g = random_vector(32, 243, 0.5f, 1.5f), beta = random_vector(32, 244), mean = random_vector(32, 245);
     const auto var = random_vector(32, 246, 0.5f, 2.f);
     const drt::conv_module_weights cw{weight.data(), g.data(), beta.data(), mean.data(), var.data()};
-    const drt::conv_bn_relu cbr(cw, 24, 32, 3, 1e-5f);
-    const auto build_implicit_cbr = [&] {
-      const drt::winograd_scope implicit_form(false);
-      return drt::conv_bn_relu(cw, 24, 32, 3, 1e-5f);
-    };
-    const drt::conv_bn_relu cbr_implicit = build_implicit_cbr();
+    const drt::conv_bn_relu cbr(cw, 24, 32, 3, 1e-5f, wino2);
+    const drt::conv_bn_relu cbr_implicit(cw, 24, 32, 3, 1e-5f, implicit_gemm);
+    CHECK(cbr.conv().uses_winograd());
+    CHECK_FALSE(cbr_implicit.conv().uses_winograd());
     std::vector<float> c(2 * 9 * 7 * 32, 0.f), d(c.size(), 0.f);
     cbr.run(x.data(), 24, 2, 9, 7, c.data(), 32, 20, 30);
     cbr_implicit.run(x.data(), 24, 2, 9, 7, d.data(), 32, 20, 30);

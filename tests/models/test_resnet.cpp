@@ -194,10 +194,10 @@ TEST_SUITE("models") {
     if (!require_file(dir + "/model.safetensors")) return;
     // Both forms of the stride-1 3x3 convs, chosen when the model is built.
     for (const bool winograd : {true, false}) {
-      const auto model = [&] {
-        const drt::winograd_scope form(winograd);
-        return drt::resnet_model::from_dir(dir);
-      }();
+      drt::conv2d_options convs;
+      convs.winograd = winograd;
+      const auto model = drt::resnet_model::from_dir(dir, {}, convs);
+      CHECK(model.conv_options().winograd == winograd);
       CHECK(model.has_classifier());
       CHECK(model.num_classes() == 10);
       CHECK(model.num_stages() == 4);

@@ -43,10 +43,10 @@ TEST_SUITE("models") {
     if (!require_file(dir + "/model.safetensors")) return;
     // Both forms of the 3x3 convs (fpn_convs, psp and fpn bottlenecks), chosen when the model is built.
     for (const bool winograd : {true, false}) {
-      const auto model = [&] {
-        const drt::winograd_scope form(winograd);
-        return drt::upernet_swin_model::from_dir(dir);
-      }();
+      drt::conv2d_options convs;
+      convs.winograd = winograd;
+      const auto model = drt::upernet_swin_model::from_dir(dir, {}, convs);
+      CHECK(model.conv_options().winograd == winograd);
       CHECK(model.config().num_classes() == 19);
       CHECK(model.config().backbone.policy == drt::window_policy::always_partition);
       for (const char* name : {"case_64x64", "case_96x80", "case_224x224"}) {
@@ -139,7 +139,8 @@ TEST_SUITE("models") {
                          "heads",
                          E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("window_size", 0), "c.json"),
-                         "config 'c.json': field 'backbone_config.window_size' must be an integer in [1, 2^30], got 0", E);
+                         "config 'c.json': field 'backbone_config.window_size' must be an integer in [1, 2^30], got 0",
+                         E);
     CHECK_THROWS_WITH_AS(drt::parse_upernet_config(with("depths", {2, 0, 2, 2}), "c.json"),
                          "config 'c.json': field 'backbone_config.depths' must be a non-empty list of integers in "
                          "[1, 2^30], got [2,0,2,2]",

@@ -2,10 +2,13 @@
 /// @file conv2d.hpp
 /// 2-D convolutions on NHWC activations with PyTorch [OC, IC/groups, KH, KW] weights.
 /// - `conv2d`: dense or grouped, any kernel/stride/padding (read from configs at run time); a 1x1
-///   stride-1 conv is a GEMM on the pixels; others are an implicit GEMM (`conv2d_gemm`: the GEMM
+///   stride-1 conv is a GEMM on the pixels; a 3x3 stride-1 conv is Winograd F(m x m, 3x3) when its
+///   `conv2d_options` say so (the default); others are an implicit GEMM (`conv2d_gemm`: the GEMM
 ///   kernel reads each tap's input pixels in place, no im2col copy); over a few input channels (an
 ///   RGB stem) one segment per kernel row of a zero-padded copy; grouped convs over a few channels
-///   per group go through a blocked im2col.
+///   per group go through a blocked im2col. `forward_prefix` / `forward_runs` run the same layer on
+///   strided NHWC views with channel prefixes or runs (dynamic paths): the one place where the form
+///   of a convolution over kept channels is chosen.
 /// - `conv2d_gemm`: the implicit GEMM itself, over any channel runs of the input (dynamic paths).
 /// - `conv2d_dw<K>`: depthwise KxK, stride 1, padding K/2, kernel size fixed at compile time.
 
@@ -141,6 +144,29 @@ inline void conv2d_gemm(const float* x, std::size_t ldx, std::size_t n, std::siz
                         ldy, ep, allow_parallel);
 }
 
+/// How a conv2d is built: the form of its 3x3 stride-1 convolutions (>= winograd_conv3x3::min_channels
+/// in and out, one group), chosen once when the layer is built and kept (only that form's weights
+/// are packed). Models take one in their build options and give it to every conv they build.
+/// Defaults: default_conv3x3_form() (Winograd F(4x4, 3x3) unless DRT_CONV3X3 says otherwise).
+struct conv2d_options {
+  bool winograd = default_conv3x3_form().winograd;          ///< false: implicit GEMM
+  std::size_t winograd_tile = default_conv3x3_form().tile;  ///< m of F(m x m, 3x3): 2 or 4
+
+  /// The implicit-GEMM form for every conv (tests and benchmarks comparing the two forms).
+  static conv2d_options implicit_gemm() {
+    conv2d_options o;
+    o.winograd = false;
+    return o;
+  }
+  /// Winograd F(tile x tile, 3x3) where it applies.
+  static conv2d_options winograd_form(std::size_t tile = 4) {
+    conv2d_options o;
+    o.winograd = true;
+    o.winograd_tile = tile;
+    return o;
+  }
+};
+
 class conv2d {
 public:
   /// Input channels per group from which a conv runs as an implicit GEMM with one segment per tap
@@ -149,16 +175,17 @@ public:
   static constexpr std::size_t implicit_min_channels = 16;
 
   conv2d() = default;
-  /// weight: [OC, IC/groups, KH, KW]; bias: [OC] or null.
-  conv2d(const float* weight, const float* bias, const conv2d_shape& s) : s_(s) {
+  /// weight: [OC, IC/groups, KH, KW]; bias: [OC] or null; options: the form (see conv2d_options).
+  conv2d(const float* weight, const float* bias, const conv2d_shape& s, const conv2d_options& options = {}) : s_(s) {
     if (s.groups == 0 || s.in_channels % s.groups || s.out_channels % s.groups)
       throw invalid_input("conv2d: channels " + std::to_string(s.in_channels) + " -> " +
                           std::to_string(s.out_channels) +
                           " are not divisible by groups = " + std::to_string(s.groups));
     if (bias) bias_.assign(bias, bias + s.out_channels);
-    if (winograd_conv3x3::chosen(s.kernel_h == s.kernel_w ? s.kernel_h : 0, s.stride_h == s.stride_w ? s.stride_h : 0,
-                                 s.pad_h == s.pad_w ? s.pad_h : 0, s.groups, s.in_channels, s.out_channels)) {
-      wino_ = winograd_conv3x3(weight, s.out_channels, s.in_channels);  // the only form kept
+    if (options.winograd &&
+        winograd_conv3x3::applies(s.kernel_h == s.kernel_w ? s.kernel_h : 0, s.stride_h == s.stride_w ? s.stride_h : 0,
+                                  s.pad_h == s.pad_w ? s.pad_h : 0, s.groups, s.in_channels, s.out_channels)) {
+      wino_ = winograd_conv3x3(weight, s.out_channels, s.in_channels, options.winograd_tile);  // the only form kept
       return;
     }
     const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
@@ -184,12 +211,12 @@ public:
       throw invalid_input("conv2d: no packed weights for group " + std::to_string(group) + " of " +
                           std::to_string(w_.size()) +
                           (uses_winograd() ? " (this conv was built in the Winograd form; build it with "
-                                             "winograd_enabled() = false for the implicit-GEMM form)"
+                                             "conv2d_options::implicit_gemm() for the implicit-GEMM form)"
                                            : ""));
     return w_[group];
   }
-  /// The Winograd form of a 3x3 stride-1 conv built while winograd_enabled() (else empty); when
-  /// present it is the conv's only form and run() uses it.
+  /// The Winograd form of a 3x3 stride-1 conv built with conv2d_options::winograd (else empty);
+  /// when present it is the conv's only form and run() / forward_prefix() use it.
   const winograd_conv3x3& winograd() const noexcept { return wino_; }
   bool uses_winograd() const noexcept { return !wino_.empty(); }
 
@@ -290,11 +317,74 @@ public:
     parallel_for(blocks, task, 2.0 * s.macs(n, h, w));
   }
 
+  /// y[:, :out_kept] = act(conv(x[:, :in_kept])) on strided NHWC views: a channel prefix of the
+  /// conv's input and output computed from its one packed copy of the weights. x: [N, H, W, *] with
+  /// pixel (channel) stride ldx >= in_kept; y: [N, OH, OW, *] with pixel stride ldy >= out_kept, whose
+  /// other channels are left untouched. Dropped input channels shorten the reduction, dropped
+  /// outputs are never computed. With every channel kept on a dense input this is run() itself (any
+  /// groups); a prefix needs one group.
+  void forward_prefix(const float* x, std::size_t ldx, std::size_t n, std::size_t h, std::size_t w, std::size_t in_kept,
+                      float* y, std::size_t ldy, std::size_t out_kept, activation act = activation::none) const {
+    const conv2d_shape& s = s_;
+    if (in_kept == s.in_channels && out_kept == s.out_channels && ldx == s.in_channels && ldy >= out_kept) {
+      if (n == 0 || h == 0 || w == 0) return;
+      return run(x, n, h, w, y, act, ldy);
+    }
+    if (s.groups != 1 || in_kept == 0 || in_kept > s.in_channels || ldx < in_kept)
+      throw shape_error("conv2d: channels in=" + std::to_string(in_kept) + " (stride " + std::to_string(ldx) +
+                        "), out=" + std::to_string(out_kept) + " (stride " + std::to_string(ldy) +
+                        ") do not fit the conv [" + std::to_string(s.in_channels) + " -> " +
+                        std::to_string(s.out_channels) + "], groups " + std::to_string(s.groups));
+    forward_runs(x, ldx, n, h, w, {gemm_segment{0, 0, in_kept}}, y, ldy, out_kept, act);
+  }
+
+  /// As forward_prefix, with the kept input channels as runs: run r reads channels
+  /// [a_offset, a_offset + k) of each input pixel (pixel stride ldx) against the conv's input channels
+  /// [b_row, b_row + k) (e.g. a prefix of every level's slice of a concatenation, UPerNet's
+  /// fpn_bottleneck); the channels of no run count as zeros. One group.
+  void forward_runs(const float* x, std::size_t ldx, std::size_t n, std::size_t h, std::size_t w,
+                    const std::vector<gemm_segment>& runs, float* y, std::size_t ldy, std::size_t out_kept,
+                    activation act = activation::none) const {
+    const conv2d_shape& s = s_;
+    bool fits = s.groups == 1 && out_kept > 0 && out_kept <= s.out_channels && ldy >= out_kept;
+    for (const auto& r : runs) fits = fits && r.b_row + r.k <= s.in_channels && r.a_offset + r.k <= ldx;
+    if (!fits) {
+      std::string what;
+      for (const auto& r : runs)
+        what += (what.empty() ? "" : ", ") + std::string("[") + std::to_string(r.a_offset) + ", +" +
+                std::to_string(r.k) + ") -> [" + std::to_string(r.b_row) + ", +" + std::to_string(r.k) + ")";
+      throw shape_error("conv2d: input channel runs " + what + " (stride " + std::to_string(ldx) +
+                        "), out=" + std::to_string(out_kept) + " (stride " + std::to_string(ldy) +
+                        ") do not fit the conv [" + std::to_string(s.in_channels) + " -> " +
+                        std::to_string(s.out_channels) + "], groups " + std::to_string(s.groups));
+    }
+    if (n == 0 || h == 0 || w == 0) return;
+    if (uses_winograd()) {  // 3x3 stride 1: each run of kept input channels is one run of U's rows
+      wino_.run(x, ldx, n, h, w, runs, bias(), y, ldy, out_kept, act);
+      return;
+    }
+    if (s.is_pointwise() && runs.size() == 1 && runs[0].b_row == 0) {  // a prefix: one GEMM on the pixels
+      gemm_epilogue ep;
+      ep.act = act;
+      ep.bias = bias();
+      gemm(n * h * w, out_kept, runs[0].k, x + runs[0].a_offset, ldx, w_[0], y, ldy, ep);
+      return;
+    }
+    // Implicit GEMM: one segment per (tap, run) of the (ky, kx, ic) reduction, read in place.
+    const std::size_t taps = s.kernel_h * s.kernel_w;
+    std::vector<conv_segment> segs;
+    segs.reserve(taps * runs.size());
+    for (std::size_t t = 0; t < taps; ++t)
+      for (const auto& r : runs)
+        if (r.k > 0) segs.push_back({t, r.a_offset, t * s.in_channels + r.b_row, r.k});
+    conv2d_gemm(x, ldx, n, h, w, s, segs, w_[0], bias(), y, ldy, out_kept, act);
+  }
+
 private:
   conv2d_shape s_;
   std::vector<packed_matrix> w_;  // one per group; empty in the Winograd form
   std::vector<float> bias_;
-  winograd_conv3x3 wino_;  // 3x3 stride-1 convs built while winograd_enabled()
+  winograd_conv3x3 wino_;  // 3x3 stride-1 convs built with conv2d_options::winograd
 };
 
 /// Depthwise KxK convolution, stride 1, padding K/2 (ref: SegformerDWConv, groups = channels).

@@ -17,7 +17,7 @@
 /// Rounding: F(2x2) multiplies by 0, +-1 and 1/2 only, as exact as the direct convolution; F(4x4)
 /// uses +-2, 4, 5, 8 and 1/4, 1/6, 1/12, 1/24, and its float error grows by about 10x (measured in
 /// tests/layers/test_winograd.cpp: rel L2 ~1e-6 instead of ~2e-7). The default tile is 4
-/// (`winograd_default_tile`).
+/// (`default_conv3x3_form`); layers take their form from `conv2d_options` when built.
 
 #include <algorithm>
 #include <array>
@@ -50,51 +50,23 @@ inline conv3x3_form parse_conv3x3_form(const char* value) {
   throw invalid_input("DRT_CONV3X3='" + v + "': expected winograd4 (the default), winograd2 or implicit");
 }
 
-namespace detail {
-inline conv3x3_form conv3x3_form_from_environment() { return parse_conv3x3_form(std::getenv("DRT_CONV3X3")); }
-}  // namespace detail
-
-/// Whether the convolutions that qualify, built from now on, take the Winograd form (default) or the
-/// implicit-GEMM form. Read when a layer is built: each layer keeps one form of its weights. The
-/// Winograd form runs ResNet-50 1.2x and Swin-T + UPerNet 2.6x faster on this project's machine but
-/// holds 4x the 3x3 weights at F(4x4) (1.8x at F(2x2)): ResNet-50 192 MiB of weights instead of 98,
-/// Swin-T + UPerNet 564 instead of 227. Its initial value comes from the environment variable
-/// DRT_CONV3X3 (parse_conv3x3_form; an invalid value throws here, naming it); set it before loading a
-/// model, or use winograd_scope.
-inline bool& winograd_enabled() {
-  static bool enabled = detail::conv3x3_form_from_environment().winograd;
-  return enabled;
+/// The process default of the 3x3 form, read once from the environment variable DRT_CONV3X3
+/// (parse_conv3x3_form; an invalid value throws here, naming it). It is only the starting value of
+/// `conv2d_options` (layers/conv2d.hpp): each layer is given its form explicitly when built and keeps
+/// it; nothing changes it at run time. The Winograd form runs ResNet-50 1.2x and Swin-T + UPerNet
+/// 2.6x faster on this project's machine but holds 4x the 3x3 weights at F(4x4) (1.8x at F(2x2)):
+/// ResNet-50 192 MiB of weights instead of 98, Swin-T + UPerNet 564 instead of 227. F(4x4, 3x3)
+/// (the default tile) is 1.3-1.6x faster than F(2x2) on ResNet-50's and UPerNet's 3x3s with a rel L2
+/// error ~1e-6 against a double reference; F(2x2, 3x3) ~2e-7, the direct convolution's level.
+inline const conv3x3_form& default_conv3x3_form() {
+  static const conv3x3_form form = parse_conv3x3_form(std::getenv("DRT_CONV3X3"));
+  return form;
 }
 
-/// Output tile of the Winograd convolutions built from now on: 4 (F(4x4, 3x3), the default: on this
-/// project's machine 1.3-1.6x faster than F(2x2) on ResNet-50's and UPerNet's 3x3s, rel L2 error
-/// ~1e-6 against a double reference) or 2 (F(2x2, 3x3): ~2e-7, the direct convolution's level).
-/// Initial value from DRT_CONV3X3 (winograd2 -> 2).
-inline std::size_t& winograd_default_tile() {
-  static std::size_t tile = detail::conv3x3_form_from_environment().tile;
-  return tile;
-}
-
-/// Sets winograd_enabled() and winograd_default_tile() for the layers built in a scope (tests,
-/// benchmarks, comparisons of the two forms) and restores both when it ends.
-class winograd_scope {
-public:
-  explicit winograd_scope(bool enabled, std::size_t tile = winograd_default_tile())
-      : enabled_(winograd_enabled()), tile_(winograd_default_tile()) {
-    winograd_enabled() = enabled;
-    winograd_default_tile() = tile;
-  }
-  ~winograd_scope() {
-    winograd_enabled() = enabled_;
-    winograd_default_tile() = tile_;
-  }
-  winograd_scope(const winograd_scope&) = delete;
-  winograd_scope& operator=(const winograd_scope&) = delete;
-
-private:
-  bool enabled_;
-  std::size_t tile_;
-};
+/// default_conv3x3_form().winograd / .tile, read-only: what a default-built layer takes (reports
+/// such as engine/profile.hpp's name it). To build a layer in another form, pass conv2d_options.
+inline bool winograd_enabled() { return default_conv3x3_form().winograd; }
+inline std::size_t winograd_default_tile() { return default_conv3x3_form().tile; }
 
 class winograd_conv3x3 {
 public:
@@ -109,12 +81,6 @@ public:
                       std::size_t in_channels, std::size_t out_channels) noexcept {
     return kernel == 3 && stride == 1 && pad == 1 && groups == 1 && in_channels >= min_channels &&
            out_channels >= min_channels;
-  }
-
-  /// True when a conv of this shape built now takes the Winograd form: it applies and winograd_enabled().
-  static bool chosen(std::size_t kernel, std::size_t stride, std::size_t pad, std::size_t groups,
-                     std::size_t in_channels, std::size_t out_channels) {
-    return winograd_enabled() && applies(kernel, stride, pad, groups, in_channels, out_channels);
   }
 
   winograd_conv3x3() = default;

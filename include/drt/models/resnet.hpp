@@ -11,7 +11,7 @@
 /// Dynamic paths (dynamic/resnet_path.hpp, Once-for-All style): `compile(path)` gives a
 /// `resnet_execution` (blocks run per stage, middle channels per block, output width per stage) that
 /// `forward` runs without copying weights: skipped blocks cost nothing, every conv reads and writes
-/// only its kept channel prefixes (`detail::conv2d_prefix`), activations are stored dense at the kept
+/// only its kept channel prefixes (`conv2d::forward_prefix`), activations are stored dense at the kept
 /// widths. `layers(h, w, exec)` lists what runs, named as the profile scopes of `forward`.
 
 #include <algorithm>
@@ -130,56 +130,25 @@ inline void add_relu_rows(float* y, std::size_t c, const float* residual, std::s
       static_cast<double>(m) * c);
 }
 
-/// y[:, :out_kept] = act(conv(x[:, :in_kept])): a channel prefix of a conv2d's input and output
-/// computed from its one packed copy. x: [N, H, W, *] with pixel stride ldx; y: [N, OH, OW, *] with
-/// pixel stride ldy. Dropped input channels shorten the reduction, dropped outputs are never computed.
-/// With every channel kept and a dense input this is conv2d::run itself.
-inline void conv2d_prefix(const conv2d& conv, const float* x, std::size_t ldx, std::size_t n, std::size_t h,
-                          std::size_t w, std::size_t in_kept, float* y, std::size_t ldy, std::size_t out_kept,
-                          activation act) {
-  const conv2d_shape& s = conv.shape();
-  if (s.groups != 1 || in_kept == 0 || out_kept == 0 || in_kept > s.in_channels || out_kept > s.out_channels ||
-      ldx < in_kept || ldy < out_kept)
-    throw shape_error("conv2d_prefix: channels in=" + std::to_string(in_kept) + " (stride " + std::to_string(ldx) +
-                      "), out=" + std::to_string(out_kept) + " (stride " + std::to_string(ldy) +
-                      ") do not fit the conv [" + std::to_string(s.in_channels) + " -> " +
-                      std::to_string(s.out_channels) + "], groups " + std::to_string(s.groups));
-  if (in_kept == s.in_channels && out_kept == s.out_channels && ldx == s.in_channels)
-    return conv.run(x, n, h, w, y, act, ldy);
-  gemm_epilogue ep;
-  ep.act = act;
-  ep.bias = conv.bias();
-  if (s.is_pointwise()) {
-    gemm(n * h * w, out_kept, in_kept, x, ldx, conv.weights(), y, ldy, ep);
-    return;
-  }
-  if (conv.uses_winograd()) {  // 3x3 stride 1: the kept input channels are one run of U's rows
-    conv.winograd().run(x, ldx, n, h, w, {gemm_segment{0, 0, in_kept}}, conv.bias(), y, ldy, out_kept, act);
-    return;
-  }
-  // The kept channels of each tap: one implicit-GEMM segment per tap of conv2d's (ky, kx, ic) reduction.
-  std::vector<conv_segment> segs(s.kernel_h * s.kernel_w);
-  for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, 0, t * s.in_channels, in_kept};
-  conv2d_gemm(x, ldx, n, h, w, s, segs, conv.weights(), conv.bias(), y, ldy, out_kept, act);
-}
-
 }  // namespace detail
 
 class resnet_model {
 public:
   /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
   /// non-finite weights, refused by default).
-  static resnet_model from_dir(const std::string& dir, safetensors_options options = {}) {
+  static resnet_model from_dir(const std::string& dir, safetensors_options options = {},
+                               const conv2d_options& convs = {}) {
     auto cfg = load_resnet_config(dir + "/config.json");
     safetensors_file weights(dir + "/model.safetensors", options);
-    return resnet_model(std::move(cfg), weights);
+    return resnet_model(std::move(cfg), weights, convs);
   }
 
   /// Build from a checkpoint; every tensor is checked for presence and shape. A
   /// ResNetForImageClassification checkpoint (`resnet.*` + `classifier.1.*`) gives a classifier when
   /// the config has classes; a bare ResNetModel / ResNetBackbone checkpoint (`embedder.*`,
   /// `encoder.*`) gives a backbone without one.
-  resnet_model(resnet_config cfg, const safetensors_file& st) : cfg_(std::move(cfg)) {
+  resnet_model(resnet_config cfg, const safetensors_file& st, const conv2d_options& convs = {})
+      : cfg_(std::move(cfg)), convs_(convs) {
     const bool bare = !st.contains("resnet.embedder.embedder.convolution.weight") &&
                       st.contains("embedder.embedder.convolution.weight");
     std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
@@ -193,7 +162,8 @@ public:
 
   /// Build from any weight source (checkpoint, synthetic, edited) with ResNetForImageClassification
   /// names (`resnet.*`, and `classifier.1.*` when the config has classes).
-  resnet_model(resnet_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+  resnet_model(resnet_config cfg, const weight_source& source, const conv2d_options& convs = {})
+      : cfg_(std::move(cfg)), convs_(convs) {
     std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
     build(
         [&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
@@ -205,12 +175,12 @@ public:
 
   /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
   /// hand: weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BatchNorms near identity, variances in [0.5, 1.5].
-  static resnet_model with_random_weights(resnet_config cfg, unsigned seed = 0) {
-    return resnet_model(std::move(cfg), seed);
+  static resnet_model with_random_weights(resnet_config cfg, unsigned seed = 0, const conv2d_options& convs = {}) {
+    return resnet_model(std::move(cfg), seed, convs);
   }
 
 private:
-  resnet_model(resnet_config cfg, unsigned seed) : cfg_(std::move(cfg)) {
+  resnet_model(resnet_config cfg, unsigned seed, const conv2d_options& convs) : cfg_(std::move(cfg)), convs_(convs) {
     std::vector<std::vector<float>> keep;
     std::mt19937 gen(seed);
     build(
@@ -256,7 +226,7 @@ private:
     s.kernel_h = s.kernel_w = static_cast<std::size_t>(k);
     s.stride_h = s.stride_w = stride;
     s.pad_h = s.pad_w = static_cast<std::size_t>(k / 2);
-    return conv2d(w.data(), bias.data(), s);
+    return conv2d(w.data(), bias.data(), s, convs_);
   }
 
   /// Builds every layer from `get(name, shape) -> const float*` (pointers valid until the layer is made).
@@ -311,6 +281,8 @@ private:
 
 public:
   const resnet_config& config() const noexcept { return cfg_; }
+  /// The options its convs were built with (the form of the stride-1 3x3 convs).
+  const conv2d_options& conv_options() const noexcept { return convs_; }
   std::size_t num_stages() const noexcept { return stages_.size(); }
   bool has_classifier() const noexcept { return has_classifier_; }
   /// Output classes of the classifier (0 without one).
@@ -602,7 +574,7 @@ private:
     if (b.has_shortcut) {
       grow(buf.sc, m * cout);
       profile_scope ps("shortcut");
-      detail::conv2d_prefix(b.shortcut, x, cin, n, h, w, cin, buf.sc.data(), cout, cout, activation::none);
+      b.shortcut.forward_prefix(x, cin, n, h, w, cin, buf.sc.data(), cout, cout, activation::none);
       residual = buf.sc.data();
       ldr = cout;
     }
@@ -612,14 +584,14 @@ private:
     grow(buf.t1, n * h1 * w1 * mid);
     {
       profile_scope ps("conv1");
-      detail::conv2d_prefix(l0, x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu);
+      l0.forward_prefix(x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu);
     }
     if (b.layer.size() == 3) {  // bottleneck: 3x3, then the 1x1 expand fused with the residual and ReLU
       const auto& l1 = b.layer[1];
       grow(buf.t2, m * mid);
       {
         profile_scope ps("conv2");
-        detail::conv2d_prefix(l1, buf.t1.data(), mid, n, h1, w1, mid, buf.t2.data(), mid, mid, activation::relu);
+        l1.forward_prefix(buf.t1.data(), mid, n, h1, w1, mid, buf.t2.data(), mid, mid, activation::relu);
       }
       const auto& l2 = b.layer[2];
       profile_scope ps("conv3");
@@ -628,8 +600,7 @@ private:
     } else {  // basic: 3x3 without activation, then residual + ReLU
       {
         profile_scope ps("conv2");
-        detail::conv2d_prefix(b.layer[1], buf.t1.data(), mid, n, h1, w1, mid, buf.next.data(), cout, cout,
-                              activation::none);
+        b.layer[1].forward_prefix(buf.t1.data(), mid, n, h1, w1, mid, buf.next.data(), cout, cout, activation::none);
       }
       profile_scope ps("residual");
       detail::add_relu_rows(buf.next.data(), cout, residual, ldr, m);
@@ -639,6 +610,7 @@ private:
   }
 
   resnet_config cfg_;
+  conv2d_options convs_;  ///< the form of the convs, given when built
   conv2d stem_;
   std::vector<std::vector<resnet_block>> stages_;
   linear classifier_;

@@ -19,10 +19,11 @@
 ///
 /// Dynamic paths (dynamic/upernet_path.hpp): `compile(path)` gives an `upernet_execution` that
 /// `forward` runs without copying weights: skipped Swin blocks are the identity and cost nothing, and
-/// the UPerNet head (run here, from the same modules as layers/upernet_head.hpp, so that every conv
-/// takes run-time channel prefixes) computes only the kept channels, propagated backwards from the
-/// classifier to the fpn_bottleneck, the fpn convs and the lateral path. `layers(h, w, exec)` lists
-/// what runs, named as the profile scopes of `forward`.
+/// the UPerNet head (layers/upernet_head.hpp, whose convs take run-time channel prefixes) computes
+/// only the kept channels, propagated backwards from the classifier to the fpn_bottleneck, the fpn
+/// convs and the lateral path. The form of the 3x3 convs (Winograd or implicit GEMM) is chosen when
+/// the model is built, from its `conv2d_options`. `layers(h, w, exec)` lists what runs, named as the
+/// profile scopes of `forward`.
 
 #include <algorithm>
 #include <cmath>
@@ -96,34 +97,20 @@ struct upernet_execution {
   }
 };
 
-namespace detail {
-
-/// dst[p, :c] += src[p, :c] for m pixels (pixel strides ldd, lds).
-inline void add_rows(float* dst, std::size_t ldd, const float* src, std::size_t lds, std::size_t m, std::size_t c) {
-  parallel_for(
-      m,
-      [&](std::size_t p) {
-        float* d = dst + p * ldd;
-        const float* s = src + p * lds;
-        for (std::size_t j = 0; j < c; ++j) d[j] += s[j];
-      },
-      double(m) * c);
-}
-
-}  // namespace detail
-
 class upernet_swin_model {
 public:
   /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
-  /// non-finite weights, refused by default).
-  static upernet_swin_model from_dir(const std::string& dir, safetensors_options options = {}) {
+  /// non-finite weights, refused by default; `convs`: the form of the 3x3 convs, see conv2d_options).
+  static upernet_swin_model from_dir(const std::string& dir, safetensors_options options = {},
+                                     const conv2d_options& convs = {}) {
     auto cfg = load_upernet_config(dir + "/config.json");
     safetensors_file weights(dir + "/model.safetensors", options);
-    return upernet_swin_model(std::move(cfg), weights);
+    return upernet_swin_model(std::move(cfg), weights, convs);
   }
 
   /// Build from a checkpoint; every tensor is checked for presence and shape.
-  upernet_swin_model(upernet_config cfg, const safetensors_file& st) : cfg_(std::move(cfg)) {
+  upernet_swin_model(upernet_config cfg, const safetensors_file& st, const conv2d_options& convs = {})
+      : cfg_(std::move(cfg)), convs_(convs) {
     std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
       keep.push_back(st.read_float(name, shape));
@@ -132,7 +119,8 @@ public:
   }
 
   /// Build from any weight source (checkpoint, synthetic, edited) with the checkpoint's names.
-  upernet_swin_model(upernet_config cfg, const weight_source& source) : cfg_(std::move(cfg)) {
+  upernet_swin_model(upernet_config cfg, const weight_source& source, const conv2d_options& convs = {})
+      : cfg_(std::move(cfg)), convs_(convs) {
     std::vector<std::vector<float>> keep;
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
       keep.push_back(source(name, shape));
@@ -142,12 +130,14 @@ public:
 
   /// A model with random weights (fixed seed) for benchmarks when no checkpoint is at hand:
   /// weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms near identity, variances in [0.5, 1.5].
-  static upernet_swin_model with_random_weights(upernet_config cfg, unsigned seed = 0) {
-    return upernet_swin_model(std::move(cfg), seed);
+  static upernet_swin_model with_random_weights(upernet_config cfg, unsigned seed = 0,
+                                                const conv2d_options& convs = {}) {
+    return upernet_swin_model(std::move(cfg), seed, convs);
   }
 
 private:
-  upernet_swin_model(upernet_config cfg, unsigned seed) : cfg_(std::move(cfg)) {
+  upernet_swin_model(upernet_config cfg, unsigned seed, const conv2d_options& convs)
+      : cfg_(std::move(cfg)), convs_(convs) {
     std::vector<std::vector<float>> keep;
     std::mt19937 gen(seed);
     build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
@@ -178,7 +168,7 @@ private:
     pe.out_channels = static_cast<std::size_t>(C0);
     pe.kernel_h = pe.kernel_w = pe.stride_h = pe.stride_w = static_cast<std::size_t>(P);
     patch_embed_ = conv2d(get("backbone.embeddings.patch_embeddings.projection.weight", {C0, IC, P, P}),
-                          get("backbone.embeddings.patch_embeddings.projection.bias", {C0}), pe);
+                          get("backbone.embeddings.patch_embeddings.projection.bias", {C0}), pe, convs_);
     embed_norm_ = layer_norm(get("backbone.embeddings.norm.weight", {C0}), get("backbone.embeddings.norm.bias", {C0}),
                              static_cast<std::size_t>(C0), default_eps);
     const i64 ws = s.window_size, table = (2 * ws - 1) * (2 * ws - 1);
@@ -246,42 +236,28 @@ private:
       m.bn_var = get(p + "batch_norm.running_var", {oc});
       return m;
     };
-    const std::size_t d = d_, cl = static_cast<std::size_t>(CL);
+    // Read in checkpoint order; the tensors stay alive until build returns.
+    upernet_head_weights hw;
     for (i64 i = 0; i < S; ++i)
-      psp_.emplace_back(module("decode_head.psp_modules." + std::to_string(i) + ".1.", {D, CL, 1, 1}), cl, d, 1,
-                        bn_eps);
-    psp_bottleneck_ = conv_bn_relu(module("decode_head.bottleneck.", {D, CL + S * D, 3, 3}),
-                                   cl + static_cast<std::size_t>(S) * d, d, 3, bn_eps);
+      hw.psp.push_back(module("decode_head.psp_modules." + std::to_string(i) + ".1.", {D, CL, 1, 1}));
+    hw.bottleneck = module("decode_head.bottleneck.", {D, CL + S * D, 3, 3});
     for (i64 i = 0; i + 1 < L; ++i) {
-      const std::size_t ci = in_channels_[static_cast<std::size_t>(i)];
-      lateral_.emplace_back(
-          module("decode_head.lateral_convs." + std::to_string(i) + ".", {D, static_cast<i64>(ci), 1, 1}), ci, d, 1,
-          bn_eps);
-      fpn_.emplace_back(module("decode_head.fpn_convs." + std::to_string(i) + ".", {D, D, 3, 3}), d, d, 3, bn_eps);
+      const i64 ci = static_cast<i64>(in_channels_[static_cast<std::size_t>(i)]);
+      hw.lateral.push_back(module("decode_head.lateral_convs." + std::to_string(i) + ".", {D, ci, 1, 1}));
+      hw.fpn.push_back(module("decode_head.fpn_convs." + std::to_string(i) + ".", {D, D, 3, 3}));
     }
-    {  // fpn_bottleneck [D, L*D, 3, 3], BatchNorm folded, packed once as [9 * L*D][D] in (tap, ic) order:
-       // every path's kept input (a prefix of each level's slice) is one run of rows per (tap, level).
-      const auto m = module("decode_head.fpn_bottleneck.", {D, L * D, 3, 3});
-      const std::size_t in = static_cast<std::size_t>(L) * d, per_out = in * 9;
-      std::vector<float> folded(m.conv_w, m.conv_w + d * per_out);
-      fpn_bottleneck_bias_ =
-          fold_batch_norm(folded, per_out, {}, batch_norm_to_affine(m.bn_g, m.bn_b, m.bn_mean, m.bn_var, d, bn_eps));
-      if (winograd_conv3x3::chosen(3, 1, 1, 1, in, d)) {
-        fpn_bottleneck_wino_ = winograd_conv3x3(folded.data(), d, in);  // the only form kept
-      } else {
-        std::vector<float> reordered(d * per_out);  // [OC][tap][IC]
-        for (std::size_t o = 0; o < d; ++o)
-          for (std::size_t i = 0; i < in; ++i)
-            for (std::size_t t = 0; t < 9; ++t) reordered[(o * 9 + t) * in + i] = folded[(o * in + i) * 9 + t];
-        fpn_bottleneck_ = packed_matrix::from_nk(reordered.data(), d, per_out, per_out);
-      }
-    }
-    const float* cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});  // in checkpoint order (weight, bias)
-    cls_ = linear(cls_w, get("decode_head.classifier.bias", {K}), classes_, d);
+    hw.fpn_bottleneck = module("decode_head.fpn_bottleneck.", {D, L * D, 3, 3});
+    hw.cls_w = get("decode_head.classifier.weight", {K, D, 1, 1});  // in checkpoint order (weight, bias)
+    hw.cls_b = get("decode_head.classifier.bias", {K});
+    head_ = upernet_head(hw, in_channels_, d_, classes_, scales_, bn_eps, convs_);
   }
 
 public:
   const upernet_config& config() const noexcept { return cfg_; }
+  /// The options its convs were built with (the form of the 3x3 convs).
+  const conv2d_options& conv_options() const noexcept { return convs_; }
+  /// The UPerNet decode head (layers/upernet_head.hpp).
+  const upernet_head& head() const noexcept { return head_; }
   std::size_t num_stages() const noexcept { return blocks_.size(); }
   const std::vector<swin_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
   std::size_t levels() const noexcept { return in_channels_.size(); }  ///< feature levels of the head (L)
@@ -583,130 +559,20 @@ public:
   /// The head on an encoding under `exec`'s channel prefixes: logits [N, K, H, W] (NCHW) upsampled
   /// to the input size. Every dropped channel is never computed: see upernet_execution.
   tensor4 decode(const upernet_features& f, const upernet_execution& exec = {}) const {
-    const std::size_t L = levels(), D = d_, n = f.n;
+    const std::size_t L = levels(), n = f.n;
     if (f.maps.size() != L)
       throw invalid_input("upernet head: got " + std::to_string(f.maps.size()) + " feature maps, expected " +
                           std::to_string(L));
-    const bool prof = profiling_active();
-    auto name = [&](const std::string& base, std::size_t i) { return prof ? base + std::to_string(i) : std::string(); };
-    const std::size_t fin = fpn_in_kept(exec), pred = pred_in_kept(exec);
-    std::vector<detail::aligned_vector<float>> lat(L);
-    // Pyramid pooling on the last level: [x, ppm_0, ppm_1, ...] -> bottleneck (ref: psp_forward)
-    {
-      const std::size_t h = f.hs[L - 1], w = f.ws[L - 1], c = in_channels_[L - 1], ctot = c + scales_.size() * D;
-      const std::size_t m = n * h * w, lk = lateral_kept(exec, L - 1);
-      detail::aligned_vector<float> cat(m * ctot), pooled, conv;
-      const float* x = f.maps[L - 1].data();
-      for (std::size_t i = 0; i < scales_.size(); ++i) {
-        const std::size_t s = scales_[i];
-        pooled.resize(n * s * s * c);
-        conv.resize(n * s * s * D);
-        const std::string pm = name("psp_modules.", i);
-        {
-          const std::string pn = prof ? pm + ".pool" : std::string();
-          profile_scope ps(pn.c_str());
-          adaptive_avg_pool2d(x, n, h, w, c, pooled.data(), s, s);
-        }
-        {
-          profile_scope ps(pm.c_str());
-          psp_[i].run(pooled.data(), c, n, s, s, conv.data(), D);
-        }
-        const std::string up = prof ? pm + ".upsample" : std::string();
-        profile_scope ps(up.c_str());
-        resize_bilinear(conv.data(), n, s, s, D, D, cat.data() + c + i * D, h, w, ctot);
-      }
-      lat[L - 1].resize(m * lk);
-      profile_scope ps("bottleneck");
-      parallel_for(
-          m, [&](std::size_t i) { std::memcpy(cat.data() + i * ctot, x + i * c, c * sizeof(float)); }, double(m) * c);
-      psp_bottleneck_.run(cat.data(), ctot, n, h, w, lat[L - 1].data(), lk, 0, lk);
-    }
-    for (std::size_t i = 0; i + 1 < L; ++i) {
-      const std::size_t lk = lateral_kept(exec, i);
-      lat[i].resize(n * f.hs[i] * f.ws[i] * lk);
-      const std::string ln = name("lateral_convs.", i);
-      profile_scope ps(ln.c_str());
-      lateral_[i].run(f.maps[i].data(), in_channels_[i], n, f.hs[i], f.ws[i], lat[i].data(), lk, 0, lk);
-    }
-    // Top-down: lateral[i-1] += upsample(lateral[i]) from the top, on the fpn_in channels the fpn convs read
-    detail::aligned_vector<float> tmp;
-    for (std::size_t i = L - 1; i > 0; --i) {
-      const std::size_t m = n * f.hs[i - 1] * f.ws[i - 1], ldd = lateral_kept(exec, i - 1);
-      const std::string tn = name("top_down.", i);
-      profile_scope ps(tn.c_str());
-      const float* up = lat[i].data();
-      std::size_t lds = lateral_kept(exec, i);
-      if (f.hs[i] != f.hs[i - 1] || f.ws[i] != f.ws[i - 1]) {
-        tmp.resize(m * fin);
-        resize_bilinear(lat[i].data(), n, f.hs[i], f.ws[i], fin, lds, tmp.data(), f.hs[i - 1], f.ws[i - 1], fin);
-        up = tmp.data();
-        lds = fin;
-      }
-      detail::add_rows(lat[i - 1].data(), ldd, up, lds, m, fin);
-    }
-    // fpn convs, every kept level brought to level 0's size, concatenated level 0 first: the dense kept
-    // input of the fpn_bottleneck, zero-padded by one pixel around every image.
-    const std::size_t h0 = f.hs[0], w0 = f.ws[0], m0 = n * h0 * w0;
-    std::vector<std::size_t> kept(L), off(L);
-    std::size_t K = 0;
-    for (std::size_t i = 0; i < L; ++i) {
-      kept[i] = level_kept(exec, i);
-      off[i] = K;
-      K += kept[i];
-    }
-    detail::aligned_vector<float> cat(m0 * K), level;
-    for (std::size_t i = 0; i < L; ++i) {
-      if (kept[i] == 0) continue;  // every channel of this level is dropped: its fpn conv does not run
-      const bool same = f.hs[i] == h0 && f.ws[i] == w0;
-      const float* src = lat[i].data();
-      std::size_t lds = lateral_kept(exec, i);
-      if (i + 1 < L) {
-        const std::string fn = name("fpn_convs.", i);
-        profile_scope ps(fn.c_str());
-        if (same) {
-          fpn_[i].run(lat[i].data(), lds, n, f.hs[i], f.ws[i], cat.data() + off[i], K, fin, kept[i]);
-          continue;
-        }
-        level.resize(n * f.hs[i] * f.ws[i] * kept[i]);
-        fpn_[i].run(lat[i].data(), lds, n, f.hs[i], f.ws[i], level.data(), kept[i], fin, kept[i]);
-        src = level.data();
-        lds = kept[i];
-      }
-      const std::string un = name("fpn_upsample.", i);
-      profile_scope ps(un.c_str());
-      resize_bilinear(src, n, f.hs[i], f.ws[i], kept[i], lds, cat.data() + off[i], h0, w0, K);  // a copy when same
-    }
-    detail::aligned_vector<float> fused(m0 * pred), logits(m0 * classes_);
-    {
-      profile_scope ps("fpn_bottleneck");
-      if (!fpn_bottleneck_wino_.empty()) {  // Winograd over the concatenation: one run of U's rows per kept level
-        std::vector<gemm_segment> runs;
-        for (std::size_t i = 0; i < L; ++i)
-          if (kept[i] > 0) runs.push_back({off[i], i * D, kept[i]});
-        fpn_bottleneck_wino_.run(cat.data(), K, n, h0, w0, runs, fpn_bottleneck_bias_.data(), fused.data(), pred, pred,
-                                 activation::relu);
-      } else {
-        // Implicit GEMM over the concatenation: one segment per (tap, kept level); the reduction is
-        // 9 * sum_i kept_i, and the taps read the pixels in place (zero padding by one).
-        conv2d_shape s3;
-        s3.in_channels = L * D;
-        s3.out_channels = pred;
-        s3.kernel_h = s3.kernel_w = 3;
-        s3.pad_h = s3.pad_w = 1;
-        std::vector<conv_segment> segs;
-        for (std::size_t t = 0; t < 9; ++t)
-          for (std::size_t i = 0; i < L; ++i)
-            if (kept[i] > 0) segs.push_back({t, off[i], t * L * D + i * D, kept[i]});
-        conv2d_gemm(cat.data(), K, n, h0, w0, s3, segs, fpn_bottleneck_, fpn_bottleneck_bias_.data(), fused.data(),
-                    pred, pred, activation::relu);
-      }
-    }
-    {
-      profile_scope ps("classifier");
-      gemm_epilogue ec;
-      ec.bias = cls_.bias();
-      gemm(m0, classes_, pred, fused.data(), pred, cls_.weights(), logits.data(), classes_, ec);
-    }
+    std::vector<const float*> feats(L);
+    for (std::size_t i = 0; i < L; ++i) feats[i] = f.maps[i].data();
+    upernet_head_channels ch;
+    ch.level_kept = exec.level_kept;
+    ch.lateral_kept = exec.lateral_kept;
+    ch.fpn_in = exec.fpn_in;
+    ch.pred_in = exec.pred_in;
+    const std::size_t h0 = f.hs[0], w0 = f.ws[0];
+    detail::aligned_vector<float> logits(n * h0 * w0 * classes_);
+    head_.run(feats, n, f.hs, f.ws, logits.data(), ch);
     // Upsample to the input size: NCHW planes resized as a batch of single-channel maps.
     const tensor4 small = nhwc_to_nchw(logits.data(), n, h0, w0, classes_);
     tensor4 out = tensor4::from_shape({n, classes_, f.height, f.width});
@@ -724,6 +590,7 @@ private:
   }
 
   upernet_config cfg_;
+  conv2d_options convs_;
   conv2d patch_embed_;
   layer_norm embed_norm_;
   std::vector<std::vector<swin_block>> blocks_;
@@ -732,13 +599,7 @@ private:
   // UPerNet head, every BatchNorm folded (ref: UperNetHead); the auxiliary FCN head is training only.
   std::vector<std::size_t> in_channels_, scales_;  ///< channels per feature level, pool scales
   std::size_t d_ = 0, classes_ = 0;
-  std::vector<conv_bn_relu> psp_, lateral_, fpn_;
-  conv_bn_relu psp_bottleneck_;
-  /// fpn_bottleneck in one of two forms, chosen when built (winograd_enabled()):
-  packed_matrix fpn_bottleneck_;          ///< implicit GEMM: [9 * L*D][D], reduction in (tap, ic) order
-  winograd_conv3x3 fpn_bottleneck_wino_;  ///< Winograd F(m x m, 3x3): (m+2)^2 x [L*D][D]
-  std::vector<float> fpn_bottleneck_bias_;
-  linear cls_;  ///< classifier [K, D, 1, 1] as a linear over pixels
+  upernet_head head_;
 };
 
 }  // namespace drt
