@@ -26,7 +26,7 @@
 #include <ctime>
 
 #include <omp.h>
-#include <xsimd/xsimd.hpp>
+#include <drt/core/simd.hpp>
 
 #include <drt/core/parallel.hpp>
 #include <drt/layers/conv2d.hpp>

@@ -29,7 +29,7 @@
 #include <drt/io/file.hpp>
 #include <drt/io/image.hpp>
 #include <drt/io/svg.hpp>
-#include <drt/models/segformer.hpp>
+#include <drt/models/any_model.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -575,7 +575,7 @@ std::string soak_svg(const std::vector<soak_row>& rows, double duration_s, doubl
   return o.str();
 }
 
-int run_soak(const options& o, const drt::lookup_table& table, const drt::segformer_graph& graph,
+int run_soak(const options& o, const drt::lookup_table& table, const drt::model_graph& graph,
              const std::function<drt::tensor4(std::size_t)>& load_frame, const std::vector<double>& budgets,
              std::size_t n_files, double lo, double hi, const nlohmann::json& calibration) {
   const bool write_files = !o.out_prefix.empty() && o.out_prefix != "none";
@@ -594,7 +594,7 @@ int run_soak(const options& o, const drt::lookup_table& table, const drt::segfor
   drt::deadline_controller_options dco;
   dco.target_miss_rate = o.miss_target;
   dco.memory_frames = o.memory_frames;
-  drt::executor<drt::segformer_graph, drt::deadline_controller> ex(graph, drt::deadline_controller(table, dco));
+  drt::executor<drt::model_graph, drt::deadline_controller> ex(graph, drt::deadline_controller(table, dco));
 
   const drt::load_schedule schedule = o.no_load             ? drt::load_schedule{}
                                       : o.load_text.empty() ? soak_schedule(o.duration_s, o.seed)
@@ -852,8 +852,8 @@ int run(const options& o) {
                         table.entries.end());
   }
   table.mark_pareto();
-  std::map<std::string, std::unique_ptr<drt::segformer_model>> models;
-  drt::segformer_graph graph;
+  std::map<std::string, std::unique_ptr<drt::any_model>> models;
+  drt::model_graph graph;
   for (const auto& e : table.entries) {
     if (models.count(e.model)) continue;
     std::vector<fs::path> tries;
@@ -868,9 +868,9 @@ int run(const options& o) {
       throw drt::io_error("lut '" + o.lut + "': model '" + e.model + "': directory '" + e.model_dir +
                           "' not found (as given or relative to the LUT's folder); use --models to leave it out");
     std::cerr << "[deadline] loading " << e.model << " from " << dir << '\n';
-    drt::segformer_options build;  // the graph the table was measured on
+    drt::segformer_options build;  // SegFormer: the decoder graph the table was measured on
     build.fold_decoder = drt::lut_decoder_folded(table, e.model, "lut '" + o.lut + "'");
-    models[e.model] = std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, {}, build));
+    models[e.model] = std::make_unique<drt::any_model>(drt::load_model(dir, {}, build));
     graph.add(e.model, *models[e.model]);
   }
   const std::vector<std::size_t> front = table.front();  // cheapest first
@@ -895,7 +895,7 @@ int run(const options& o) {
       }
   }
   graph.run(x0, plan_b);
-  auto time_once = [&](const drt::segformer_graph::plan_type& p) {
+  auto time_once = [&](const drt::model_graph::plan_type& p) {
     const double t0 = drt::steady_clock_ms{}.now_ms();
     graph.run(x0, p);
     return drt::steady_clock_ms{}.now_ms() - t0;
@@ -973,21 +973,21 @@ int run(const options& o) {
                                              : "static_" + std::to_string(j);
     static_entry[name] = e;
     auto ex =
-        std::make_shared<drt::executor<drt::segformer_graph, drt::static_policy>>(graph, drt::static_policy(table, e));
+        std::make_shared<drt::executor<drt::model_graph, drt::static_policy>>(graph, drt::static_policy(table, e));
     strategies.push_back({name, [ex](const drt::tensor4& x, double b) { return ex->run(x, b); }});
   }
   {
-    auto ex = std::make_shared<drt::executor<drt::segformer_graph, drt::lut_policy>>(graph, drt::lut_policy(table));
+    auto ex = std::make_shared<drt::executor<drt::model_graph, drt::lut_policy>>(graph, drt::lut_policy(table));
     strategies.push_back({"lut_policy", [ex](const drt::tensor4& x, double b) { return ex->run(x, b); }});
     drt::deadline_controller_options dco;
     dco.target_miss_rate = o.miss_target;
     if (o.memory_frames > 0) {  // the purely reactive controller beside the cautious one, for comparison
-      auto rc = std::make_shared<drt::executor<drt::segformer_graph, drt::deadline_controller>>(
+      auto rc = std::make_shared<drt::executor<drt::model_graph, drt::deadline_controller>>(
           graph, drt::deadline_controller(table, dco));
       strategies.push_back({"reactive_controller", [rc](const drt::tensor4& x, double b) { return rc->run(x, b); }});
     }
     dco.memory_frames = o.memory_frames;
-    auto dc = std::make_shared<drt::executor<drt::segformer_graph, drt::deadline_controller>>(
+    auto dc = std::make_shared<drt::executor<drt::model_graph, drt::deadline_controller>>(
         graph, drt::deadline_controller(table, dco));
     strategies.push_back({"deadline_controller", [dc](const drt::tensor4& x, double b) { return dc->run(x, b); }});
   }

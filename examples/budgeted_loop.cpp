@@ -30,7 +30,7 @@ int main(int argc, char** argv) try {
   // Every path the policy may choose is compiled here, once; a frame then only picks one and runs it.
   // deadline_controller rescales the table's latencies by this machine's measured speed (closed loop);
   // drt::lut_policy would trust the table as it is (open loop).
-  drt::executor<drt::segformer_graph, drt::deadline_controller> loop(drt::segformer_graph(name, model),
+  drt::executor<drt::model_graph, drt::deadline_controller> loop(drt::model_graph(name, model),
                                                                      drt::deadline_controller(table));
 
   const drt::rgb_image image = drt::load_image(root + "/data/images/0016E5_07959.png");

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include <drt/core/simd.hpp>
 
 #include <drt/core/error.hpp>
 #include <drt/core/parallel.hpp>

@@ -42,7 +42,8 @@ TEST_SUITE("engine") {
     CHECK(grid[1].values == std::vector<double>{16, 48, 64});
     o.knob_grid = {{"fuse_in", {64}}};
     CHECK_THROWS_WITH_AS(drt::sweep_paths(m, o),
-                         "sweep: knob 'fuse_in' is not an upernet sweep knob (bottleneck_in, fpn_out, fpn_in, pred_in)",
+                         "path: key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, fpn_out, "
+                         "fpn_in, pred_in)",
                          drt::invalid_input);
     o.knob_grid = {{"bottleneck_in", {512}}};
     CHECK_THROWS_WITH_AS(drt::sweep_paths(m, o), "path 'bottleneck_in=512': bottleneck_in=512 must be between 1 and 256",
@@ -175,7 +176,7 @@ TEST_SUITE("engine") {
       t.machine.threads = 2;
       t.source = "lut '" + model + ".json'";
       t.info["input"] = {{"height", 360}, {"width", 480}};
-      t.info["dataset"] = {{"path", "camvid"}, {"accuracy", "miou"}};
+      t.info["dataset"] = {{"path", "/nonexistent/camvid"}, {"images", 101}, {"accuracy", "miou"}};
       t.info["reference"] = {{"model", model}, {"path", "full"}, {"miou", ref_miou}};
       for (const auto& [path, ms, miou] : std::vector<std::tuple<std::string, double, double>>{
                {"full", 100, ref_miou}, {"depths=1,1,1,1", 50, ref_miou - 0.1}}) {
@@ -210,8 +211,8 @@ TEST_SUITE("engine") {
     other = swin;
     other.info["dataset"]["accuracy"] = "pixel_agreement";
     CHECK_THROWS_WITH_AS(drt::merge_luts({seg, other}),
-                         "merged lut: lut 'swin.json' measured accuracy on camvid [pixel_agreement] but lut 'b2.json' "
-                         "on camvid [miou]",
+                         "merged lut: lut 'swin.json' measured accuracy on /nonexistent/camvid (101 images) "
+                         "[pixel_agreement] but lut 'b2.json' on /nonexistent/camvid (101 images) [miou]",
                          drt::invalid_input);
   }
 

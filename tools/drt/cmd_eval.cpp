@@ -1,14 +1,21 @@
-// drt eval: mIoU of a model (and dynamic path) on a labelled folder.
+// drt eval: mIoU of a segmentation model of any family (and dynamic path) on a labelled folder.
 
 #include <drt/eval/evaluate.hpp>
-#include <drt/models/segformer.hpp>
+#include <drt/models/any_model.hpp>
+#include <drt/models/family.hpp>
 
+#include <chrono>
+#include <cstdio>
 #include <iomanip>
 #include <iostream>
 #include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
 
 #include "commands.hpp"
 #include "inputs.hpp"
+#include "progress.hpp"
 
 namespace drt_cli {
 
@@ -23,20 +30,44 @@ int eval_main(const parsed_args& args) {
   if (args.has("--json")) drt::check_writable("json", args.get("--json"));  // before minutes of evaluation
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
   const std::size_t pixel_limit = max_pixels(cmd, args);
-  const auto model = drt::segformer_model::from_dir(model_dir, weight_options(args), segformer_build(args));
-  const auto path = drt::segformer_path::parse(args.get("--path"));
-  const auto exec = model.compile(path);
+  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args));
   const auto items = drt::list_labelled_dataset(data, limit);
-  const auto& names = model.config().class_names;
-  const auto cm =
-      drt::evaluate_segmentation([&](const drt::tensor4& x) { return model.forward(x, false, exec).logits; },
-                                 names.size(), items, ignore, drt::stderr_progress("drt eval"), pixel_limit);
+  progress_line line("drt eval");
+  auto progress = [&](std::size_t done, std::size_t total, double seconds) {
+    const double eta = done ? seconds / double(done) * double(total - done) : 0.0;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%zu/%zu images, %.1f s, ETA %.0f s", done, total, seconds, eta);
+    line.update(buf, {}, done == total);
+  };
+  std::vector<std::string> names;
+  std::string path_text;
+  const drt::confusion_matrix cm = std::visit(
+      [&](const auto& model) -> drt::confusion_matrix {
+        using family = drt::model_family<std::decay_t<decltype(model)>>;
+        if constexpr (family::output != drt::output_kind::segmentation) {
+          throw drt::invalid_input("model '" + model_dir + "' is a " + family::name +
+                                   " classifier: drt eval measures segmentation mIoU (for a classifier's paths use "
+                                   "drt sweep, which measures fidelity to the full model)");
+        } else {
+        const auto path = family::parse(args.get("--path"));
+        family::validate(model, path);
+        const auto exec = family::compile(model, path);
+        names = model.config().class_names;
+        path_text = path.to_string();
+        return drt::evaluate_segmentation([&](const drt::tensor4& x) { return family::logits(model, x, exec); },
+                                          names.size(), items, ignore, progress, pixel_limit);
+        }
+      },
+      any);
+  line.finish();
   auto j = cm.to_json(names);
   j["model"] = model_dir;
-  j["path"] = path.to_string();
+  j["family"] = drt::family_name(any);
+  j["path"] = path_text;
   j["data"] = data;
   j["images"] = items.size();
-  std::cout << "model      " << model_dir << "\npath       " << path.to_string() << "\nimages     " << items.size()
+  std::cout << "model      " << model_dir << " (" << drt::family_name(any) << ")\npath       " << path_text
+            << "\nimages     " << items.size()
             << " (" << data << ")\n"
             << std::fixed << std::setprecision(4) << "mIoU       " << cm.miou() << "\npixel acc  "
             << cm.pixel_accuracy() << "\nper class IoU:\n";
@@ -60,7 +91,7 @@ command add_eval_command(CLI::App& drt) {
                   "matching stems): logits upsampled to the label size (bilinear, align_corners=False), one\n"
                   "confusion matrix over the set.\n"
                   "Labels are 8-bit PNGs with one class index per pixel; --ignore-index pixels are not counted.");
-  positional_option(*app, "MODEL_DIR", "SegFormer model directory (config.json, model.safetensors)")->required();
+  positional_option(*app, "MODEL_DIR", "model directory (config.json, model.safetensors): SegFormer or Swin + UPerNet")->required();
   value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/")->required();
   add_path_option(*app);
   value_option(*app, "--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)");

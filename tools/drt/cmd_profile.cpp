@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "progress.hpp"
 #include "inputs.hpp"
 
 namespace drt_cli {
@@ -62,13 +63,15 @@ int profile_main(const parsed_args& args) {
       opt.path = args.get("--path");
       opt.repeat = repeat;
       const auto t0 = std::chrono::steady_clock::now();
+      progress_line line("drt profile");
       opt.progress = [&](std::size_t done, std::size_t total) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "\rdrt profile: %s %s: run %zu/%zu (warm-up first), %.1f s   ", name.c_str(),
-                     label.c_str(), done, total, s);
-        if (done == total) std::fprintf(stderr, "\n");
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "run %zu/%zu (warm-up first), %.1f s", done, total, s);
+        line.update(name + " " + label + ": " + buf, label, done == total);
       };
       auto r = drt::profile_model(model, opt);
+      line.finish();
       r.model = name;
       if (format == "table")
         std::cout << r.to_table(top) << '\n';

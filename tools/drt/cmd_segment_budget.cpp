@@ -7,7 +7,7 @@
 #include <drt/engine/policy.hpp>
 #include <drt/io/image.hpp>
 #include <drt/layers/resize.hpp>
-#include <drt/models/segformer.hpp>
+#include <drt/models/any_model.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -69,8 +69,8 @@ namespace {
 
 /// The loaded models of a budgeted run, keyed by LUT model name.
 struct budget_models {
-  std::map<std::string, std::unique_ptr<drt::segformer_model>> models;
-  drt::segformer_graph graph;
+  std::map<std::string, std::unique_ptr<drt::any_model>> models;
+  drt::model_graph graph;
 };
 
 template <class Policy>
@@ -87,7 +87,7 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     original = drt::load_image(path, drt::channel_policy::convert, pixel_limit);
     return args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
   };
-  drt::executor<drt::segformer_graph, Policy> ex(bm.graph, std::move(policy));
+  drt::executor<drt::model_graph, Policy> ex(bm.graph, std::move(policy));
   auto size_note = [&](const drt::rgb_image& img) {
     const std::size_t lh = table.input_height(), lw = table.input_width();
     if (lh && (lh != img.height || lw != img.width))
@@ -272,10 +272,9 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
 
   budget_models bm;
   for (const auto& [name, dir] : dirs) {
-    drt::segformer_options build;  // the graph the table was measured on
+    drt::segformer_options build;  // SegFormer: the decoder graph the table was measured on
     build.fold_decoder = drt::lut_decoder_folded(table, name, "lut '" + lut_file + "'");
-    bm.models[name] =
-        std::make_unique<drt::segformer_model>(drt::segformer_model::from_dir(dir, weight_options(args), build));
+    bm.models[name] = std::make_unique<drt::any_model>(drt::load_model(dir, weight_options(args), build));
     bm.graph.add(name, *bm.models[name]);
   }
   if (policy == "lut") {

@@ -1,21 +1,23 @@
-// drt sweep: measure many execution paths (latency on this machine, mIoU on a labelled set), keep the
-// Pareto front, write the lookup table (JSON) and a plot (SVG).
+// drt sweep: measure many execution paths of models of one family (latency on this machine; mIoU on a
+// labelled set, or fidelity to the full model on any images), keep the Pareto front, write the lookup
+// table (JSON) and a plot (SVG).
 
 #include <drt/engine/front_plot.hpp>
 #include <drt/engine/sweep.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "commands.hpp"
 #include "inputs.hpp"
+#include "progress.hpp"
 
 namespace drt_cli {
 
@@ -41,6 +43,31 @@ std::vector<std::size_t> parse_size_list(const std::string& cmd, const std::stri
     out.push_back(v);
   }
   if (out.empty()) throw usage_error(cmd, "option '" + option + "' expects at least one number");
+  return out;
+}
+
+/// 0.0532 -> "5.3".
+std::string percent(double fraction) {
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(1) << 100 * fraction;
+  return o.str();
+}
+
+/// "bottleneck_in=1024,768 pred_in=256,128" -> knob -> values.
+std::map<std::string, std::vector<double>> parse_knobs(const std::string& cmd, const std::string& text) {
+  std::map<std::string, std::vector<double>> out;
+  std::stringstream in(text);
+  for (std::string tok; in >> tok;) {
+    const auto eq = tok.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == tok.size())
+      throw usage_error(cmd, "option '--knobs' expects NAME=V1,V2,... items, got '" + tok + "'");
+    std::vector<double> values;
+    std::stringstream vin(tok.substr(eq + 1));
+    for (std::string v; std::getline(vin, v, ',');) values.push_back(parse_positive_number(cmd, "--knobs", v));
+    if (!out.emplace(tok.substr(0, eq), values).second)
+      throw usage_error(cmd, "option '--knobs' names '" + tok.substr(0, eq) + "' twice");
+  }
+  if (out.empty()) throw usage_error(cmd, "option '--knobs' expects at least one NAME=V1,V2,... item");
   return out;
 }
 
@@ -93,15 +120,26 @@ int sweep_main(const parsed_args& args) {
   if (args.has("--pred-in")) o.pred_in = parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
   o.measured_in_table = args.has("--measured-in-table");
+  o.fidelity = args.has("--fidelity");
+  if (args.has("--knobs")) o.knob_grid = parse_knobs(cmd, args.get("--knobs"));
 
   // Refuse an unwritable output now, not after the measuring.
   drt::check_writable("lut", args.get("--out"));
   if (args.has("--svg")) drt::check_writable("svg", args.get("--svg"));
 
   std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
-  const auto result = drt::sweep_segformer(args.positional, o, drt::stderr_sweep_progress(), [](const std::string& s) {
-    std::cerr << (isatty(2) ? "\r\033[K" : "") << "drt sweep: " << s << '\n';
-  });
+  progress_line line("drt sweep");
+  const auto result = drt::sweep(
+      args.positional, o,
+      [&](const drt::sweep_progress& p) {
+        char buf[128];
+        std::snprintf(buf, sizeof buf, ": %zu/%zu | %zu paths | %.0f s, ETA %.0f s", p.done, p.total, p.paths,
+                      p.elapsed_s, p.eta_s);
+        line.update(p.phase + " " + std::to_string(p.step) + "/" + std::to_string(p.steps) + " " + p.what + buf,
+                    p.phase + std::to_string(p.step), p.done == p.total);
+      },
+      [&](const std::string& s) { line.note(s); });
+  line.finish();
   const auto& t = result.table;
   drt::output_files outputs;  // the table and its plot land together or not at all
   outputs.add("lut", args.get("--out"), t.to_json().dump(1) + "\n");
@@ -111,7 +149,8 @@ int sweep_main(const parsed_args& args) {
   const auto& r = result.report;
   const auto& lat = r["latency"];
   std::cout << std::fixed << std::setprecision(1) << "paths      " << t.entries.size() << " ("
-            << r["pareto_paths"].get<int>() << " on the front), " << r["encoder_paths"].size()
+            << r["pareto_paths"].get<int>() << " on the front), "
+            << (r.contains("encoder_paths") ? r["encoder_paths"].size() : r["encoder_groups"].size())
             << " encoder paths, stopped: " << r["stopped_by"].get<std::string>() << '\n'
             << "wall time  " << r["wall_s"].get<double>() << " s (latency " << r["phases_s"]["latency"].get<double>()
             << " s, accuracy " << r["phases_s"]["accuracy"].get<double>() << " s, confirmation "
@@ -123,14 +162,21 @@ int sweep_main(const parsed_args& args) {
     std::cout << std::setprecision(1) << "prediction " << lat["sample"].size()
               << " paths timed end to end: median |error| "
               << 100 * lat["median"]["median_abs_relative_error"].get<double>() << " %, max "
-              << 100 * lat["median"]["max_abs_relative_error"].get<double>() << " % (p95: median "
+              << 100 * lat["median"]["max_abs_relative_error"].get<double>() << " %"
+              << (lat["median_calibrated"].contains("median_abs_relative_error")
+                      ? "; calibrated by the full path: median " +
+                            percent(lat["median_calibrated"]["median_abs_relative_error"].get<double>()) + " %, max " +
+                            percent(lat["median_calibrated"]["max_abs_relative_error"].get<double>()) + " %"
+                      : std::string())
+              << " (p95: median "
               << 100 * lat["p95"]["median_abs_relative_error"].get<double>() << " %, max "
               << 100 * lat["p95"]["max_abs_relative_error"].get<double>() << " %)\n";
   std::cout << "lut        " << args.get("--out") << '\n';
   if (args.has("--svg")) std::cout << "plot       " << args.get("--svg") << '\n';
   std::cout << "\nPareto front (ms; 'timed' = measured end to end in the confirmation sample):\n"
             << std::left << std::setw(22) << "model" << std::setw(44) << "path" << std::right << std::setw(8) << "GMACs"
-            << std::setw(10) << "median" << std::setw(10) << "p95" << std::setw(10) << "timed" << std::setw(8) << "mIoU"
+            << std::setw(10) << "median" << std::setw(10) << "p95" << std::setw(10) << "timed" << std::setw(8)
+            << (t.info["dataset"].value("accuracy", std::string("miou")) == "miou" ? "mIoU" : "agree")
             << std::setw(7) << "norm" << '\n';
   for (const std::size_t i : t.front()) {
     const auto& e = t.entries[i];
@@ -151,22 +197,28 @@ int sweep_main(const parsed_args& args) {
 
 command add_sweep_command(CLI::App& drt) {
   CLI::App* app =
-      add_command(drt, "sweep", "measure many paths (latency, mIoU), keep the Pareto front in a lookup table",
-                  "Enumerate execution paths of SegFormer models (depth combinations near the full model, decoder\n"
-                  "channel counts on a grid), measure each path's latency on this machine (median and p95) and its\n"
-                  "mIoU on a labelled folder, and write a lookup table with the Pareto-optimal paths flagged.\n"
-                  "Several models give one hybrid table: the policies may switch models as well as paths.\n"
-                  "The first MODEL_DIR's full path is the reference for normalized mIoU and time.\n"
-                  "Latency: per-layer times of the full path and of each decoder configuration predict every path;\n"
-                  "a sample (the Pareto front first) is timed end to end and the agreement is reported.\n"
-                  "mIoU: one encoding per image and encoder path serves every decoder path of the grid.\n"
+      add_command(drt, "sweep", "measure many paths (latency, accuracy), keep the Pareto front in a lookup table",
+                  "Enumerate execution paths of models of one family (SegFormer, Swin + UPerNet, ResNet): depth\n"
+                  "combinations near the full model crossed with a grid of the family's channel knobs. Measure each\n"
+                  "path's latency on this machine (median and p95) and its accuracy, and write a lookup table with\n"
+                  "the Pareto-optimal paths flagged. Accuracy: mIoU when --data has images/ and labels/; otherwise\n"
+                  "(or with --fidelity) agreement with the first model's full path on any images (argmax pixel\n"
+                  "agreement; classifiers: top-1 agreement, with the KL divergence).\n"
+                  "Several models give one hybrid table: the policies may switch models as well as paths. Tables of\n"
+                  "different families are swept apart and joined with 'drt lut merge'.\n"
+                  "The first MODEL_DIR's full path is the reference for normalized accuracy and time.\n"
+                  "Latency: per-layer times of the full path (SegFormer: and of each decoder configuration) predict\n"
+                  "every path; a sample (the Pareto front first) is timed end to end and the agreement is reported.\n"
+                  "Accuracy: one encoding per image and encoder path serves every head path of the grid.\n"
                   "Encoder paths run in order of promise while the --budget-minutes estimate allows.\n"
                   "Progress and ETA on stderr; the front on stdout. docs/engine.md describes the LUT format.");
-  positional_option(*app, "MODEL_DIR", "SegFormer model directories (1 to 64)")
+  positional_option(*app, "MODEL_DIR", "model directories of one family (1 to 64)")
       ->expected(1, 64)
+      ->allow_extra_args(true)  // CLI11 2.3: without it an option with no bound variable takes one value
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->required();
-  value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/ (required)")->required();
+  value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/, or any folder of images (required)")
+      ->required();
   value_option(*app, "--out", "LUT", "lookup table to write (JSON, required)")->required();
   value_option(*app, "--svg", "PATH", "also plot every path and the front (normalized latency vs normalized mIoU)");
   value_option(*app, "--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)");
@@ -183,6 +235,11 @@ command add_sweep_command(CLI::App& drt) {
                "explicit Conv2DFuse input counts, e.g. 1024,2048,3072 (default folded: D, 2D, ..., S*D)");
   add_no_fold_option(*app);
   value_option(*app, "--pred-in", "LIST", "explicit Conv2DPred input counts, e.g. 384,768");
+  value_option(*app, "--knobs", "GRID",
+               "values of the family's knobs to cross with the depths, e.g. \"bottleneck_in=1024,512 pred_in=256,128\"\n"
+               "(UPerNet: bottleneck_in, fpn_out, fpn_in, pred_in; ResNet: expand, mid; SegFormer: fuse_in, pred_in,\n"
+               "linear0_in; default: the family's grid)");
+  flag_option(*app, "--fidelity", "accuracy = agreement with the first model's full path, even when --data has labels");
   value_option(*app, "--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)");
   value_option(*app, "--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)");
   value_option(*app, "--confirm", "N", "paths timed end to end to confirm the prediction (default 8)");

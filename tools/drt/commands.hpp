@@ -14,6 +14,7 @@ command add_profile_command(CLI::App& drt);  // cmd_profile.cpp
 command add_sweep_command(CLI::App& drt);    // cmd_sweep.cpp
 command add_accel_command(CLI::App& drt);    // cmd_accel.cpp
 command add_dse_command(CLI::App& drt);      // cmd_dse.cpp
+command add_lut_command(CLI::App& drt);      // cmd_lut.cpp
 
 /// `drt segment --lut ...` (cmd_segment_budget.cpp): the budget options of `segment`, whether a
 /// command line asks for budgeted inference, and running it.

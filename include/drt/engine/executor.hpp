@@ -101,9 +101,6 @@ private:
   std::map<std::string, std::variant<const segformer_model*, const upernet_swin_model*, const resnet_model*>> models_;
 };
 
-/// Transitional name (the program moves to model_graph); removed once every caller has.
-using segformer_graph = model_graph;
-
 /// Output of one frame with the path it ran and the accuracy estimate it came with.
 template <class Output>
 struct frame_result {

@@ -8,10 +8,12 @@
 #include <cmath>
 #include <cstddef>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -396,7 +398,12 @@ inline lookup_table merge_luts(const std::vector<lookup_table>& tables, const st
   auto dataset_key = [](const lookup_table& t) {
     if (!t.info.contains("dataset")) return std::string("(none)");
     const auto& d = t.info["dataset"];
-    return d.value("path", std::string("?")) + " [" + d.value("accuracy", std::string("miou")) + "]";
+    std::string path = d.value("path", std::string("?"));
+    std::error_code ec;
+    const auto canonical = std::filesystem::weakly_canonical(path, ec);  // one folder however it was spelt
+    if (!ec) path = canonical.string();
+    return path + " (" + std::to_string(d.value("images", 0)) + " images) [" +
+           d.value("accuracy", std::string("miou")) + "]";
   };
   nlohmann::json parts = nlohmann::json::array();
   std::set<std::string> models;

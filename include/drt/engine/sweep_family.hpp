@@ -75,31 +75,6 @@ inline std::vector<sweep_knob> sweep_knob_grid(const resnet_model&, std::size_t)
   return {{"expand", {0.5, 0.75, 1.0}, 1.0}};
 }
 
-namespace detail {
-/// Sets knob `name` of a path to `v` (a channel count or, for ResNet's expand, a fraction).
-inline void set_knob(segformer_path& p, const std::string& name, double v) {
-  const int n = static_cast<int>(std::lround(v));
-  if (name == "fuse_in") p.fuse_in = n;
-  else if (name == "pred_in") p.pred_in = n;
-  else if (name == "linear0_in") p.linear0_in = n;
-  else throw invalid_input("sweep: knob '" + name + "' is not a segformer sweep knob (fuse_in, pred_in, linear0_in)");
-}
-inline void set_knob(upernet_path& p, const std::string& name, double v) {
-  const int n = static_cast<int>(std::lround(v));
-  if (name == "bottleneck_in") p.bottleneck_in = n;
-  else if (name == "fpn_out") p.fpn_out = n;
-  else if (name == "fpn_in") p.fpn_in = n;
-  else if (name == "pred_in") p.pred_in = n;
-  else
-    throw invalid_input("sweep: knob '" + name +
-                        "' is not an upernet sweep knob (bottleneck_in, fpn_out, fpn_in, pred_in)");
-}
-inline void set_knob(resnet_path& p, const std::string& name, double v) {
-  if (name == "expand") p.expand = {v};
-  else if (name == "mid") p.mid = {static_cast<int>(std::lround(v))};
-  else throw invalid_input("sweep: knob '" + name + "' is not a resnet sweep knob (expand, mid)");
-}
-}  // namespace detail
 
 /// Every path of `model` the sweep measures: depth vectors x the knob grid, the full path first.
 /// `opt.knob_grid` replaces the default values of the knobs it names (and adds knobs).
@@ -132,7 +107,7 @@ std::vector<typename model_family<Model>::path_type> sweep_paths(const Model& mo
       path_type p = family::with_depths(path_type{}, d, full_depths);
       for (std::size_t k = 0; k < grid.size(); ++k) {
         const double v = values[k][idx[k]];
-        if (!(v == grid[k].full)) detail::set_knob(p, grid[k].name, v);
+        if (!(v == grid[k].full)) set_path_knob(p, grid[k].name, v);
       }
       family::validate(model, p);
       const std::string text = p.to_string();
@@ -381,6 +356,13 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
                                       double(m.group_seconds.size());
     return per_path * std::max<double>(1.0, 0.5 * double(m.groups[group].size()));
   };
+  auto remaining_estimate_s = [&]() {  // what the queues would still take, capped by the budget
+    double t = 0;
+    for (const auto& m : models)
+      for (std::size_t g = m.next; g < m.groups.size(); ++g) t += estimate_s(m, g);
+    const double left = budget_s - detail::seconds_since(t_start) - confirm_reserve_s;
+    return std::max(0.0, std::min(t, left)) + confirm_reserve_s;
+  };
   std::string stopped_by = "all paths done";
   nlohmann::json group_report = nlohmann::json::array();
   std::size_t planned = 0, step = 0;
@@ -423,7 +405,8 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     prog.what = m.name + " " + family::encoder_key(m.paths[group.front()]);
     prog.total = n_images;
     prog.done = 0;
-    report_progress(0);
+    const double group_estimate_s = estimate_s(m, m.next - 1);
+    report_progress(remaining_estimate_s() + group_estimate_s);
     std::vector<path_accuracy> acc(group.size(), path_accuracy(K, opt.ignore_index));
     std::exception_ptr error;
     std::size_t done = 0;
@@ -465,7 +448,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
 #pragma omp critical(drt_sweep_progress)
         {
           prog.done = ++done;
-          report_progress(0);
+          report_progress(remaining_estimate_s() + group_estimate_s * (1.0 - double(done) / double(n_images)));
         }
       }
 #pragma omp critical(drt_sweep_merge)

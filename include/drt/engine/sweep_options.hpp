@@ -15,11 +15,6 @@
 #include <utility>
 #include <vector>
 
-#include <cstdio>
-#include <memory>
-
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
@@ -119,31 +114,6 @@ struct sweep_progress {
 };
 using sweep_progress_fn = std::function<void(const sweep_progress&)>;
 using sweep_log_fn = std::function<void(const std::string&)>;
-
-// Transitional: moves to the program with the progress printer (a library header prints nothing).
-/// Progress on stderr: one line overwritten in place (at most every half second) on a terminal, a
-/// new line at each step and at most every 15 s otherwise (logs stay short).
-inline sweep_progress_fn stderr_sweep_progress() {
-  struct state {
-    bool tty = isatty(2) != 0;
-    std::chrono::steady_clock::time_point last{};
-    std::string key;
-  };
-  auto st = std::make_shared<state>();
-  return [st](const sweep_progress& p) {
-    const auto now = std::chrono::steady_clock::now();
-    const std::string key = p.phase + std::to_string(p.step);
-    const double since = std::chrono::duration<double>(now - st->last).count();
-    const bool new_step = key != st->key, finished = p.done == p.total;
-    if (!(new_step || finished || since >= (st->tty ? 0.5 : 15.0))) return;
-    st->last = now;
-    st->key = key;
-    std::fprintf(stderr, "%sdrt sweep: %s %zu/%zu %s: %zu/%zu | %zu paths | %.0f s, ETA %.0f s%s",
-                 st->tty ? "\r\033[K" : "", p.phase.c_str(), p.step, p.steps, p.what.c_str(), p.done, p.total, p.paths,
-                 p.elapsed_s, p.eta_s, st->tty ? "" : "\n");
-    std::fflush(stderr);
-  };
-}
 
 struct sweep_result {
   lookup_table table;

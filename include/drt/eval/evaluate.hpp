@@ -5,7 +5,6 @@
 /// the label size, argmax, one confusion matrix over the set.
 
 #include <chrono>
-#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,15 +18,6 @@ namespace drt {
 
 /// Called after each image with (done, total, seconds so far).
 using progress_fn = std::function<void(std::size_t, std::size_t, double)>;
-
-/// A progress line on stderr with an ETA, overwritten in place.
-inline progress_fn stderr_progress(const std::string& what) {
-  return [what](std::size_t done, std::size_t total, double seconds) {
-    const double eta = done ? seconds / double(done) * double(total - done) : 0.0;
-    std::fprintf(stderr, "\r%s: %zu/%zu images, %.1f s, ETA %.0f s   ", what.c_str(), done, total, seconds, eta);
-    if (done == total) std::fprintf(stderr, "\n");
-  };
-}
 
 /// Evaluates `run(pixel_values [1,3,H,W]) -> logits [1,K,h,w]` over `items`; images and labels
 /// above `max_pixels` are refused (io/image.hpp).

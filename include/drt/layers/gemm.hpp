@@ -118,7 +118,7 @@ struct gemm_epilogue {
 /// One run of a GEMM's reduction: k consecutive reduction rows of the packed B starting at b_row,
 /// read from each A row at a_offset floats from its start. A plain GEMM is one segment {0, 0, k}; a
 /// channel selection that is not one prefix of the reduction, or a convolution's kernel taps, are
-/// several (see dynamic/gemm_segmented.hpp and conv2d.hpp).
+/// several (see conv2d.hpp and winograd.hpp; tests/dynamic/gemm_segmented.hpp checks it over the tile edges).
 struct gemm_segment {
   std::size_t a_offset = 0;  ///< floats from the start of each A row
   std::size_t b_row = 0;     ///< first reduction row of the packed B

@@ -30,7 +30,7 @@
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
-#include "../dynamic/gemm_segmented.hpp"
+#include "../layers/gemm.hpp"
 #include "../dynamic/resnet_path.hpp"
 #include "../io/model_config.hpp"
 #include "../io/resnet_config.hpp"
