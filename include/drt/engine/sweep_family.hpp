@@ -234,19 +234,11 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   using path_type = typename family::path_type;
   using exec_type = typename family::execution_type;
   using clock = std::chrono::steady_clock;
-  const auto t_start = clock::now();
-  const double budget_s = opt.budget_minutes * 60.0;
-  if (model_dirs.empty()) throw invalid_input("sweep: no model directories given");
-  if (!(opt.budget_minutes > 0) || !std::isfinite(opt.budget_minutes))
-    throw invalid_input("sweep: budget of " + detail::lut_num(opt.budget_minutes) + " minutes must be positive");
-  if (opt.repeats == 0) throw invalid_input("sweep: repeats must be at least 1");
+  detail::sweep_run run(model_dirs, opt, progress, log);
   if (opt.channel_step == 0) throw invalid_input("sweep: channel step must be positive");
-  const int threads = opt.threads > 0 ? opt.threads : max_threads();
-  set_threads(threads);
-  auto note = [&](const std::string& s) {
-    if (log) log(s);
-  };
-  const auto load_start = machine_info::current_load_average();
+  const double budget_s = run.budget_s;
+  const int threads = run.threads;
+  auto note = [&](const std::string& s) { run.note(s); };
 
   const sweep_data data = load_sweep_data(opt);
   const std::size_t H = data.height, W = data.width, n_images = data.size();
@@ -269,15 +261,9 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     std::vector<double> group_seconds;
   };
   std::vector<state> models(model_dirs.size());
-  sweep_progress prog;
-  std::size_t path_count = 0;
-  auto report_progress = [&](double eta) {
-    if (!progress) return;
-    prog.paths = path_count;
-    prog.elapsed_s = detail::seconds_since(t_start);
-    prog.eta_s = eta;
-    progress(prog);
-  };
+  sweep_progress& prog = run.prog;
+  std::size_t& path_count = run.paths;
+  auto report_progress = [&](double eta) { run.report(eta); };
 
   // ---- 1. enumerate, 2. latency model
   prog.phase = "latency";
@@ -285,9 +271,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   for (std::size_t mi = 0; mi < models.size(); ++mi) {
     auto& m = models[mi];
     m.dir = model_dirs[mi];
-    m.name = detail::model_name_of(m.dir);
-    for (std::size_t o = 0; o < mi; ++o)
-      if (models[o].name == m.name) throw invalid_input("sweep: two models are named '" + m.name + "'");
+    m.name = detail::sweep_run::model_name(model_dirs, mi);
     m.model = std::make_unique<Model>(detail::load_for_sweep<Model>(m.dir, opt));
     family::check_input(*m.model, H, W);
     if (family::input_channels(*m.model) != 3)
@@ -337,7 +321,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
          " ms median, " + std::to_string(m.paths.size()) + " paths in " + std::to_string(m.groups.size()) +
          " encoder groups");
   }
-  const double latency_phase_s = detail::seconds_since(t_start);
+  const double latency_phase_s = run.elapsed();
 
   // ---- 3. accuracy, group by group, interleaving the models
   const std::size_t K0 = family::classes(*models[0].model);
@@ -360,7 +344,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     double t = 0;
     for (const auto& m : models)
       for (std::size_t g = m.next; g < m.groups.size(); ++g) t += estimate_s(m, g);
-    const double left = budget_s - detail::seconds_since(t_start) - confirm_reserve_s;
+    const double left = budget_s - run.elapsed() - confirm_reserve_s;
     return std::max(0.0, std::min(t, left)) + confirm_reserve_s;
   };
   std::string stopped_by = "all paths done";
@@ -375,7 +359,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
       auto& m = models[mi];
       if (m.next >= m.groups.size()) continue;
       const bool first = m.next == 0 && mi == 0;  // the reference always runs
-      if (!first && detail::seconds_since(t_start) + estimate_s(m, m.next) + confirm_reserve_s > budget_s) {
+      if (!first && run.elapsed() + estimate_s(m, m.next) + confirm_reserve_s > budget_s) {
         m.next = m.groups.size();
         stopped_by = "time budget";
         continue;
@@ -462,7 +446,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     group_report.push_back(
         {{"model", m.name}, {"encoder", family::encoder_key(m.paths[group.front()])}, {"seconds", sec}, {"paths", group.size()}});
   }
-  const double accuracy_phase_s = detail::seconds_since(t_start) - latency_phase_s;
+  const double accuracy_phase_s = run.elapsed() - latency_phase_s;
 
   // ---- entries with predicted latency
   lookup_table table;
@@ -501,35 +485,15 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
         const auto& m = models[entry_of[i].first];
         family::logits(*m.model, data.inputs[0], m.execs[entry_of[i].second]);
       },
-      t_start, budget_s,
-      [&](const std::string& what, std::size_t s, std::size_t steps, std::size_t d, std::size_t total, double eta) {
-        prog.what = what;
-        prog.step = s;
-        prog.steps = steps;
-        prog.done = d;
-        prog.total = total;
-        report_progress(eta);
-      });
+      run.start, budget_s, run.confirm_progress());
   lat["method"] =
       "predicted median = sum over the path's layers of the full path's per-layer median (" +
       std::to_string(opt.repeats) +
       " profiled runs) x the layer's work under the path / its work in the full path (MACs; output elements for "
       "layers without MACs) + the full path's time outside layer scopes; calibrated by the full path's "
       "measured/predicted ratio at confirmation time; p95 = median x the sample's median p95/median ratio";
-  const double wall_s = detail::seconds_since(t_start);
-  nlohmann::json report;
+  nlohmann::json report = run.report_json(opt, table, latency_phase_s, accuracy_phase_s, stopped_by);
   report["family"] = family::name;
-  report["wall_s"] = wall_s;
-  report["phases_s"] = {{"latency", latency_phase_s},
-                        {"accuracy", accuracy_phase_s},
-                        {"confirm", wall_s - latency_phase_s - accuracy_phase_s}};
-  report["budget_minutes"] = opt.budget_minutes;
-  report["stopped_by"] = stopped_by;
-  report["paths"] = table.entries.size();
-  report["pareto_paths"] = table.front().size();
-  report["threads"] = threads;
-  report["load_average_start"] = load_start;
-  report["load_average_end"] = machine_info::current_load_average();
   report["encoder_groups"] = group_report;
   report["latency"] = lat;
   nlohmann::json grids = nlohmann::json::object();

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../core/parallel.hpp"
 #include "lut.hpp"
 
 namespace drt {
@@ -131,6 +132,82 @@ inline std::string model_name_of(const std::string& dir) {
   if (p.filename().empty()) p = p.parent_path();
   return p.filename().string();
 }
+
+/// What every sweep keeps while it runs: its start and time budget, its threads, the progress it
+/// reports and the notes it logs. Constructing it checks the options every sweep shares.
+struct sweep_run {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  double budget_s = 0;
+  int threads = 1;
+  std::vector<double> load_start = machine_info::current_load_average();
+  sweep_progress prog;
+  std::size_t paths = 0;  ///< paths with a result so far
+
+  sweep_run(const std::vector<std::string>& model_dirs, const sweep_options& opt, sweep_progress_fn progress,
+            sweep_log_fn log)
+      : budget_s(opt.budget_minutes * 60.0), progress_(std::move(progress)), log_(std::move(log)) {
+    if (model_dirs.empty()) throw invalid_input("sweep: no model directories given");
+    if (!(opt.budget_minutes > 0) || !std::isfinite(opt.budget_minutes))
+      throw invalid_input("sweep: budget of " + lut_num(opt.budget_minutes) + " minutes must be positive");
+    if (opt.repeats == 0 || opt.decoder_repeats == 0)
+      throw invalid_input("sweep: repeats and decoder_repeats must be at least 1");
+    threads = opt.threads > 0 ? opt.threads : max_threads();
+    set_threads(threads);
+  }
+
+  double elapsed() const { return seconds_since(start); }
+  void report(double eta) {
+    if (!progress_) return;
+    prog.paths = paths;
+    prog.elapsed_s = elapsed();
+    prog.eta_s = eta;
+    progress_(prog);
+  }
+  void note(const std::string& s) const {
+    if (log_) log_(s);
+  }
+  /// The confirmation phase's progress callback (sweep_confirm.hpp).
+  std::function<void(const std::string&, std::size_t, std::size_t, std::size_t, std::size_t, double)> confirm_progress() {
+    return [this](const std::string& what, std::size_t step, std::size_t steps, std::size_t done, std::size_t total,
+                  double eta) {
+      prog.what = what;
+      prog.step = step;
+      prog.steps = steps;
+      prog.done = done;
+      prog.total = total;
+      report(eta);
+    };
+  }
+  /// Model i's name in the table (its directory's base name); two models may not share one.
+  static std::string model_name(const std::vector<std::string>& model_dirs, std::size_t i) {
+    const std::string name = model_name_of(model_dirs[i]);
+    for (std::size_t o = 0; o < i; ++o)
+      if (model_name_of(model_dirs[o]) == name) throw invalid_input("sweep: two models are named '" + name + "'");
+    return name;
+  }
+  /// The fields every sweep report has.
+  nlohmann::json report_json(const sweep_options& opt, const lookup_table& table, double latency_phase_s,
+                             double accuracy_phase_s, const std::string& stopped_by) const {
+    const double wall_s = elapsed();
+    nlohmann::json r;
+    r["wall_s"] = wall_s;
+    r["phases_s"] = {{"latency", latency_phase_s},
+                     {"accuracy", accuracy_phase_s},
+                     {"confirm", wall_s - latency_phase_s - accuracy_phase_s}};
+    r["budget_minutes"] = opt.budget_minutes;
+    r["stopped_by"] = stopped_by;
+    r["paths"] = table.entries.size();
+    r["pareto_paths"] = table.front().size();
+    r["threads"] = threads;
+    r["load_average_start"] = load_start;
+    r["load_average_end"] = machine_info::current_load_average();
+    return r;
+  }
+
+private:
+  sweep_progress_fn progress_;
+  sweep_log_fn log_;
+};
 
 }  // namespace detail
 

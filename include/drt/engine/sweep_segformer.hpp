@@ -264,22 +264,13 @@ struct sweep_model_state {
 inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, const sweep_options& opt,
                                     const sweep_progress_fn& progress = {}, const sweep_log_fn& log = {}) {
   using clock = std::chrono::steady_clock;
-  const auto t_start = clock::now();
-  const double budget_s = opt.budget_minutes * 60.0;
-  if (model_dirs.empty()) throw invalid_input("sweep: no model directories given");
-  if (!(opt.budget_minutes > 0) || !std::isfinite(opt.budget_minutes))
-    throw invalid_input("sweep: budget of " + detail::lut_num(opt.budget_minutes) + " minutes must be positive");
-  if (opt.repeats == 0 || opt.decoder_repeats == 0)
-    throw invalid_input("sweep: repeats and decoder_repeats must be at least 1");
+  detail::sweep_run run(model_dirs, opt, progress, log);
   if (opt.channel_step == 0 || opt.channel_step % detail::simd_width != 0)
     throw invalid_input("sweep: channel step " + std::to_string(opt.channel_step) + " must be a positive multiple of " +
                         std::to_string(detail::simd_width) + " (the SIMD width)");
-  const int threads = opt.threads > 0 ? opt.threads : max_threads();
-  set_threads(threads);
-  auto note = [&](const std::string& s) {
-    if (log) log(s);
-  };
-  const auto load_start = machine_info::current_load_average();
+  const double budget_s = run.budget_s;
+  const int threads = run.threads;
+  auto note = [&](const std::string& s) { run.note(s); };
 
   // ---- data: every image decoded, normalized (and resized) once
   const sweep_data data = load_sweep_data(opt);
@@ -299,9 +290,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   for (std::size_t mi = 0; mi < model_dirs.size(); ++mi) {
     auto& m = models[mi];
     m.dir = model_dirs[mi];
-    m.name = detail::model_name_of(m.dir);
-    for (std::size_t o = 0; o < mi; ++o)
-      if (models[o].name == m.name) throw invalid_input("sweep: two models are named '" + m.name + "'");
+    m.name = detail::sweep_run::model_name(model_dirs, mi);
     segformer_options build;
     build.fold_decoder = opt.fold_decoder;
     m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir, {}, build));
@@ -338,15 +327,9 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     for (const auto& dv : m.depth_queue) m.make_path(dv, full, d).validate(m.model->config());
   }
 
-  sweep_progress prog;
-  std::size_t path_count = 0;
-  auto report_progress = [&](double eta) {
-    if (!progress) return;
-    prog.paths = path_count;
-    prog.elapsed_s = detail::seconds_since(t_start);
-    prog.eta_s = eta;
-    progress(prog);
-  };
+  sweep_progress& prog = run.prog;
+  std::size_t& path_count = run.paths;
+  auto report_progress = [&](double eta) { run.report(eta); };
 
   // ---- phase 1: per-layer latency (full path; every decoder configuration on one encoding)
   prog.phase = "latency";
@@ -451,7 +434,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
          "), " + std::to_string(m.depth_queue.size()) +
          " encoder paths queued");
   }
-  const double latency_phase_s = detail::seconds_since(t_start);
+  const double latency_phase_s = run.elapsed();
 
   // ---- phase 2: accuracy, encoder path by encoder path, interleaving the models by rank
   struct result_row {
@@ -483,7 +466,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     for (const auto& m : models) {
       s += estimate_s(m) * double(m.depth_queue.size() - m.next);
     }
-    const double left = budget_s - detail::seconds_since(t_start) - confirm_reserve_s;
+    const double left = budget_s - run.elapsed() - confirm_reserve_s;
     return std::max(0.0, std::min(s, left)) + confirm_reserve_s;
   };
   std::size_t planned_steps = 0;
@@ -499,7 +482,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
       if (m.next >= m.depth_queue.size()) continue;
       const double est = estimate_s(m);
       const bool first = m.next == 0;  // each model's first encoder path always runs
-      if (!first && detail::seconds_since(t_start) + est + confirm_reserve_s > budget_s) {
+      if (!first && run.elapsed() + est + confirm_reserve_s > budget_s) {
         m.next = m.depth_queue.size();  // no time left for this model
         stopped_by = "time budget";
         continue;
@@ -563,7 +546,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
         bool skip = false;
 #pragma omp critical(drt_sweep_progress)
         {
-          if (may_cancel && !cancelled && detail::seconds_since(t_start) + confirm_reserve_s > budget_s)
+          if (may_cancel && !cancelled && run.elapsed() + confirm_reserve_s > budget_s)
             cancelled = true;
           skip = cancelled;
         }
@@ -621,7 +604,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
                               {"paths", nf * np},
                               {"full_decoder_miou", cms.back().miou()}});
   }
-  const double accuracy_phase_s = detail::seconds_since(t_start) - latency_phase_s;
+  const double accuracy_phase_s = run.elapsed() - latency_phase_s;
 
   // ---- entries with predicted latency
   lookup_table table;
@@ -654,32 +637,12 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   };
   nlohmann::json lat = detail::confirm_latencies(
       table, opt, [&](std::size_t i) { model_of(table.entries[i]).model->forward(inputs[0], false, execs[i]); },
-      t_start, budget_s,
-      [&](const std::string& what, std::size_t step, std::size_t steps, std::size_t done, std::size_t total,
-          double eta) {
-        prog.what = what;
-        prog.step = step;
-        prog.steps = steps;
-        prog.done = done;
-        prog.total = total;
-        report_progress(eta);
-      });
+      run.start, budget_s, run.confirm_progress());
   for (auto& m : models) m.calibration = lat["calibration"].value(m.name, 1.0);
 
   // ---- the table
-  const double wall_s = detail::seconds_since(t_start);
-  nlohmann::json report;
-  report["wall_s"] = wall_s;
-  report["phases_s"] = {{"latency", latency_phase_s},
-                        {"accuracy", accuracy_phase_s},
-                        {"confirm", wall_s - latency_phase_s - accuracy_phase_s}};
-  report["budget_minutes"] = opt.budget_minutes;
-  report["stopped_by"] = stopped_by;
-  report["paths"] = table.entries.size();
-  report["pareto_paths"] = table.front().size();
-  report["threads"] = threads;
-  report["load_average_start"] = load_start;
-  report["load_average_end"] = machine_info::current_load_average();
+  nlohmann::json report = run.report_json(opt, table, latency_phase_s, accuracy_phase_s, stopped_by);
+  report["family"] = "segformer";
   report["encoder_paths"] = encoder_report;
   report["shared_decoder_check"] = {{"paths_compared", verified}, {"max_abs_logit_difference", max_decode_diff}};
   lat["method"] =
