@@ -40,6 +40,8 @@ float act_ref(drt::activation a, float x) {
 }
 
 struct wino_case {
+  wino_case(std::size_t ic_, std::size_t oc_, std::size_t n_, std::size_t h_, std::size_t w_)
+      : ic(ic_), oc(oc_), n(n_), h(h_), w(w_) {}
   std::size_t ic, oc, n, h, w;
   std::size_t ldx_pad = 0, ldy_pad = 0, out_kept = 0;     // 0: all outputs
   std::vector<std::pair<std::size_t, std::size_t>> runs;  // kept input channel runs [first, first + len); empty: all
