@@ -384,7 +384,9 @@ Path parse_path(const std::string& text) {
   std::string first, second;
   if (words >> first && first == "full" && !(words >> second)) return p;  // to_string's name of no keys
   std::set<std::string> seen;
-  for (const auto& [key, v] : detail::split_path_text(text)) {
+  for (const auto& kv : detail::split_path_text(text)) {
+    const std::string& key = kv.first;  // named copies: lambdas below capture them (no structured bindings:
+    const std::string& v = kv.second;   // C++17 lambdas may not capture those, and clang refuses)
     if (!seen.insert(key).second)
       throw invalid_input(detail::path_where(text) + ": key '" + detail::path_shown(key) + "' given twice");
     const auto it = std::find_if(fam.knobs.begin(), fam.knobs.end(), [&](const auto& k) { return key == k.name; });

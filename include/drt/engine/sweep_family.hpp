@@ -83,7 +83,9 @@ std::vector<typename model_family<Model>::path_type> sweep_paths(const Model& mo
   using family = model_family<Model>;
   using path_type = typename family::path_type;
   auto grid = sweep_knob_grid(model, opt.channel_step);
-  for (const auto& [name, values] : opt.knob_grid) {
+  for (const auto& knob : opt.knob_grid) {
+    const std::string& name = knob.first;  // captured below: not a structured binding (C++17)
+    const std::vector<double>& values = knob.second;
     if (values.empty()) throw invalid_input("sweep: knob '" + name + "' has no values");
     auto it = std::find_if(grid.begin(), grid.end(), [&](const sweep_knob& k) { return k.name == name; });
     if (it == grid.end()) it = grid.insert(grid.end(), sweep_knob{name, {}, NAN});
