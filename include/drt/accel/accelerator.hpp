@@ -80,35 +80,25 @@ struct accelerator {
   /// Milliseconds for `cycles` at the clock.
   constexpr double ms(double cycles) const noexcept { return cycles / (clock_ghz * 1e6); }
 
-  constexpr accelerator with_label(const char* v) const noexcept {
+  /// A copy with one parameter changed, e.g. a.with(&accelerator::gb_kb, 1024u); the named
+  /// setters below are the common ones.
+  template <class T, class V>
+  constexpr accelerator with(T accelerator::*field, V v) const noexcept {
     auto a = *this;
-    a.label = v;
+    a.*field = static_cast<T>(v);
     return a;
   }
-  constexpr accelerator with_gb_kb(unsigned v) const noexcept {
-    auto a = *this;
-    a.gb_kb = v;
-    return a;
-  }
+  constexpr accelerator with_label(const char* v) const noexcept { return with(&accelerator::label, v); }
+  constexpr accelerator with_gb_kb(unsigned v) const noexcept { return with(&accelerator::gb_kb, v); }
   constexpr accelerator with_dram_bytes_per_cycle(double v) const noexcept {
-    auto a = *this;
-    a.dram_bytes_per_cycle = v;
-    return a;
+    return with(&accelerator::dram_bytes_per_cycle, v);
   }
   constexpr accelerator with_gb_bytes_per_cycle(double v) const noexcept {
-    auto a = *this;
-    a.gb_bytes_per_cycle = v;
-    return a;
+    return with(&accelerator::gb_bytes_per_cycle, v);
   }
-  constexpr accelerator with_acc_depth(unsigned v) const noexcept {
-    auto a = *this;
-    a.acc_depth = v;
-    return a;
-  }
+  constexpr accelerator with_acc_depth(unsigned v) const noexcept { return with(&accelerator::acc_depth, v); }
   constexpr accelerator with_energy(const accel_energy_table& e) const noexcept {
-    auto a = *this;
-    a.energy = e;
-    return a;
+    return with(&accelerator::energy, e);
   }
 
   /// True when every size is positive (checked by the cost functions at run time).

@@ -24,6 +24,7 @@ namespace drt {
 /// One layer's mapping and cost.
 struct layer_estimate {
   std::string name;
+  std::string module;  ///< checkpoint module (layer_info::module)
   layer_kind kind = layer_kind::conv;
   model_region region = model_region::encoder;
   accel_layer shape;
@@ -94,6 +95,7 @@ inline model_estimate estimate(const accelerator& a, const std::vector<layer_inf
   for (const auto& li : layers) {
     layer_estimate e;
     e.name = li.name;
+    e.module = li.module;
     e.kind = li.kind;
     e.region = li.region;
     e.shape = to_accel_layer(li);

@@ -59,6 +59,7 @@ inline nlohmann::json to_json(const model_estimate& e) {
   for (const auto& l : e.layers) {
     nlohmann::json r;
     r["name"] = l.name;
+    r["module"] = l.module;
     r["kind"] = to_string(l.kind);
     r["macs"] = l.cost.macs;
     if (l.shape.op != accel_op::none) r["mapping"] = to_json(l.mapping);

@@ -33,6 +33,7 @@ namespace drt {
 
 struct profile_row {
   std::string name;  ///< the timed scope (one or more fused layers)
+  std::string module;  ///< the checkpoint module of its first layer (layer_info::module)
   layer_kind kind = layer_kind::elementwise;
   model_region region = model_region::encoder;
   std::size_t params = 0;
@@ -163,16 +164,17 @@ struct profile_result {
 
   std::string to_csv(bool header = true) const {
     std::ostringstream o;
-    if (header) o << "model,height,width,batch,path,layer,kind,region,params,macs,time_ms\n";
+    if (header) o << "model,height,width,batch,path,layer,kind,region,params,macs,time_ms,module\n";
     for (const auto& r : rows)
       o << model << ',' << height << ',' << width << ',' << batch << ",\"" << path << "\",\"" << r.name << "\","
-        << kind_name(r) << ',' << region_name(r) << ',' << r.params << ',' << r.macs << ',' << r.seconds * 1e3 << '\n';
+        << kind_name(r) << ',' << region_name(r) << ',' << r.params << ',' << r.macs << ',' << r.seconds * 1e3 << ",\"" << r.module
+        << "\"\n";
     return o.str();
   }
 
   /// {"model", "family", "size": "HxW", "height", "width", "batch", "path", "threads", "conv3x3", "repeat",
   ///  "total": {"macs", "params", "time_ms", "conv_mac_share"},
-  ///  "layers": [{"name", "kind", "region", "macs", "params", "time_ms", "mac_share", "time_share"}],
+  ///  "layers": [{"name", "module", "kind", "region", "macs", "params", "time_ms", "mac_share", "time_share"}],
   ///  "by_kind" / "by_region": {name: {"macs", "params", "time_ms", "mac_share", "time_share"}}}
   nlohmann::json to_json() const {
     nlohmann::json j;
@@ -193,6 +195,7 @@ struct profile_result {
     j["layers"] = nlohmann::json::array();
     for (const auto& r : rows)
       j["layers"].push_back({{"name", r.name},
+                             {"module", r.module},
                              {"kind", kind_name(r)},
                              {"region", region_name(r)},
                              {"macs", r.macs},
@@ -290,6 +293,7 @@ profile_result profile_layers(const std::vector<layer_info>& layers, Run&& run, 
       index[key] = r.rows.size();
       profile_row row;
       row.name = key;
+      row.module = l.module;
       row.kind = l.kind;
       row.region = l.region;
       row.seconds = prof.median(key);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "safetensors.hpp"
@@ -47,5 +48,20 @@ inline weight_source random_source(unsigned seed = 0) {
     return v;
   };
 }
+
+/// `reader(name, shape) -> const float*` for a model's build step: the values stay valid as long as
+/// the reader lives (the layers pack them into their own layout meanwhile).
+class weight_reader {
+public:
+  explicit weight_reader(weight_source source) : source_(std::move(source)) {}
+  const float* operator()(const std::string& name, const std::vector<std::int64_t>& shape) {
+    keep_.push_back(source_(name, shape));
+    return keep_.back().data();
+  }
+
+private:
+  weight_source source_;
+  std::vector<std::vector<float>> keep_;  // a moved vector keeps its buffer: pointers stay valid
+};
 
 }  // namespace drt

@@ -65,41 +65,46 @@ inline window_geometry make_window_geometry(std::size_t height, std::size_t widt
 // ------------------------------------------------------------------------------------------------
 // Partition / reverse / roll / pad: fast versions and plain references.
 
-/// x: [N, H, W, C] (H, W multiples of ws) -> windows: [N * (H/ws) * (W/ws), ws*ws, C], windows in
-/// row-major order per image, tokens row-major inside a window (ref: window_partition).
-inline void window_partition(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t ws,
-                             float* windows) {
+namespace detail {
+/// Calls f(offset in the windows, offset in the image) for every window row of ws * c floats
+/// (throws unless H and W are multiples of ws): the one layout partition and reverse share.
+template <class F>
+void for_each_window_row(const char* what, std::size_t n, std::size_t h, std::size_t w, std::size_t c,
+                         std::size_t ws, F&& f) {
   if (ws == 0 || h % ws || w % ws)
-    throw shape_error("window_partition: grid " + std::to_string(h) + "x" + std::to_string(w) +
+    throw shape_error(std::string(what) + ": grid " + std::to_string(h) + "x" + std::to_string(w) +
                       " is not a multiple of the window " + std::to_string(ws));
   const std::size_t nwh = h / ws, nww = w / ws, row = ws * c;
   for (std::size_t b = 0; b < n; ++b)
     for (std::size_t wy = 0; wy < nwh; ++wy)
       for (std::size_t wx = 0; wx < nww; ++wx)
         for (std::size_t ty = 0; ty < ws; ++ty)
-          std::memcpy(windows + (((b * nwh + wy) * nww + wx) * ws + ty) * row,
-                      x + ((b * h + wy * ws + ty) * w + wx * ws) * c, row * sizeof(float));
+          f((((b * nwh + wy) * nww + wx) * ws + ty) * row, ((b * h + wy * ws + ty) * w + wx * ws) * c);
+}
+}  // namespace detail
+
+/// x: [N, H, W, C] (H, W multiples of ws) -> windows: [N * (H/ws) * (W/ws), ws*ws, C], windows in
+/// row-major order per image, tokens row-major inside a window (ref: window_partition).
+inline void window_partition(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t ws,
+                             float* windows) {
+  detail::for_each_window_row("window_partition", n, h, w, c, ws, [&](std::size_t wo, std::size_t xo) {
+    std::memcpy(windows + wo, x + xo, ws * c * sizeof(float));
+  });
 }
 
 /// Inverse of `window_partition` (ref: window_reverse): windows [N*nW, ws*ws, C] -> x [N, H, W, C].
 inline void window_reverse(const float* windows, std::size_t n, std::size_t h, std::size_t w, std::size_t c,
                            std::size_t ws, float* x) {
-  if (ws == 0 || h % ws || w % ws)
-    throw shape_error("window_reverse: grid " + std::to_string(h) + "x" + std::to_string(w) +
-                      " is not a multiple of the window " + std::to_string(ws));
-  const std::size_t nwh = h / ws, nww = w / ws, row = ws * c;
-  for (std::size_t b = 0; b < n; ++b)
-    for (std::size_t wy = 0; wy < nwh; ++wy)
-      for (std::size_t wx = 0; wx < nww; ++wx)
-        for (std::size_t ty = 0; ty < ws; ++ty)
-          std::memcpy(x + ((b * h + wy * ws + ty) * w + wx * ws) * c,
-                      windows + (((b * nwh + wy) * nww + wx) * ws + ty) * row, row * sizeof(float));
+  detail::for_each_window_row("window_reverse", n, h, w, c, ws, [&](std::size_t wo, std::size_t xo) {
+    std::memcpy(x + xo, windows + wo, ws * c * sizeof(float));
+  });
 }
 
-/// Plain reference of window_partition: the 6-D view [N, H/ws, ws, W/ws, ws, C] permuted to
-/// (0, 1, 3, 2, 4, 5), element by element.
-inline void window_partition_ref(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c,
-                                 std::size_t ws, float* windows) {
+namespace detail {
+/// Visits the 6-D view [N, H/ws, ws, W/ws, ws, C] permuted to (0, 1, 3, 2, 4, 5) element by element:
+/// f(index in the windows, index in the NHWC image). The one order both plain references follow.
+template <class F>
+void for_each_window_element(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t ws, F&& f) {
   const std::size_t nwh = h / ws, nww = w / ws;
   std::size_t o = 0;
   for (std::size_t b = 0; b < n; ++b)
@@ -107,22 +112,20 @@ inline void window_partition_ref(const float* x, std::size_t n, std::size_t h, s
       for (std::size_t i3 = 0; i3 < nww; ++i3)
         for (std::size_t i2 = 0; i2 < ws; ++i2)
           for (std::size_t i4 = 0; i4 < ws; ++i4)
-            for (std::size_t ch = 0; ch < c; ++ch)
-              windows[o++] = x[((b * h + i1 * ws + i2) * w + i3 * ws + i4) * c + ch];
+            for (std::size_t ch = 0; ch < c; ++ch) f(o++, ((b * h + i1 * ws + i2) * w + i3 * ws + i4) * c + ch);
+}
+}  // namespace detail
+
+/// Plain reference of window_partition (ref: modeling_swin.window_partition: view + permute).
+inline void window_partition_ref(const float* x, std::size_t n, std::size_t h, std::size_t w, std::size_t c,
+                                 std::size_t ws, float* windows) {
+  detail::for_each_window_element(n, h, w, c, ws, [&](std::size_t o, std::size_t i) { windows[o] = x[i]; });
 }
 
 /// Plain reference of window_reverse (the inverse permutation, element by element).
 inline void window_reverse_ref(const float* windows, std::size_t n, std::size_t h, std::size_t w, std::size_t c,
                                std::size_t ws, float* x) {
-  const std::size_t nwh = h / ws, nww = w / ws;
-  std::size_t o = 0;
-  for (std::size_t b = 0; b < n; ++b)
-    for (std::size_t i1 = 0; i1 < nwh; ++i1)
-      for (std::size_t i3 = 0; i3 < nww; ++i3)
-        for (std::size_t i2 = 0; i2 < ws; ++i2)
-          for (std::size_t i4 = 0; i4 < ws; ++i4)
-            for (std::size_t ch = 0; ch < c; ++ch)
-              x[((b * h + i1 * ws + i2) * w + i3 * ws + i4) * c + ch] = windows[o++];
+  detail::for_each_window_element(n, h, w, c, ws, [&](std::size_t o, std::size_t i) { x[i] = windows[o]; });
 }
 
 /// torch.roll(x, shifts=(sy, sx), dims=(1, 2)) on [N, H, W, C]: y[i] = x[(i - s) mod size].

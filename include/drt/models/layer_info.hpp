@@ -44,8 +44,36 @@ struct layer_info {
   /// The profiling scope whose time covers this layer when it is fused with others
   /// (e.g. attention qk + softmax + pv run as one pass); empty = `name`.
   std::string timed_as;
+  /// The layer's id in the checkpoint: the module its weights load from (`<module>.weight` is a
+  /// tensor of model.safetensors; for a backbone-only ResNet checkpoint, without the `resnet.`
+  /// prefix), or for a layer without weights the module that computes it (attention products:
+  /// the attention module). Decoder layers folded together name the first module they fold.
+  std::string module;
   const std::string& timing_name() const noexcept { return timed_as.empty() ? name : timed_as; }
 };
+
+/// A layer of `batch` independent products with its exact MAC count: batch x K x C x P x Q x R x R
+/// for convolutions (depthwise: C = 1), linears and attention matmuls; none for the other kinds.
+inline layer_info make_layer(std::string name, layer_kind kind, model_region region, std::size_t batch,
+                             std::size_t k, std::size_t c, std::size_t p, std::size_t q, std::size_t r,
+                             std::size_t stride, std::size_t params) {
+  layer_info l;
+  l.name = std::move(name);
+  l.kind = kind;
+  l.region = region;
+  l.batch = batch;
+  l.k = k;
+  l.c = c;
+  l.p = p;
+  l.q = q;
+  l.r = l.s = r;
+  l.stride = stride;
+  l.params = params;
+  const bool has_macs = kind == layer_kind::conv || kind == layer_kind::depthwise_conv || kind == layer_kind::linear ||
+                        kind == layer_kind::attention_matmul;
+  l.macs = has_macs ? double(batch) * k * c * p * q * r * r : 0.0;
+  return l;
+}
 
 inline double total_macs(const std::vector<layer_info>& layers) noexcept {
   double t = 0;

@@ -151,26 +151,16 @@ public:
       : cfg_(std::move(cfg)), convs_(convs) {
     const bool bare = !st.contains("resnet.embedder.embedder.convolution.weight") &&
                       st.contains("embedder.embedder.convolution.weight");
-    std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
-    build(
-        [&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-          keep.push_back(st.read_float(name, shape));
-          return keep.back().data.data();
-        },
-        bare ? "" : "resnet.", !bare && cfg_.num_classes() > 0);
+    weight_reader get(safetensors_source(st));
+    build(get, bare ? "" : "resnet.", !bare && cfg_.num_classes() > 0);
   }
 
   /// Build from any weight source (checkpoint, synthetic, edited) with ResNetForImageClassification
   /// names (`resnet.*`, and `classifier.1.*` when the config has classes).
   resnet_model(resnet_config cfg, const weight_source& source, const conv2d_options& convs = {})
       : cfg_(std::move(cfg)), convs_(convs) {
-    std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
-    build(
-        [&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-          keep.push_back(source(name, shape));
-          return keep.back().data();
-        },
-        "resnet.", cfg_.num_classes() > 0);
+    weight_reader get(source);
+    build(get, "resnet.", cfg_.num_classes() > 0);
   }
 
   /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
@@ -346,7 +336,7 @@ public:
   std::vector<layer_info> layers(std::size_t height, std::size_t width, const resnet_execution& exec = {},
                                  std::size_t n = 1) const {
     std::vector<layer_info> out;
-    visit_layers(height, width, exec, n, [&](layer_info&& l, const std::string&) { out.push_back(std::move(l)); });
+    visit_layers(height, width, exec, n, [&](layer_info&& l) { out.push_back(std::move(l)); });
     return out;
   }
 
@@ -355,8 +345,8 @@ public:
   /// the residual adds are not counted.
   std::vector<resnet_layer_macs> macs(std::size_t height, std::size_t width, const resnet_execution& exec = {}) const {
     std::vector<resnet_layer_macs> out;
-    visit_layers(height, width, exec, 1, [&](layer_info&& l, const std::string& module) {
-      if (!module.empty()) out.push_back({module, l.macs});
+    visit_layers(height, width, exec, 1, [&](layer_info&& l) {
+      if (l.kind == layer_kind::conv || l.kind == layer_kind::linear) out.push_back({l.module, l.macs});
     });
     return out;
   }
@@ -425,37 +415,26 @@ public:
   }
 
 private:
-  /// Calls f(layer_info, checkpoint module name or "" for layers without weights) for every layer
-  /// `forward` runs, in order. The one description of the graph that layers() and macs() share.
+  /// Calls f(layer_info) for every layer `forward` runs, in order, with its checkpoint module (without
+  /// the `resnet.` prefix). The one description of the graph that layers() and macs() share.
   template <class F>
   void visit_layers(std::size_t height, std::size_t width, const resnet_execution& exec, std::size_t n, F&& f) const {
     auto emit = [&](std::string name, layer_kind kind, std::size_t k, std::size_t c, std::size_t p, std::size_t q,
                     std::size_t r, std::size_t stride, std::size_t params, const std::string& module,
                     std::string timed_as = {}) {
-      layer_info l;
-      l.name = std::move(name);
-      l.kind = kind;
       // The backbone (stem, stages) is the encoder; the head (global pooling, classifier) the decoder.
-      l.region = l.name == "pool" || l.name == "classifier" ? model_region::decoder : model_region::encoder;
-      l.batch = n;
-      l.k = k;
-      l.c = c;
-      l.p = p;
-      l.q = q;
-      l.r = l.s = r;
-      l.stride = stride;
-      l.params = params;
-      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::linear;
-      l.macs = has_macs ? double(n) * k * c * p * q * r * r : 0.0;
+      const auto region = name == "pool" || name == "classifier" ? model_region::decoder : model_region::encoder;
+      layer_info l = make_layer(std::move(name), kind, region, n, k, c, p, q, r, stride, params);
       l.timed_as = std::move(timed_as);
-      f(std::move(l), module);
+      l.module = module;
+      f(std::move(l));
     };
     const auto& st = stem_.shape();
     const std::size_t E = st.out_channels, sh = st.out_h(height), sw = st.out_w(width);
     emit("stem.conv", layer_kind::conv, E, st.in_channels, sh, sw, st.kernel_h, st.stride_h,
          E * st.in_channels * st.kernel_h * st.kernel_w + E, "embedder.embedder");
     std::size_t h = stem_pool().out(sh), w = stem_pool().out(sw), c = E;
-    emit("stem.pool", layer_kind::pool, E, E, h, w, stem_pool().kernel, stem_pool().stride, 0, "");
+    emit("stem.pool", layer_kind::pool, E, E, h, w, stem_pool().kernel, stem_pool().stride, 0, "embedder.pooler");
     for (std::size_t s = 0; s < stages_.size(); ++s) {
       const std::size_t cout = width_kept(exec, s);
       for (std::size_t j = 0; j < blocks_run(exec, s); ++j) {
@@ -481,14 +460,14 @@ private:
           emit(pre + "conv" + std::to_string(i + 1), layer_kind::conv, o, in, lh, lw, ls.kernel_h, ls.stride_h,
                o * in * ls.kernel_h * ls.kernel_w + o, mod + "layer." + std::to_string(i));
         }
-        emit(pre + "residual", layer_kind::elementwise, cout, cout, oh, ow, 1, 1, 0, "",
+        emit(pre + "residual", layer_kind::elementwise, cout, cout, oh, ow, 1, 1, 0, mod.substr(0, mod.size() - 1),
              b.layer.size() == 3 ? pre + "conv3" : std::string());
         h = oh;
         w = ow;
         c = cout;
       }
     }
-    emit("pool", layer_kind::pool, c, c, 1, 1, 1, 1, 0, "");
+    emit("pool", layer_kind::pool, c, c, 1, 1, 1, 1, 0, "pooler");
     if (has_classifier_)
       emit("classifier", layer_kind::linear, num_classes(), c, 1, 1, 1, 1, num_classes() * c + num_classes(),
            "classifier.1");

@@ -112,11 +112,8 @@ public:
   /// Build from any weight source (checkpoint, synthetic, edited).
   segformer_model(segformer_config cfg, const weight_source& source, segformer_options options = {})
       : cfg_(std::move(cfg)), build_(options) {
-    std::vector<std::vector<float>> keep;  // converted tensors live only while the layers pack them
-    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      keep.push_back(source(name, shape));
-      return keep.back().data();
-    });
+    weight_reader get(source);
+    build(get);
   }
 
   /// A model with synthetic weights (see `random_source`) for benchmarks and profiles when no
@@ -260,23 +257,10 @@ public:
                                  std::size_t n = 1) const {
     std::vector<layer_info> out;
     auto add = [&](std::string name, layer_kind kind, model_region region, std::size_t k, std::size_t c, std::size_t p,
-                   std::size_t q, std::size_t r, std::size_t stride, std::size_t params, std::size_t batch = 1) {
-      layer_info l;
-      l.name = std::move(name);
-      l.kind = kind;
-      l.region = region;
-      l.batch = batch * n;
-      l.k = k;
-      l.c = c;
-      l.p = p;
-      l.q = q;
-      l.r = l.s = r;
-      l.stride = stride;
-      l.params = params;
-      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::depthwise_conv || kind == layer_kind::linear ||
-                            kind == layer_kind::attention_matmul;
-      l.macs = has_macs ? double(l.batch) * k * c * p * q * r * r : 0.0;
-      out.push_back(std::move(l));
+                   std::size_t q, std::size_t r, std::size_t stride, std::size_t params,
+                   std::size_t batch = 1) -> std::string& {
+      out.push_back(make_layer(std::move(name), kind, region, batch * n, k, c, p, q, r, stride, params));
+      return out.back().module;  // the caller names the checkpoint module
     };
     const auto enc = model_region::encoder, dec = model_region::decoder;
     std::size_t h = height, w = width, cin = static_cast<std::size_t>(cfg_.num_channels);
@@ -285,34 +269,43 @@ public:
       const auto& es = embeds_[s].shape();
       const std::size_t oh = es.out_h(h), ow = es.out_w(w), C = es.out_channels, T = oh * ow;
       const std::string st = "Stage" + std::to_string(s + 1);
+      const std::string pe = "segformer.encoder.patch_embeddings." + std::to_string(s) + ".";
       add("PatchEmbed" + std::to_string(s + 1) + "_Conv2D", layer_kind::conv, enc, C, cin, oh, ow, es.kernel_h,
-          es.stride_h, C * cin * es.kernel_h * es.kernel_w + C);
-      add("PatchEmbed" + std::to_string(s + 1) + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+          es.stride_h, C * cin * es.kernel_h * es.kernel_w + C) = pe + "proj";
+      add("PatchEmbed" + std::to_string(s + 1) + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
+          pe + "layer_norm";
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
         if (exec.is_skipped(s, j)) continue;
         const auto& a = blocks_[s][j].attention;
         const auto& f = blocks_[s][j].ffn;
         const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), heads = a.heads(), d = C / heads;
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
-        add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
-        add(b + "attention.query", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C);
+        const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
+        const std::string ma = mb + "attention.self";
+        add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_1";
+        add(b + "attention.query", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = ma + ".query";
         if (sr > 1) {
-          add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C);
-          add(b + "attention.sr_layer_norm", layer_kind::norm, enc, C, C, S, 1, 1, 1, 2 * C);
+          add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C) =
+              ma + ".sr";
+          add(b + "attention.sr_layer_norm", layer_kind::norm, enc, C, C, S, 1, 1, 1, 2 * C) = ma + ".layer_norm";
         }
-        add(b + "attention.key", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C);
-        add(b + "attention.value", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C);
-        add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads);
-        add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads);
-        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads);
+        add(b + "attention.key", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C) = ma + ".key";
+        add(b + "attention.value", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C) = ma + ".value";
+        add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads) = ma;
+        add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads) = ma;
+        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads) = ma;
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "attention.qk_softmax_pv";
-        add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C);
-        add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
-        add(b + "mlp.dense1", layer_kind::linear, enc, f.hidden(), C, T, 1, 1, 1, f.hidden() * C + f.hidden());
-        add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, f.hidden(), 1, oh, ow, 3, 1, f.hidden() * 10);
-        add(b + "mlp.dense2", layer_kind::linear, enc, C, f.hidden(), T, 1, 1, 1, f.hidden() * C + C);
+        add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = mb + "attention.output.dense";
+        add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
+        add(b + "mlp.dense1", layer_kind::linear, enc, f.hidden(), C, T, 1, 1, 1, f.hidden() * C + f.hidden()) =
+            mb + "mlp.dense1";
+        add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, f.hidden(), 1, oh, ow, 3, 1, f.hidden() * 10) =
+            mb + "mlp.dwconv.dwconv";
+        add(b + "mlp.dense2", layer_kind::linear, enc, C, f.hidden(), T, 1, 1, 1, f.hidden() * C + C) =
+            mb + "mlp.dense2";
       }
-      add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C);
+      add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
+          "segformer.encoder.layer_norm." + std::to_string(s);
       hs.push_back(oh);
       ws.push_back(ow);
       h = oh;
@@ -328,22 +321,27 @@ public:
         if (head_.stage_outputs_kept(s, fuse_in) == 0) continue;
         const std::size_t cs = s == 0 ? linear0_in : head_.stage_channels(s);
         add("DecodeLinearFuse" + std::to_string(s), layer_kind::linear, dec, pred_in, cs, hs[s] * ws[s], 1, 1, 1,
-            pred_in * cs + (s == 0 ? pred_in : 0));
+            pred_in * cs + (s == 0 ? pred_in : 0)) = "decode_head.linear_c." + std::to_string(s) + ".proj";
       }
-      add("DecodeUpsampleSumReLU", layer_kind::resize, dec, pred_in, pred_in, hs[0], ws[0], 1, 1, 0);
+      // the upsample-sum ends in linear_fuse's BatchNorm (folded) and the ReLU
+      add("DecodeUpsampleSumReLU", layer_kind::resize, dec, pred_in, pred_in, hs[0], ws[0], 1, 1, 0) =
+          "decode_head.batch_norm";
     } else {
       for (std::size_t s = 0; s < head_.stages(); ++s) {
         const std::size_t kept = ch.propagate ? head_.stage_outputs_kept(s, fuse_in) : D;
         if (kept == 0) continue;
         const std::size_t cs = s == 0 ? linear0_in : head_.stage_channels(s);
-        add("DecodeLinear" + std::to_string(s), layer_kind::linear, dec, kept, cs, hs[s] * ws[s], 1, 1, 1, kept * cs + kept);
+        const std::string lc = "decode_head.linear_c." + std::to_string(s);
+        add("DecodeLinear" + std::to_string(s), layer_kind::linear, dec, kept, cs, hs[s] * ws[s], 1, 1, 1,
+            kept * cs + kept) = lc + ".proj";
         if (hs[s] != hs[0] || ws[s] != ws[0])
-          add("DecodeUpsample" + std::to_string(s), layer_kind::resize, dec, kept, kept, hs[0], ws[0], 1, 1, 0);
+          add("DecodeUpsample" + std::to_string(s), layer_kind::resize, dec, kept, kept, hs[0], ws[0], 1, 1, 0) = lc;
       }
-      add("Conv2DFuse", layer_kind::conv, dec, pred_in, fuse_in, hs[0], ws[0], 1, 1, pred_in * fuse_in + pred_in);
+      add("Conv2DFuse", layer_kind::conv, dec, pred_in, fuse_in, hs[0], ws[0], 1, 1, pred_in * fuse_in + pred_in) =
+          "decode_head.linear_fuse";
     }
     add("Conv2DPred", layer_kind::conv, dec, head_.classes(), pred_in, hs[0], ws[0], 1, 1,
-        head_.classes() * pred_in + head_.classes());
+        head_.classes() * pred_in + head_.classes()) = "decode_head.classifier";
     if (head_.folded())  // stage 0's GEMM, the upsample-sum and the classifier run per row block, timed together
       for (auto& l : out)
         if (l.name == "DecodeLinearFuse0" || l.name == "DecodeUpsampleSumReLU" || l.name == "Conv2DPred")

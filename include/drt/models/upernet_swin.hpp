@@ -80,18 +80,11 @@ struct swin_block {
 };
 
 /// Which parts of the graph run (the dynamic path, made by `upernet_swin_model::compile`); the
-/// defaults run everything. See dynamic/upernet_path.hpp for the semantics of the channel counts.
-struct upernet_execution {
+/// defaults run everything. The head's channel prefixes are the head's own (upernet_head_channels;
+/// see dynamic/upernet_path.hpp for their semantics); the backbone adds block skips.
+struct upernet_execution : upernet_head_channels {
   /// skip[s][j] != 0 bypasses Swin block j of stage s (identity). Empty = run all.
   std::vector<std::vector<unsigned char>> skip;
-  /// Per feature level: fpn_bottleneck input channels kept of its slice (= fpn_convs.i outputs
-  /// computed for i < L-1); 0 = the level is not used. Empty = all.
-  std::vector<std::size_t> level_kept;
-  /// Per feature level: lateral_convs.i outputs computed (the pyramid-pooling bottleneck's for the
-  /// last level). Empty = all.
-  std::vector<std::size_t> lateral_kept;
-  std::size_t fpn_in = 0;   ///< fpn_convs input channels kept (0 = all)
-  std::size_t pred_in = 0;  ///< fpn_bottleneck outputs computed = classifier inputs (0 = all)
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -111,21 +104,15 @@ public:
   /// Build from a checkpoint; every tensor is checked for presence and shape.
   upernet_swin_model(upernet_config cfg, const safetensors_file& st, const conv2d_options& convs = {})
       : cfg_(std::move(cfg)), convs_(convs) {
-    std::vector<host_tensor> keep;  // converted tensors live only while the layers pack them
-    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      keep.push_back(st.read_float(name, shape));
-      return keep.back().data.data();
-    });
+    weight_reader get(safetensors_source(st));
+    build(get);
   }
 
   /// Build from any weight source (checkpoint, synthetic, edited) with the checkpoint's names.
   upernet_swin_model(upernet_config cfg, const weight_source& source, const conv2d_options& convs = {})
       : cfg_(std::move(cfg)), convs_(convs) {
-    std::vector<std::vector<float>> keep;
-    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      keep.push_back(source(name, shape));
-      return keep.back().data();
-    });
+    weight_reader get(source);
+    build(get);
   }
 
   /// A model with random weights (fixed seed) for benchmarks when no checkpoint is at hand:
@@ -300,16 +287,6 @@ public:
     return e;
   }
 
-  /// fpn_bottleneck input channels of level i's slice that `exec` keeps (0: the level is unused).
-  std::size_t level_kept(const upernet_execution& exec, std::size_t i) const noexcept {
-    return i < exec.level_kept.size() ? exec.level_kept[i] : d_;
-  }
-  /// Outputs of lateral_convs.i (the pyramid-pooling bottleneck for i = L-1) that `exec` computes.
-  std::size_t lateral_kept(const upernet_execution& exec, std::size_t i) const noexcept {
-    return i < exec.lateral_kept.size() ? exec.lateral_kept[i] : d_;
-  }
-  std::size_t fpn_in_kept(const upernet_execution& exec) const noexcept { return exec.fpn_in ? exec.fpn_in : d_; }
-  std::size_t pred_in_kept(const upernet_execution& exec) const noexcept { return exec.pred_in ? exec.pred_in : d_; }
 
   /// The layers `forward` runs for a batch of N images of H x W under `exec`, in execution order, with
   /// exact MACs. Backbone (region encoder): `PatchEmbed_Conv2D`, `PatchEmbed_LayerNorm`, per block
@@ -325,37 +302,24 @@ public:
     std::vector<layer_info> out;
     auto add = [&](std::string name, layer_kind kind, model_region region, std::size_t k, std::size_t c, std::size_t p,
                    std::size_t q, std::size_t r, std::size_t stride, std::size_t params, std::size_t batch = 1,
-                   std::string timed_as = {}) {
-      layer_info l;
-      l.name = std::move(name);
-      l.kind = kind;
-      l.region = region;
-      l.batch = batch * n;
-      l.k = k;
-      l.c = c;
-      l.p = p;
-      l.q = q;
-      l.r = l.s = r;
-      l.stride = stride;
-      l.params = params;
-      const bool has_macs = kind == layer_kind::conv || kind == layer_kind::depthwise_conv ||
-                            kind == layer_kind::linear || kind == layer_kind::attention_matmul;
-      l.macs = has_macs ? double(l.batch) * k * c * p * q * r * r : 0.0;
-      l.timed_as = std::move(timed_as);
-      out.push_back(std::move(l));
+                   std::string timed_as = {}) -> std::string& {
+      out.push_back(make_layer(std::move(name), kind, region, batch * n, k, c, p, q, r, stride, params));
+      out.back().timed_as = std::move(timed_as);
+      return out.back().module;  // the caller names the checkpoint module
     };
     const auto enc = model_region::encoder, dec = model_region::decoder;
     const swin_config& s = cfg_.backbone;
     const std::size_t P = static_cast<std::size_t>(s.patch_size), IC = static_cast<std::size_t>(s.num_channels);
     std::size_t h = (height + P - 1) / P, w = (width + P - 1) / P, C = static_cast<std::size_t>(s.embed_dim);
-    add("PatchEmbed_Conv2D", layer_kind::conv, enc, C, IC, h, w, P, P, C * IC * P * P + C);
-    add("PatchEmbed_LayerNorm", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
+    add("PatchEmbed_Conv2D", layer_kind::conv, enc, C, IC, h, w, P, P, C * IC * P * P + C) =
+        "backbone.embeddings.patch_embeddings.projection";
+    add("PatchEmbed_LayerNorm", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C) = "backbone.embeddings.norm";
     std::vector<std::size_t> fh, fw;
     auto feature = [&](std::size_t idx) {
       for (int o : s.out_indices)
         if (static_cast<std::size_t>(o) == idx) {
           add("hidden_states_norms." + swin_config::stage_name(idx), layer_kind::norm, enc, C, C, h * w, 1, 1, 1,
-              2 * C);
+              2 * C) = "backbone.hidden_states_norms." + swin_config::stage_name(idx);
           fh.push_back(h);
           fw.push_back(w);
         }
@@ -371,22 +335,29 @@ public:
         const std::size_t T = g.tokens(), rows = g.windows() * T, heads = blk.attention.heads(), d = C / heads;
         const std::size_t hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
         const std::string b = sn + " Block" + std::to_string(j + 1) + " ", att = b + "attention";
-        add(b + "layernorm_before", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
-        add(b + "attention.qkv", layer_kind::linear, enc, 3 * C, C, rows, 1, 1, 1, 3 * C * C + bias, 1, att);
-        add(b + "attention.qk", layer_kind::attention_matmul, enc, T, d, T, 1, 1, 1, 0, g.windows() * heads, att);
-        add(b + "attention.softmax", layer_kind::softmax, enc, T, T, T, 1, 1, 1, 0, g.windows() * heads, att);
-        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, T, T, 1, 1, 1, 0, g.windows() * heads, att);
-        add(b + "attention.output", layer_kind::linear, enc, C, C, h * w, 1, 1, 1, C * C + C, 1, att);
-        add(b + "layernorm_after", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C);
-        add(b + "mlp.fc1", layer_kind::linear, enc, hid, C, h * w, 1, 1, 1, hid * C + hid);
-        add(b + "mlp.fc2", layer_kind::linear, enc, C, hid, h * w, 1, 1, 1, hid * C + C);
+        const std::string mb = "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
+        const std::size_t wh = g.windows() * heads;
+        add(b + "layernorm_before", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C) = mb + "layernorm_before";
+        // query, key and value run as one GEMM: the layer names the first module it fuses
+        add(b + "attention.qkv", layer_kind::linear, enc, 3 * C, C, rows, 1, 1, 1, 3 * C * C + bias, 1, att) =
+            mb + "attention.self.query";
+        add(b + "attention.qk", layer_kind::attention_matmul, enc, T, d, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
+        add(b + "attention.softmax", layer_kind::softmax, enc, T, T, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
+        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, T, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
+        add(b + "attention.output", layer_kind::linear, enc, C, C, h * w, 1, 1, 1, C * C + C, 1, att) =
+            mb + "attention.output.dense";
+        add(b + "layernorm_after", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C) = mb + "layernorm_after";
+        add(b + "mlp.fc1", layer_kind::linear, enc, hid, C, h * w, 1, 1, 1, hid * C + hid) = mb + "intermediate.dense";
+        add(b + "mlp.fc2", layer_kind::linear, enc, C, hid, h * w, 1, 1, 1, hid * C + C) = mb + "output.dense";
       }
       feature(st + 1);
       if (st + 1 < run) {
         const std::size_t oh = patch_merging_out(h), ow = patch_merging_out(w);
         const std::string pm = sn + " patch_merging";
-        add(pm + ".norm", layer_kind::norm, enc, 4 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C, 1, pm);
-        add(pm + ".reduction", layer_kind::linear, enc, 2 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C * C, 1, pm);
+        const std::string md = "backbone.encoder.layers." + std::to_string(st) + ".downsample.";
+        add(pm + ".norm", layer_kind::norm, enc, 4 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C, 1, pm) = md + "norm";
+        add(pm + ".reduction", layer_kind::linear, enc, 2 * C, 4 * C, oh * ow, 1, 1, 1, 8 * C * C, 1, pm) =
+            md + "reduction";
         h = oh;
         w = ow;
         C *= 2;
@@ -396,36 +367,44 @@ public:
     const std::size_t L = levels(), D = d_, cl = in_channels_.back(), hl = fh[L - 1], wl = fw[L - 1];
     for (std::size_t i = 0; i < scales_.size(); ++i) {
       const std::size_t sc = scales_[i];
-      const std::string pm = "psp_modules." + std::to_string(i);
-      add(pm + ".pool", layer_kind::pool, dec, cl, cl, sc, sc, 1, 1, 0);
-      add(pm, layer_kind::conv, dec, D, cl, sc, sc, 1, 1, D * cl + D);
-      add(pm + ".upsample", layer_kind::resize, dec, D, D, hl, wl, 1, 1, 0);
+      const std::string pm = "psp_modules." + std::to_string(i), mp = "decode_head." + pm;
+      // ref: UperNetPyramidPoolingBlock = [AdaptiveAvgPool2d, UperNetConvModule] as modules 0 and 1
+      add(pm + ".pool", layer_kind::pool, dec, cl, cl, sc, sc, 1, 1, 0) = mp + ".0";
+      add(pm, layer_kind::conv, dec, D, cl, sc, sc, 1, 1, D * cl + D) = mp + ".1";
+      add(pm + ".upsample", layer_kind::resize, dec, D, D, hl, wl, 1, 1, 0) = mp;
     }
-    const std::size_t lb = lateral_kept(exec, L - 1), cb = cl + scales_.size() * D;
-    add("bottleneck", layer_kind::conv, dec, lb, cb, hl, wl, 3, 1, lb * cb * 9 + lb);
+    const std::size_t lb = head_.lateral_kept(exec, L - 1), cb = cl + scales_.size() * D;
+    add("bottleneck", layer_kind::conv, dec, lb, cb, hl, wl, 3, 1, lb * cb * 9 + lb) = "decode_head.bottleneck";
     for (std::size_t i = 0; i + 1 < L; ++i) {
-      const std::size_t lk = lateral_kept(exec, i);
+      const std::size_t lk = head_.lateral_kept(exec, i);
       add("lateral_convs." + std::to_string(i), layer_kind::conv, dec, lk, in_channels_[i], fh[i], fw[i], 1, 1,
-          lk * in_channels_[i] + lk);
+          lk * in_channels_[i] + lk) = "decode_head.lateral_convs." + std::to_string(i);
     }
-    const std::size_t fin = fpn_in_kept(exec);
-    for (std::size_t i = L - 1; i > 0; --i)
-      add("top_down." + std::to_string(i), layer_kind::resize, dec, fin, fin, fh[i - 1], fw[i - 1], 1, 1, 0);
+    const std::size_t fin = head_.fpn_in_kept(exec);
+    for (std::size_t i = L - 1; i > 0; --i)  // level i upsampled into level i - 1's lateral output
+      add("top_down." + std::to_string(i), layer_kind::resize, dec, fin, fin, fh[i - 1], fw[i - 1], 1, 1, 0) =
+          "decode_head.lateral_convs." + std::to_string(i - 1);
     std::size_t kin = 0;
     for (std::size_t i = 0; i < L; ++i) {
-      const std::size_t kept = level_kept(exec, i);
+      const std::size_t kept = head_.level_kept(exec, i);
       kin += kept;
       if (kept == 0) continue;
+      // the last level is the PSP bottleneck's output, which has no fpn_conv
+      const std::string level = i + 1 < L ? "decode_head.fpn_convs." + std::to_string(i) : "decode_head.bottleneck";
       if (i + 1 < L)
         add("fpn_convs." + std::to_string(i), layer_kind::conv, dec, kept, fin, fh[i], fw[i], 3, 1,
-            kept * fin * 9 + kept);
+            kept * fin * 9 + kept) = level;
       if (i + 1 == L || fh[i] != fh[0] || fw[i] != fw[0])
-        add("fpn_upsample." + std::to_string(i), layer_kind::resize, dec, kept, kept, fh[0], fw[0], 1, 1, 0);
+        add("fpn_upsample." + std::to_string(i), layer_kind::resize, dec, kept, kept, fh[0], fw[0], 1, 1, 0) = level;
     }
-    const std::size_t pred = pred_in_kept(exec);
-    add("fpn_bottleneck", layer_kind::conv, dec, pred, kin, fh[0], fw[0], 3, 1, pred * kin * 9 + pred);
-    add("classifier", layer_kind::conv, dec, classes_, pred, fh[0], fw[0], 1, 1, classes_ * pred + classes_);
-    add("logits_upsample", layer_kind::resize, dec, classes_, classes_, height, width, 1, 1, 0);
+    const std::size_t pred = head_.pred_in_kept(exec);
+    add("fpn_bottleneck", layer_kind::conv, dec, pred, kin, fh[0], fw[0], 3, 1, pred * kin * 9 + pred) =
+        "decode_head.fpn_bottleneck";
+    add("classifier", layer_kind::conv, dec, classes_, pred, fh[0], fw[0], 1, 1, classes_ * pred + classes_) =
+        "decode_head.classifier";
+    // ref: UperNetForSemanticSegmentation.forward interpolates the classifier's output to the input size
+    add("logits_upsample", layer_kind::resize, dec, classes_, classes_, height, width, 1, 1, 0) =
+        "decode_head.classifier";
     return out;
   }
 
@@ -565,14 +544,9 @@ public:
                           std::to_string(L));
     std::vector<const float*> feats(L);
     for (std::size_t i = 0; i < L; ++i) feats[i] = f.maps[i].data();
-    upernet_head_channels ch;
-    ch.level_kept = exec.level_kept;
-    ch.lateral_kept = exec.lateral_kept;
-    ch.fpn_in = exec.fpn_in;
-    ch.pred_in = exec.pred_in;
     const std::size_t h0 = f.hs[0], w0 = f.ws[0];
     detail::aligned_vector<float> logits(n * h0 * w0 * classes_);
-    head_.run(feats, n, f.hs, f.ws, logits.data(), ch);
+    head_.run(feats, n, f.hs, f.ws, logits.data(), exec);
     // Upsample to the input size: NCHW planes resized as a batch of single-channel maps.
     const tensor4 small = nhwc_to_nchw(logits.data(), n, h0, w0, classes_);
     tensor4 out = tensor4::from_shape({n, classes_, f.height, f.width});
