@@ -24,6 +24,7 @@ drt::segformer_config tiny_segformer() {  // B0's geometry, no weights needed
   c.depths = {2, 2, 2, 2};
   c.hidden_sizes = {32, 64, 160, 256};
   c.decoder_hidden_size = 256;
+  c.mlp_ratios = {4, 4, 4, 4};
   return c;
 }
 
@@ -63,7 +64,8 @@ TEST_SUITE("dynamic") {
     CHECK(drt::resnet_path::family().keys() == drt::resnet_path::keys);
     using K = drt::knob_kind;
     const auto& s = drt::segformer_path::family().knobs;
-    REQUIRE(s.size() == 6);
+    REQUIRE(s.size() == 7);
+    CHECK(s[6].kind() == K::fractions);
     CHECK(s[0].kind() == K::int_list);
     CHECK(s[1].kind() == K::skip_pairs);
     CHECK(s[2].kind() == K::integer);
@@ -79,6 +81,8 @@ TEST_SUITE("dynamic") {
     round_trip<drt::segformer_path>("depths=2,1,0,2 skip=0.1,3.0 fuse_in=640 pred_in=96 linear0_in=16 propagate=0");
     round_trip<drt::segformer_path>("skip=1.1");
     round_trip<drt::segformer_path>("full");
+    round_trip<drt::segformer_path>("mlp=0.5");
+    round_trip<drt::segformer_path>("depths=2,2,2,2 mlp=1,1,0.75,0.5");
     round_trip<drt::upernet_path>("depths=2,2,4,2 skip=2.1,0.0 bottleneck_in=1024 fpn_out=256 fpn_in=384 pred_in=256");
     round_trip<drt::upernet_path>("fpn_in=1");
     // fractions, including the ones %g would print with an exponent
@@ -104,7 +108,7 @@ TEST_SUITE("dynamic") {
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("mid=3"),
                          "path 'mid=3': key 'mid' does not apply to segformer (keys: depths, skip, fuse_in, pred_in, "
-                         "linear0_in, propagate)",
+                         "linear0_in, propagate, mlp)",
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse("propagate=0"),
                          "path 'propagate=0': key 'propagate' does not apply to upernet (keys: depths, skip, "
@@ -157,7 +161,13 @@ TEST_SUITE("dynamic") {
     using K = drt::knob_kind;
     using L = drt::knob_layout;
     const auto s = drt::path_knobs<drt::segformer_path>(tiny_segformer());
-    REQUIRE(s.size() == 6);
+    REQUIRE(s.size() == 7);
+    const auto& mlp = find(s, "mlp");
+    CHECK(mlp.kind == K::fractions);
+    CHECK(mlp.layout == L::per_block);
+    REQUIRE(mlp.entries.size() == 8);  // one per block
+    CHECK(mlp.entries.back().range.step == doctest::Approx(1.0 / 1024));
+    CHECK(mlp.min_exclusive);
     const auto& depths = find(s, "depths");
     CHECK(depths.kind == K::int_list);
     CHECK(depths.layout == L::per_stage);

@@ -18,8 +18,10 @@ using namespace drt_test;
 namespace {
 constexpr double ffn_rel = 1e-5, ffn_abs = 1e-4;
 
+/// `kept` (0: all): the hidden prefix the layer computes; the reference runs a Mix-FFN of `kept`
+/// hidden units built from the first rows of dense1 / the depthwise conv and the first columns of dense2.
 void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t hidden, drt::activation act,
-               unsigned seed) {
+               unsigned seed, std::size_t kept = 0) {
   const float s1 = 1.f / std::sqrt(float(c)), s2 = 1.f / std::sqrt(float(hidden));
   const auto d1w = random_vector(hidden * c, seed++, -s1, s1), d1b = random_vector(hidden, seed++, -0.2f, 0.2f);
   const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++, -0.2f, 0.2f);
@@ -39,8 +41,13 @@ void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::
   const std::size_t m = n * h * w;
   const auto x = random_vector(m * c, seed++, -2.f, 2.f), residual = random_vector(m * c, seed++);
   std::vector<float> out = residual;
-  ffn.run(x.data(), n, h, w, out.data());
+  ffn.run(x.data(), n, h, w, out.data(), kept);
 
+  const std::size_t full = hidden;
+  if (kept) hidden = kept;
+  std::vector<float> d2k(c * hidden);  // dense2's first `hidden` columns
+  for (std::size_t o = 0; o < c; ++o)
+    for (std::size_t i = 0; i < hidden; ++i) d2k[o * hidden + i] = d2w[o * full + i];
   std::vector<float> a(m * hidden), b(m * hidden), y(m * c), ref(m * c);
   drt::linear_ref(m, x.data(), d1w.data(), d1b.data(), hidden, c, a.data());
   drt::conv2d_shape dw;
@@ -52,10 +59,11 @@ void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::
     if (act == drt::activation::gelu) v = drt::gelu_ref(v);
     if (act == drt::activation::relu) v = std::max(v, 0.f);
   }
-  drt::linear_ref(m, b.data(), d2w.data(), d2b.data(), c, hidden, y.data());
+  drt::linear_ref(m, b.data(), d2k.data(), d2b.data(), c, hidden, y.data());
   for (std::size_t i = 0; i < m * c; ++i) ref[i] = residual[i] + y[i];
   const std::string what = "mix_ffn " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " " +
-                           std::to_string(c) + "->" + std::to_string(hidden) + " act=" + std::to_string(int(act));
+                           std::to_string(c) + "->" + std::to_string(full) + " kept " + std::to_string(hidden) +
+                           " act=" + std::to_string(int(act));
   check_close(out.data(), ref.data(), ref.size(), what, ffn_rel, ffn_abs);
   INFO(what);
   CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);  // the FFN term is not negligible
@@ -72,6 +80,13 @@ TEST_SUITE("layers") {
     }
     SUBCASE("relu") { check_ffn(2, 7, 5, 17, 68, drt::activation::relu, 40); }
     SUBCASE("none") { check_ffn(1, 5, 11, 33, 40, drt::activation::none, 50); }
+  }
+
+  TEST_CASE("mix_ffn on a hidden prefix equals the Mix-FFN of the first hidden units") {
+    // prefixes on and off the SIMD width and the GEMM panel width, down to one unit
+    for (const std::size_t kept : {1, 7, 16, 33, 64, 127})
+      check_ffn(2, 9, 7, 32, 128, drt::activation::gelu, 60 + unsigned(kept), kept);
+    check_ffn(1, 5, 6, 17, 68, drt::activation::relu, 70, 20);
   }
 
 }  // TEST_SUITE("layers")

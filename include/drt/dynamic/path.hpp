@@ -13,7 +13,12 @@
 /// - propagate: 1 (default) propagates dropped Conv2DFuse inputs back to the decoder linears (their
 ///   dropped outputs are never computed); 0 runs the linears in full, which is how the paper's
 ///   Table III counts MACs.
+/// - mlp: Mix-FFN hidden units kept, as fractions of each block's hidden width (1 value, one per
+///   stage or one per block): `mlp=0.5` or `mlp=1,1,0.75,0.5`. The units kept are a prefix of the
+///   order the model was loaded in (dynamic/channel_order.hpp: by importance by default).
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -36,8 +41,9 @@ struct segformer_path {
   int pred_in = 0;                          ///< Conv2DPred input channels kept
   int linear0_in = 0;                       ///< DecodeLinear0 input channels kept
   bool propagate = true;                    ///< propagate dropped fuse inputs back to the linears
+  std::vector<double> mlp;                  ///< Mix-FFN hidden units kept as fractions (1, per stage or per block)
 
-  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate";
+  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<segformer_path, segformer_config>& family() {
@@ -67,6 +73,12 @@ struct segformer_path {
             {"propagate", &segformer_path::propagate, knob_layout::scalar, nullptr,
              "0 runs the decoder linears in full (the paper's Table III accounting)",
              "1 (default) propagates dropped Conv2DFuse inputs back to the decoder linears"},
+            {"mlp", &segformer_path::mlp, knob_layout::per_block,
+             [](const C& c, std::size_t s, std::size_t) {
+               return knob_range{0, 1, 1.0 / double(std::max<std::size_t>(1, mlp_hidden(c, s)))};
+             },
+             "Mix-FFN hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
+             "dense1 computes, the depthwise conv and dense2 read only those"},
         },
         [](const C& c) { return c.depths; }};
     return f;
@@ -83,6 +95,20 @@ struct segformer_path {
   void validate(const segformer_config& c) const { validate_path(*this, c); }
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
+
+  /// Mix-FFN hidden width of stage s's blocks in the full model.
+  static std::size_t mlp_hidden(const segformer_config& c, std::size_t s) {
+    if (s >= c.hidden_sizes.size() || s >= c.mlp_ratios.size()) return 0;  // a config load_segformer_config refuses
+    return static_cast<std::size_t>(c.hidden_sizes[s]) * static_cast<std::size_t>(c.mlp_ratios[s]);
+  }
+  /// Mix-FFN hidden units kept by block b of stage s (global block index g in stage order); the path
+  /// must be valid for c.
+  std::size_t mlp_kept(const segformer_config& c, std::size_t s, std::size_t g) const {
+    const std::size_t full = mlp_hidden(c, s);
+    if (mlp.empty()) return full;
+    const double e = mlp[detail::per_block_index(mlp.size(), c.depths.size(), s, g)];
+    return std::max<std::size_t>(1, std::min(full, static_cast<std::size_t>(std::lround(e * double(full)))));
+  }
 };
 
 }  // namespace drt

@@ -402,13 +402,14 @@ public:
   }
   std::size_t channels() const noexcept { return c_; }
 
-  /// x, y: [N, H, W, C] (distinct buffers). The activation is fused into the store.
+  /// x, y: [N, H, W, c] (distinct buffers) for the first c = `kept` channels (0: all). The
+  /// activation is fused into the store.
   template <activation A = activation::none>
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y) const noexcept {
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, std::size_t kept = 0) const noexcept {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;
     constexpr long P = static_cast<long>(K / 2);
-    const std::size_t c = c_;
+    const std::size_t c = kept ? std::min(kept, c_) : c_, cw = c_;  // activation stride, weight stride
     // One output row per task. For each vector of channels the K*K weights and the bias stay in
     // registers while the row is swept; the taps outside the image are cut from the loop bounds
     // instead of being tested one by one (the per-tap branches cost more than the FMAs).
@@ -423,7 +424,7 @@ public:
       std::size_t j = 0;
       for (; j + W <= c; j += W) {
         simd wk[K * K];
-        for (std::size_t t = 0; t < K * K; ++t) wk[t] = simd::load_unaligned(w_.data() + t * c + j);
+        for (std::size_t t = 0; t < K * K; ++t) wk[t] = simd::load_unaligned(w_.data() + t * cw + j);
         const simd bias = simd::load_unaligned(bias_.data() + j);
         for (std::size_t ox = 0; ox < w; ++ox) {
           const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
@@ -446,7 +447,7 @@ public:
           for (long ky = ky0; ky < ky1; ++ky)
             for (long kx = kx0; kx < kx1; ++kx)
               acc += rows[ky][base + kx * static_cast<long>(c)] *
-                     w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * c + j];
+                     w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j];
           out_row[ox * c + j] = activate<A>(acc);
         }
     };

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "../core/observer.hpp"
 #include "../core/profiler.hpp"
 #include "conv2d.hpp"
 #include "gemm.hpp"
@@ -34,23 +35,33 @@ public:
   }
 
   /// x: layer-normed tokens [N, H*W, C]; out holds the residual on entry and receives residual + ffn(x).
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out) const {
-    const std::size_t m = n * h * w, r = hidden(), c = channels();
+  /// `kept` (0: all) computes only the first `kept` hidden units: dense1's first outputs, the
+  /// depthwise conv on those channels, dense2's first inputs (a prefix of every packed panel: the
+  /// same weights serve every width).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0) const {
+    const std::size_t m = n * h * w, r = kept ? std::min(kept, hidden()) : hidden(), c = channels();
     detail::aligned_vector<float> a(m * r), b(m * r);
     {
       profile_scope ps("mlp.dense1");
-      dense1_.run(m, x, c, a.data(), r);
+      gemm_epilogue ep;
+      ep.bias = dense1_.bias();
+      gemm(m, r, c, x, c, dense1_.weights(), a.data(), r, ep);
     }
     {
     profile_scope ps("mlp.dwconv");
     switch (act_) {  // the kernel is compiled per activation; one branch per call
-      case activation::gelu: dw_.run<activation::gelu>(a.data(), n, h, w, b.data()); break;
-      case activation::relu: dw_.run<activation::relu>(a.data(), n, h, w, b.data()); break;
-      case activation::none: dw_.run<activation::none>(a.data(), n, h, w, b.data()); break;
+      case activation::gelu: dw_.run<activation::gelu>(a.data(), n, h, w, b.data(), r); break;
+      case activation::relu: dw_.run<activation::relu>(a.data(), n, h, w, b.data(), r); break;
+      case activation::none: dw_.run<activation::none>(a.data(), n, h, w, b.data(), r); break;
     }
     }
+    observe_activations(this, b.data(), m, r, r);  // what dense2 reads: calibration ranks hidden units by it
     profile_scope ps2("mlp.dense2");
-    dense2_.run(m, b.data(), r, out, c, activation::none, out, c);
+    gemm_epilogue ep;
+    ep.bias = dense2_.bias();
+    ep.residual = out;
+    ep.ldr = c;
+    gemm(m, c, r, b.data(), r, dense2_.weights(), out, c, ep);
   }
 
 private:

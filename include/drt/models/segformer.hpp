@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "../io/model_config.hpp"
 #include "../io/safetensors.hpp"
 #include "../io/weight_source.hpp"
+#include "../dynamic/channel_order.hpp"
 #include "../dynamic/path.hpp"
 #include "layer_info.hpp"
 #include "../layers/attention.hpp"
@@ -62,6 +64,11 @@ struct segformer_options {
   /// docs/decoder_fold.md); false: the checkpoint's graph as published (the paper's accounting and
   /// its Conv2DFuse knob).
   bool fold_decoder = true;
+  /// The order the prunable channel groups (every Mix-FFN's hidden units) are packed in; an `mlp`
+  /// prefix keeps the first units of it (dynamic/channel_order.hpp). Default: the data-free weight
+  /// order, computed at load; {"checkpoint"}: as stored; a calibrated order: its permutations.
+  /// Paths without channel knobs on these groups compute the same under every order.
+  channel_order order = weight_order_request();
 };
 
 /// Outputs of one forward pass, in PyTorch's NCHW layout.
@@ -81,9 +88,15 @@ struct segformer_features {
 struct segformer_execution {
   /// skip[s][j] != 0 bypasses block j of stage s (identity). Empty = run all.
   std::vector<std::vector<unsigned char>> skip;
+  /// mlp_kept[s][j]: Mix-FFN hidden units block j of stage s computes (a prefix). Empty = all.
+  std::vector<std::vector<std::size_t>> mlp_kept;
   decode_head_channels head;  ///< channel prefixes of the decode head
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
+  }
+  /// Hidden units of block (s, j)'s Mix-FFN computed; 0 = all.
+  std::size_t mlp(std::size_t s, std::size_t j) const noexcept {
+    return s < mlp_kept.size() && j < mlp_kept[s].size() ? mlp_kept[s][j] : 0;
   }
 };
 
@@ -111,8 +124,10 @@ public:
 
   /// Build from any weight source (checkpoint, synthetic, edited).
   segformer_model(segformer_config cfg, const weight_source& source, segformer_options options = {})
-      : cfg_(std::move(cfg)), build_(options) {
-    weight_reader get(source);
+      : cfg_(std::move(cfg)), build_(std::move(options)) {
+    const auto groups = channel_groups(cfg_);
+    build_.order = resolve_order(build_.order, source, groups);
+    weight_reader get(build_.order.is_identity() ? source : permuted_source(source, build_.order, groups));
     build(get);
   }
 
@@ -207,6 +222,38 @@ public:
   bool decoder_folded() const noexcept { return head_.folded(); }
   std::size_t num_stages() const noexcept { return embeds_.size(); }
   const mlp_decode_head& decode_head() const noexcept { return head_; }
+  /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
+  const channel_order& order() const noexcept { return build_.order; }
+
+  /// The prunable channel groups (dynamic/channel_order.hpp): every block's Mix-FFN hidden units,
+  /// produced by dense1 (rows) and the depthwise conv, consumed by dense2 (columns).
+  static std::vector<channel_group> channel_groups(const segformer_config& c) {
+    std::vector<channel_group> out;
+    for (std::size_t s = 0; s < c.depths.size(); ++s) {
+      const auto C = static_cast<std::int64_t>(c.hidden_sizes[s]);
+      const auto H = static_cast<std::int64_t>(segformer_path::mlp_hidden(c, s));
+      for (int j = 0; j < c.depths[s]; ++j) {
+        const std::string m = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+        out.push_back({m,
+                       static_cast<std::size_t>(H),
+                       {{m + ".dense1.weight", {H, C}, 0, false},
+                        {m + ".dense1.bias", {H}, 0, false},
+                        {m + ".dwconv.dwconv.weight", {H, 1, 3, 3}, 0, false},
+                        {m + ".dwconv.dwconv.bias", {H}, 0, false},
+                        {m + ".dense2.weight", {C, H}, 1, true}}});
+      }
+    }
+    return out;
+  }
+  /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
+  std::map<const void*, std::string> group_layers() const {
+    std::map<const void*, std::string> out;
+    for (std::size_t s = 0; s < blocks_.size(); ++s)
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j)
+        out[&blocks_[s][j].ffn] =
+            "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+    return out;
+  }
   const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
   const std::vector<segformer_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
 
@@ -244,6 +291,11 @@ public:
       e.skip[s].resize(blocks_[s].size());
       for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
     }
+    if (!path.mlp.empty()) {
+      e.mlp_kept.resize(blocks_.size());
+      for (std::size_t s = 0, g = 0; s < blocks_.size(); ++s)
+        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) e.mlp_kept[s].push_back(path.mlp_kept(cfg_, s, g));
+    }
     e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
     e.head.linear0_in = static_cast<std::size_t>(path.linear0_in);
@@ -279,6 +331,7 @@ public:
         const auto& a = blocks_[s][j].attention;
         const auto& f = blocks_[s][j].ffn;
         const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), heads = a.heads(), d = C / heads;
+        const std::size_t hid = exec.mlp(s, j) ? std::min(exec.mlp(s, j), f.hidden()) : f.hidden();
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
         const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
         const std::string ma = mb + "attention.self";
@@ -297,12 +350,10 @@ public:
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "attention.qk_softmax_pv";
         add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = mb + "attention.output.dense";
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
-        add(b + "mlp.dense1", layer_kind::linear, enc, f.hidden(), C, T, 1, 1, 1, f.hidden() * C + f.hidden()) =
-            mb + "mlp.dense1";
-        add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, f.hidden(), 1, oh, ow, 3, 1, f.hidden() * 10) =
+        add(b + "mlp.dense1", layer_kind::linear, enc, hid, C, T, 1, 1, 1, hid * C + hid) = mb + "mlp.dense1";
+        add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, hid, 1, oh, ow, 3, 1, hid * 10) =
             mb + "mlp.dwconv.dwconv";
-        add(b + "mlp.dense2", layer_kind::linear, enc, C, f.hidden(), T, 1, 1, 1, f.hidden() * C + C) =
-            mb + "mlp.dense2";
+        add(b + "mlp.dense2", layer_kind::linear, enc, C, hid, T, 1, 1, 1, hid * C + C) = mb + "mlp.dense2";
       }
       add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
           "segformer.encoder.layer_norm." + std::to_string(s);
@@ -406,7 +457,7 @@ public:
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
         }
-        blk.ffn.run(normed.data(), n, oh, ow, f.data());
+        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp(s, j));
       }
       {
         const std::string name = prof ? st + "_LayerNorm" : std::string();

@@ -1,0 +1,48 @@
+#pragma once
+/// @file observer.hpp
+/// Activation statistics without touching the kernels: while an `observing_session` is active on the
+/// calling thread, layers with prunable channel groups report the activations their consumer reads
+/// (e.g. Mix-FFN's hidden units, which dense2 reads). Calibration (dynamic/channel_order.hpp) ranks
+/// channels by them. With no session the cost is one thread-local load and a branch, as for the
+/// profiler (core/profiler.hpp).
+
+#include <cstddef>
+
+namespace drt {
+
+/// Receives the activations of one layer call: `rows` rows of `channels` floats, row stride `ld`.
+/// `layer` identifies the reporting layer object (its address).
+class activation_observer {
+public:
+  virtual ~activation_observer() = default;
+  virtual void observe(const void* layer, const float* x, std::size_t rows, std::size_t channels, std::size_t ld) = 0;
+};
+
+namespace detail {
+inline activation_observer*& thread_observer() noexcept {
+  thread_local activation_observer* o = nullptr;
+  return o;
+}
+}  // namespace detail
+
+/// Makes `o` receive the activations reported on this thread until destroyed.
+class observing_session {
+public:
+  explicit observing_session(activation_observer& o) : prev_(detail::thread_observer()) {
+    detail::thread_observer() = &o;
+  }
+  ~observing_session() { detail::thread_observer() = prev_; }
+  observing_session(const observing_session&) = delete;
+  observing_session& operator=(const observing_session&) = delete;
+
+private:
+  activation_observer* prev_;
+};
+
+/// Called by layers: reports to the thread's observer, if any.
+inline void observe_activations(const void* layer, const float* x, std::size_t rows, std::size_t channels,
+                                std::size_t ld) {
+  if (auto* o = detail::thread_observer()) o->observe(layer, x, rows, channels, ld);
+}
+
+}  // namespace drt

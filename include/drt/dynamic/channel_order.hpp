@@ -1,0 +1,280 @@
+#pragma once
+/// @file channel_order.hpp
+/// Importance orders of a model's prunable channel groups. A channel knob keeps a *prefix* of a
+/// group's units (e.g. `mlp=0.5` keeps the first half of every Mix-FFN's hidden units). Permuting a
+/// group's units once at load -- the producer's outputs and the consumer's inputs together, an
+/// exact rewrite of the full model -- makes that prefix the most important units, with the same
+/// kernels, the same speed and no copy per path.
+///
+/// - A `channel_group` names where a group's units live in the checkpoint: each tensor and the axis
+///   that indexes the units (producer rows, consumer columns).
+/// - A `channel_order` holds one permutation per group and how it was chosen: `checkpoint` (the
+///   identity), `weight` (data-free: the product of the unit's weight-slice norms), or `calibrated`
+///   (the unit's activation RMS on calibration images times the norm of its consumer column: the
+///   unit's expected share of the consumer's output energy).
+/// - `permuted_source` applies an order to any weight source; models are built from it as usual.
+///
+/// A lookup table records the order it was measured with (`fingerprint`), so a table is only used
+/// with that order.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/error.hpp"
+#include "../core/observer.hpp"
+#include "../io/weight_source.hpp"
+
+namespace drt {
+
+/// One tensor of a channel group: its checkpoint name, full shape and the axis indexing the units.
+struct group_tensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::size_t axis = 0;
+  bool consumer = false;  ///< reads the units (its slices weigh each unit's effect on the output)
+};
+
+/// The units of one prunable group (e.g. a Mix-FFN's hidden units), named by the module that owns them.
+struct channel_group {
+  std::string name;  ///< e.g. "segformer.encoder.block.2.3.mlp"
+  std::size_t units = 0;
+  std::vector<group_tensor> tensors;
+};
+
+/// perm[i] = the checkpoint's unit that stands at position i of the new order, per group.
+struct channel_order {
+  std::string method = "checkpoint";  ///< "checkpoint", "weight" or "calibrated"
+  std::string calibration;            ///< calibrated: what the scores were measured on
+  std::map<std::string, std::vector<std::uint32_t>> groups;
+
+  bool is_identity() const noexcept {
+    for (const auto& [name, p] : groups)
+      for (std::size_t i = 0; i < p.size(); ++i)
+        if (p[i] != i) return false;
+    return true;
+  }
+
+  nlohmann::json to_json() const {
+    nlohmann::json j;
+    j["method"] = method;
+    if (!calibration.empty()) j["calibration"] = calibration;
+    j["groups"] = nlohmann::json::object();
+    for (const auto& [name, p] : groups) j["groups"][name] = p;
+    return j;
+  }
+
+  /// Reads `to_json`'s form; `where` names the file in errors.
+  static channel_order from_json(const nlohmann::json& j, const std::string& where) {
+    channel_order o;
+    try {
+      o.method = j.at("method").get<std::string>();
+      if (j.contains("calibration")) o.calibration = j.at("calibration").get<std::string>();
+      for (const auto& [name, p] : j.at("groups").items()) o.groups[name] = p.get<std::vector<std::uint32_t>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw invalid_input(where + ": not a channel order (" + e.what() + ")");
+    }
+    return o;
+  }
+
+  /// A short stable id of the order (method + FNV-1a of the permutations): "checkpoint" for the
+  /// identity, else e.g. "calibrated-3f2a9c41".
+  std::string fingerprint() const {
+    if (is_identity()) return "checkpoint";
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&](std::uint64_t v) {
+      for (int b = 0; b < 8; ++b) {
+        h ^= (v >> (8 * b)) & 0xff;
+        h *= 1099511628211ull;
+      }
+    };
+    for (const auto& [name, p] : groups) {
+      for (char c : name) mix(static_cast<unsigned char>(c));
+      for (auto v : p) mix(v);
+    }
+    std::ostringstream s;
+    s << method << '-' << std::hex << (h & 0xffffffffull);
+    return s.str();
+  }
+};
+
+namespace detail {
+
+/// Elements before / after the unit axis: the tensor is [outer, units, inner].
+inline std::pair<std::size_t, std::size_t> unit_strides(const group_tensor& t) {
+  std::size_t outer = 1, inner = 1;
+  for (std::size_t d = 0; d < t.shape.size(); ++d)
+    (d < t.axis ? outer : inner) *= d == t.axis ? 1 : static_cast<std::size_t>(t.shape[d]);
+  return {outer, inner};
+}
+
+/// Sum of squares of each unit's slice.
+inline std::vector<double> slice_sq_norms(const group_tensor& t, const std::vector<float>& v) {
+  const auto [outer, inner] = unit_strides(t);
+  const auto units = static_cast<std::size_t>(t.shape[t.axis]);
+  std::vector<double> out(units, 0.0);
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t u = 0; u < units; ++u)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double x = v[(o * units + u) * inner + i];
+        out[u] += x * x;
+      }
+  return out;
+}
+
+/// Units in descending score (ties: checkpoint order).
+inline std::vector<std::uint32_t> order_by_score(const std::vector<double>& score) {
+  std::vector<std::uint32_t> p(score.size());
+  std::iota(p.begin(), p.end(), 0u);
+  std::stable_sort(p.begin(), p.end(), [&](std::uint32_t a, std::uint32_t b) { return score[a] > score[b]; });
+  return p;
+}
+
+}  // namespace detail
+
+/// `base` with every tensor of `groups` permuted along its unit axis by `order` (groups the order
+/// does not name stay in checkpoint order). Throws when a permutation does not fit its group.
+inline weight_source permuted_source(weight_source base, const channel_order& order,
+                                     const std::vector<channel_group>& groups) {
+  std::map<std::string, std::pair<group_tensor, std::vector<std::uint32_t>>> by_tensor;
+  for (const auto& g : groups) {
+    auto it = order.groups.find(g.name);
+    if (it == order.groups.end()) continue;
+    const auto& p = it->second;
+    std::vector<char> seen(g.units, 0);
+    bool ok = p.size() == g.units;
+    for (auto v : p) ok = ok && v < g.units && !seen[v]++;
+    if (!ok)
+      throw invalid_input("channel order (" + order.method + "): the permutation of group '" + g.name +
+                          "' has " + std::to_string(p.size()) + " entries, expected a permutation of " +
+                          std::to_string(g.units) + " units");
+    for (const auto& t : g.tensors) by_tensor[t.name] = {t, p};
+  }
+  return [base = std::move(base), by_tensor = std::move(by_tensor)](const std::string& name,
+                                                                   const std::vector<std::int64_t>& shape) {
+    std::vector<float> v = base(name, shape);
+    auto it = by_tensor.find(name);
+    if (it == by_tensor.end()) return v;
+    const auto& [t, p] = it->second;
+    const auto [outer, inner] = detail::unit_strides(t);
+    const std::size_t units = p.size();
+    std::vector<float> out(v.size());
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t u = 0; u < units; ++u)
+        std::copy_n(v.begin() + static_cast<std::ptrdiff_t>((o * units + p[u]) * inner), inner,
+                    out.begin() + static_cast<std::ptrdiff_t>((o * units + u) * inner));
+    return out;
+  };
+}
+
+/// Data-free order: each unit scored by the product of the L2 norms of its slices of the group's
+/// weight tensors (the producer's row, the depthwise filter, the consumer's column).
+inline channel_order weight_order(const weight_source& source, const std::vector<channel_group>& groups) {
+  channel_order o;
+  o.method = "weight";
+  for (const auto& g : groups) {
+    std::vector<double> score(g.units, 1.0);
+    for (const auto& t : g.tensors) {
+      if (t.shape.size() < 2) continue;  // biases do not scale the unit's signal
+      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape));
+      for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
+    }
+    o.groups[g.name] = detail::order_by_score(score);
+  }
+  return o;
+}
+
+/// What to ask a model to load with for the data-free weight order (computed from its weights).
+inline channel_order weight_order_request() {
+  channel_order o;
+  o.method = "weight";
+  return o;
+}
+
+/// The order a model is packed in, from what was asked: "weight" with no permutations computes the
+/// weight order from `source`; "checkpoint" is the identity (no permutations); anything else is
+/// used as given (permuted_source checks it against the groups).
+inline channel_order resolve_order(const channel_order& asked, const weight_source& source,
+                                   const std::vector<channel_group>& groups) {
+  if (asked.method == "weight" && asked.groups.empty()) return weight_order(source, groups);
+  if (asked.method == "checkpoint") return channel_order{};
+  return asked;
+}
+
+/// Per-unit activation statistics of the groups, gathered while calibration images run (see
+/// core/observer.hpp): the sum of squares and the count of rows per unit.
+struct unit_statistics {
+  std::map<std::string, std::vector<double>> sum_sq;
+  std::map<std::string, std::size_t> rows;
+};
+
+/// Gathers unit_statistics from the layers that report their groups' activations (core/observer.hpp);
+/// `layers` maps each reporting layer to its group (e.g. segformer_model::group_layers()).
+class unit_statistics_observer : public activation_observer {
+public:
+  explicit unit_statistics_observer(std::map<const void*, std::string> layers) : layers_(std::move(layers)) {}
+  void observe(const void* layer, const float* x, std::size_t rows, std::size_t channels, std::size_t ld) override {
+    auto it = layers_.find(layer);
+    if (it == layers_.end()) return;
+    auto& s = stats_.sum_sq[it->second];
+    if (s.size() < channels) s.resize(channels, 0.0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < channels; ++c) {
+        const double v = x[r * ld + c];
+        s[c] += v * v;
+      }
+    stats_.rows[it->second] += rows;
+  }
+  const unit_statistics& statistics() const noexcept { return stats_; }
+
+private:
+  std::map<const void*, std::string> layers_;
+  unit_statistics stats_;
+};
+
+/// The statistics of `layers`' groups while `run()` runs (on this thread) the calibration images.
+template <class Run>
+unit_statistics collect_unit_statistics(std::map<const void*, std::string> layers, Run&& run) {
+  unit_statistics_observer obs(std::move(layers));
+  {
+    observing_session session(obs);
+    run();
+  }
+  return obs.statistics();
+}
+
+/// Calibrated order: each unit scored by its activation RMS over the calibration rows times the L2
+/// norm of its consumer slice (the unit's expected share of the consumer's output energy, units
+/// taken as uncorrelated). `stats` must cover every group.
+inline channel_order calibrated_order(const weight_source& source, const std::vector<channel_group>& groups,
+                                      const unit_statistics& stats, const std::string& calibration) {
+  channel_order o;
+  o.method = "calibrated";
+  o.calibration = calibration;
+  for (const auto& g : groups) {
+    auto it = stats.sum_sq.find(g.name);
+    if (it == stats.sum_sq.end() || it->second.size() != g.units || stats.rows.at(g.name) == 0)
+      throw invalid_input("calibrated channel order: no activation statistics for group '" + g.name + "'");
+    const double n = static_cast<double>(stats.rows.at(g.name));
+    std::vector<double> score(g.units);
+    for (std::size_t u = 0; u < g.units; ++u) score[u] = std::sqrt(it->second[u] / n);
+    for (const auto& t : g.tensors) {
+      if (!t.consumer) continue;
+      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape));
+      for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
+    }
+    o.groups[g.name] = detail::order_by_score(score);
+  }
+  return o;
+}
+
+}  // namespace drt

@@ -1,0 +1,170 @@
+// Channel orders (dynamic/channel_order.hpp): permuting a group's units is an exact rewrite of the
+// full model (logits equal within float rounding, 1e-5 rel L2), the permuted tensors hold the
+// checkpoint's slices in the new order, a prefix path under an order equals the full-width model of
+// the chosen units, orders are permutations (bad ones are refused naming the group), calibration
+// statistics cover every group, and the JSON form and fingerprint round-trip.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <drt/core/observer.hpp>
+#include <drt/dynamic/channel_order.hpp>
+#include <drt/models/segformer.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+
+drt::segformer_config small_config() {
+  auto c = drt::standard_segformer_config("segformer-b0", 5);
+  c.depths = {1, 2, 1, 1};
+  return c;
+}
+
+/// Build options packing the model in `order` ("checkpoint": as stored).
+drt::segformer_options packed(const drt::channel_order& order) {
+  drt::segformer_options o;
+  o.order = order;
+  return o;
+}
+drt::segformer_options checkpoint_order() {
+  drt::channel_order c;
+  c.method = "checkpoint";
+  return packed(c);
+}
+
+drt::tensor4 input(unsigned seed) {
+  drt::tensor4 x = drt::tensor4::from_shape({1, 3, 64, 96});
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(g);
+  return x;
+}
+
+}  // namespace
+
+TEST_SUITE("dynamic") {
+  TEST_CASE("channel order: a permutation of the Mix-FFN hidden units is an exact rewrite") {
+    const auto cfg = small_config();
+    const auto base = drt::random_source(7);
+    const auto groups = drt::segformer_model::channel_groups(cfg);
+    REQUIRE(groups.size() == 5);  // one group per block
+    CHECK(groups[1].name == "segformer.encoder.block.1.0.mlp");
+    CHECK(groups[1].units == 64 * 4);
+
+    const drt::segformer_model plain(cfg, base, checkpoint_order());
+    CHECK(plain.order().is_identity());
+    const auto order = drt::weight_order(base, groups);
+    CHECK(order.method == "weight");
+    CHECK(!order.is_identity());
+    const drt::segformer_model ordered(cfg, base, packed(order));
+    // the default build computes the same weight order at load
+    CHECK(drt::segformer_model(cfg, base).order().fingerprint() == order.fingerprint());
+    const auto x = input(3);
+    const auto a = plain.forward(x).logits, b = ordered.forward(x).logits;
+    drt_test::check_close(b.data(), a.data(), a.size(), "logits, weight order vs checkpoint order", 1e-5, 1e-4);
+
+    // The permuted tensors hold the checkpoint's slices in the new order: dense1 rows, dense2 columns.
+    const auto& g = groups[2];
+    const auto& p = order.groups.at(g.name);
+    const auto src = drt::permuted_source(base, order, groups);
+    const auto d1 = base(g.tensors[0].name, g.tensors[0].shape), d1p = src(g.tensors[0].name, g.tensors[0].shape);
+    const auto d2 = base(g.tensors[4].name, g.tensors[4].shape), d2p = src(g.tensors[4].name, g.tensors[4].shape);
+    const std::size_t C = std::size_t(g.tensors[0].shape[1]), H = g.units;
+    for (std::size_t u : {std::size_t{0}, std::size_t{5}, H - 1}) {
+      CHECK(d1p[u * C + 3] == d1[p[u] * C + 3]);
+      CHECK(d2p[7 * H + u] == d2[7 * H + p[u]]);
+    }
+    // weight order: the units' weight-norm product descends along the order
+    auto norm_product = [&](std::size_t unit) {
+      double r = 0, c = 0;
+      for (std::size_t i = 0; i < C; ++i) r += double(d1[unit * C + i]) * d1[unit * C + i];
+      for (std::size_t o = 0; o < C; ++o) c += double(d2[o * H + unit]) * d2[o * H + unit];
+      const auto dw = base(g.tensors[2].name, g.tensors[2].shape);
+      double w = 0;
+      for (std::size_t t = 0; t < 9; ++t) w += double(dw[unit * 9 + t]) * dw[unit * 9 + t];
+      return std::sqrt(r * c * w);
+    };
+    CHECK(norm_product(p[0]) >= norm_product(p[1]));
+    CHECK(norm_product(p[1]) >= norm_product(p[H - 1]));
+  }
+
+  TEST_CASE("channel order: a prefix path keeps exactly the units the order puts first") {
+    // Under an order whose first units are those the checkpoint order would keep, mlp=0.5 is the
+    // same computation: the reversed-then-reversed order is the identity on the kept half.
+    const auto cfg = small_config();
+    const auto base = drt::random_source(9);
+    const auto groups = drt::segformer_model::channel_groups(cfg);
+    drt::channel_order swap;  // swap the halves of every group, then keep the first half
+    swap.method = "test";
+    for (const auto& g : groups) {
+      std::vector<std::uint32_t> p(g.units);
+      for (std::size_t i = 0; i < g.units; ++i) p[i] = std::uint32_t((i + g.units / 2) % g.units);
+      swap.groups[g.name] = p;
+    }
+    const drt::segformer_model plain(cfg, base, checkpoint_order()), swapped(cfg, base, packed(swap));
+    const auto x = input(4);
+    const auto half = drt::segformer_path::parse("mlp=0.5");
+    const auto a = plain.forward(x, half).logits, b = swapped.forward(x, half).logits;
+    // the two keep complementary halves: different outputs, neither equal to the full model
+    CHECK(drt_test::compare(a.data(), b.data(), a.size()).rel_l2 > 1e-3);
+    // swapping twice is the identity
+    drt::channel_order twice = swap;
+    for (auto& [name, p] : twice.groups)
+      for (auto& v : p) v = std::uint32_t((v + p.size() / 2) % p.size());
+    CHECK(twice.is_identity());
+    const drt::segformer_model back(cfg, base, packed(twice));
+    const auto c = back.forward(x, half).logits;
+    drt_test::check_close(c.data(), a.data(), a.size(), "identity order, mlp=0.5", 1e-6, 1e-5);
+    // the layer list counts the kept units
+    const auto exec = plain.compile(half);
+    for (const auto& l : plain.layers(64, 96, exec))
+      if (l.name == "Stage2 Block1 mlp.dense1") CHECK(l.k == 128);
+  }
+
+  TEST_CASE("channel order: calibration statistics, refusals, JSON and fingerprint") {
+    const auto cfg = small_config();
+    const auto base = drt::random_source(11);
+    const auto groups = drt::segformer_model::channel_groups(cfg);
+    const drt::segformer_model m(cfg, base, checkpoint_order());
+    const auto stats = drt::collect_unit_statistics(m.group_layers(), [&] {
+      (void)m.forward(input(1));
+      (void)m.forward(input(2));
+    });
+    (void)m.forward(input(5));  // no session: nothing observed
+    REQUIRE(stats.sum_sq.size() == groups.size());
+    CHECK(stats.rows.at("segformer.encoder.block.0.0.mlp") == 2 * 16 * 24);  // two images, stage 0 tokens
+    // the statistics are the activations' sums of squares: positive for every unit
+    for (double v : stats.sum_sq.at("segformer.encoder.block.3.0.mlp")) CHECK(v > 0);
+    const auto order = drt::calibrated_order(base, groups, stats, "two random images");
+    CHECK(order.method == "calibrated");
+    for (const auto& g : groups) {
+      auto p = order.groups.at(g.name);
+      std::sort(p.begin(), p.end());
+      for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == i);
+    }
+    const auto j = order.to_json();
+    const auto back = drt::channel_order::from_json(j, "order.json");
+    CHECK(back.groups == order.groups);
+    CHECK(back.calibration == "two random images");
+    CHECK(back.fingerprint() == order.fingerprint());
+    CHECK(order.fingerprint().rfind("calibrated-", 0) == 0);
+    CHECK(drt::channel_order{}.fingerprint() == "checkpoint");
+
+    drt::unit_statistics missing = stats;
+    missing.sum_sq.erase("segformer.encoder.block.3.0.mlp");
+    CHECK_THROWS_WITH_AS(drt::calibrated_order(base, groups, missing, "x"),
+                         "calibrated channel order: no activation statistics for group "
+                         "'segformer.encoder.block.3.0.mlp'",
+                         drt::invalid_input);
+    auto bad = order;
+    bad.groups["segformer.encoder.block.1.1.mlp"][3] = bad.groups["segformer.encoder.block.1.1.mlp"][4];
+    CHECK_THROWS_WITH_AS(drt::permuted_source(base, bad, groups),
+                         "channel order (calibrated): the permutation of group 'segformer.encoder.block.1.1.mlp' "
+                         "has 256 entries, expected a permutation of 256 units",
+                         drt::invalid_input);
+    CHECK_THROWS_AS(drt::channel_order::from_json(nlohmann::json{{"method", 3}}, "o.json"), drt::invalid_input);
+  }
+}
