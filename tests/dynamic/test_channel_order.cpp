@@ -145,9 +145,27 @@ TEST_SUITE("dynamic") {
       std::sort(p.begin(), p.end());
       for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == i);
     }
+    // means, in the new order, for every group: what a prefix path's compensation reads
+    for (const auto& g : groups) REQUIRE(order.means.at(g.name).size() == g.units);
+    const auto& g0 = groups[0].name;
+    CHECK(order.means.at(g0)[0] ==
+          doctest::Approx(stats.sum.at(g0)[order.groups.at(g0)[0]] / double(stats.rows.at(g0))));
+    {  // a model packed in it compensates prefix paths, and not the full one
+      const drt::segformer_model packed_model(cfg, base, packed(order));
+      const auto e = packed_model.compile(drt::segformer_path::parse("mlp=0.5"));
+      CHECK(e.mlp_bias_of(1, 1) != nullptr);
+      CHECK(packed_model.compile(drt::segformer_path{}).mlp_bias_of(1, 1) == nullptr);
+      auto no_means = order;
+      no_means.means.clear();
+      const drt::segformer_model plain_packed(cfg, base, packed(no_means));
+      const auto a = packed_model.forward(input(1), drt::segformer_path::parse("mlp=0.5")).logits;
+      const auto b = plain_packed.forward(input(1), drt::segformer_path::parse("mlp=0.5")).logits;
+      CHECK(drt_test::compare(a.data(), b.data(), a.size()).rel_l2 > 1e-4);
+    }
     const auto j = order.to_json();
     const auto back = drt::channel_order::from_json(j, "order.json");
     CHECK(back.groups == order.groups);
+    CHECK(back.means == order.means);
     CHECK(back.calibration == "two random images");
     CHECK(back.fingerprint() == order.fingerprint());
     CHECK(order.fingerprint().rfind("calibrated-", 0) == 0);

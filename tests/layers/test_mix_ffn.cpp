@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <drt/core/observer.hpp>
 #include <drt/layers/mix_ffn.hpp>
 
 #include "test_support.hpp"
@@ -80,6 +81,59 @@ TEST_SUITE("layers") {
     }
     SUBCASE("relu") { check_ffn(2, 7, 5, 17, 68, drt::activation::relu, 40); }
     SUBCASE("none") { check_ffn(1, 5, 11, 33, 40, drt::activation::none, 50); }
+  }
+
+  TEST_CASE("mix_ffn compensated bias: a prefix keeps the mean output of the full layer on its calibration rows") {
+    // The hidden activations feed dense2 linearly, so adding the dropped units' mean contribution to
+    // dense2's bias makes the prefix's output mean over the calibration rows equal the full layer's.
+    const std::size_t c = 24, hidden = 96, n = 1, h = 6, w = 7, m = n * h * w;
+    unsigned seed = 80;
+    const auto d1w = random_vector(hidden * c, seed++, -0.3f, 0.3f), d1b = random_vector(hidden, seed++, 0.f, 0.5f);
+    const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++, 0.f, 0.3f);
+    const auto d2w = random_vector(c * hidden, seed++, -0.2f, 0.2f), d2b = random_vector(c, seed++, -0.2f, 0.2f);
+    const drt::mix_ffn ffn({d1w.data(), d1b.data(), dww.data(), dwb.data(), d2w.data(), d2b.data()}, c, hidden);
+    const auto x = random_vector(m * c, seed++, -1.f, 1.f);
+    // the mean hidden activation, as calibration observes it
+    struct mean_observer : drt::activation_observer {
+      std::vector<double> sum;
+      std::size_t rows = 0;
+      void observe(const void*, const float* a, std::size_t r, std::size_t ch, std::size_t ld) override {
+        sum.assign(ch, 0.0);
+        for (std::size_t i = 0; i < r; ++i)
+          for (std::size_t j = 0; j < ch; ++j) sum[j] += a[i * ld + j];
+        rows = r;
+      }
+    } obs;
+    std::vector<float> full(m * c, 0.f);
+    {
+      drt::observing_session session(obs);
+      ffn.run(x.data(), n, h, w, full.data());
+    }
+    REQUIRE(obs.rows == m);
+    std::vector<float> mean(hidden);
+    for (std::size_t j = 0; j < hidden; ++j) mean[j] = float(obs.sum[j] / double(m));
+    for (const std::size_t kept : {std::size_t{10}, std::size_t{48}, hidden}) {
+      CAPTURE(kept);
+      const auto bias = ffn.compensated_bias(kept, mean.data());
+      for (std::size_t o = 0; o < c; ++o) {  // against the plain sum
+        double ref = d2b[o];
+        for (std::size_t u = kept; u < hidden; ++u) ref += double(d2w[o * hidden + u]) * mean[u];
+        CHECK(bias[o] == doctest::Approx(ref).epsilon(1e-5));
+      }
+      std::vector<float> plain(m * c, 0.f), comp(m * c, 0.f);
+      ffn.run(x.data(), n, h, w, plain.data(), kept);
+      ffn.run(x.data(), n, h, w, comp.data(), kept, bias.data());
+      for (std::size_t o = 0; o < c; ++o) {
+        double mf = 0, mc = 0, mp = 0;
+        for (std::size_t i = 0; i < m; ++i) {
+          mf += full[i * c + o];
+          mc += comp[i * c + o];
+          mp += plain[i * c + o];
+        }
+        CHECK(mc / double(m) == doctest::Approx(mf / double(m)).epsilon(1e-4));
+        if (kept == 10 && o == 0) CHECK(std::abs(mp - mf) / double(m) > 1e-3);  // without it the mean moves
+      }
+    }
   }
 
   TEST_CASE("mix_ffn on a hidden prefix equals the Mix-FFN of the first hidden units") {

@@ -56,6 +56,10 @@ struct channel_order {
   std::string method = "checkpoint";  ///< "checkpoint", "weight" or "calibrated"
   std::string calibration;            ///< calibrated: what the scores were measured on
   std::map<std::string, std::vector<std::uint32_t>> groups;
+  /// calibrated: each group's mean unit activation on the calibration images, in the new order.
+  /// A path that drops units adds their expected contribution to the consumer's bias
+  /// (`compensate`); empty = no compensation.
+  std::map<std::string, std::vector<float>> means;
 
   bool is_identity() const noexcept {
     for (const auto& [name, p] : groups)
@@ -70,6 +74,10 @@ struct channel_order {
     if (!calibration.empty()) j["calibration"] = calibration;
     j["groups"] = nlohmann::json::object();
     for (const auto& [name, p] : groups) j["groups"][name] = p;
+    if (!means.empty()) {
+      j["means"] = nlohmann::json::object();
+      for (const auto& [name, m] : means) j["means"][name] = m;
+    }
     return j;
   }
 
@@ -80,6 +88,8 @@ struct channel_order {
       o.method = j.at("method").get<std::string>();
       if (j.contains("calibration")) o.calibration = j.at("calibration").get<std::string>();
       for (const auto& [name, p] : j.at("groups").items()) o.groups[name] = p.get<std::vector<std::uint32_t>>();
+      if (j.contains("means"))
+        for (const auto& [name, m] : j.at("means").items()) o.means[name] = m.get<std::vector<float>>();
     } catch (const nlohmann::json::exception& e) {
       throw invalid_input(where + ": not a channel order (" + e.what() + ")");
     }
@@ -213,7 +223,7 @@ inline channel_order resolve_order(const channel_order& asked, const weight_sour
 /// Per-unit activation statistics of the groups, gathered while calibration images run (see
 /// core/observer.hpp): the sum of squares and the count of rows per unit.
 struct unit_statistics {
-  std::map<std::string, std::vector<double>> sum_sq;
+  std::map<std::string, std::vector<double>> sum, sum_sq;
   std::map<std::string, std::size_t> rows;
 };
 
@@ -226,10 +236,13 @@ public:
     auto it = layers_.find(layer);
     if (it == layers_.end()) return;
     auto& s = stats_.sum_sq[it->second];
+    auto& s1 = stats_.sum[it->second];
     if (s.size() < channels) s.resize(channels, 0.0);
+    if (s1.size() < channels) s1.resize(channels, 0.0);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t c = 0; c < channels; ++c) {
         const double v = x[r * ld + c];
+        s1[c] += v;
         s[c] += v * v;
       }
     stats_.rows[it->second] += rows;
@@ -272,7 +285,13 @@ inline channel_order calibrated_order(const weight_source& source, const std::ve
       const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape));
       for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
     }
-    o.groups[g.name] = detail::order_by_score(score);
+    auto& p = o.groups[g.name];
+    p = detail::order_by_score(score);
+    auto s1 = stats.sum.find(g.name);
+    if (s1 != stats.sum.end() && s1->second.size() == g.units) {
+      auto& m = o.means[g.name];
+      for (std::size_t u = 0; u < g.units; ++u) m.push_back(static_cast<float>(s1->second[p[u]] / n));
+    }
   }
   return o;
 }

@@ -4,7 +4,9 @@
 /// depthwise conv with bias, activation, dense2 (rC -> C). The activation is fused into the
 /// depthwise conv and the residual add into dense2.
 
+#include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "../core/observer.hpp"
 #include "../core/profiler.hpp"
@@ -38,7 +40,10 @@ public:
   /// `kept` (0: all) computes only the first `kept` hidden units: dense1's first outputs, the
   /// depthwise conv on those channels, dense2's first inputs (a prefix of every packed panel: the
   /// same weights serve every width).
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0) const {
+  /// `bias2` (optional, C floats) replaces dense2's bias: the compensated bias of a prefix
+  /// (`compensated_bias`).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0,
+           const float* bias2 = nullptr) const {
     const std::size_t m = n * h * w, r = kept ? std::min(kept, hidden()) : hidden(), c = channels();
     detail::aligned_vector<float> a(m * r), b(m * r);
     {
@@ -58,10 +63,23 @@ public:
     observe_activations(this, b.data(), m, r, r);  // what dense2 reads: calibration ranks hidden units by it
     profile_scope ps2("mlp.dense2");
     gemm_epilogue ep;
-    ep.bias = dense2_.bias();
+    ep.bias = bias2 ? bias2 : dense2_.bias();
     ep.residual = out;
     ep.ldr = c;
     gemm(m, c, r, b.data(), r, dense2_.weights(), out, c, ep);
+  }
+
+  /// dense2's bias plus the expected contribution of the hidden units a `kept` prefix drops:
+  /// b + sum_{u >= kept} W2[:, u] * mean[u], `mean` the units' mean activations (hidden() floats).
+  /// Computed once per path, as a one-row GEMM over the dropped tail.
+  std::vector<float> compensated_bias(std::size_t kept, const float* mean) const {
+    const std::size_t r = hidden(), c = channels();
+    std::vector<float> tail(r, 0.f), out(c, 0.f);
+    for (std::size_t u = std::min(kept, r); u < r; ++u) tail[u] = mean[u];
+    gemm_epilogue ep;
+    ep.bias = dense2_.bias();
+    gemm(1, c, r, tail.data(), r, dense2_.weights(), out.data(), c, ep, false);
+    return out;
   }
 
 private:

@@ -90,6 +90,8 @@ struct segformer_execution {
   std::vector<std::vector<unsigned char>> skip;
   /// mlp_kept[s][j]: Mix-FFN hidden units block j of stage s computes (a prefix). Empty = all.
   std::vector<std::vector<std::size_t>> mlp_kept;
+  /// mlp_bias[s][j]: dense2's compensated bias for that prefix (channel_order::means); empty = none.
+  std::vector<std::vector<std::vector<float>>> mlp_bias;
   decode_head_channels head;  ///< channel prefixes of the decode head
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
@@ -97,6 +99,10 @@ struct segformer_execution {
   /// Hidden units of block (s, j)'s Mix-FFN computed; 0 = all.
   std::size_t mlp(std::size_t s, std::size_t j) const noexcept {
     return s < mlp_kept.size() && j < mlp_kept[s].size() ? mlp_kept[s][j] : 0;
+  }
+  const float* mlp_bias_of(std::size_t s, std::size_t j) const noexcept {
+    return s < mlp_bias.size() && j < mlp_bias[s].size() && !mlp_bias[s][j].empty() ? mlp_bias[s][j].data()
+                                                                                       : nullptr;
   }
 };
 
@@ -227,13 +233,17 @@ public:
 
   /// The prunable channel groups (dynamic/channel_order.hpp): every block's Mix-FFN hidden units,
   /// produced by dense1 (rows) and the depthwise conv, consumed by dense2 (columns).
+  /// The group of block j of stage s's Mix-FFN hidden units.
+  static std::string group_name(std::size_t s, std::size_t j) {
+    return "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+  }
   static std::vector<channel_group> channel_groups(const segformer_config& c) {
     std::vector<channel_group> out;
     for (std::size_t s = 0; s < c.depths.size(); ++s) {
       const auto C = static_cast<std::int64_t>(c.hidden_sizes[s]);
       const auto H = static_cast<std::int64_t>(segformer_path::mlp_hidden(c, s));
       for (int j = 0; j < c.depths[s]; ++j) {
-        const std::string m = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+        const std::string m = group_name(s, static_cast<std::size_t>(j));
         out.push_back({m,
                        static_cast<std::size_t>(H),
                        {{m + ".dense1.weight", {H, C}, 0, false},
@@ -250,8 +260,7 @@ public:
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
       for (std::size_t j = 0; j < blocks_[s].size(); ++j)
-        out[&blocks_[s][j].ffn] =
-            "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+        out[&blocks_[s][j].ffn] = group_name(s, j);
     return out;
   }
   const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
@@ -293,8 +302,19 @@ public:
     }
     if (!path.mlp.empty()) {
       e.mlp_kept.resize(blocks_.size());
+      e.mlp_bias.resize(blocks_.size());
       for (std::size_t s = 0, g = 0; s < blocks_.size(); ++s)
-        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) e.mlp_kept[s].push_back(path.mlp_kept(cfg_, s, g));
+        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) {
+          const std::size_t kept = path.mlp_kept(cfg_, s, g);
+          e.mlp_kept[s].push_back(kept);
+          // compensation of the dropped units (calibrated orders with means): computed once per plan
+          const auto m = build_.order.means.find(group_name(s, b));
+          const auto& ffn = blocks_[s][b].ffn;
+          e.mlp_bias[s].push_back(m != build_.order.means.end() && kept < ffn.hidden() &&
+                                          m->second.size() == ffn.hidden()
+                                      ? ffn.compensated_bias(kept, m->second.data())
+                                      : std::vector<float>{});
+        }
     }
     e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
@@ -457,7 +477,7 @@ public:
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
         }
-        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp(s, j));
+        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp(s, j), exec.mlp_bias_of(s, j));
       }
       {
         const std::string name = prof ? st + "_LayerNorm" : std::string();
