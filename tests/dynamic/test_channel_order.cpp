@@ -12,6 +12,7 @@
 #include <drt/core/observer.hpp>
 #include <drt/dynamic/channel_order.hpp>
 #include <drt/models/segformer.hpp>
+#include <drt/models/upernet_swin.hpp>
 
 #include "test_support.hpp"
 
@@ -184,5 +185,51 @@ TEST_SUITE("dynamic") {
                          "has 256 entries, expected a permutation of 256 units",
                          drt::invalid_input);
     CHECK_THROWS_AS(drt::channel_order::from_json(nlohmann::json{{"method", 3}}, "o.json"), drt::invalid_input);
+  }
+}
+
+TEST_SUITE("dynamic") {
+  TEST_CASE("channel order: Swin MLP hidden units (fixture upernet-swin-mini)") {
+    const std::string dir = drt_test::shared_dir() + "/fixtures/upernet-swin-mini";
+    if (!drt_test::require_file(dir + "/model.safetensors")) return;
+    const auto cfg = drt::load_upernet_config(dir + "/config.json");
+    const drt::safetensors_file st(dir + "/model.safetensors");
+    const auto base = drt::safetensors_source(st);
+    const auto groups = drt::upernet_swin_model::channel_groups(cfg);
+    std::size_t blocks = 0;
+    for (int d : cfg.backbone.depths) blocks += std::size_t(d);
+    REQUIRE(groups.size() == blocks);
+    CHECK(groups[0].name == "backbone.encoder.layers.0.blocks.0.intermediate");
+    CHECK(groups[0].units == cfg.backbone.mlp_hidden(0));
+
+    const drt::upernet_swin_model plain(cfg, base, {}, drt::channel_order{});  // checkpoint order
+    const drt::upernet_swin_model ordered(cfg, base);                          // default: weight order
+    CHECK(ordered.order().method == "weight");
+    drt::tensor4 x = drt::tensor4::from_shape({1, 3, 72, 100});
+    std::mt19937 g(2);
+    std::normal_distribution<float> nd;
+    for (auto& v : x) v = nd(g);
+    const auto a = plain.forward(x).logits, b = ordered.forward(x).logits;
+    drt_test::check_close(b.data(), a.data(), a.size(), "swin logits, weight order vs checkpoint order", 1e-5, 1e-4);
+
+    const auto half = drt::upernet_path::parse("mlp=0.5");
+    const auto exec = ordered.compile(half);
+    for (const auto& l : ordered.layers(72, 100, exec))
+      if (l.name == "Stage1 Block1 mlp.fc1") CHECK(l.k == cfg.backbone.mlp_hidden(0) / 2);
+    const auto pa = plain.forward(x, half).logits, pb = ordered.forward(x, half).logits;
+    CHECK(drt_test::compare(pa.data(), pb.data(), pa.size()).rel_l2 > 1e-4);  // the orders keep different units
+
+    // calibrated: statistics from fc1's outputs, means for compensation, a SegFormer order refused
+    const auto stats = drt::collect_unit_statistics(plain.group_layers(), [&] { (void)plain.forward(x); });
+    REQUIRE(stats.sum_sq.size() == blocks);
+    const auto cal = drt::calibrated_order(base, groups, stats, "one random image");
+    const drt::upernet_swin_model calibrated(cfg, base, {}, cal);
+    CHECK(calibrated.compile(half).mlp_bias_of(0, 0) != nullptr);
+    const auto seg_groups = drt::segformer_model::channel_groups(small_config());
+    const auto seg_order = drt::weight_order(drt::random_source(1), seg_groups);
+    CHECK_THROWS_WITH_AS(drt::upernet_swin_model(cfg, base, {}, seg_order),
+                         "channel order (weight): none of its 5 groups (first: 'segformer.encoder.block.0.0.mlp') is "
+                         "a group of this model (first: 'backbone.encoder.layers.0.blocks.0.intermediate')",
+                         drt::invalid_input);
   }
 }

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -111,6 +112,14 @@ struct channel_order {
       for (char c : name) mix(static_cast<unsigned char>(c));
       for (auto v : p) mix(v);
     }
+    for (const auto& [name, m] : means) {  // compensation changes what a prefix computes
+      for (char c : name) mix(static_cast<unsigned char>(c));
+      for (float v : m) {
+        std::uint32_t bits = 0;
+        std::memcpy(&bits, &v, sizeof bits);
+        mix(bits);
+      }
+    }
     std::ostringstream s;
     s << method << '-' << std::hex << (h & 0xffffffffull);
     return s.str();
@@ -156,9 +165,11 @@ inline std::vector<std::uint32_t> order_by_score(const std::vector<double>& scor
 inline weight_source permuted_source(weight_source base, const channel_order& order,
                                      const std::vector<channel_group>& groups) {
   std::map<std::string, std::pair<group_tensor, std::vector<std::uint32_t>>> by_tensor;
+  std::size_t matched = 0;
   for (const auto& g : groups) {
     auto it = order.groups.find(g.name);
     if (it == order.groups.end()) continue;
+    ++matched;
     const auto& p = it->second;
     std::vector<char> seen(g.units, 0);
     bool ok = p.size() == g.units;
@@ -169,6 +180,10 @@ inline weight_source permuted_source(weight_source base, const channel_order& or
                           std::to_string(g.units) + " units");
     for (const auto& t : g.tensors) by_tensor[t.name] = {t, p};
   }
+  if (matched == 0 && !order.groups.empty())  // an order made for another model
+    throw invalid_input("channel order (" + order.method + "): none of its " + std::to_string(order.groups.size()) +
+                        " groups (first: '" + order.groups.begin()->first + "') is a group of this model" +
+                        (groups.empty() ? std::string(", which has none") : " (first: '" + groups[0].name + "')"));
   return [base = std::move(base), by_tensor = std::move(by_tensor)](const std::string& name,
                                                                    const std::vector<std::int64_t>& shape) {
     std::vector<float> v = base(name, shape);

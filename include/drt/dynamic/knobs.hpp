@@ -352,6 +352,15 @@ inline std::size_t per_block_index(std::size_t size, std::size_t stages, std::si
   return size == 1 ? 0 : size == stages ? s : g;
 }
 
+/// Units kept of `full` by a per-block fraction knob (1 value, one per stage or one per block; empty =
+/// all): round(e * full), at least 1, at most full. The block is block g (stage order) of stage s.
+inline std::size_t fraction_kept(const std::vector<double>& fractions, std::size_t stages, std::size_t s,
+                                 std::size_t g, std::size_t full) {
+  if (fractions.empty()) return full;
+  const double e = fractions[per_block_index(fractions.size(), stages, s, g)];
+  return std::max<std::size_t>(1, std::min(full, static_cast<std::size_t>(std::lround(e * static_cast<double>(full)))));
+}
+
 /// The knob's value as text ("2,3,5,3"); empty when the knob is at the full model's value.
 template <class Path, class Config>
 std::string knob_text(const path_knob<Path, Config>& k, const Path& p) {

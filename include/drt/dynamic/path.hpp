@@ -104,10 +104,7 @@ struct segformer_path {
   /// Mix-FFN hidden units kept by block b of stage s (global block index g in stage order); the path
   /// must be valid for c.
   std::size_t mlp_kept(const segformer_config& c, std::size_t s, std::size_t g) const {
-    const std::size_t full = mlp_hidden(c, s);
-    if (mlp.empty()) return full;
-    const double e = mlp[detail::per_block_index(mlp.size(), c.depths.size(), s, g)];
-    return std::max<std::size_t>(1, std::min(full, static_cast<std::size_t>(std::lround(e * double(full)))));
+    return detail::fraction_kept(mlp, c.depths.size(), s, g, mlp_hidden(c, s));
   }
 };
 

@@ -91,11 +91,7 @@ struct resnet_path {
   std::size_t mid_kept(const resnet_config& c, std::size_t s, std::size_t g) const {
     const std::size_t full = c.mid_channels(s);
     if (!mid.empty()) return static_cast<std::size_t>(mid[pick(mid.size(), c.num_stages(), s, g)]);
-    if (!expand.empty()) {
-      const double e = expand[pick(expand.size(), c.num_stages(), s, g)];
-      return std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(e * static_cast<double>(full))));
-    }
-    return full;
+    return detail::fraction_kept(expand, c.num_stages(), s, g, full);
   }
 
   /// Output channels kept by stage s.

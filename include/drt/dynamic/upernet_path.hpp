@@ -23,6 +23,8 @@
 ///   path (a channel-wise addition): every lateral conv computes only its first fpn_in outputs, and
 ///   the pyramid-pooling bottleneck max(fpn_in, kept_{L-1}).
 /// - pred_in: classifier input channels kept = fpn_bottleneck output channels computed.
+/// - mlp: Swin MLP hidden units kept, as fractions of each block's hidden width (1 value, one per
+///   stage or one per block), a prefix of the order the model was loaded in (dynamic/channel_order.hpp).
 /// The lateral convs and the pyramid pooling always run: level 0 is always kept, and it sums every
 /// coarser level through the top-down path. Backbone stages past the last feature level do not run.
 
@@ -48,8 +50,9 @@ struct upernet_path {
   int fpn_out = 0;                        ///< channels kept of every level's slice (fpn_convs outputs)
   int fpn_in = 0;                         ///< fpn_convs input channels kept (= lateral outputs computed)
   int pred_in = 0;                        ///< classifier inputs kept (= fpn_bottleneck outputs computed)
+  std::vector<double> mlp;                ///< Swin MLP hidden units kept as fractions (1, per stage or per block)
 
-  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in";
+  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<upernet_path, upernet_config>& family() {
@@ -83,6 +86,12 @@ struct upernet_path {
             {"pred_in", &upernet_path::pred_in, knob_layout::scalar,
              [](const C& c, std::size_t, std::size_t) { return knob_range{1, double(c.hidden_size), 1}; },
              "classifier input channels kept", "the fpn_bottleneck computes only those outputs"},
+            {"mlp", &upernet_path::mlp, knob_layout::per_block,
+             [](const C& c, std::size_t s, std::size_t) {
+               return knob_range{0, 1, 1.0 / double(std::max<std::size_t>(1, c.backbone.mlp_hidden(s)))};
+             },
+             "Swin MLP hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
+             "fc1 computes and fc2 reads only those"},
         },
         [](const C& c) { return c.backbone.depths; }};
     return f;
@@ -100,6 +109,11 @@ struct upernet_path {
   void validate(const upernet_config& c) const { validate_path(*this, c); }
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
+
+  /// Swin MLP hidden units kept by block b of stage s (global block index g in stage order).
+  std::size_t mlp_kept(const upernet_config& c, std::size_t s, std::size_t g) const {
+    return detail::fraction_kept(mlp, c.backbone.depths.size(), s, g, c.backbone.mlp_hidden(s));
+  }
 };
 
 }  // namespace drt

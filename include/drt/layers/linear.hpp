@@ -2,6 +2,7 @@
 /// @file linear.hpp
 /// Fully connected layer on token rows: y[m, out] = x[m, in] W^T + b (ref: torch.nn.Linear).
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -33,6 +34,33 @@ public:
     ep.residual = residual;
     ep.ldr = ldr;
     gemm(m, out_features(), in_features(), x, ldx, w_, y, ldy, ep, allow_parallel);
+  }
+
+  /// The first `outputs` outputs from the first `inputs` inputs (a channel prefix on both sides:
+  /// the first panels, the first rows of each), on the same packed weights. `bias` (optional)
+  /// replaces the layer's own, e.g. a compensated one.
+  void run_prefix(std::size_t m, std::size_t outputs, std::size_t inputs, const float* x, std::size_t ldx, float* y,
+                  std::size_t ldy, activation act = activation::none, const float* residual = nullptr,
+                  std::size_t ldr = 0, const float* bias = nullptr) const {
+    gemm_epilogue ep;
+    ep.bias = bias ? bias : this->bias();
+    ep.act = act;
+    ep.residual = residual;
+    ep.ldr = ldr;
+    gemm(m, outputs, inputs, x, ldx, w_, y, ldy, ep);
+  }
+
+  /// The bias that keeps a prefix of `inputs` inputs unbiased: b + sum_{i >= inputs} W[:, i] * mean[i],
+  /// `mean` the inputs' mean values on calibration data (in_features() floats). Computed once per
+  /// path, as a one-row GEMM over the dropped tail.
+  std::vector<float> compensated_bias(std::size_t inputs, const float* mean) const {
+    const std::size_t k = in_features(), n = out_features();
+    std::vector<float> tail(k, 0.f), out(n, 0.f);
+    for (std::size_t i = std::min(inputs, k); i < k; ++i) tail[i] = mean[i];
+    gemm_epilogue ep;
+    ep.bias = bias();
+    gemm(1, n, k, tail.data(), k, w_, out.data(), n, ep, false);
+    return out;
   }
 
 private:

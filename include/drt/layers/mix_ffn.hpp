@@ -48,9 +48,7 @@ public:
     detail::aligned_vector<float> a(m * r), b(m * r);
     {
       profile_scope ps("mlp.dense1");
-      gemm_epilogue ep;
-      ep.bias = dense1_.bias();
-      gemm(m, r, c, x, c, dense1_.weights(), a.data(), r, ep);
+      dense1_.run_prefix(m, r, c, x, c, a.data(), r);
     }
     {
     profile_scope ps("mlp.dwconv");
@@ -62,24 +60,14 @@ public:
     }
     observe_activations(this, b.data(), m, r, r);  // what dense2 reads: calibration ranks hidden units by it
     profile_scope ps2("mlp.dense2");
-    gemm_epilogue ep;
-    ep.bias = bias2 ? bias2 : dense2_.bias();
-    ep.residual = out;
-    ep.ldr = c;
-    gemm(m, c, r, b.data(), r, dense2_.weights(), out, c, ep);
+    dense2_.run_prefix(m, c, r, b.data(), r, out, c, activation::none, out, c, bias2);
   }
 
   /// dense2's bias plus the expected contribution of the hidden units a `kept` prefix drops:
   /// b + sum_{u >= kept} W2[:, u] * mean[u], `mean` the units' mean activations (hidden() floats).
   /// Computed once per path, as a one-row GEMM over the dropped tail.
   std::vector<float> compensated_bias(std::size_t kept, const float* mean) const {
-    const std::size_t r = hidden(), c = channels();
-    std::vector<float> tail(r, 0.f), out(c, 0.f);
-    for (std::size_t u = std::min(kept, r); u < r; ++u) tail[u] = mean[u];
-    gemm_epilogue ep;
-    ep.bias = dense2_.bias();
-    gemm(1, c, r, tail.data(), r, dense2_.weights(), out.data(), c, ep, false);
-    return out;
+    return dense2_.compensated_bias(kept, mean);
   }
 
 private:

@@ -11,10 +11,12 @@
 /// - `logits` is always 4-d NCHW: segmentation [N, K, h, w]; classification [N, K, 1, 1].
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "../core/tensor.hpp"
+#include "../dynamic/channel_order.hpp"
 #include "../dynamic/path.hpp"
 #include "../dynamic/resnet_path.hpp"
 #include "../dynamic/upernet_path.hpp"
@@ -58,12 +60,23 @@ struct model_family_base {
     return p;
   }
   static bool decoder_folded(const model_type&) { return false; }
+  /// The importance-orderable channel groups (dynamic/channel_order.hpp) and the layers reporting
+  /// their activations for calibration; none by default.
+  static std::vector<channel_group> channel_groups(const model_type&) { return {}; }
+  static std::map<const void*, std::string> group_layers(const model_type&) { return {}; }
+};
+
+/// The channel groups of a family whose model declares them (SegFormer, Swin + UPerNet).
+template <class Model, class Path, class Execution>
+struct ordered_family_base : model_family_base<Model, Path, Execution> {
+  static std::vector<channel_group> channel_groups(const Model& m) { return Model::channel_groups(m.config()); }
+  static std::map<const void*, std::string> group_layers(const Model& m) { return m.group_layers(); }
 };
 }  // namespace detail
 
 template <>
 struct model_family<segformer_model>
-    : detail::model_family_base<segformer_model, segformer_path, segformer_execution> {
+    : detail::ordered_family_base<segformer_model, segformer_path, segformer_execution> {
   using encoding_type = segformer_features;
   static constexpr const char* name = "segformer";
   static constexpr output_kind output = output_kind::segmentation;
@@ -89,7 +102,7 @@ struct model_family<segformer_model>
 
 template <>
 struct model_family<upernet_swin_model>
-    : detail::model_family_base<upernet_swin_model, upernet_path, upernet_execution> {
+    : detail::ordered_family_base<upernet_swin_model, upernet_path, upernet_execution> {
   using encoding_type = upernet_features;
   static constexpr const char* name = "upernet";
   static constexpr output_kind output = output_kind::segmentation;

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <utility>
@@ -42,6 +43,8 @@
 #include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
 #include "../layers/gemm.hpp"
+#include "../core/observer.hpp"
+#include "../dynamic/channel_order.hpp"
 #include "../dynamic/upernet_path.hpp"
 #include "../io/model_config.hpp"
 #include "../io/safetensors.hpp"
@@ -85,6 +88,17 @@ struct swin_block {
 struct upernet_execution : upernet_head_channels {
   /// skip[s][j] != 0 bypasses Swin block j of stage s (identity). Empty = run all.
   std::vector<std::vector<unsigned char>> skip;
+  /// mlp_kept[s][j]: MLP hidden units block j of stage s computes (a prefix); empty = all.
+  std::vector<std::vector<std::size_t>> mlp_kept;
+  /// mlp_bias[s][j]: fc2's compensated bias for that prefix (channel_order::means); empty = none.
+  std::vector<std::vector<std::vector<float>>> mlp_bias;
+  std::size_t mlp(std::size_t s, std::size_t j) const noexcept {
+    return s < mlp_kept.size() && j < mlp_kept[s].size() ? mlp_kept[s][j] : 0;
+  }
+  const float* mlp_bias_of(std::size_t s, std::size_t j) const noexcept {
+    return s < mlp_bias.size() && j < mlp_bias[s].size() && !mlp_bias[s][j].empty() ? mlp_bias[s][j].data()
+                                                                                       : nullptr;
+  }
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -94,26 +108,63 @@ class upernet_swin_model {
 public:
   /// Load a hub-layout directory: config.json + model.safetensors (`options`: e.g. allow
   /// non-finite weights, refused by default; `convs`: the form of the 3x3 convs, see conv2d_options).
+  /// `order`: how the prunable channel groups (every Swin MLP's hidden units) are packed, as
+  /// segformer_options::order (default: the data-free weight order).
   static upernet_swin_model from_dir(const std::string& dir, safetensors_options options = {},
-                                     const conv2d_options& convs = {}) {
+                                     const conv2d_options& convs = {},
+                                     const channel_order& order = weight_order_request()) {
     auto cfg = load_upernet_config(dir + "/config.json");
     safetensors_file weights(dir + "/model.safetensors", options);
-    return upernet_swin_model(std::move(cfg), weights, convs);
+    return upernet_swin_model(std::move(cfg), safetensors_source(weights), convs, order);
   }
 
   /// Build from a checkpoint; every tensor is checked for presence and shape.
-  upernet_swin_model(upernet_config cfg, const safetensors_file& st, const conv2d_options& convs = {})
+  upernet_swin_model(upernet_config cfg, const safetensors_file& st, const conv2d_options& convs = {},
+                     const channel_order& order = weight_order_request())
+      : upernet_swin_model(std::move(cfg), safetensors_source(st), convs, order) {}
+
+  /// Build from any weight source (checkpoint, synthetic, edited) with the checkpoint's names.
+  upernet_swin_model(upernet_config cfg, const weight_source& source, const conv2d_options& convs = {},
+                     const channel_order& order = weight_order_request())
       : cfg_(std::move(cfg)), convs_(convs) {
-    weight_reader get(safetensors_source(st));
+    const auto groups = channel_groups(cfg_);
+    order_ = resolve_order(order, source, groups);
+    weight_reader get(order_.is_identity() ? source : permuted_source(source, order_, groups));
     build(get);
   }
 
-  /// Build from any weight source (checkpoint, synthetic, edited) with the checkpoint's names.
-  upernet_swin_model(upernet_config cfg, const weight_source& source, const conv2d_options& convs = {})
-      : cfg_(std::move(cfg)), convs_(convs) {
-    weight_reader get(source);
-    build(get);
+  /// The group of block j of stage s's MLP hidden units (intermediate.dense rows, output.dense columns).
+  static std::string group_name(std::size_t s, std::size_t j) {
+    return "backbone.encoder.layers." + std::to_string(s) + ".blocks." + std::to_string(j) + ".intermediate";
   }
+  /// The prunable channel groups (dynamic/channel_order.hpp): every Swin block's MLP hidden units.
+  static std::vector<channel_group> channel_groups(const upernet_config& c) {
+    std::vector<channel_group> out;
+    const swin_config& s = c.backbone;
+    for (std::size_t st = 0; st < s.depths.size(); ++st) {
+      const auto C = static_cast<std::int64_t>(s.stage_channels(st));
+      const auto H = static_cast<std::int64_t>(s.mlp_hidden(st));
+      for (int j = 0; j < s.depths[st]; ++j) {
+        const std::string b =
+            "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
+        out.push_back({group_name(st, static_cast<std::size_t>(j)),
+                       static_cast<std::size_t>(H),
+                       {{b + "intermediate.dense.weight", {H, C}, 0, false},
+                        {b + "intermediate.dense.bias", {H}, 0, false},
+                        {b + "output.dense.weight", {C, H}, 1, true}}});
+      }
+    }
+    return out;
+  }
+  /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
+  std::map<const void*, std::string> group_layers() const {
+    std::map<const void*, std::string> out;
+    for (std::size_t s = 0; s < blocks_.size(); ++s)
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j) out[&blocks_[s][j].fc1] = group_name(s, j);
+    return out;
+  }
+  /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
+  const channel_order& order() const noexcept { return order_; }
 
   /// A model with random weights (fixed seed) for benchmarks when no checkpoint is at hand:
   /// weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms near identity, variances in [0.5, 1.5].
@@ -274,6 +325,22 @@ public:
       e.skip[s].resize(blocks_[s].size());
       for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
     }
+    if (!path.mlp.empty()) {
+      e.mlp_kept.resize(blocks_.size());
+      e.mlp_bias.resize(blocks_.size());
+      for (std::size_t s = 0, g = 0; s < blocks_.size(); ++s)
+        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) {
+          const std::size_t kept = path.mlp_kept(cfg_, s, g);
+          e.mlp_kept[s].push_back(kept);
+          // compensation of the dropped units (calibrated orders with means): computed once per plan
+          const auto m = order_.means.find(group_name(s, b));
+          const auto& fc2 = blocks_[s][b].fc2;
+          e.mlp_bias[s].push_back(m != order_.means.end() && kept < fc2.in_features() &&
+                                          m->second.size() == fc2.in_features()
+                                      ? fc2.compensated_bias(kept, m->second.data())
+                                      : std::vector<float>{});
+        }
+    }
     const std::size_t L = levels(), D = d_;
     const std::size_t bin = path.bottleneck_in ? static_cast<std::size_t>(path.bottleneck_in) : L * D;
     const std::size_t fout = path.fpn_out ? static_cast<std::size_t>(path.fpn_out) : D;
@@ -333,7 +400,8 @@ public:
         const auto& blk = blocks_[st][j];
         const auto g = make_window_geometry(h, w, ws, j % 2 == 1 ? ws / 2 : 0, s.policy);
         const std::size_t T = g.tokens(), rows = g.windows() * T, heads = blk.attention.heads(), d = C / heads;
-        const std::size_t hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
+        const std::size_t full_hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
+        const std::size_t hid = exec.mlp(st, j) ? std::min(exec.mlp(st, j), full_hid) : full_hid;
         const std::string b = sn + " Block" + std::to_string(j + 1) + " ", att = b + "attention";
         const std::string mb = "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
         const std::size_t wh = g.windows() * heads;
@@ -508,14 +576,17 @@ public:
           profile_scope ps("layernorm_after");
           blk.norm_after.run(m, cur.data(), C, normed.data(), C);
         }
-        const std::size_t hid = blk.fc1.out_features();
+        const std::size_t hid = exec.mlp(st, j) ? std::min(exec.mlp(st, j), blk.fc1.out_features())
+                                                : blk.fc1.out_features();
         hidden.resize(m * hid);
         {
           profile_scope ps("mlp.fc1");
-          blk.fc1.run(m, normed.data(), C, hidden.data(), hid, act);
+          blk.fc1.run_prefix(m, hid, C, normed.data(), C, hidden.data(), hid, act);
         }
+        observe_activations(&blk.fc1, hidden.data(), m, hid, hid);  // what fc2 reads: calibration ranks units
         profile_scope ps("mlp.fc2");
-        blk.fc2.run(m, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C);
+        blk.fc2.run_prefix(m, C, hid, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C,
+                           exec.mlp_bias_of(st, j));
       }
       take_feature(st + 1);
       if (st + 1 < run) {  // patch merging only when the next stage runs
@@ -564,6 +635,7 @@ private:
   }
 
   upernet_config cfg_;
+  channel_order order_;
   conv2d_options convs_;
   conv2d patch_embed_;
   layer_norm embed_norm_;
