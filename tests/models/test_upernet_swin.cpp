@@ -189,10 +189,10 @@ TEST_SUITE("models") {
     cfg.hidden_size = 32;
     const drt::safetensors_file st(dir + "/model.safetensors");
     CHECK_THROWS_WITH_AS(
-        drt::upernet_swin_model(cfg, st),  // the importance order reads the head's fpn convs first
+        drt::upernet_swin_model(cfg, st),
         ("safetensors '" + dir +
-         "/model.safetensors': tensor 'decode_head.fpn_convs.0.conv.weight' has shape [64, 64, 3, 3], expected "
-         "[32, 32, 3, 3]")
+         "/model.safetensors': tensor 'decode_head.psp_modules.0.1.conv.weight' has shape [64, 256, 1, "
+         "1], expected [32, 256, 1, 1]")
             .c_str(),
         drt::shape_error);
     cfg = drt::load_upernet_config(dir + "/config.json");

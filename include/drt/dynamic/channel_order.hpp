@@ -43,35 +43,7 @@ struct group_tensor {
   std::vector<std::int64_t> shape;
   std::size_t axis = 0;
   bool consumer = false;  ///< reads the units (its slices weigh each unit's effect on the output)
-  /// The weight order scores a unit by the product over the group's tensors of (L2 norm of the
-  /// unit's slice)^power: 1 for weights and BatchNorm scales, -0.5 for running variances (the
-  /// folded scale is gamma / sqrt(var)), 0 for biases and means.
-  double power = 1;
-  /// First index of the group's units along `axis` (a consumer reading several groups' units, e.g.
-  /// UPerNet's fpn_bottleneck over the concatenated levels, holds each group at its own offset).
-  std::size_t offset = 0;
 };
-
-/// A weight or bias (power 0) tensor of a group, or a BatchNorm's statistics.
-inline group_tensor unit_tensor(std::string name, std::vector<std::int64_t> shape, std::size_t axis, double power = 1,
-                                bool consumer = false, std::size_t offset = 0) {
-  group_tensor t;
-  t.name = std::move(name);
-  t.shape = std::move(shape);
-  t.axis = axis;
-  t.power = power;
-  t.consumer = consumer;
-  t.offset = offset;
-  return t;
-}
-/// The tensors of a conv + BatchNorm module (UperNetConvModule) whose output channels are the units.
-inline std::vector<group_tensor> conv_bn_unit_tensors(const std::string& module, std::vector<std::int64_t> conv_shape) {
-  const std::int64_t units = conv_shape[0];
-  const std::string bn = module + ".batch_norm.";
-  return {unit_tensor(module + ".conv.weight", std::move(conv_shape), 0), unit_tensor(bn + "weight", {units}, 0),
-          unit_tensor(bn + "bias", {units}, 0, 0), unit_tensor(bn + "running_mean", {units}, 0, 0),
-          unit_tensor(bn + "running_var", {units}, 0, -0.5)};
-}
 
 /// The units of one prunable group (e.g. a Mix-FFN's hidden units), named by the module that owns them.
 struct channel_group {
@@ -156,7 +128,7 @@ struct channel_order {
 
 namespace detail {
 
-/// Elements before / after the unit axis: the tensor is [outer, axis, inner].
+/// Elements before / after the unit axis: the tensor is [outer, units, inner].
 inline std::pair<std::size_t, std::size_t> unit_strides(const group_tensor& t) {
   std::size_t outer = 1, inner = 1;
   for (std::size_t d = 0; d < t.shape.size(); ++d)
@@ -164,30 +136,17 @@ inline std::pair<std::size_t, std::size_t> unit_strides(const group_tensor& t) {
   return {outer, inner};
 }
 
-/// Sum of squares of each of `units` unit slices (from t.offset along the axis).
-inline std::vector<double> slice_sq_norms(const group_tensor& t, const std::vector<float>& v, std::size_t units) {
+/// Sum of squares of each unit's slice.
+inline std::vector<double> slice_sq_norms(const group_tensor& t, const std::vector<float>& v) {
   const auto [outer, inner] = unit_strides(t);
-  const auto axis = static_cast<std::size_t>(t.shape[t.axis]);
+  const auto units = static_cast<std::size_t>(t.shape[t.axis]);
   std::vector<double> out(units, 0.0);
   for (std::size_t o = 0; o < outer; ++o)
     for (std::size_t u = 0; u < units; ++u)
       for (std::size_t i = 0; i < inner; ++i) {
-        const double x = v[(o * axis + t.offset + u) * inner + i];
+        const double x = v[(o * units + u) * inner + i];
         out[u] += x * x;
       }
-  return out;
-}
-
-/// v with the unit slices [offset, offset + p.size()) of t's axis permuted: slot u takes unit p[u].
-inline std::vector<float> permute_units(const group_tensor& t, const std::vector<std::uint32_t>& p,
-                                        const std::vector<float>& v) {
-  const auto [outer, inner] = unit_strides(t);
-  const auto axis = static_cast<std::size_t>(t.shape[t.axis]);
-  std::vector<float> out = v;
-  for (std::size_t o = 0; o < outer; ++o)
-    for (std::size_t u = 0; u < p.size(); ++u)
-      std::copy_n(v.begin() + static_cast<std::ptrdiff_t>((o * axis + t.offset + p[u]) * inner), inner,
-                  out.begin() + static_cast<std::ptrdiff_t>((o * axis + t.offset + u) * inner));
   return out;
 }
 
@@ -205,8 +164,7 @@ inline std::vector<std::uint32_t> order_by_score(const std::vector<double>& scor
 /// does not name stay in checkpoint order). Throws when a permutation does not fit its group.
 inline weight_source permuted_source(weight_source base, const channel_order& order,
                                      const std::vector<channel_group>& groups) {
-  // A tensor may hold several groups' units (on different axes or offsets): each permutes its own.
-  std::map<std::string, std::vector<std::pair<group_tensor, std::vector<std::uint32_t>>>> by_tensor;
+  std::map<std::string, std::pair<group_tensor, std::vector<std::uint32_t>>> by_tensor;
   std::size_t matched = 0;
   for (const auto& g : groups) {
     auto it = order.groups.find(g.name);
@@ -220,7 +178,7 @@ inline weight_source permuted_source(weight_source base, const channel_order& or
       throw invalid_input("channel order (" + order.method + "): the permutation of group '" + g.name +
                           "' has " + std::to_string(p.size()) + " entries, expected a permutation of " +
                           std::to_string(g.units) + " units");
-    for (const auto& t : g.tensors) by_tensor[t.name].push_back({t, p});
+    for (const auto& t : g.tensors) by_tensor[t.name] = {t, p};
   }
   if (matched == 0 && !order.groups.empty())  // an order made for another model
     throw invalid_input("channel order (" + order.method + "): none of its " + std::to_string(order.groups.size()) +
@@ -231,23 +189,29 @@ inline weight_source permuted_source(weight_source base, const channel_order& or
     std::vector<float> v = base(name, shape);
     auto it = by_tensor.find(name);
     if (it == by_tensor.end()) return v;
-    for (const auto& tp : it->second) v = detail::permute_units(tp.first, tp.second, v);
-    return v;
+    const auto& [t, p] = it->second;
+    const auto [outer, inner] = detail::unit_strides(t);
+    const std::size_t units = p.size();
+    std::vector<float> out(v.size());
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t u = 0; u < units; ++u)
+        std::copy_n(v.begin() + static_cast<std::ptrdiff_t>((o * units + p[u]) * inner), inner,
+                    out.begin() + static_cast<std::ptrdiff_t>((o * units + u) * inner));
+    return out;
   };
 }
 
 /// Data-free order: each unit scored by the product of the L2 norms of its slices of the group's
-/// tensors, each to its `power` (the producer's row, the depthwise filter, the BatchNorm scale, the
-/// consumer's column).
+/// weight tensors (the producer's row, the depthwise filter, the consumer's column).
 inline channel_order weight_order(const weight_source& source, const std::vector<channel_group>& groups) {
   channel_order o;
   o.method = "weight";
   for (const auto& g : groups) {
     std::vector<double> score(g.units, 1.0);
     for (const auto& t : g.tensors) {
-      if (t.power == 0) continue;  // biases do not scale the unit's signal
-      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape), g.units);
-      for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::pow(sq[u], 0.5 * t.power);
+      if (t.shape.size() < 2) continue;  // biases do not scale the unit's signal
+      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape));
+      for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
     }
     o.groups[g.name] = detail::order_by_score(score);
   }
@@ -333,7 +297,7 @@ inline channel_order calibrated_order(const weight_source& source, const std::ve
     for (std::size_t u = 0; u < g.units; ++u) score[u] = std::sqrt(it->second[u] / n);
     for (const auto& t : g.tensors) {
       if (!t.consumer) continue;
-      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape), g.units);
+      const auto sq = detail::slice_sq_norms(t, source(t.name, t.shape));
       for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
     }
     auto& p = o.groups[g.name];

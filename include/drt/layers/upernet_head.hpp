@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../core/observer.hpp"
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
 #include "activation.hpp"
@@ -159,7 +158,6 @@ public:
   const std::vector<std::size_t>& pool_scales() const noexcept { return scales_; }
   const conv_bn_relu& bottleneck() const noexcept { return bottleneck_; }
   const conv_bn_relu& fpn_bottleneck() const noexcept { return fpn_bottleneck_; }
-  const conv_bn_relu& fpn(std::size_t i) const { return fpn_.at(i); }
 
   /// fpn_bottleneck input channels of level i's slice that `ch` keeps (0: the level is unused).
   std::size_t level_kept(const upernet_head_channels& ch, std::size_t i) const noexcept {
@@ -290,10 +288,6 @@ public:
         if (kept[i] > 0) runs.push_back({off[i], i * D, kept[i]});
       fpn_bottleneck_.run_runs(cat.data(), K, n, h0, w0, runs, fused.data(), pred, pred);
     }
-    // what the fpn_bottleneck and the classifier read: calibration ranks their input channels by it
-    for (std::size_t i = 0; i + 1 < L; ++i)
-      if (kept[i] > 0) observe_activations(&fpn_[i], cat.data() + off[i], m0, kept[i], K);
-    observe_activations(&fpn_bottleneck_, fused.data(), m0, pred, pred);
     profile_scope ps("classifier");
     gemm_epilogue ec;
     ec.bias = cls_.bias();

@@ -246,10 +246,11 @@ public:
         const std::string m = group_name(s, static_cast<std::size_t>(j));
         out.push_back({m,
                        static_cast<std::size_t>(H),
-                       {unit_tensor(m + ".dense1.weight", {H, C}, 0), unit_tensor(m + ".dense1.bias", {H}, 0, 0),
-                        unit_tensor(m + ".dwconv.dwconv.weight", {H, 1, 3, 3}, 0),
-                        unit_tensor(m + ".dwconv.dwconv.bias", {H}, 0, 0),
-                        unit_tensor(m + ".dense2.weight", {C, H}, 1, 1, true)}});
+                       {{m + ".dense1.weight", {H, C}, 0, false},
+                        {m + ".dense1.bias", {H}, 0, false},
+                        {m + ".dwconv.dwconv.weight", {H, 1, 3, 3}, 0, false},
+                        {m + ".dwconv.dwconv.bias", {H}, 0, false},
+                        {m + ".dense2.weight", {C, H}, 1, true}}});
       }
     }
     return out;

@@ -149,27 +149,11 @@ public:
             "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
         out.push_back({group_name(st, static_cast<std::size_t>(j)),
                        static_cast<std::size_t>(H),
-                       {unit_tensor(b + "intermediate.dense.weight", {H, C}, 0),
-                        unit_tensor(b + "intermediate.dense.bias", {H}, 0, 0),
-                        unit_tensor(b + "output.dense.weight", {C, H}, 1, 1, true)}});
+                       {{b + "intermediate.dense.weight", {H, C}, 0, false},
+                        {b + "intermediate.dense.bias", {H}, 0, false},
+                        {b + "output.dense.weight", {C, H}, 1, true}}});
       }
     }
-    // Head: every fpn conv's outputs (level i's slice of the fpn_bottleneck input, read at offset
-    // i * D; the last level is the pyramid-pooling bottleneck, shared with the top-down path, and
-    // stays in order) and the fpn_bottleneck's outputs (the classifier's inputs). `fpn_out`,
-    // `bottleneck_in` and `pred_in` keep prefixes of these.
-    const auto D = static_cast<std::int64_t>(c.hidden_size), L = static_cast<std::int64_t>(s.out_indices.size());
-    const std::vector<std::int64_t> fpnb{D, L * D, 3, 3};
-    for (std::int64_t i = 0; i + 1 < L; ++i) {
-      const std::string f = "decode_head.fpn_convs." + std::to_string(i);
-      auto t = conv_bn_unit_tensors(f, {D, D, 3, 3});
-      t.push_back(unit_tensor("decode_head.fpn_bottleneck.conv.weight", fpnb, 1, 1, true, std::size_t(i * D)));
-      out.push_back({f, static_cast<std::size_t>(D), std::move(t)});
-    }
-    auto t = conv_bn_unit_tensors("decode_head.fpn_bottleneck", fpnb);
-    t.push_back(unit_tensor("decode_head.classifier.weight", {static_cast<std::int64_t>(c.num_classes()), D, 1, 1}, 1,
-                            1, true));
-    out.push_back({"decode_head.fpn_bottleneck", static_cast<std::size_t>(D), std::move(t)});
     return out;
   }
   /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
@@ -177,8 +161,6 @@ public:
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) out[&blocks_[s][j].fc1] = group_name(s, j);
-    for (std::size_t i = 0; i + 1 < levels(); ++i) out[&head_.fpn(i)] = "decode_head.fpn_convs." + std::to_string(i);
-    out[&head_.fpn_bottleneck()] = "decode_head.fpn_bottleneck";
     return out;
   }
   /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
