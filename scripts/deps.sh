@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
-      libxtensor-dev libxsimd-dev nlohmann-json3-dev libstb-dev doctest-dev libbenchmark-dev libcli11-dev)
+      libxtensor-dev libxsimd-dev nlohmann-json3-dev libstb-dev doctest-dev libbenchmark-dev libcli11-dev parallel
+      libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)  # FFmpeg: video in the drt program (optional)
 if [ "${1:-}" = fuzz ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -123,10 +123,15 @@ inline void add_path_option(CLI::App& app, const std::string& help = "dynamic ex
 inline void add_allow_nonfinite_option(CLI::App& app) {
   flag_option(app, "--allow-nonfinite", "load checkpoints holding NaN or infinite weights (refused by default)");
 }
+/// How SegFormer graphs are built: --no-fold and --order (read by inputs.hpp's segformer_build).
 inline void add_no_fold_option(CLI::App& app) {
   flag_option(app, "--no-fold",
               "build SegFormer's decoder as published (linear_c, upsample, concat, Conv2DFuse) instead of folding it "
               "exactly into per-stage GEMMs (docs/decoder_fold.md): the paper's accounting and its fuse_in knob");
+  value_option(app, "--order", "ORDER",
+               "order of the Mix-FFN hidden units that `mlp=` prefixes keep (docs/channel_order.md): weight "
+               "(default, from the weights), checkpoint, or a JSON file (a calibrated order from 'drt calibrate', or "
+               "a lookup table that records one)");
 }
 
 // ------------------------------------------------------------------------- value conversions

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "budget_run.hpp"
 #include "commands.hpp"
 #include "inputs.hpp"
 
@@ -55,10 +56,12 @@ void add_budget_options(CLI::App& segment) {
     else
       flag_option(segment, o.name, o.help)->group("Budgeted inference (--lut)");
   }
+  add_video_options(segment);
 }
 
 /// True when the command line asks for budgeted inference; a budget option without --lut is a usage error.
 bool wants_budget(const parsed_args& args) {
+  check_video_options(args);
   if (args.has("--lut")) return true;
   for (const auto& o : budget_options)
     if (args.has(o.name)) throw usage_error(args.command(), std::string("option '") + o.name + "' needs '--lut'");
@@ -73,9 +76,8 @@ struct budget_models {
   drt::model_graph graph;
 };
 
-template <class Policy>
-int run_budget(const std::string& cmd, const parsed_args& args, const drt::lookup_table& table, Policy policy,
-               budget_models& bm, const std::string& image_path, const std::string& lut_file) {
+int run_budget(const std::string& cmd, const parsed_args& args, const drt::lookup_table& table, frame_runner& runner,
+               const std::string& image_path, const std::string& lut_file) {
   const bool has_trace = args.has("--budget-trace");
   const std::vector<double> budgets =
       has_trace ? drt::load_budget_trace(args.get("--budget-trace"))
@@ -87,7 +89,6 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     original = drt::load_image(path, drt::channel_policy::convert, pixel_limit);
     return args.has("--size") ? drt::resize_image(original, size.height, size.width) : original;
   };
-  drt::executor<drt::model_graph, Policy> ex(bm.graph, std::move(policy));
   auto size_note = [&](const drt::rgb_image& img) {
     const std::size_t lh = table.input_height(), lw = table.input_width();
     if (lh && (lh != img.height || lw != img.width))
@@ -101,17 +102,17 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     size_note(image);
     const drt::tensor4 x = drt::normalize_imagenet(image);
     const double budget = budgets[0];
-    ex.run(x, budget);  // warm-up: the first run pays for page faults and thread start-up
-    const auto r = ex.run(x, budget);
-    warn_nonfinite(cmd, "logits", r.output);
-    const drt::itensor3 classes = drt::upsample_argmax(r.output, image.height, image.width);
+    runner.step(x, budget);  // warm-up: the first run pays for page faults and thread start-up
+    const budget_step r = runner.step(x, budget);
+    warn_nonfinite(cmd, "logits", r.logits);
+    const drt::itensor3 classes = drt::upsample_argmax(r.logits, image.height, image.width);
     const std::string mask = args.get("--out", "segment_mask.png");
-    const std::size_t k = r.output.shape(1);
+    const std::size_t k = r.logits.shape(1);
     const drt::palette pal = drt::class_palette(k);
     write_segmentation(mask, args.get("--overlay"), image, classes, pal,
                        args.has("--alpha") ? parse_fraction(cmd, "--alpha", args.get("--alpha")) : 0.5f);
     std::cout << std::setprecision(1) << "lut      " << lut_file << " (" << table.entries.size() << " entries, policy "
-              << Policy::name() << ")\n"
+              << runner.policy_name() << ")\n"
               << "image    " << image_path << " (" << image.height << "x" << image.width << " HxW)\n"
               << "budget   " << budget << " ms\n"
               << "model    " << r.entry.model << '\n'
@@ -129,39 +130,25 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
     return 0;
   }
   const auto files = drt::list_image_files(args.get("--frames"));
-  std::cout << "lut " << lut_file << ", policy " << Policy::name() << ", " << files.size() << " frames from "
+  std::cout << "lut " << lut_file << ", policy " << runner.policy_name() << ", " << files.size() << " frames from "
             << args.get("--frames") << (has_trace ? ", budget trace " + args.get("--budget-trace") : "") << '\n'
             << std::left << std::setw(6) << "frame" << std::setw(22) << "image" << std::right << std::setw(9)
             << "budget"
             << "  " << std::left << std::setw(22) << "model" << std::setw(40) << "path" << std::right << std::setw(7)
             << "mIoU" << std::setw(10) << "expected" << std::setw(10) << "measured" << '\n';
-  std::vector<double> times;
-  double miou_sum = 0;
-  std::size_t misses = 0, infeasible = 0, nonfinite = 0;
-  std::map<std::string, std::size_t> counts;
+  budget_stats stats;
   for (std::size_t i = 0; i < files.size(); ++i) {
     drt::rgb_image original;
     const drt::rgb_image image = load(files[i], original);
+    const drt::tensor4 x = drt::normalize_imagenet(image);
     if (i == 0) {
       size_note(image);
-      // Warm-up, untimed and unseen by the policy: each model's cheapest candidate once on the first frame.
-      const drt::tensor4 x0 = drt::normalize_imagenet(image);
-      std::set<std::string> warmed;
-      for (const std::size_t c : ex.policy().candidates()) {
-        const auto& e = ex.policy().table().entries[c];
-        if (warmed.insert(e.model).second) bm.graph.run(x0, bm.graph.plan(e));
-      }
+      runner.warm_up(x);  // untimed and unseen by the policy: each model's cheapest candidate once
     }
-    const drt::tensor4 x = drt::normalize_imagenet(image);
     const double budget = budgets[i % budgets.size()];
-    const auto r = ex.run(x, budget);
-    if (warn_nonfinite(cmd, "logits of frame " + std::to_string(i) + " ('" + files[i] + "')", r.output) > 0)
-      ++nonfinite;
-    times.push_back(r.measured_ms);
-    miou_sum += r.entry.miou;
-    misses += r.missed ? 1 : 0;
-    infeasible += r.choice.fits ? 0 : 1;
-    ++counts[r.entry.model + " '" + r.entry.path + "'"];
+    budget_step r = runner.step(x, budget);
+    r.nonfinite = warn_nonfinite(cmd, "logits of frame " + std::to_string(i) + " ('" + files[i] + "')", r.logits) > 0;
+    stats.add(r);
     std::cout << std::left << std::setw(6) << i << std::setw(22)
               << std::filesystem::path(files[i]).filename().string().substr(0, 21) << std::right << std::setprecision(1)
               << std::setw(9) << budget << "  " << std::left << std::setw(22) << r.entry.model.substr(0, 21)
@@ -169,19 +156,8 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
               << r.entry.miou << std::setprecision(1) << std::setw(10) << r.choice.expected_ms << std::setw(10)
               << r.measured_ms << (r.missed ? " MISS" : "") << (r.choice.fits ? "" : " (nothing fits)") << '\n';
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  double mean = 0;
-  for (double t : times) mean += t;
-  mean /= double(times.size());
-  const std::size_t p99 =
-      std::min(sorted.size() - 1, static_cast<std::size_t>(std::ceil(0.99 * double(sorted.size()))) - 1);
-  std::cout << std::setprecision(1) << "\nframes " << times.size() << ", deadline misses " << misses << " ("
-            << 100.0 * double(misses) / double(times.size()) << " %), frames where nothing fits " << infeasible
-            << (nonfinite ? ", frames with non-finite logits " + std::to_string(nonfinite) : std::string())
-            << "\nlatency mean " << mean << " ms, p99 " << sorted[p99] << " ms, expected mIoU mean "
-            << std::setprecision(4) << miou_sum / double(times.size()) << "\npaths used:\n";
-  for (const auto& [name, n] : counts) std::cout << "  " << std::setw(5) << n << "  " << name << '\n';
+  std::cout << '\n';
+  stats.print(std::cout);
   return 0;
 }
 
@@ -195,7 +171,7 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
   namespace fs = std::filesystem;
   if (args.has("--path"))
     throw usage_error(cmd, "options '--path' and '--lut' exclude each other (the table chooses the path)");
-  if (args.has("--budget-ms") == args.has("--budget-trace"))
+  if (args.has("--budget-ms") == args.has("--budget-trace") && !args.has("--video"))  // video: the frame interval
     throw usage_error(cmd, "with '--lut' give exactly one of '--budget-ms' and '--budget-trace'");
   apply_threads(args);
   const std::string policy = args.get("--policy", "lut");
@@ -217,7 +193,7 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
     if (args.positional.size() > 1) image = args.positional[1];
   }
 
-  if (!args.has("--frames")) {  // refuse unwritable outputs before loading and running anything
+  if (!args.has("--frames") && !args.has("--video")) {  // refuse unwritable outputs before loading anything
     drt::check_writable("png", args.get("--out", "segment_mask.png"));
     if (args.has("--overlay")) drt::check_writable("png", args.get("--overlay"));
   }
@@ -277,10 +253,15 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
     bm.models[name] = std::make_unique<drt::any_model>(drt::load_model(dir, weight_options(args), build));
     bm.graph.add(name, *bm.models[name]);
   }
+  auto run = [&](frame_runner& runner) {
+    if (args.has("--video")) return segment_video_main(args, table, runner, lut_file);
+    return run_budget(cmd, args, table, runner, image, lut_file);
+  };
   if (policy == "lut") {
     drt::lut_policy_options lo;
     lo.use_p95 = args.has("--p95");
-    return run_budget(cmd, args, table, drt::lut_policy(table, lo), bm, image, lut_file);
+    policy_runner<drt::lut_policy> runner(bm.graph, drt::lut_policy(table, lo));
+    return run(runner);
   }
   drt::deadline_controller_options o;
   if (args.has("--miss-target")) {
@@ -292,7 +273,8 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
   }
   if (args.has("--memory-frames"))
     o.memory_frames = parse_positive(cmd, "--memory-frames", args.get("--memory-frames"));
-  return run_budget(cmd, args, table, drt::deadline_controller(table, o), bm, image, lut_file);
+  policy_runner<drt::deadline_controller> runner(bm.graph, drt::deadline_controller(table, o));
+  return run(runner);
 }
 
 }  // namespace drt_cli

@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -71,9 +72,66 @@ std::map<std::string, std::vector<double>> parse_knobs(const std::string& cmd, c
   return out;
 }
 
+/// The split of a sweep over machines (docs/sharding.md): which options go with which phase.
+void set_phases(const std::string& cmd, const parsed_args& args, drt::sweep_options& o) {
+  const bool accuracy = args.has("--accuracy-only"), latency = args.has("--latency-only");
+  if (accuracy && latency)
+    throw usage_error(cmd, "options '--accuracy-only' and '--latency-only' exclude each other (a plain sweep does both)");
+  if (args.has("--shard") && !accuracy) throw usage_error(cmd, "option '--shard' needs '--accuracy-only'");
+  if (args.has("--accuracy") && !latency) throw usage_error(cmd, "option '--accuracy' needs '--latency-only'");
+  if (!latency && !args.has("--data")) throw usage_error(cmd, "option '--data' is required");
+  if (accuracy) {
+    o.phases = drt::sweep_options::phase_set::accuracy;
+    // the path set is fixed before the sweep starts: nothing may cut it short
+    for (const char* opt : {"--budget-minutes", "--max-paths", "--svg", "--measured-in-table"})
+      if (args.has(opt))
+        throw usage_error(cmd, std::string("option '") + opt + "' does not apply to '--accuracy-only' (every path of " +
+                                   "the set or of its shard is measured; latency comes later, with '--latency-only')");
+    if (args.has("--shard")) {
+      try {
+        o.shard = drt::sweep_shard::parse(args.get("--shard"));
+      } catch (const drt::invalid_input& e) {
+        throw usage_error(cmd, std::string("option '--shard': ") + e.what());
+      }
+    }
+  }
+  if (latency) {
+    if (!args.has("--accuracy")) throw usage_error(cmd, "option '--latency-only' needs '--accuracy TABLE'");
+    // what decides the path set and the accuracy is the accuracy table's
+    for (const char* opt : {"--data", "--ignore-index", "--limit", "--size", "--depth-reduce", "--depths",
+                            "--channel-step", "--fuse-levels", "--pred-levels", "--fuse-in", "--pred-in", "--no-fold",
+                            "--knobs", "--fidelity", "--max-paths"})
+      if (args.has(opt))
+        throw usage_error(cmd, std::string("option '") + opt + "' does not apply to '--latency-only': the paths and " +
+                                   "their accuracy are the accuracy table's");
+    o.phases = drt::sweep_options::phase_set::latency;
+    o.accuracy_table = std::make_shared<const drt::lookup_table>(drt::load_table(args.get("--accuracy")));
+    drt::detail::accuracy_sweep_set(*o.accuracy_table);  // refuse a LUT or a lone shard before any measuring
+  }
+}
+
+/// What an accuracy-only sweep prints: the table is the result, there is no front yet.
+int print_accuracy_table(const drt::sweep_result& result, const drt::sweep_options& o, const std::string& out) {
+  const auto& t = result.table;
+  const auto& set = t.info["sweep_set"];
+  const auto& r = result.report;
+  std::cout << std::fixed << std::setprecision(1) << "paths      " << t.entries.size() << " of "
+            << set["paths"].get<std::size_t>() << " (shard " << o.shard.to_string() << " of "
+            << set["groups"].get<std::size_t>() << " encoder groups)\n"
+            << "wall time  " << r["wall_s"].get<double>() << " s (accuracy " << r["phases_s"]["accuracy"].get<double>()
+            << " s), " << t.info["dataset"].value("images", 0) << " images, " << t.machine.describe() << '\n'
+            << "path set   " << set["fingerprint"].get<std::string>() << '\n'
+            << "accuracy   " << out << '\n';
+  if (!o.shard.whole())
+    std::cout << "next       drt lut merge (every shard's table) --out ACCURACY.json, then on the target machine:\n"
+                 "           drt sweep MODEL_DIR... --latency-only --accuracy ACCURACY.json --out LUT.json\n";
+  return 0;
+}
+
 int sweep_main(const parsed_args& args) {
   const std::string cmd = "sweep";
   drt::sweep_options o;
+  set_phases(cmd, args, o);
   o.data_dir = args.get("--data");
   if (args.has("--ignore-index")) {
     o.ignore_index = parse_label_index(cmd, "--ignore-index", args.get("--ignore-index"));
@@ -116,6 +174,7 @@ int sweep_main(const parsed_args& args) {
     }
   }
   o.fold_decoder = !args.has("--no-fold");
+  o.order = segformer_build(args).order;  // --order: the channel order mlp= prefixes keep
   if (args.has("--fuse-in")) o.fuse_in = parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
   if (args.has("--pred-in")) o.pred_in = parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));
@@ -127,7 +186,14 @@ int sweep_main(const parsed_args& args) {
   drt::check_writable("lut", args.get("--out"));
   if (args.has("--svg")) drt::check_writable("svg", args.get("--svg"));
 
-  std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
+  if (o.phases == drt::sweep_options::phase_set::all)
+    std::cerr << "drt sweep: " << args.positional.size() << " model(s), budget " << o.budget_minutes << " min\n";
+  else if (o.phases == drt::sweep_options::phase_set::accuracy)
+    std::cerr << "drt sweep: " << args.positional.size() << " model(s), accuracy only, shard " << o.shard.to_string()
+              << '\n';
+  else
+    std::cerr << "drt sweep: " << args.positional.size() << " model(s), latency only, for the paths of "
+              << args.get("--accuracy") << '\n';
   progress_line line("drt sweep");
   const auto result = drt::sweep(
       args.positional, o,
@@ -140,6 +206,10 @@ int sweep_main(const parsed_args& args) {
       },
       [&](const std::string& s) { line.note(s); });
   line.finish();
+  if (o.phases == drt::sweep_options::phase_set::accuracy) {
+    drt::save_lut(result.table, args.get("--out"));
+    return print_accuracy_table(result, o, args.get("--out"));
+  }
   const auto& t = result.table;
   drt::output_files outputs;  // the table and its plot land together or not at all
   outputs.add("lut", args.get("--out"), t.to_json().dump(1) + "\n");
@@ -211,14 +281,16 @@ command add_sweep_command(CLI::App& drt) {
                   "every path; a sample (the Pareto front first) is timed end to end and the agreement is reported.\n"
                   "Accuracy: one encoding per image and encoder path serves every head path of the grid.\n"
                   "Encoder paths run in order of promise while the --budget-minutes estimate allows.\n"
+                  "A sweep too long for one machine: --accuracy-only --shard I/N on any job runner, 'drt lut merge',\n"
+                  "then --latency-only --accuracy TABLE on the target machine (docs/sharding.md).\n"
                   "Progress and ETA on stderr; the front on stdout. docs/engine.md describes the LUT format.");
   positional_option(*app, "MODEL_DIR", "model directories of one family (1 to 64)")
       ->expected(1, 64)
       ->allow_extra_args(true)  // CLI11 2.3: without it an option with no bound variable takes one value
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->required();
-  value_option(*app, "--data", "DIR", "labelled folder with images/ and labels/, or any folder of images (required)")
-      ->required();
+  value_option(*app, "--data", "DIR",
+               "labelled folder with images/ and labels/, or any folder of images (required but with --latency-only)");
   value_option(*app, "--out", "LUT", "lookup table to write (JSON, required)")->required();
   value_option(*app, "--svg", "PATH", "also plot every path and the front (normalized latency vs normalized mIoU)");
   value_option(*app, "--ignore-index", "K", "label value to ignore (default 255; CamVid: 11)");
@@ -246,6 +318,16 @@ command add_sweep_command(CLI::App& drt) {
   flag_option(*app, "--measured-in-table",
               "timed paths carry their measured latency (default: every path its calibrated prediction)");
   value_option(*app, "--title", "TEXT", "plot title");
+  flag_option(*app, "--accuracy-only",
+              "measure accuracy only, of every path of the set (no time budget), and write an accuracy table");
+  value_option(*app, "--shard", "I/N",
+               "with --accuracy-only: measure shard I of N (0 <= I < N) of the path set's encoder groups;\n"
+               "join the N tables with 'drt lut merge' (docs/sharding.md)");
+  flag_option(*app, "--latency-only",
+              "measure latency on this machine for the paths of --accuracy TABLE and write the lookup table");
+  value_option(*app, "--accuracy", "TABLE",
+               "with --latency-only: the accuracy table (from --accuracy-only, or merged shards); the paths,\n"
+               "the data and the accuracy options are its own");
   add_threads_option(*app);
   add_max_pixels_option(*app);
   return {app, &sweep_main};

@@ -5,6 +5,7 @@
 /// inputs and outputs for NaN and infinity (a warning on stderr), and outputs that land together.
 
 #include <drt/core/tensor.hpp>
+#include <drt/io/file.hpp>
 #include <drt/io/image.hpp>
 #include <drt/io/safetensors.hpp>
 #include <drt/models/segformer.hpp>
@@ -24,10 +25,25 @@ inline void add_max_pixels_option(CLI::App& app) {
                "refuse images and --size larger than N pixels (default " + std::to_string(drt::default_max_pixels) +
                    " = 4096x4096)");
 }
-/// How the command builds SegFormer graphs (--no-fold).
+/// The channel order `--order` names: "weight", "checkpoint", or a JSON file holding a channel order
+/// or a lookup table whose info records one ("channel_order").
+inline drt::channel_order channel_order_arg(const std::string& text) {
+  drt::channel_order o;
+  if (text == "weight" || text == "checkpoint") {
+    o.method = text;
+    return o;
+  }
+  const auto j = drt::read_json_file("channel order", text);
+  if (j.is_object() && j.contains("info") && j["info"].is_object() && j["info"].contains("channel_order"))
+    return drt::channel_order::from_json(j["info"]["channel_order"], "channel order of lut '" + text + "'");
+  return drt::channel_order::from_json(j, "channel order '" + text + "'");
+}
+
+/// How the command builds SegFormer graphs (--no-fold, --order).
 inline drt::segformer_options segformer_build(const parsed_args& args) {
   drt::segformer_options o;
   o.fold_decoder = !args.has("--no-fold");
+  if (args.has("--order")) o.order = channel_order_arg(args.get("--order"));
   return o;
 }
 

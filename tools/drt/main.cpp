@@ -4,7 +4,7 @@
 //   drt run MODEL_DIR --input CASE.safetensors --output OUT.safetensors
 //   drt segment [MODEL_DIR] [IMAGE] [--out mask.png] [--overlay overlay.png] [--size HxW] [--threads T]
 //   drt eval MODEL_DIR --data DIR [--path ...] [--ignore-index K] [--limit N] [--json OUT]
-//   drt profile | sweep | accel | dse | lut ...      ('drt <command> --help')
+//   drt profile | sweep | accel | dse | lut | calibrate ...      ('drt <command> --help')
 //
 // Exit codes: 0 success, 1 an error from drt (bad file, bad model, ...), 2 a bad command line.
 
@@ -50,7 +50,8 @@ int dispatch(int argc, char** argv) {
   const std::vector<drt_cli::command> commands = {drt_cli::add_run_command(drt),   drt_cli::add_segment_command(drt),
                                                   drt_cli::add_eval_command(drt),  drt_cli::add_profile_command(drt),
                                                   drt_cli::add_sweep_command(drt), drt_cli::add_accel_command(drt),
-                                                  drt_cli::add_dse_command(drt),   drt_cli::add_lut_command(drt)};
+                                                  drt_cli::add_dse_command(drt),   drt_cli::add_lut_command(drt),
+                                                  drt_cli::add_calibrate_command(drt)};
   for (const auto& c : commands)
     c.app->footer("Exit codes: 0 success, 1 an error from drt (bad file, bad model, ...), 2 a bad command line.");
 
@@ -66,7 +67,7 @@ int dispatch(int argc, char** argv) {
                                  [&](const drt_cli::command& c) { return c.app->get_name() == argv[1]; });
   if (argv[1][0] != '-' && !known) {
     std::cerr << "drt: unknown command '" << argv[1]
-              << "' (commands: run, segment, eval, profile, sweep, accel, dse, lut; see 'drt --help')\n";
+              << "' (commands: run, segment, eval, profile, sweep, accel, dse, lut, calibrate; see 'drt --help')\n";
     return 2;
   }
   try {

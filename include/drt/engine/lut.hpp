@@ -5,6 +5,7 @@
 /// and its accuracy, the Pareto-optimal entries flagged. Stored as versioned JSON (docs/engine.md
 /// documents the format); loading validates every field and names the file, the entry and the value.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <ctime>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <set>
 #include <string>
+#include <utility>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -189,6 +191,18 @@ struct lookup_table {
       throw invalid_input("lookup table: reference mIoU " + std::to_string(reference_miou) + " must be positive");
     for (auto& e : entries) e.miou_normalized = e.miou / reference_miou;
   }
+  /// An accuracy table ("content": "accuracy"): paths with their accuracy and no latency, written
+  /// by an accuracy-only sweep or joined from its shards (sweep_shard.hpp); `drt sweep --latency-only`
+  /// turns it into a lookup table.
+  bool is_accuracy_table() const {
+    return info.contains("content") && info["content"].is_string() && info["content"] == "accuracy";
+  }
+  /// Index of `model`'s full path, entries.size() when it has none: the entry accuracy is normalized by.
+  std::size_t reference_index(const std::string& model) const {
+    for (std::size_t i = 0; i < entries.size(); ++i)
+      if (entries[i].model == model && entries[i].path == "full") return i;
+    return entries.size();
+  }
   /// The input size the latencies hold for (0 x 0 when not recorded).
   std::size_t input_height() const {
     return info.contains("input") ? info["input"].value("height", std::size_t{0}) : 0;
@@ -202,7 +216,15 @@ struct lookup_table {
     j["machine"] = machine.to_json();
     for (auto it = info.begin(); it != info.end(); ++it) j[it.key()] = *it;
     j["entries"] = nlohmann::json::array();
-    for (const auto& e : entries) j["entries"].push_back(e.to_json());
+    const bool accuracy = is_accuracy_table();
+    for (const auto& e : entries) {
+      nlohmann::json x = e.to_json();
+      if (accuracy)  // no latency yet: no fields that would read as measured values
+        for (const char* key : {"latency_ms", "latency_p95_ms", "latency_source", "pareto", "predicted_latency_ms",
+                                "measured_latency_ms", "measured_latency_p95_ms"})
+          x.erase(key);
+      j["entries"].push_back(std::move(x));
+    }
     return j;
   }
 };
@@ -288,6 +310,10 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
   for (auto it = j.begin(); it != j.end(); ++it)
     if (it.key() != "format" && it.key() != "version" && it.key() != "machine" && it.key() != "entries")
       t.info[it.key()] = *it;
+  if (j.contains("content") && !(j["content"].is_string() && (j["content"] == "accuracy" || j["content"] == "lut")))
+    throw invalid_input(where + ": field 'content' is " + lut_shown(j["content"]) +
+                        ", expected \"accuracy\" (an accuracy table) or \"lut\"");
+  const bool accuracy = t.is_accuracy_table();  // entries without latency
   if (j.contains("input")) {  // the input size the latencies hold for
     const auto& in = j["input"];
     if (!in.is_object()) throw invalid_input(where + ": field 'input' must be an object {height, width}, got " + lut_shown(in));
@@ -305,20 +331,20 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
     const std::string xw = ew + " (" + x.label() + ")";
     x.model_dir = lut_string(e, "model_dir", xw, false);
     x.macs = lut_number(e, "macs", xw, true, 0);
-    x.latency_ms = lut_number(e, "latency_ms", xw, true, 0);
-    x.latency_p95_ms = lut_number(e, "latency_p95_ms", xw, true, 0);
+    x.latency_ms = lut_number(e, "latency_ms", xw, !accuracy, 0);
+    x.latency_p95_ms = lut_number(e, "latency_p95_ms", xw, !accuracy, 0);
     x.latency_source = lut_string(e, "latency_source", xw, false, "measured");
     x.predicted_latency_ms = lut_number(e, "predicted_latency_ms", xw, false, NAN);
     x.measured_latency_ms = lut_number(e, "measured_latency_ms", xw, false, NAN);
     x.measured_latency_p95_ms = lut_number(e, "measured_latency_p95_ms", xw, false, NAN);
     x.miou = lut_number(e, "miou", xw, true, 0);
-    x.miou_normalized = lut_number(e, "miou_normalized", xw, true, 0);
+    x.miou_normalized = lut_number(e, "miou_normalized", xw, !accuracy, 0);
     x.pixel_acc = lut_number(e, "pixel_acc", xw, false, NAN);
     x.kl_divergence = lut_number(e, "kl_divergence", xw, false, NAN);
-    if (!e.contains("pareto")) throw invalid_input(xw + ": missing field 'pareto'");
-    if (!e["pareto"].is_boolean())
+    if (!e.contains("pareto") && !accuracy) throw invalid_input(xw + ": missing field 'pareto'");
+    if (e.contains("pareto") && !e["pareto"].is_boolean())
       throw invalid_input(xw + ": field 'pareto' must be true or false, got " + lut_shown(e["pareto"]));
-    x.pareto = e["pareto"].get<bool>();
+    x.pareto = !accuracy && e["pareto"].get<bool>();
     x.family = lut_string(e, "family", xw, false, "segformer");
     if (x.family != "segformer" && x.family != "upernet" && x.family != "resnet")
       throw invalid_input(xw + ": field 'family' is " + lut_shown(e["family"]) +
@@ -331,10 +357,16 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
       if (!(v > 0) || !std::isfinite(v))
         throw invalid_input(xw + ": " + key + " " + lut_num(v) + " must be a positive number of milliseconds");
     };
-    positive("latency_ms", x.latency_ms);
-    positive("latency_p95_ms", x.latency_p95_ms);
-    if (!std::isnan(x.measured_latency_ms)) positive("measured_latency_ms", x.measured_latency_ms);
-    if (!std::isnan(x.measured_latency_p95_ms)) positive("measured_latency_p95_ms", x.measured_latency_p95_ms);
+    if (accuracy) {  // what to_json writes for an accuracy table
+      x.latency_ms = x.latency_p95_ms = 0;
+      x.latency_source = "measured";
+      x.predicted_latency_ms = x.measured_latency_ms = x.measured_latency_p95_ms = NAN;
+    } else {
+      positive("latency_ms", x.latency_ms);
+      positive("latency_p95_ms", x.latency_p95_ms);
+      if (!std::isnan(x.measured_latency_ms)) positive("measured_latency_ms", x.measured_latency_ms);
+      if (!std::isnan(x.measured_latency_p95_ms)) positive("measured_latency_p95_ms", x.measured_latency_p95_ms);
+    }
     if (!(x.macs >= 0) || !std::isfinite(x.macs))
       throw invalid_input(xw + ": macs " + lut_num(x.macs) + " must be a non-negative number");
     if (!(x.miou >= 0 && x.miou <= 1))
@@ -356,10 +388,20 @@ inline lookup_table lut_from_json(const nlohmann::json& j, const std::string& wh
   return with_json_context(where, [&] { return detail::lut_from_json_checked(j, where); });
 }
 
-/// Reads and validates a LUT file. Throws drt::io_error when it cannot be read, drt::invalid_input
-/// naming the file (and the entry and field) when it is not a valid LUT.
-inline lookup_table load_lut(const std::string& file) {
+/// Reads and validates a lookup table or an accuracy table (`lookup_table::is_accuracy_table`).
+/// Throws drt::io_error when it cannot be read, drt::invalid_input naming the file (and the entry and
+/// field) when it is not a valid table.
+inline lookup_table load_table(const std::string& file) {
   return lut_from_json(read_json_file("lut", file), "lut '" + file + "'");
+}
+
+/// Reads and validates a LUT file (`load_table`), refusing an accuracy table: it has no latencies.
+inline lookup_table load_lut(const std::string& file) {
+  lookup_table t = load_table(file);
+  if (t.is_accuracy_table())
+    throw invalid_input(t.source + " is an accuracy table (no latencies): measure them on this machine with "
+                        "drt sweep --latency-only --accuracy " + file);
+  return t;
 }
 
 /// Writes a LUT as indented JSON, atomically (io/file.hpp). Throws drt::io_error naming the file
@@ -383,13 +425,138 @@ inline bool lut_decoder_folded(const lookup_table& table, const std::string& mod
   return folded == 1;
 }
 
+namespace detail {
+
+/// The whole accuracy table of a sweep from its shards (sweep_shard.hpp; `merge_luts` calls it when a
+/// table is a shard): the shards must come from one sweep (same path set, models, data, channel
+/// ordering and accuracy options) and be every shard of one count exactly once. Entries come out in
+/// the path set's order, as a single process writes them; accuracy is normalized by the first
+/// model's full path.
+inline lookup_table merge_accuracy_shards(const std::vector<lookup_table>& tables, const std::string& where) {
+  const auto shard_it = std::find_if(tables.begin(), tables.end(), [](const lookup_table& t) {
+    return t.is_accuracy_table() && t.info.contains("shard") && t.info.contains("sweep_set");
+  });
+  const lookup_table& first = *shard_it;
+  for (const auto& t : tables)
+    if (!(t.is_accuracy_table() && t.info.contains("shard") && t.info.contains("sweep_set")))
+      throw invalid_input(where + ": " + first.source + " is a shard of an accuracy-only sweep but " + t.source +
+                          " is not: shards are joined with the other shards of their sweep only");
+  // what must agree, and how an error names it
+  auto models_of = [](nlohmann::json set) {
+    for (auto& m : set["models"]) m.erase("dir");  // the same checkpoint may sit in other folders on other hosts
+    return set["models"];
+  };
+  auto data_of = [](nlohmann::json set) {
+    set["data"].erase("path");  // compared by content: hosts mount the data in different places
+    return set["data"];
+  };
+  auto field = [](const nlohmann::json& set, const char* key) { return set.contains(key) ? set[key] : nlohmann::json(); };
+  const nlohmann::json& set0 = first.info["sweep_set"];
+  auto shard_number = [&](const lookup_table& t, const char* key) {
+    return static_cast<std::size_t>(lut_integer(t.info["shard"], key, t.source + ": shard", true, 0, 0, 1 << 30));
+  };
+  const std::size_t count = shard_number(first, "count");
+  std::vector<const lookup_table*> by_index(count, nullptr);
+  for (const auto& t : tables) {
+    const nlohmann::json& set = t.info["sweep_set"];
+    const std::pair<std::string, std::pair<nlohmann::json, nlohmann::json>> checks[] = {
+        {"path set", {field(set, "fingerprint"), field(set0, "fingerprint")}},
+        {"models", {models_of(set), models_of(set0)}},
+        {"data", {data_of(set), data_of(set0)}},
+        {"channel ordering", {field(set, "channel_order"), field(set0, "channel_order")}},
+        {"accuracy options", {field(set, "options"), field(set0, "options")}}};
+    for (const auto& [what, v] : checks)
+      if (v.first != v.second)
+        throw invalid_input(where + ": " + t.source + " and " + first.source + " are not parts of one sweep: they differ in " +
+                            what + " (" + lut_shown(v.first) + " vs " + lut_shown(v.second) + ")");
+    const std::size_t n = shard_number(t, "count"), i = shard_number(t, "index");
+    const std::string name = "shard " + std::to_string(i) + "/" + std::to_string(n);
+    if (n != count)
+      throw invalid_input(where + ": " + t.source + " is " + name + " but " + first.source + " is one of " +
+                          std::to_string(count) + " shards");
+    if (i >= n) throw invalid_input(where + ": " + t.source + " is " + name + ": the index must be below the count");
+    if (by_index[i]) throw invalid_input(where + ": " + name + " is given twice (" + by_index[i]->source + " and " + t.source + ")");
+    by_index[i] = &t;
+  }
+  std::string missing;
+  for (std::size_t i = 0; i < count; ++i)
+    if (!by_index[i]) missing += (missing.empty() ? "" : ", ") + std::to_string(i) + "/" + std::to_string(count);
+  if (!missing.empty())
+    throw invalid_input(where + ": shard" + (missing.find(',') == std::string::npos ? " " + missing + " is" : "s " + missing + " are") +
+                        " missing");
+  // each shard's entries are its groups' paths in order; the groups interleave back by index
+  const std::size_t groups = static_cast<std::size_t>(lut_integer(set0, "groups", first.source + ": sweep_set", true, 0, 0, 1LL << 40));
+  std::vector<std::vector<const lut_entry*>> slices(groups);
+  for (const lookup_table* t : by_index) {
+    const auto& sh = t->info["shard"];
+    const std::size_t index = shard_number(*t, "index");
+    std::size_t expected = 0;
+    for (std::size_t g = index; g < groups; g += count) ++expected;
+    if (!sh.contains("groups") || !sh["groups"].is_array() || !sh.contains("group_paths") ||
+        !sh["group_paths"].is_array() || sh["groups"].size() != expected || sh["group_paths"].size() != expected)
+      throw invalid_input(where + ": " + t->source + ": shard " + std::to_string(index) + "/" + std::to_string(count) +
+                          " must list its " + std::to_string(expected) + " groups and their path counts");
+    std::size_t next = 0;
+    for (std::size_t k = 0; k < expected; ++k) {
+      const std::size_t g = index + k * count;
+      if (sh["groups"][k] != g)
+        throw invalid_input(where + ": " + t->source + ": group " + lut_shown(sh["groups"][k]) + " is not group " +
+                            std::to_string(g) + " of shard " + std::to_string(index) + "/" + std::to_string(count));
+    }
+    for (std::size_t k = 0; k < expected; ++k) {
+      const auto& np = sh["group_paths"][k];
+      if (!json_integer_in(np, 1, 1LL << 30) || next + np.get<std::size_t>() > t->entries.size())
+        throw invalid_input(where + ": " + t->source + ": its groups' path counts do not add up to its " +
+                            std::to_string(t->entries.size()) + " entries");
+      for (std::size_t e = 0; e < np.get<std::size_t>(); ++e) slices[index + k * count].push_back(&t->entries[next++]);
+    }
+    if (next != t->entries.size())
+      throw invalid_input(where + ": " + t->source + ": its groups' path counts do not add up to its " +
+                          std::to_string(t->entries.size()) + " entries");
+  }
+  lookup_table out;
+  out.machine = first.machine;
+  out.info = first.info;
+  for (const char* key : {"shard", "sweep", "reference"}) out.info.erase(key);
+  out.source = where;
+  for (const auto& s : slices)
+    for (const lut_entry* e : s) out.entries.push_back(*e);
+  if (out.entries.size() != set0.value("paths", std::size_t{0}))
+    throw invalid_input(where + ": the shards hold " + std::to_string(out.entries.size()) + " paths but the sweep has " +
+                        std::to_string(set0.value("paths", std::size_t{0})));
+  const std::string ref_model = set0["models"].empty() ? std::string() : set0["models"][0].value("name", std::string());
+  std::size_t ref = out.reference_index(ref_model);
+  if (ref == out.entries.size()) ref = 0;  // as a single run: the first path when the full one is not swept
+  out.normalize(out.entries[ref].miou);
+  out.info["reference"] = {{"model", out.entries[ref].model}, {"path", out.entries[ref].path}, {"miou", out.entries[ref].miou}};
+  nlohmann::json parts = nlohmann::json::array();
+  for (const lookup_table* t : by_index) {
+    nlohmann::json p{{"source", t->source}, {"shard", t->info["shard"]["index"]}, {"machine", t->machine.describe()},
+                     {"entries", t->entries.size()}};
+    if (t->info.contains("sweep") && t->info["sweep"].contains("wall_s")) p["wall_s"] = t->info["sweep"]["wall_s"];
+    parts.push_back(p);
+  }
+  out.info["merged_from"] = parts;
+  return out;
+}
+
+}  // namespace detail
+
 /// One table of the entries of `tables` (a hybrid of several models or families, swept apart): they
 /// must hold for the same input size and accuracy measure (dataset path and metric); a model may
 /// appear in one table only. Accuracy is renormalized by the first table's reference entry and the
 /// Pareto flags recomputed; the machine is the first table's. `where` names the result in errors.
+/// Shards of one accuracy-only sweep are joined into its whole accuracy table instead
+/// (`detail::merge_accuracy_shards`).
 inline lookup_table merge_luts(const std::vector<lookup_table>& tables, const std::string& where = "merged lut") {
   if (tables.empty()) throw invalid_input(where + ": no tables to merge");
+  for (const auto& t : tables)
+    if (t.info.contains("shard")) return detail::merge_accuracy_shards(tables, where);
   const lookup_table& first = tables.front();
+  for (const auto& t : tables)
+    if (t.is_accuracy_table())
+      throw invalid_input(where + ": " + t.source + " is an accuracy table: measure its latency with drt sweep "
+                          "--latency-only before joining it with other lookup tables");
   lookup_table out;
   out.machine = first.machine;
   out.info = first.info;

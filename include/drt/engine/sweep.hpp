@@ -8,7 +8,8 @@
 ///   every decoder path of an encoding for the cost of about one decoder;
 /// - every family, labelled or not: `sweep_family` (sweep_family.hpp), the generic phases
 ///   (enumerate, per-layer latency model, accuracy per encoder group, confirm, report).
-/// Tables of different families are swept apart and joined with `merge_luts` (lut.hpp).
+/// Tables of different families are swept apart and joined with `merge_luts` (lut.hpp). A sweep too
+/// long for one machine runs its accuracy in shards and its latency on the target (sweep_shard.hpp).
 
 #include <filesystem>
 #include <string>
@@ -35,6 +36,11 @@ inline sweep_result sweep(const std::vector<std::string>& model_dirs, const swee
   if (type == "segformer") {
     std::error_code ec;  // the SegFormer sweep needs labels; fidelity and custom knobs go generic
     const bool labelled = std::filesystem::is_directory(std::filesystem::path(opt.data_dir) / "labels", ec);
+    if (opt.phases == sweep_options::phase_set::latency && opt.accuracy_table) {  // the sweep that measured it
+      if (detail::accuracy_sweep_set(*opt.accuracy_table).value("sweep", std::string()) == "segformer")
+        return sweep_segformer(model_dirs, opt, progress, log);
+      return sweep_family<segformer_model>(model_dirs, opt, progress, log);
+    }
     if (labelled && !opt.fidelity && opt.knob_grid.empty()) return sweep_segformer(model_dirs, opt, progress, log);
     return sweep_family<segformer_model>(model_dirs, opt, progress, log);
   }

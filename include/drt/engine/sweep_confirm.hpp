@@ -158,10 +158,8 @@ nlohmann::json confirm_latencies(lookup_table& table, const sweep_options& opt, 
 inline void finish_table(lookup_table& table, const std::string& reference_model, std::size_t height,
                          std::size_t width, const nlohmann::json& dataset, const nlohmann::json& report) {
   table.mark_pareto();
-  const auto ref_it = std::find_if(table.entries.begin(), table.entries.end(), [&](const lut_entry& e) {
-    return e.model == reference_model && e.path == "full";
-  });
-  const lut_entry& ref = ref_it != table.entries.end() ? *ref_it : table.entries.front();
+  const std::size_t ref_index = table.reference_index(reference_model);
+  const lut_entry& ref = table.entries[ref_index < table.entries.size() ? ref_index : 0];
   table.normalize(ref.miou);
   table.info["input"] = {{"height", height}, {"width", width}};
   table.info["dataset"] = dataset;

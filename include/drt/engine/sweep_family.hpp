@@ -39,6 +39,7 @@
 #include "sweep_confirm.hpp"
 #include "sweep_data.hpp"
 #include "sweep_options.hpp"
+#include "sweep_shard.hpp"
 
 namespace drt {
 
@@ -207,7 +208,8 @@ inline double kl_logits(const float* p, const float* q, std::size_t k) {
   return kl;
 }
 
-/// A model as the sweep builds it (SegFormer: decoder folded or not, as `opt` says).
+/// A model as the sweep builds it (SegFormer: decoder folded or not, as `opt` says; SegFormer and
+/// Swin + UPerNet: packed in `opt.order`).
 template <class Model>
 Model load_for_sweep(const std::string& dir, const sweep_options&) {
   return Model::from_dir(dir);
@@ -216,7 +218,12 @@ template <>
 inline segformer_model load_for_sweep<segformer_model>(const std::string& dir, const sweep_options& opt) {
   segformer_options build;
   build.fold_decoder = opt.fold_decoder;
+  build.order = opt.order;
   return segformer_model::from_dir(dir, {}, build);
+}
+template <>
+inline upernet_swin_model load_for_sweep<upernet_swin_model>(const std::string& dir, const sweep_options& opt) {
+  return upernet_swin_model::from_dir(dir, {}, {}, opt.order);
 }
 
 inline std::size_t argmax_of(const float* v, std::size_t k) {
@@ -228,28 +235,35 @@ inline std::size_t argmax_of(const float* v, std::size_t k) {
 // ------------------------------------------------------------------------------ the sweep
 
 /// Sweeps the models in `model_dirs` (hub layout, all of family `Model`) on `opt.data_dir`. The
-/// first model's full path is the reference for `miou_normalized`.
+/// first model's full path is the reference for `miou_normalized`. `opt.phases` picks accuracy only
+/// (a table or shard of accuracy, sweep_shard.hpp) or latency only (for the paths of `opt.accuracy_table`).
 template <class Model>
-sweep_result sweep_family(const std::vector<std::string>& model_dirs, const sweep_options& opt,
+sweep_result sweep_family(const std::vector<std::string>& model_dirs, const sweep_options& options,
                           const sweep_progress_fn& progress = {}, const sweep_log_fn& log = {}) {
   using family = model_family<Model>;
   using path_type = typename family::path_type;
   using exec_type = typename family::execution_type;
   using clock = std::chrono::steady_clock;
+  const sweep_options opt = detail::effective_options(options);
   detail::sweep_run run(model_dirs, opt, progress, log);
+  const bool accuracy_only = opt.phases == sweep_options::phase_set::accuracy;
+  const bool latency_only = opt.phases == sweep_options::phase_set::latency;
   if (opt.channel_step == 0) throw invalid_input("sweep: channel step must be positive");
   const double budget_s = run.budget_s;
   const int threads = run.threads;
   auto note = [&](const std::string& s) { run.note(s); };
 
-  const sweep_data data = load_sweep_data(opt);
+  const sweep_data data = latency_only ? detail::latency_only_data(opt) : load_sweep_data(opt);
   const std::size_t H = data.height, W = data.width, n_images = data.size();
   const bool dense = family::output == output_kind::segmentation;
-  const bool labelled = data.labelled() && dense;
+  const bool labelled =
+      latency_only ? opt.accuracy_table->info.value("dataset", nlohmann::json::object()).value("accuracy", "") == "miou"
+                   : data.labelled() && dense;
   const std::string metric = labelled ? "miou" : dense ? "pixel_agreement" : "top1_agreement";
-  note("data " + opt.data_dir + ": " + std::to_string(n_images) + " images, inference at " + std::to_string(H) + "x" +
-       std::to_string(W) + ", " + std::to_string(threads) + " threads, accuracy = " + metric +
-       (labelled ? "" : " with the full model"));
+  note((latency_only ? "latency only, accuracy from " + opt.accuracy_table->source
+                     : "data " + opt.data_dir + ": " + std::to_string(n_images) + " images") +
+       ", inference at " + std::to_string(H) + "x" + std::to_string(W) + ", " + std::to_string(threads) +
+       " threads, accuracy = " + metric + (labelled ? "" : " with the full model"));
 
   struct state {
     std::string name, dir;
@@ -261,7 +275,12 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     std::vector<double> predicted_ms;
     std::size_t next = 0;
     std::vector<double> group_seconds;
+    bool holds_reference = true;  ///< its groups start with its first path's (the fidelity reference's)
+    std::size_t queued() const noexcept { return groups.size(); }
   };
+  sweep_path_set set;  // before any budget (sweep_shard.hpp)
+  set.sweep = "family";
+  set.family = family::name;
   std::vector<state> models(model_dirs.size());
   sweep_progress& prog = run.prog;
   std::size_t& path_count = run.paths;
@@ -289,14 +308,16 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     prog.what = m.name;
     prog.total = opt.warmup + opt.repeats;
     prog.done = 0;
-    report_progress(0);
-    const auto& x = data.inputs[0];
-    for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, m.execs[0]);
-    auto full = profile_runs([&] { family::logits(*m.model, x, m.execs[0]); }, opt.repeats);
-    m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, m.execs[0]), std::move(full));
-    for (const auto& e : m.execs) m.predicted_ms.push_back(m.latency->predict_ms(family::layers(*m.model, H, W, e)));
-    prog.done = prog.total;
-    report_progress(0);
+    if (!accuracy_only) {
+      report_progress(0);
+      const auto& x = data.inputs[0];
+      for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, m.execs[0]);
+      auto full = profile_runs([&] { family::logits(*m.model, x, m.execs[0]); }, opt.repeats);
+      m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, m.execs[0]), std::move(full));
+      for (const auto& e : m.execs) m.predicted_ms.push_back(m.latency->predict_ms(family::layers(*m.model, H, W, e)));
+      prog.done = prog.total;
+      report_progress(0);
+    }
     // groups of paths with one encoding, in order of promise: the full path's group first, then
     // fewest blocks removed, then the fastest encoder
     std::map<std::string, std::size_t> group_of;
@@ -310,6 +331,22 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
         m.groups[it->second].push_back(i);
       }
     }
+    const std::size_t g0 = set.groups.size();  // the path set: groups in enumeration order
+    set.models.push_back(m.name);
+    for (const auto& g : m.groups) {
+      sweep_group sg;
+      sg.model = mi;
+      sg.encoder = family::encoder_key(m.paths[g.front()]);
+      for (const std::size_t i : g) sg.paths.push_back(m.paths[i].to_string());
+      set.groups.push_back(std::move(sg));
+    }
+    if (accuracy_only) {  // this shard's groups only, in order
+      std::vector<std::vector<std::size_t>> kept;
+      for (std::size_t k = 0; k < m.groups.size(); ++k)
+        if (opt.shard.holds(g0 + k)) kept.push_back(m.groups[k]);
+      m.holds_reference = opt.shard.holds(g0);
+      m.groups = std::move(kept);
+    }
     const auto full_depths = family::depths(*m.model);
     auto promise = [&](const std::vector<std::size_t>& g) {
       const auto& d = m.paths[g.front()].depths;
@@ -317,12 +354,19 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
       for (std::size_t s = 0; s < d.size() && s < full_depths.size(); ++s) removed += full_depths[s] - d[s];
       return std::make_pair(removed, m.predicted_ms[g.front()]);
     };
-    std::stable_sort(m.groups.begin() + 1, m.groups.end(),
-                     [&](const auto& a, const auto& b) { return promise(a) < promise(b); });
-    note(m.name + ": full path " + detail::lut_num(std::round(m.latency->full().total.median_ms * 10) / 10) +
-         " ms median, " + std::to_string(m.paths.size()) + " paths in " + std::to_string(m.groups.size()) +
-         " encoder groups");
+    if (opt.phases == sweep_options::phase_set::all)
+      std::stable_sort(m.groups.begin() + 1, m.groups.end(),
+                       [&](const auto& a, const auto& b) { return promise(a) < promise(b); });
+    note(m.name + ": " +
+         (m.latency ? "full path " + detail::lut_num(std::round(m.latency->full().total.median_ms * 10) / 10) +
+                          " ms median, "
+                    : std::string()) +
+         std::to_string(m.paths.size()) + " paths in " + std::to_string(set.groups.size() - g0) + " encoder groups");
   }
+  if (accuracy_only && opt.shard.count > set.groups.size())
+    throw invalid_input("sweep: shard " + opt.shard.to_string() + ": the path set has " +
+                        std::to_string(set.groups.size()) + " encoder groups, so at most " +
+                        std::to_string(set.groups.size()) + " shards");
   const double latency_phase_s = run.elapsed();
 
   // ---- 3. accuracy, group by group, interleaving the models
@@ -331,13 +375,13 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   // fidelity reference: the first model's full path output per image
   std::vector<itensor3> ref_maps(n_images);
   std::vector<std::vector<float>> ref_logits(n_images);
+  auto full_ms = [](const state& m) { return m.latency ? m.latency->full().total.median_ms : 0.0; };
   double confirm_reserve_s = 0;
   for (const auto& m : models)
-    confirm_reserve_s += 1.5 * double(opt.confirm) / double(models.size()) * double(opt.repeats + 1) *
-                         m.latency->full().total.median_ms / 1e3;
+    confirm_reserve_s += 1.5 * double(opt.confirm) / double(models.size()) * double(opt.repeats + 1) * full_ms(m) / 1e3;
   auto estimate_s = [&](const state& m, std::size_t group) {
     const double per_path = m.group_seconds.empty()
-                                ? 1.2 * double(n_images) * m.latency->full().total.median_ms / 1e3
+                                ? 1.2 * double(n_images) * full_ms(m) / 1e3
                                 : std::accumulate(m.group_seconds.begin(), m.group_seconds.end(), 0.0) /
                                       double(m.group_seconds.size());
     return per_path * std::max<double>(1.0, 0.5 * double(m.groups[group].size()));
@@ -353,38 +397,42 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   nlohmann::json group_report = nlohmann::json::array();
   std::size_t planned = 0, step = 0;
   for (const auto& m : models) planned += m.groups.size();
-  prog.phase = "accuracy";
-  while (true) {
-    state* pick = nullptr;
-    std::size_t pick_index = 0;
-    for (std::size_t mi = 0; mi < models.size(); ++mi) {
-      auto& m = models[mi];
-      if (m.next >= m.groups.size()) continue;
-      const bool first = m.next == 0 && mi == 0;  // the reference always runs
-      if (!first && run.elapsed() + estimate_s(m, m.next) + confirm_reserve_s > budget_s) {
-        m.next = m.groups.size();
-        stopped_by = "time budget";
-        continue;
-      }
-      if (!first && opt.max_paths && path_count + m.groups[m.next].size() > opt.max_paths) {
-        m.next = m.groups.size();
-        stopped_by = "path limit";
-        continue;
-      }
-      if (!pick || m.next < pick->next) {
-        pick = &m;
-        pick_index = mi;
+  // The fidelity reference (the first model's first path) on every image: computed with its group,
+  // or first of all by a shard that does not hold that group.
+  auto keep_reference = [&](std::size_t i, const tensor4& lg) {
+    if (dense)
+      ref_maps[i] = upsample_argmax(lg, H, W);
+    else
+      ref_logits[i].assign(lg.begin(), lg.end());
+  };
+  if (!labelled && !latency_only && !models[0].holds_reference) {
+    const auto& m0 = models[0];
+    std::exception_ptr error;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (long long ii = 0; ii < static_cast<long long>(n_images); ++ii) {
+      const auto i = static_cast<std::size_t>(ii);
+      try {
+        keep_reference(i, family::decode(*m0.model, family::encode(*m0.model, data.inputs[i], m0.execs[0]), m0.execs[0]));
+      } catch (...) {
+#pragma omp critical(drt_sweep_error)
+        if (!error) error = std::current_exception();
       }
     }
-    if (!pick) break;
-    auto& m = *pick;
+    if (error) std::rethrow_exception(error);
+  }
+  auto group_estimate = [&](const state& m) { return estimate_s(m, m.next); };
+  prog.phase = "accuracy";
+  while (!latency_only) {
+    const std::size_t pick_index = run.admit_next(models, group_estimate, confirm_reserve_s, opt, stopped_by);
+    if (pick_index == models.size()) break;
+    auto& m = models[pick_index];
     const auto& group = m.groups[m.next++];
     const auto t_group = clock::now();
     const std::size_t K = family::classes(*m.model);
     if (!labelled && K != K0)
       throw invalid_input("sweep: model '" + m.name + "' has " + std::to_string(K) + " classes but the reference '" +
                           models[0].name + "' has " + std::to_string(K0) + ": fidelity compares like outputs");
-    const bool reference_group = pick_index == 0 && step == 0;
+    const bool reference_group = pick_index == 0 && m.next == 1 && m.holds_reference;
     ++step;
     prog.step = step;
     prog.steps = planned;
@@ -412,15 +460,15 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
               const itensor3 pred = upsample_argmax(lg, lab.height, lab.width);
               a.cm.add(lab.labels.data(), pred.data(), lab.labels.size(), data.label_paths[i]);
             } else if (dense) {
-              itensor3 pred = upsample_argmax(lg, H, W);
-              if (reference_group && g == 0) ref_maps[i] = pred;
+              if (reference_group && g == 0) keep_reference(i, lg);
+              const itensor3 pred = upsample_argmax(lg, H, W);
               const auto& ref = ref_maps[i];
               std::size_t same = 0;
               for (std::size_t q = 0; q < pred.size(); ++q) same += pred.data()[q] == ref.data()[q];
               a.agree += double(same) / double(pred.size());
               a.total += 1;
             } else {
-              if (reference_group && g == 0) ref_logits[i].assign(lg.begin(), lg.end());
+              if (reference_group && g == 0) keep_reference(i, lg);
               const float* ref = ref_logits[i].data();
               a.agree += detail::argmax_of(lg.data(), K) == detail::argmax_of(ref, K) ? 1.0 : 0.0;
               a.total += 1;
@@ -450,11 +498,21 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   }
   const double accuracy_phase_s = run.elapsed() - latency_phase_s;
 
-  // ---- entries with predicted latency
+  // ---- entries with predicted latency (accuracy only: none; latency only: every path of the
+  //      accuracy table, its accuracy as measured there)
+  std::map<std::pair<std::string, std::string>, lut_entry> table_accuracy;
+  std::vector<std::pair<std::size_t, std::size_t>> entry_of;  // (model, path)
+  if (latency_only) {
+    stopped_by = "the paths of the accuracy table";
+    table_accuracy = detail::accuracy_by_path(*opt.accuracy_table, set, model_dirs);
+    for (std::size_t mi = 0; mi < models.size(); ++mi)
+      for (std::size_t i = 0; i < models[mi].paths.size(); ++i) entry_of.emplace_back(mi, i);
+  } else {
+    for (const auto& kv : results) entry_of.push_back(kv.first);
+  }
   lookup_table table;
   table.machine = machine_info::current(threads);
-  std::vector<std::pair<std::size_t, std::size_t>> entry_of;
-  for (const auto& [key, a] : results) {
+  for (const auto& key : entry_of) {
     const auto& m = models[key.first];
     const std::size_t i = key.second;
     lut_entry e;
@@ -464,19 +522,57 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     e.path = m.paths[i].to_string();
     e.decoder_folded = family::decoder_folded(*m.model);
     e.macs = total_macs(family::layers(*m.model, H, W, m.execs[i]));
-    e.predicted_latency_ms = m.predicted_ms[i];
-    e.latency_ms = e.predicted_latency_ms;
-    e.latency_p95_ms = e.predicted_latency_ms * m.latency->p95_ratio();
-    e.latency_source = "predicted";
-    if (labelled) {
+    if (!accuracy_only) {
+      e.predicted_latency_ms = m.predicted_ms[i];
+      e.latency_ms = e.predicted_latency_ms;
+      e.latency_p95_ms = e.predicted_latency_ms * m.latency->p95_ratio();
+      e.latency_source = "predicted";
+    }
+    if (latency_only) {
+      const auto& a = table_accuracy.at({e.model, e.path});
+      e.miou = a.miou;
+      e.pixel_acc = a.pixel_acc;
+      e.kl_divergence = a.kl_divergence;
+    } else if (labelled) {
+      const auto& a = results.at(key);
       e.miou = a.cm.miou();
       e.pixel_acc = a.cm.pixel_accuracy();
     } else {
+      const auto& a = results.at(key);
       e.miou = a.total > 0 ? a.agree / a.total : 0.0;
       if (!dense) e.kl_divergence = a.total > 0 ? a.kl / a.total : 0.0;
     }
     table.entries.push_back(e);
-    entry_of.push_back(key);
+  }
+  nlohmann::json grids = nlohmann::json::object();
+  for (const auto& m : models) {
+    nlohmann::json g = nlohmann::json::object();
+    for (const auto& k : sweep_knob_grid(*m.model, opt.channel_step)) g[k.name] = k.values;
+    for (const auto& [name, values] : opt.knob_grid) g[name] = values;
+    grids[m.name] = g;
+  }
+  nlohmann::json dataset = {{"path", opt.data_dir}, {"images", n_images}, {"accuracy", metric}};
+  if (latency_only) {
+    dataset = opt.accuracy_table->info.value("dataset", nlohmann::json::object());
+  } else if (labelled) {
+    dataset["ignore_index"] = opt.ignore_index;
+    dataset["protocol"] =
+        "logits upsampled bilinearly (align_corners=False) to the label size, argmax, one confusion matrix over the set";
+  } else {
+    dataset["protocol"] =
+        dense ? "fidelity: share of pixels whose argmax (logits upsampled to the input size) equals the reference "
+                "model's full path, averaged over the images"
+              : "fidelity: share of images whose top-1 class equals the reference model's full path; entries also "
+                "carry the mean KL divergence of the softmax from the reference's";
+    dataset["reference_model"] = models[0].name;
+  }
+  if (accuracy_only) {
+    nlohmann::json report = run.report_json(opt, table, 0, accuracy_phase_s, stopped_by);
+    report["family"] = family::name;
+    report["encoder_groups"] = group_report;
+    report["grids"] = grids;
+    detail::finish_accuracy_table(table, set, opt, detail::sweep_set_json(set, model_dirs, data, opt), dataset, report);
+    return {std::move(table), std::move(report)};
   }
 
   // ---- 4. confirm, finish
@@ -498,28 +594,9 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   report["family"] = family::name;
   report["encoder_groups"] = group_report;
   report["latency"] = lat;
-  nlohmann::json grids = nlohmann::json::object();
-  for (const auto& m : models) {
-    nlohmann::json g = nlohmann::json::object();
-    for (const auto& k : sweep_knob_grid(*m.model, opt.channel_step)) g[k.name] = k.values;
-    for (const auto& [name, values] : opt.knob_grid) g[name] = values;
-    grids[m.name] = g;
-  }
   report["grids"] = grids;
-  nlohmann::json dataset = {{"path", opt.data_dir}, {"images", n_images}, {"accuracy", metric}};
-  if (labelled) {
-    dataset["ignore_index"] = opt.ignore_index;
-    dataset["protocol"] =
-        "logits upsampled bilinearly (align_corners=False) to the label size, argmax, one confusion matrix over the set";
-  } else {
-    dataset["protocol"] =
-        dense ? "fidelity: share of pixels whose argmax (logits upsampled to the input size) equals the reference "
-                "model's full path, averaged over the images"
-              : "fidelity: share of images whose top-1 class equals the reference model's full path; entries also "
-                "carry the mean KL divergence of the softmax from the reference's";
-    dataset["reference_model"] = models[0].name;
-  }
   detail::finish_table(table, models[0].name, H, W, dataset, report);
+  if (latency_only) detail::note_accuracy_source(table, *opt.accuracy_table);
   return {std::move(table), std::move(report)};
 }
 

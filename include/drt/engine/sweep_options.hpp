@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../dynamic/channel_order.hpp"
 #include "lut.hpp"
 
 namespace drt {
@@ -65,6 +67,31 @@ inline std::vector<std::size_t> channel_levels(std::size_t full, std::size_t min
 
 // ------------------------------------------------------------------------------ the sweep
 
+/// Part `index` of `count` of a sweep's path set: encoder group g (in the path set's order) belongs
+/// to shard g mod count, so every path lands in exactly one shard whatever the count, the shards of
+/// one count are about equally long, and an encoding is computed in one shard only.
+struct sweep_shard {
+  std::size_t index = 0, count = 1;
+
+  bool whole() const noexcept { return count == 1; }
+  bool holds(std::size_t group) const noexcept { return group % count == index; }
+  std::string to_string() const { return std::to_string(index) + "/" + std::to_string(count); }
+  /// "I/N" with 0 <= I < N (SLURM_ARRAY_TASK_ID and JOB_COMPLETION_INDEX count from 0).
+  static sweep_shard parse(const std::string& text) {
+    const auto slash = text.find('/');
+    auto number = [&](const std::string& s, std::size_t& v) {
+      if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+      v = static_cast<std::size_t>(std::stoul(s));
+      return true;
+    };
+    sweep_shard sh;
+    if (slash == std::string::npos || !number(text.substr(0, slash), sh.index) ||
+        !number(text.substr(slash + 1), sh.count) || sh.count == 0 || sh.index >= sh.count)
+      throw invalid_input("shard '" + text + "': expected I/N with 0 <= I < N, e.g. 0/4 (shards count from 0)");
+    return sh;
+  }
+};
+
 struct sweep_options {
   std::string data_dir;                  ///< labelled folder (images/ + labels/)
   int ignore_index = 255;                ///< label value not counted (CamVid: 11)
@@ -79,6 +106,9 @@ struct sweep_options {
   /// work only where it drops a stage's whole slot, so the default fuse_in grid is then the multiples
   /// of the decoder width (D, 2D, ..., S*D); unfolded, the levels below.
   bool fold_decoder = true;
+  /// The channel order the models are packed in (dynamic/channel_order.hpp; default: the weight
+  /// order): what `mlp=` prefixes keep. Recorded in the table (sweep_set.channel_order).
+  channel_order order = weight_order_request();
   /// Generic sweep (Swin + UPerNet, ResNet, or SegFormer through `sweep_family`): values of the
   /// family's knobs (model_family::default_grid names them), crossed with every depth vector.
   /// A knob not given takes the family's default levels.
@@ -102,6 +132,18 @@ struct sweep_options {
   std::size_t confirm = 8;  ///< paths timed end to end to confirm the prediction
   int threads = 0;          ///< 0 = OpenMP's maximum
   unsigned seed = 42;       ///< for the random part of the confirmation sample
+
+  /// Which phases run (docs/sharding.md). `all`: latency model, accuracy within the time budget,
+  /// confirmation: a lookup table. `accuracy`: the accuracy of every path of the path set (or of
+  /// `shard` of it), no time budget, no latency: an accuracy table, which `drt lut merge` joins
+  /// with the other shards. `latency`: the latency model and the confirmation on this machine for
+  /// the paths of `accuracy_table`, whose accuracy is taken as it is: a lookup table.
+  enum class phase_set { all, accuracy, latency };
+  phase_set phases = phase_set::all;
+  sweep_shard shard;  ///< phases == accuracy: the part of the path set this process measures
+  /// phases == latency: a whole accuracy table (sweep_shard.hpp says what it records); the options
+  /// that decide the path set and the accuracy are taken from it, not from these.
+  std::shared_ptr<const lookup_table> accuracy_table;
 };
 
 /// What the sweep is doing, for progress lines.
@@ -151,8 +193,48 @@ struct sweep_run {
       throw invalid_input("sweep: budget of " + lut_num(opt.budget_minutes) + " minutes must be positive");
     if (opt.repeats == 0 || opt.decoder_repeats == 0)
       throw invalid_input("sweep: repeats and decoder_repeats must be at least 1");
+    if (opt.shard.count == 0 || opt.shard.index >= opt.shard.count)
+      throw invalid_input("sweep: shard " + opt.shard.to_string() + ": expected I/N with 0 <= I < N");
+    if (!opt.shard.whole() && opt.phases != sweep_options::phase_set::accuracy)
+      throw invalid_input("sweep: a shard (" + opt.shard.to_string() +
+                          ") measures accuracy only: its latency is calibrated on the target machine after the merge");
+    if ((opt.phases == sweep_options::phase_set::latency) != bool(opt.accuracy_table))
+      throw invalid_input(opt.accuracy_table ? "sweep: an accuracy table is read by latency-only sweeps only"
+                                             : "sweep: a latency-only sweep needs the accuracy table of its paths");
     threads = opt.threads > 0 ? opt.threads : max_threads();
     set_threads(threads);
+  }
+
+  /// The next encoder group to measure: the one admission rule of every sweep. Over `models` (each
+  /// with `next` and `queued()`: its groups in order), the lowest position first, models in the
+  /// given order within a position. Each model's first group always runs; a later one only while its
+  /// estimated seconds `estimate_s(model)` fit what is left of the budget after `reserve_s` (kept for
+  /// the confirmation) and fewer than opt.max_paths paths have a result. A model refused is closed
+  /// and `stopped_by` says why. An accuracy-only sweep admits every group: its path set is fixed
+  /// before it starts (sweep_shard.hpp). Returns the model's index, or models.size() when none is left.
+  template <class Models, class Estimate>
+  std::size_t admit_next(Models& models, const Estimate& estimate_s, double reserve_s, const sweep_options& opt,
+                         std::string& stopped_by) const {
+    const bool bounded = opt.phases == sweep_options::phase_set::all;
+    std::size_t pick = models.size();
+    for (std::size_t mi = 0; mi < models.size(); ++mi) {
+      auto& m = models[mi];
+      if (m.next >= m.queued()) continue;
+      if (bounded && m.next > 0) {
+        if (elapsed() + estimate_s(m) + reserve_s > budget_s) {
+          m.next = m.queued();  // no time left for this model
+          stopped_by = "time budget";
+          continue;
+        }
+        if (opt.max_paths && paths >= opt.max_paths) {
+          m.next = m.queued();
+          stopped_by = "path limit";
+          continue;
+        }
+      }
+      if (pick == models.size() || m.next < models[pick].next) pick = mi;
+    }
+    return pick;
   }
 
   double elapsed() const { return seconds_since(start); }

@@ -58,6 +58,7 @@
 #include "sweep_confirm.hpp"
 #include "sweep_data.hpp"
 #include "sweep_options.hpp"
+#include "sweep_shard.hpp"
 
 namespace drt {
 
@@ -204,6 +205,7 @@ struct sweep_model_state {
   double calibration = 1;                      ///< measured / predicted full path at confirmation time
   std::vector<double> encoder_path_seconds;    ///< accuracy time per encoder path so far
   std::size_t next = 0;                        ///< next depth_queue item
+  std::size_t queued() const noexcept { return depth_queue.size(); }
 
   segformer_path make_path(const std::vector<int>& depths, std::size_t f, std::size_t p) const {
     const auto& c = model->config();
@@ -261,10 +263,15 @@ struct sweep_model_state {
 
 /// Sweeps the SegFormer models in `model_dirs` (hub layout) on `opt.data_dir`. The first model's full
 /// path is the reference for `miou_normalized`. Progress goes to `progress`, notes to `log`.
-inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, const sweep_options& opt,
+/// `opt.phases` picks accuracy only (a table or shard of accuracy, sweep_shard.hpp) or latency only
+/// (for the paths of `opt.accuracy_table`).
+inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, const sweep_options& options,
                                     const sweep_progress_fn& progress = {}, const sweep_log_fn& log = {}) {
   using clock = std::chrono::steady_clock;
+  const sweep_options opt = detail::effective_options(options);
   detail::sweep_run run(model_dirs, opt, progress, log);
+  const bool accuracy_only = opt.phases == sweep_options::phase_set::accuracy;
+  const bool latency_only = opt.phases == sweep_options::phase_set::latency;
   if (opt.channel_step == 0 || opt.channel_step % detail::simd_width != 0)
     throw invalid_input("sweep: channel step " + std::to_string(opt.channel_step) + " must be a positive multiple of " +
                         std::to_string(detail::simd_width) + " (the SIMD width)");
@@ -273,8 +280,8 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   auto note = [&](const std::string& s) { run.note(s); };
 
   // ---- data: every image decoded, normalized (and resized) once
-  const sweep_data data = load_sweep_data(opt);
-  if (!data.labelled())
+  const sweep_data data = latency_only ? detail::latency_only_data(opt) : load_sweep_data(opt);
+  if (!latency_only && !data.labelled())
     throw invalid_input("sweep: data '" + opt.data_dir +
                         "' has no labels/: the SegFormer sweep measures labelled mIoU (for fidelity to the full "
                         "model use sweep_family)");
@@ -282,8 +289,9 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   const auto& labels = data.labels;
   const std::size_t n_images = data.size();
   const std::size_t H = data.height, W = data.width;
-  note("data " + opt.data_dir + ": " + std::to_string(n_images) + " images, inference at " + std::to_string(H) +
-       "x" + std::to_string(W) + ", " + std::to_string(threads) + " threads");
+  note((latency_only ? "latency only, accuracy from " + opt.accuracy_table->source
+                    : "data " + opt.data_dir + ": " + std::to_string(n_images) + " images") +
+       ", inference at " + std::to_string(H) + "x" + std::to_string(W) + ", " + std::to_string(threads) + " threads");
 
   // ---- models
   std::vector<detail::sweep_model_state> models(model_dirs.size());
@@ -293,6 +301,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     m.name = detail::sweep_run::model_name(model_dirs, mi);
     segformer_options build;
     build.fold_decoder = opt.fold_decoder;
+    build.order = opt.order;
     m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir, {}, build));
     m.model->check_input(H, W);
     m.decoder = std::make_unique<shared_decoder>(*m.model);
@@ -327,6 +336,39 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     for (const auto& dv : m.depth_queue) m.make_path(dv, full, d).validate(m.model->config());
   }
 
+  // ---- the path set before any budget (sweep_shard.hpp): encoder groups = depth vectors in
+  //      enumeration order, each with its fuse_in x pred_in grid
+  sweep_path_set set;
+  set.sweep = set.family = "segformer";
+  std::vector<std::vector<int>> group_depths;
+  for (std::size_t mi = 0; mi < models.size(); ++mi) {
+    const auto& m = models[mi];
+    set.models.push_back(m.name);
+    for (const auto& dv : m.depth_queue) {
+      sweep_group g;
+      g.model = mi;
+      g.encoder = m.make_path(dv, m.fuse_grid.back(), m.pred_grid.back()).to_string();
+      for (const std::size_t f : m.fuse_grid)
+        for (const std::size_t p : m.pred_grid) g.paths.push_back(m.make_path(dv, f, p).to_string());
+      set.groups.push_back(std::move(g));
+      group_depths.push_back(dv);
+    }
+  }
+  if (accuracy_only) {  // this shard's groups only, in order
+    if (opt.shard.count > set.groups.size())
+      throw invalid_input("sweep: shard " + opt.shard.to_string() + ": the path set has " +
+                          std::to_string(set.groups.size()) + " encoder groups, so at most " +
+                          std::to_string(set.groups.size()) + " shards");
+    for (std::size_t mi = 0; mi < models.size(); ++mi) {
+      auto& q = models[mi].depth_queue;
+      const std::size_t g0 = set.first_group(mi);
+      std::vector<std::vector<int>> kept;
+      for (std::size_t k = 0; k < q.size(); ++k)
+        if (opt.shard.holds(g0 + k)) kept.push_back(q[k]);
+      q = std::move(kept);
+    }
+  }
+
   sweep_progress& prog = run.prog;
   std::size_t& path_count = run.paths;
   auto report_progress = [&](double eta) { run.report(eta); };
@@ -334,7 +376,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   // ---- phase 1: per-layer latency (full path; every decoder configuration on one encoding)
   prog.phase = "latency";
   prog.steps = models.size();
-  for (std::size_t mi = 0; mi < models.size(); ++mi) {
+  for (std::size_t mi = 0; mi < models.size() && !accuracy_only; ++mi) {
     auto& m = models[mi];
     const auto& x = inputs[0];
     const auto full_exec = m.model->compile(segformer_path{});
@@ -423,7 +465,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
         }
       return std::make_pair(r, -saved);
     };
-    if (opt.depths.empty())
+    if (opt.depths.empty() && opt.phases == sweep_options::phase_set::all)
       std::stable_sort(m.depth_queue.begin(), m.depth_queue.end(),
                        [&](const std::vector<int>& a, const std::vector<int>& b) { return removed(a) < removed(b); });
     note(m.name + ": full path " + detail::lut_num(std::round(m.full.total.median_ms * 10) / 10) + " ms median (p95 " +
@@ -473,32 +515,10 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   for (const auto& m : models) planned_steps += m.depth_queue.size();
   std::size_t step = 0;
   prog.phase = "accuracy";
-  while (true) {
-    // the next item: lowest rank first, models in the given order within a rank
-    detail::sweep_model_state* pick = nullptr;
-    std::size_t pick_index = 0;
-    for (std::size_t mi = 0; mi < models.size(); ++mi) {
-      auto& m = models[mi];
-      if (m.next >= m.depth_queue.size()) continue;
-      const double est = estimate_s(m);
-      const bool first = m.next == 0;  // each model's first encoder path always runs
-      if (!first && run.elapsed() + est + confirm_reserve_s > budget_s) {
-        m.next = m.depth_queue.size();  // no time left for this model
-        stopped_by = "time budget";
-        continue;
-      }
-      if (!first && opt.max_paths && path_count >= opt.max_paths) {
-        m.next = m.depth_queue.size();
-        stopped_by = "path limit";
-        continue;
-      }
-      if (!pick || m.next < pick->next) {
-        pick = &m;
-        pick_index = mi;
-      }
-    }
-    if (!pick) break;
-    auto& m = *pick;
+  while (!latency_only) {
+    const std::size_t pick_index = run.admit_next(models, estimate_s, confirm_reserve_s, opt, stopped_by);
+    if (pick_index == models.size()) break;
+    auto& m = models[pick_index];
     const auto depths = m.depth_queue[m.next++];
     const auto t_enc = clock::now();
     const auto exec = m.model->compile(m.make_path(depths, m.fuse_grid.back(), m.pred_grid.back()));
@@ -506,8 +526,11 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     std::vector<confusion_matrix> cms(nf * np, confusion_matrix(K, opt.ignore_index));
     ++step;
     prog.step = step;
-    prog.steps = std::min(
-        planned_steps, step + static_cast<std::size_t>((remaining_estimate_s() - confirm_reserve_s) / estimate_s(m)));
+    {  // no estimate yet (an accuracy-only sweep has no latency profile): every queued path
+      const double est = estimate_s(m), more = std::max(0.0, remaining_estimate_s() - confirm_reserve_s);
+      prog.steps = est > 0 ? static_cast<std::size_t>(std::min<double>(double(planned_steps), double(step) + more / est))
+                           : planned_steps;
+    }
     prog.what = m.name + " depths=" + detail::join_ints(depths);
     prog.total = n_images;
     prog.done = 0;
@@ -534,7 +557,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     // An encoder path admitted on its estimate is given up (its partial counts dropped) once it runs
     // into the time kept for the confirmation, e.g. because the machine got busier; a model's first
     // encoder path always completes.
-    const bool may_cancel = !m.encoder_path_seconds.empty();
+    const bool may_cancel = !m.encoder_path_seconds.empty() && opt.phases == sweep_options::phase_set::all;
     bool cancelled = false;
 #pragma omp parallel num_threads(threads)
     {
@@ -604,9 +627,21 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
                               {"paths", nf * np},
                               {"full_decoder_miou", cms.back().miou()}});
   }
+  if (latency_only) {  // every path of the accuracy table, its accuracy as measured there
+    stopped_by = "the paths of the accuracy table";
+    const auto acc = detail::accuracy_by_path(*opt.accuracy_table, set, model_dirs);
+    for (std::size_t g = 0; g < set.groups.size(); ++g) {
+      const auto& m = models[set.groups[g].model];
+      for (const std::size_t f : m.fuse_grid)
+        for (const std::size_t p : m.pred_grid) {
+          const auto& e = acc.at({m.name, m.make_path(group_depths[g], f, p).to_string()});
+          results.push_back({set.groups[g].model, group_depths[g], f, p, e.miou, e.pixel_acc});
+        }
+    }
+  }
   const double accuracy_phase_s = run.elapsed() - latency_phase_s;
 
-  // ---- entries with predicted latency
+  // ---- entries with predicted latency (accuracy only: none)
   lookup_table table;
   table.machine = machine_info::current(threads);
   std::vector<segformer_execution> execs;
@@ -620,14 +655,36 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     e.path = path.to_string();
     e.decoder_folded = m.model->decoder_folded();
     e.macs = total_macs(m.model->layers(H, W, exec));
-    e.predicted_latency_ms = m.predict_ms(exec, H, W);
-    e.latency_ms = e.predicted_latency_ms;
-    e.latency_p95_ms = e.predicted_latency_ms * m.p95_ratio;
-    e.latency_source = "predicted";
+    if (!accuracy_only) {
+      e.predicted_latency_ms = m.predict_ms(exec, H, W);
+      e.latency_ms = e.predicted_latency_ms;
+      e.latency_p95_ms = e.predicted_latency_ms * m.p95_ratio;
+      e.latency_source = "predicted";
+    }
     e.miou = r.miou;
     e.pixel_acc = r.pixel_acc;
     table.entries.push_back(e);
     execs.push_back(exec);
+  }
+  const nlohmann::json dataset =
+      latency_only ? opt.accuracy_table->info.value("dataset", nlohmann::json::object())
+                   : nlohmann::json{{"path", opt.data_dir},
+                                    {"images", n_images},
+                                    {"ignore_index", opt.ignore_index},
+                                    {"accuracy", "miou"},
+                                    {"protocol",
+                                     "logits upsampled bilinearly (align_corners=False) to the label size, argmax, "
+                                     "one confusion matrix over the set"}};
+  nlohmann::json grids = nlohmann::json::object();
+  for (const auto& m : models) grids[m.name] = {{"fuse_in", m.fuse_grid}, {"pred_in", m.pred_grid}};
+  if (accuracy_only) {
+    nlohmann::json report = run.report_json(opt, table, 0, accuracy_phase_s, stopped_by);
+    report["family"] = "segformer";
+    report["encoder_paths"] = encoder_report;
+    report["shared_decoder_check"] = {{"paths_compared", verified}, {"max_abs_logit_difference", max_decode_diff}};
+    report["grids"] = grids;
+    detail::finish_accuracy_table(table, set, opt, detail::sweep_set_json(set, model_dirs, data, opt), dataset, report);
+    return {std::move(table), std::move(report)};
   }
 
   // ---- phase 3: confirm on a sample (sweep_confirm.hpp)
@@ -664,18 +721,9 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
                     {"unscoped_ms", m.overhead_ms}};
   lat["models"] = fits;
   report["latency"] = lat;
-  nlohmann::json grids = nlohmann::json::object();
-  for (const auto& m : models) grids[m.name] = {{"fuse_in", m.fuse_grid}, {"pred_in", m.pred_grid}};
   report["grids"] = grids;
-  detail::finish_table(table, models[0].name, H, W,
-                       {{"path", opt.data_dir},
-                        {"images", n_images},
-                        {"ignore_index", opt.ignore_index},
-                        {"accuracy", "miou"},
-                        {"protocol",
-                         "logits upsampled bilinearly (align_corners=False) to the label size, argmax, "
-                         "one confusion matrix over the set"}},
-                       report);
+  detail::finish_table(table, models[0].name, H, W, dataset, report);
+  if (latency_only) detail::note_accuracy_source(table, *opt.accuracy_table);
   return {std::move(table), std::move(report)};
 }
 
