@@ -154,8 +154,8 @@ TEST_SUITE("dynamic") {
     {  // a model packed in it compensates prefix paths, and not the full one
       const drt::segformer_model packed_model(cfg, base, packed(order));
       const auto e = packed_model.compile(drt::segformer_path::parse("mlp=0.5"));
-      CHECK(e.mlp_bias_of(1, 1) != nullptr);
-      CHECK(packed_model.compile(drt::segformer_path{}).mlp_bias_of(1, 1) == nullptr);
+      CHECK(e.mlp.bias_at(1, 1) != nullptr);
+      CHECK(packed_model.compile(drt::segformer_path{}).mlp.bias_at(1, 1) == nullptr);
       auto no_means = order;
       no_means.means.clear();
       const drt::segformer_model plain_packed(cfg, base, packed(no_means));
@@ -224,7 +224,7 @@ TEST_SUITE("dynamic") {
     REQUIRE(stats.sum_sq.size() == blocks);
     const auto cal = drt::calibrated_order(base, groups, stats, "one random image");
     const drt::upernet_swin_model calibrated(cfg, base, {}, cal);
-    CHECK(calibrated.compile(half).mlp_bias_of(0, 0) != nullptr);
+    CHECK(calibrated.compile(half).mlp.bias_at(0, 0) != nullptr);
     const auto seg_groups = drt::segformer_model::channel_groups(small_config());
     const auto seg_order = drt::weight_order(drt::random_source(1), seg_groups);
     CHECK_THROWS_WITH_AS(drt::upernet_swin_model(cfg, base, {}, seg_order),

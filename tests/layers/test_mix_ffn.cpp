@@ -114,7 +114,7 @@ TEST_SUITE("layers") {
     for (std::size_t j = 0; j < hidden; ++j) mean[j] = float(obs.sum[j] / double(m));
     for (const std::size_t kept : {std::size_t{10}, std::size_t{48}, hidden}) {
       CAPTURE(kept);
-      const auto bias = ffn.compensated_bias(kept, mean.data());
+      const auto bias = ffn.dense2().compensated_bias(kept, mean.data());
       for (std::size_t o = 0; o < c; ++o) {  // against the plain sum
         double ref = d2b[o];
         for (std::size_t u = kept; u < hidden; ++u) ref += double(d2w[o * hidden + u]) * mean[u];

@@ -201,6 +201,42 @@ inline weight_source permuted_source(weight_source base, const channel_order& or
   };
 }
 
+/// What a path keeps of the blocks' prunable units: per block (stage s, block j) the units computed
+/// (a prefix of the model's order; 0 = all) and the consumer's compensated bias (empty = its own).
+struct unit_prefixes {
+  std::vector<std::vector<std::size_t>> kept;
+  std::vector<std::vector<std::vector<float>>> bias;
+
+  std::size_t at(std::size_t s, std::size_t j) const noexcept {
+    return s < kept.size() && j < kept[s].size() ? kept[s][j] : 0;
+  }
+  const float* bias_at(std::size_t s, std::size_t j) const noexcept {
+    return s < bias.size() && j < bias[s].size() && !bias[s][j].empty() ? bias[s][j].data() : nullptr;
+  }
+
+  /// The plan of a per-block fraction knob over `blocks` (blocks per stage): `kept(s, g)` units for
+  /// block j of stage s (g: its index in stage order) and, where `order` holds the mean activations
+  /// of `group(s, j)`, `consumer(s, j)`'s (a linear's) compensated bias. Once per path.
+  template <class Kept, class Group, class Consumer>
+  static unit_prefixes plan(const std::vector<std::size_t>& blocks, const channel_order& order, Kept&& kept,
+                            Group&& group, Consumer&& consumer) {
+    unit_prefixes p;
+    p.kept.resize(blocks.size());
+    p.bias.resize(blocks.size());
+    for (std::size_t s = 0, g = 0; s < blocks.size(); ++s)
+      for (std::size_t j = 0; j < blocks[s]; ++j, ++g) {
+        const std::size_t k = kept(s, g);
+        p.kept[s].push_back(k);
+        const auto& c = consumer(s, j);
+        const auto m = order.means.find(group(s, j));
+        const bool compensate =
+            m != order.means.end() && k < c.in_features() && m->second.size() == c.in_features();
+        p.bias[s].push_back(compensate ? c.compensated_bias(k, m->second.data()) : std::vector<float>{});
+      }
+    return p;
+  }
+};
+
 /// Data-free order: each unit scored by the product of the L2 norms of its slices of the group's
 /// weight tensors (the producer's row, the depthwise filter, the consumer's column).
 inline channel_order weight_order(const weight_source& source, const std::vector<channel_group>& groups) {

@@ -41,7 +41,7 @@ public:
   /// depthwise conv on those channels, dense2's first inputs (a prefix of every packed panel: the
   /// same weights serve every width).
   /// `bias2` (optional, C floats) replaces dense2's bias: the compensated bias of a prefix
-  /// (`compensated_bias`).
+  /// (`dense2().compensated_bias`).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0,
            const float* bias2 = nullptr) const {
     const std::size_t m = n * h * w, r = kept ? std::min(kept, hidden()) : hidden(), c = channels();
@@ -63,12 +63,8 @@ public:
     dense2_.run_prefix(m, c, r, b.data(), r, out, c, activation::none, out, c, bias2);
   }
 
-  /// dense2's bias plus the expected contribution of the hidden units a `kept` prefix drops:
-  /// b + sum_{u >= kept} W2[:, u] * mean[u], `mean` the units' mean activations (hidden() floats).
-  /// Computed once per path, as a one-row GEMM over the dropped tail.
-  std::vector<float> compensated_bias(std::size_t kept, const float* mean) const {
-    return dense2_.compensated_bias(kept, mean);
-  }
+  /// The consumer of the hidden units (its compensated_bias keeps a prefix unbiased).
+  const linear& dense2() const noexcept { return dense2_; }
 
 private:
   linear dense1_;

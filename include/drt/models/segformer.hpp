@@ -88,21 +88,11 @@ struct segformer_features {
 struct segformer_execution {
   /// skip[s][j] != 0 bypasses block j of stage s (identity). Empty = run all.
   std::vector<std::vector<unsigned char>> skip;
-  /// mlp_kept[s][j]: Mix-FFN hidden units block j of stage s computes (a prefix). Empty = all.
-  std::vector<std::vector<std::size_t>> mlp_kept;
-  /// mlp_bias[s][j]: dense2's compensated bias for that prefix (channel_order::means); empty = none.
-  std::vector<std::vector<std::vector<float>>> mlp_bias;
+  /// Mix-FFN hidden units each block computes (a prefix), and dense2's compensated biases.
+  unit_prefixes mlp;
   decode_head_channels head;  ///< channel prefixes of the decode head
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
-  }
-  /// Hidden units of block (s, j)'s Mix-FFN computed; 0 = all.
-  std::size_t mlp(std::size_t s, std::size_t j) const noexcept {
-    return s < mlp_kept.size() && j < mlp_kept[s].size() ? mlp_kept[s][j] : 0;
-  }
-  const float* mlp_bias_of(std::size_t s, std::size_t j) const noexcept {
-    return s < mlp_bias.size() && j < mlp_bias[s].size() && !mlp_bias[s][j].empty() ? mlp_bias[s][j].data()
-                                                                                       : nullptr;
   }
 };
 
@@ -301,20 +291,11 @@ public:
       for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
     }
     if (!path.mlp.empty()) {
-      e.mlp_kept.resize(blocks_.size());
-      e.mlp_bias.resize(blocks_.size());
-      for (std::size_t s = 0, g = 0; s < blocks_.size(); ++s)
-        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) {
-          const std::size_t kept = path.mlp_kept(cfg_, s, g);
-          e.mlp_kept[s].push_back(kept);
-          // compensation of the dropped units (calibrated orders with means): computed once per plan
-          const auto m = build_.order.means.find(group_name(s, b));
-          const auto& ffn = blocks_[s][b].ffn;
-          e.mlp_bias[s].push_back(m != build_.order.means.end() && kept < ffn.hidden() &&
-                                          m->second.size() == ffn.hidden()
-                                      ? ffn.compensated_bias(kept, m->second.data())
-                                      : std::vector<float>{});
-        }
+      std::vector<std::size_t> per_stage;
+      for (const auto& b : blocks_) per_stage.push_back(b.size());
+      e.mlp = unit_prefixes::plan(
+          per_stage, build_.order, [&](std::size_t s, std::size_t g) { return path.mlp_kept(cfg_, s, g); }, &group_name,
+          [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].ffn.dense2(); });
     }
     e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
@@ -351,7 +332,7 @@ public:
         const auto& a = blocks_[s][j].attention;
         const auto& f = blocks_[s][j].ffn;
         const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), heads = a.heads(), d = C / heads;
-        const std::size_t hid = exec.mlp(s, j) ? std::min(exec.mlp(s, j), f.hidden()) : f.hidden();
+        const std::size_t hid = exec.mlp.at(s, j) ? std::min(exec.mlp.at(s, j), f.hidden()) : f.hidden();
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
         const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
         const std::string ma = mb + "attention.self";
@@ -477,7 +458,7 @@ public:
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
         }
-        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp(s, j), exec.mlp_bias_of(s, j));
+        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j));
       }
       {
         const std::string name = prof ? st + "_LayerNorm" : std::string();

@@ -88,17 +88,8 @@ struct swin_block {
 struct upernet_execution : upernet_head_channels {
   /// skip[s][j] != 0 bypasses Swin block j of stage s (identity). Empty = run all.
   std::vector<std::vector<unsigned char>> skip;
-  /// mlp_kept[s][j]: MLP hidden units block j of stage s computes (a prefix); empty = all.
-  std::vector<std::vector<std::size_t>> mlp_kept;
-  /// mlp_bias[s][j]: fc2's compensated bias for that prefix (channel_order::means); empty = none.
-  std::vector<std::vector<std::vector<float>>> mlp_bias;
-  std::size_t mlp(std::size_t s, std::size_t j) const noexcept {
-    return s < mlp_kept.size() && j < mlp_kept[s].size() ? mlp_kept[s][j] : 0;
-  }
-  const float* mlp_bias_of(std::size_t s, std::size_t j) const noexcept {
-    return s < mlp_bias.size() && j < mlp_bias[s].size() && !mlp_bias[s][j].empty() ? mlp_bias[s][j].data()
-                                                                                       : nullptr;
-  }
+  /// MLP hidden units each Swin block computes (a prefix), and fc2's compensated biases.
+  unit_prefixes mlp;
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -326,20 +317,11 @@ public:
       for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
     }
     if (!path.mlp.empty()) {
-      e.mlp_kept.resize(blocks_.size());
-      e.mlp_bias.resize(blocks_.size());
-      for (std::size_t s = 0, g = 0; s < blocks_.size(); ++s)
-        for (std::size_t b = 0; b < blocks_[s].size(); ++b, ++g) {
-          const std::size_t kept = path.mlp_kept(cfg_, s, g);
-          e.mlp_kept[s].push_back(kept);
-          // compensation of the dropped units (calibrated orders with means): computed once per plan
-          const auto m = order_.means.find(group_name(s, b));
-          const auto& fc2 = blocks_[s][b].fc2;
-          e.mlp_bias[s].push_back(m != order_.means.end() && kept < fc2.in_features() &&
-                                          m->second.size() == fc2.in_features()
-                                      ? fc2.compensated_bias(kept, m->second.data())
-                                      : std::vector<float>{});
-        }
+      std::vector<std::size_t> per_stage;
+      for (const auto& b : blocks_) per_stage.push_back(b.size());
+      e.mlp = unit_prefixes::plan(
+          per_stage, order_, [&](std::size_t s, std::size_t g) { return path.mlp_kept(cfg_, s, g); }, &group_name,
+          [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].fc2; });
     }
     const std::size_t L = levels(), D = d_;
     const std::size_t bin = path.bottleneck_in ? static_cast<std::size_t>(path.bottleneck_in) : L * D;
@@ -401,7 +383,7 @@ public:
         const auto g = make_window_geometry(h, w, ws, j % 2 == 1 ? ws / 2 : 0, s.policy);
         const std::size_t T = g.tokens(), rows = g.windows() * T, heads = blk.attention.heads(), d = C / heads;
         const std::size_t full_hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
-        const std::size_t hid = exec.mlp(st, j) ? std::min(exec.mlp(st, j), full_hid) : full_hid;
+        const std::size_t hid = exec.mlp.at(st, j) ? std::min(exec.mlp.at(st, j), full_hid) : full_hid;
         const std::string b = sn + " Block" + std::to_string(j + 1) + " ", att = b + "attention";
         const std::string mb = "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
         const std::size_t wh = g.windows() * heads;
@@ -576,8 +558,8 @@ public:
           profile_scope ps("layernorm_after");
           blk.norm_after.run(m, cur.data(), C, normed.data(), C);
         }
-        const std::size_t hid = exec.mlp(st, j) ? std::min(exec.mlp(st, j), blk.fc1.out_features())
-                                                : blk.fc1.out_features();
+        const std::size_t hid = exec.mlp.at(st, j) ? std::min(exec.mlp.at(st, j), blk.fc1.out_features())
+                                                   : blk.fc1.out_features();
         hidden.resize(m * hid);
         {
           profile_scope ps("mlp.fc1");
@@ -586,7 +568,7 @@ public:
         observe_activations(&blk.fc1, hidden.data(), m, hid, hid);  // what fc2 reads: calibration ranks units
         profile_scope ps("mlp.fc2");
         blk.fc2.run_prefix(m, C, hid, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C,
-                           exec.mlp_bias_of(st, j));
+                           exec.mlp.bias_at(st, j));
       }
       take_feature(st + 1);
       if (st + 1 < run) {  // patch merging only when the next stage runs
