@@ -141,10 +141,10 @@ TEST_SUITE("engine") {
                          "drt lut merge: shard 0/2 is given twice (lut 'shard0.json' and lut 'shard0.json')",
                          drt::invalid_input);
     auto other_order = parts[1];
-    other_order.info["sweep_set"]["channel_order"] = "importance";
+    other_order.info["sweep_set"]["channel_order"] = "calibrated-0123abcd";
     CHECK_THROWS_WITH_AS(drt::merge_luts({parts[0], other_order}, "drt lut merge"),
                          "drt lut merge: lut 'shard1.json' and lut 'shard0.json' are not parts of one sweep: they "
-                         "differ in channel ordering (\"importance\" vs \"checkpoint\")",
+                         "differ in channel ordering (\"calibrated-0123abcd\" vs \"weight\")",
                          drt::invalid_input);
     auto other_model = parts[1];
     other_model.info["sweep_set"]["models"][0]["checkpoint"] = "fnv1a64:0000000000000000";
