@@ -279,32 +279,58 @@ inline void resize_bilinear_sum_ref(const std::vector<bilinear_source>& xs, std:
 }
 
 /// Bilinear upsampling of logits [N, K, h, w] (NCHW) to H x W, then argmax over K -> [N, H, W].
-/// Ties go to the lower class index, as torch.argmax.
+/// Ties go to the lower class index, as torch.argmax; a NaN never wins.
+/// Separable, as resize_bilinear's few-channel case: each source row's K classes are interpolated
+/// horizontally once per block of output rows and kept while the next output rows reuse them (an
+/// upsampling by 4 reads each source row for ~8 output rows); the vertical blend and the running
+/// argmax are then vector loops over the output row. The arithmetic is the per-pixel formula's,
+/// w_y0 (w_x0 p00 + w_x1 p01) + w_y1 (w_x0 p10 + w_x1 p11), in the same order.
 inline itensor3 upsample_argmax(const tensor4& logits, std::size_t height, std::size_t width) {
   const std::size_t n = logits.shape(0), k = logits.shape(1), h = logits.shape(2), w = logits.shape(3);
   itensor3 out = itensor3::from_shape({n, height, width});
   const auto ty = detail::bilinear_taps(h, height), tx = detail::bilinear_taps(w, width);
   const float* L = logits.data();
-  auto row = [&](std::size_t r) {
-    const std::size_t b = r / height, oy = r % height;
-    const auto& vy = ty[oy];
-    for (std::size_t ox = 0; ox < width; ++ox) {
-      const auto& vx = tx[ox];
-      float best = -INFINITY;
-      std::int32_t arg = 0;
+  const std::size_t rows = n * height, block = 16, blocks = (rows + block - 1) / block;
+  auto run_block = [&](std::size_t bi) {
+    // Two slots of K horizontally interpolated source rows, keyed by (image, source row).
+    std::vector<float> slot(2 * k * width), best(width);
+    std::size_t key[2] = {SIZE_MAX, SIZE_MAX};
+    auto source_row = [&](std::size_t b, std::size_t i, std::size_t keep) -> const float* {
+      const std::size_t want = b * h + i;
+      for (int e = 0; e < 2; ++e)
+        if (key[e] == want) return slot.data() + e * k * width;
+      const int e = key[0] == keep ? 1 : 0;
+      key[e] = want;
+      float* dst = slot.data() + e * k * width;
       for (std::size_t c = 0; c < k; ++c) {
-        const float* p = L + (b * k + c) * h * w;
-        const float v = vy.w0 * (vx.w0 * p[vy.i0 * w + vx.i0] + vx.w1 * p[vy.i0 * w + vx.i1]) +
-                        vy.w1 * (vx.w0 * p[vy.i1 * w + vx.i0] + vx.w1 * p[vy.i1 * w + vx.i1]);
-        if (v > best) {
-          best = v;
-          arg = static_cast<std::int32_t>(c);
+        const float* p = L + ((b * k + c) * h + i) * w;
+        float* d = dst + c * width;
+        for (std::size_t ox = 0; ox < width; ++ox) d[ox] = tx[ox].w0 * p[tx[ox].i0] + tx[ox].w1 * p[tx[ox].i1];
+      }
+      return dst;
+    };
+    for (std::size_t r = bi * block; r < std::min(rows, (bi + 1) * block); ++r) {
+      const std::size_t b = r / height, oy = r % height;
+      const auto& vy = ty[oy];
+      const float* h0 = source_row(b, vy.i0, b * h + vy.i1);
+      const float* h1 = source_row(b, vy.i1, b * h + vy.i0);
+      std::int32_t* o = &out(b, oy, 0);
+      std::fill(best.begin(), best.end(), -INFINITY);
+      std::fill(o, o + width, 0);
+      for (std::size_t c = 0; c < k; ++c) {
+        const float* a0 = h0 + c * width;
+        const float* a1 = h1 + c * width;
+        const std::int32_t cls = static_cast<std::int32_t>(c);
+        for (std::size_t ox = 0; ox < width; ++ox) {
+          const float v = vy.w0 * a0[ox] + vy.w1 * a1[ox];
+          const bool better = v > best[ox];
+          best[ox] = better ? v : best[ox];
+          o[ox] = better ? cls : o[ox];
         }
       }
-      out(b, oy, ox) = arg;
     }
   };
-  parallel_for(n * height, row, 8.0 * n * height * width * k);
+  parallel_for(blocks, run_block, 8.0 * n * height * width * k);
   return out;
 }
 
