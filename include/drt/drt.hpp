@@ -14,6 +14,7 @@
 #include "dynamic/path.hpp"
 #include "dynamic/resnet_path.hpp"
 #include "dynamic/upernet_path.hpp"
+#include "eval/bootstrap.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/labelled_dataset.hpp"
 #include "eval/segmentation_metrics.hpp"

@@ -106,6 +106,44 @@ TEST_SUITE("engine") {
     CHECK_FALSE(v.entries[1].decoder_folded);
   }
 
+  TEST_CASE("lut: an entry's miou_interval round-trips and is checked") {
+    auto t = small_table();
+    t.entries.resize(1);
+    auto e = t.entries[0];
+    e.model = "m";
+    e.path = "full";
+    t.entries.clear();
+    e.latency_ms = e.latency_p95_ms = 10;
+    e.miou = 0.6;
+    e.miou_ci.low = 0.55;
+    e.miou_ci.high = 0.64;
+    e.miou_ci.resamples = 1000;
+    t.entries.push_back(e);
+    e.path = "depths=1,1,1,1";
+    e.miou_ci = drt::miou_interval{};  // none: not written
+    t.entries.push_back(e);
+    t.normalize(0.6);
+    t.mark_pareto();
+    const auto j = t.to_json();
+    CHECK(j["entries"][0]["miou_interval"]["low"] == 0.55);
+    CHECK(j["entries"][0]["miou_interval"]["level"] == 0.95);
+    CHECK_FALSE(j["entries"][1].contains("miou_interval"));
+    const auto u = drt::lut_from_json(j, "lut 'ci.json'");
+    CHECK(u.entries[0].miou_ci.low == 0.55);
+    CHECK(u.entries[0].miou_ci.high == 0.64);
+    CHECK(u.entries[0].miou_ci.resamples == 1000);
+    CHECK_FALSE(u.entries[1].miou_ci.valid());
+    auto bad = j;
+    bad["entries"][0]["miou_interval"]["low"] = 0.7;
+    CHECK_THROWS_WITH_AS(drt::lut_from_json(bad, "lut 'ci.json'"),
+                         doctest::Contains("lut 'ci.json': entry 0 (m 'full'): miou_interval: low 0.7 and high 0.64"),
+                         drt::invalid_input);
+    bad = j;
+    bad["entries"][0]["miou_interval"] = 3;
+    CHECK_THROWS_WITH_AS(drt::lut_from_json(bad, "lut 'ci.json'"), doctest::Contains("must be an object"),
+                         drt::invalid_input);
+  }
+
   TEST_CASE("lut: a LUT from another machine warns, the same machine does not") {
     const auto t = small_table();
     auto here = t.machine;

@@ -94,6 +94,14 @@ TEST_SUITE("engine") {
     CHECK_FALSE(c.fits);
     CHECK(c.entry == 0);  // nothing fits: the cheapest path, flagged
     CHECK(c.expected_miou == 0.40);
+    CHECK_FALSE(c.expected_miou_interval.valid());  // the table has no intervals
+    // an entry's bootstrap interval comes with the estimate
+    auto with_ci = table_of({{10, 0.40}, {14, 0.45}, {18, 0.50}, {20, 0.48}, {30, 0.57}});
+    with_ci.entries[2].miou_ci.low = 0.47;
+    with_ci.entries[2].miou_ci.high = 0.52;
+    const auto ci = drt::lut_policy(with_ci).choose(25).expected_miou_interval;
+    CHECK(ci.low == 0.47);
+    CHECK(ci.high == 0.52);
     // on p95 (latency * 1.2) the same budget buys less
     const drt::lut_policy q(table_of({{10, 0.40}, {14, 0.45}, {18, 0.50}, {30, 0.57}}), {true, true});
     CHECK(q.choose(25).entry == 2);

@@ -149,6 +149,13 @@ TEST_SUITE("engine") {
         std::find_if(t.entries.begin(), t.entries.end(), [](const drt::lut_entry& e) { return e.path == "full"; });
     REQUIRE(full != t.entries.end());
     CHECK(full->miou == cm.miou());
+    // with the bootstrap interval drt eval gives (the same images, the same draws)
+    const auto ci = cm.interval();
+    REQUIRE(full->miou_ci.valid());
+    CHECK(full->miou_ci.low == ci.low);
+    CHECK(full->miou_ci.high == ci.high);
+    CHECK(full->miou_ci.low <= full->miou);
+    CHECK(full->miou_ci.high >= full->miou);
     CHECK(full->miou_normalized == 1.0);
     // the full path is always timed; its table latency is its measured median (the calibration point)
     CHECK(full->latency_source == "predicted");
@@ -185,6 +192,16 @@ TEST_SUITE("engine") {
     CHECK(svg.find("Pareto front") != std::string::npos);
     CHECK(svg.find("b0-camvid paths") != std::string::npos);
     CHECK(svg.find("full models") != std::string::npos);
+    // every front entry's bootstrap interval is drawn as a bar, and survives the save/load
+    CHECK(svg.find("Pareto front (bars: 95 % interval)") != std::string::npos);
+    std::size_t bars = 0;
+    for (auto q = svg.find("<line class='ci'"); q != std::string::npos; q = svg.find("<line class='ci'", q + 1)) ++bars;
+    CHECK(bars >= t.front().size());
+    const auto reloaded = drt::load_lut(file);
+    for (std::size_t i = 0; i < t.entries.size(); ++i) {
+      CHECK(reloaded.entries[i].miou_ci.low == doctest::Approx(t.entries[i].miou_ci.low));
+      CHECK(reloaded.entries[i].miou_ci.high == doctest::Approx(t.entries[i].miou_ci.high));
+    }
   }
 
   TEST_CASE("sweep: two models give one hybrid table; a tiny time budget stops after the full encoders") {

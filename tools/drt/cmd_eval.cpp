@@ -41,8 +41,8 @@ int eval_main(const parsed_args& args) {
   };
   std::vector<std::string> names;
   std::string path_text;
-  const drt::confusion_matrix cm = std::visit(
-      [&](const auto& model) -> drt::confusion_matrix {
+  const drt::confusion_by_image cm = std::visit(
+      [&](const auto& model) -> drt::confusion_by_image {
         using family = drt::model_family<std::decay_t<decltype(model)>>;
         if constexpr (family::output != drt::output_kind::segmentation) {
           throw drt::invalid_input("model '" + model_dir + "' is a " + family::name +
@@ -60,7 +60,11 @@ int eval_main(const parsed_args& args) {
       },
       any);
   line.finish();
-  auto j = cm.to_json(names);
+  const drt::miou_interval ci = cm.interval();
+  auto j = cm.total().to_json(names);
+  if (ci.valid())
+    j["mIoU_interval"] = {{"low", ci.low}, {"high", ci.high}, {"level", ci.level}, {"resamples", ci.resamples},
+                          {"method", "percentile bootstrap over the images"}};
   j["model"] = model_dir;
   j["family"] = drt::family_name(any);
   j["path"] = path_text;
@@ -69,9 +73,12 @@ int eval_main(const parsed_args& args) {
   std::cout << "model      " << model_dir << " (" << drt::family_name(any) << ")\npath       " << path_text
             << "\nimages     " << items.size()
             << " (" << data << ")\n"
-            << std::fixed << std::setprecision(4) << "mIoU       " << cm.miou() << "\npixel acc  "
-            << cm.pixel_accuracy() << "\nper class IoU:\n";
-  const auto ious = cm.iou();
+            << std::fixed << std::setprecision(4) << "mIoU       " << cm.miou();
+  if (ci.valid())
+    std::cout << " (" << std::setprecision(0) << 100 * ci.level << std::setprecision(4) << " % interval " << ci.low
+              << " - " << ci.high << ", bootstrap over the images)";
+  std::cout << "\npixel acc  " << cm.pixel_accuracy() << "\nper class IoU:\n";
+  const auto ious = cm.total().iou();
   for (std::size_t c = 0; c < ious.size(); ++c)
     std::cout << "  " << std::setw(2) << c << ' ' << std::left << std::setw(14) << names[c] << std::right << ' '
               << (ious[c] == ious[c] ? ious[c] : 0.0) << '\n';

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,14 @@
 namespace drt_cli {
 
 namespace {
+
+/// "95 % interval 0.5801-0.6390"
+std::string interval_text(const drt::miou_interval& ci) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(0) << 100 * ci.level << " % interval " << std::setprecision(4) << ci.low << "-"
+     << ci.high;
+  return os.str();
+}
 
 /// Options `drt segment` gains for budgeted inference: name, value placeholder (empty: a flag), help.
 struct budget_option {
@@ -118,7 +127,11 @@ int run_budget(const std::string& cmd, const parsed_args& args, const drt::looku
               << "model    " << r.entry.model << '\n'
               << "path     " << r.entry.path << " (" << std::setprecision(2) << r.entry.macs / 1e9 << " GMACs)\n"
               << std::setprecision(4) << "expected mIoU " << r.entry.miou << " (" << std::setprecision(3)
-              << r.entry.miou_normalized << " of the reference)\n"
+              << r.entry.miou_normalized << " of the reference"
+              << (r.choice.expected_miou_interval.valid()
+                      ? "; " + interval_text(r.choice.expected_miou_interval) + " over the table's images"
+                      : std::string())
+              << ")\n"
               << std::setprecision(1) << "expected " << r.choice.expected_ms << " ms (table: median "
               << r.entry.latency_ms << ", p95 " << r.entry.latency_p95_ms << ", " << r.entry.latency_source << ")\n"
               << "time     " << r.measured_ms << " ms (forward, after 1 warm-up run): "

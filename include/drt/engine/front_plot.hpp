@@ -3,9 +3,11 @@
 /// The sweep's figure (paper Fig. 6 style): every path of a lookup table as normalized latency vs
 /// normalized mIoU, one colour per model, the Pareto front as a line, and each trained model's full
 /// path marked, so where switching to a smaller trained model beats reducing a larger one is visible.
+/// Front entries with a bootstrap interval of their mIoU (labelled sweeps) carry it as an error bar.
 /// Drawn with the shared SVG chart writer (io/svg.hpp).
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -61,10 +63,18 @@ inline xy_chart front_chart(const lookup_table& t, const std::string& title = ""
   xy_chart::series_data front;
   front.name = "Pareto front";
   front.radius = 3.5;
+  bool intervals = false;
   for (const std::size_t i : t.front()) {
-    front.x.push_back(t.entries[i].latency_ms / ref_ms);
-    front.y.push_back(t.entries[i].miou_normalized);
+    const auto& e = t.entries[i];
+    front.x.push_back(e.latency_ms / ref_ms);
+    front.y.push_back(e.miou_normalized);
+    // the entry's bootstrap interval, on the same normalized scale
+    const double scale = e.miou > 0 ? e.miou_normalized / e.miou : NAN;
+    front.y_low.push_back(e.miou_ci.valid() ? e.miou_ci.low * scale : NAN);
+    front.y_high.push_back(e.miou_ci.valid() ? e.miou_ci.high * scale : NAN);
+    intervals = intervals || e.miou_ci.valid();
   }
+  if (intervals) front.name = "Pareto front (bars: 95 % interval)";
   c.series.push_back(std::move(front));
   xy_chart::series_data full;
   full.name = "full models";

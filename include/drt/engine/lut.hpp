@@ -23,6 +23,7 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../eval/bootstrap.hpp"
 #include "../io/file.hpp"
 #include "pareto.hpp"
 
@@ -127,6 +128,9 @@ struct lut_entry {
   double miou = 0;                          ///< mIoU on the labelled set
   double miou_normalized = 0;               ///< miou / the reference entry's miou
   double pixel_acc = NAN;                   ///< pixel accuracy (optional)
+  /// How sure `miou` is: a bootstrap interval over the images it was measured on (eval/bootstrap.hpp;
+  /// optional: labelled sweeps write it). JSON "miou_interval": {"low", "high", "level", "resamples"}.
+  miou_interval miou_ci;
   /// Classification fidelity sweeps: mean KL divergence of the path's softmax from the reference's
   /// (optional; the table's info["dataset"]["accuracy"] says what `miou` measures).
   double kl_divergence = NAN;
@@ -157,6 +161,9 @@ struct lut_entry {
     if (std::isfinite(measured_latency_p95_ms)) j["measured_latency_p95_ms"] = measured_latency_p95_ms;
     if (std::isfinite(pixel_acc)) j["pixel_acc"] = pixel_acc;
     if (std::isfinite(kl_divergence)) j["kl_divergence"] = kl_divergence;
+    if (miou_ci.valid())
+      j["miou_interval"] = {
+          {"low", miou_ci.low}, {"high", miou_ci.high}, {"level", miou_ci.level}, {"resamples", miou_ci.resamples}};
     return j;
   }
 };
@@ -341,6 +348,20 @@ inline lookup_table lut_from_json_checked(const nlohmann::json& j, const std::st
     x.miou_normalized = lut_number(e, "miou_normalized", xw, !accuracy, 0);
     x.pixel_acc = lut_number(e, "pixel_acc", xw, false, NAN);
     x.kl_divergence = lut_number(e, "kl_divergence", xw, false, NAN);
+    if (e.contains("miou_interval")) {
+      const auto& ci = e["miou_interval"];
+      const std::string cw = xw + ": miou_interval";
+      if (!ci.is_object()) throw invalid_input(cw + " must be an object {low, high, level, resamples}");
+      x.miou_ci.low = lut_number(ci, "low", cw, true, NAN);
+      x.miou_ci.high = lut_number(ci, "high", cw, true, NAN);
+      x.miou_ci.level = lut_number(ci, "level", cw, false, 0.95);
+      x.miou_ci.resamples = static_cast<std::size_t>(lut_integer(ci, "resamples", cw, false, 0, 0, 1000000000));
+      if (!(x.miou_ci.low >= 0 && x.miou_ci.low <= x.miou_ci.high && x.miou_ci.high <= 1))
+        throw invalid_input(cw + ": low " + lut_num(x.miou_ci.low) + " and high " + lut_num(x.miou_ci.high) +
+                            " must satisfy 0 <= low <= high <= 1");
+      if (!(x.miou_ci.level > 0 && x.miou_ci.level < 1))
+        throw invalid_input(cw + ": level " + lut_num(x.miou_ci.level) + " must be in (0, 1)");
+    }
     if (!e.contains("pareto") && !accuracy) throw invalid_input(xw + ": missing field 'pareto'");
     if (e.contains("pareto") && !e["pareto"].is_boolean())
       throw invalid_input(xw + ": field 'pareto' must be true or false, got " + lut_shown(e["pareto"]));

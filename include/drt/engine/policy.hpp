@@ -86,6 +86,9 @@ struct policy_choice {
   double budget_ms = 0;      ///< the budget it was chosen for
   double expected_ms = 0;    ///< the latency the policy expects (its current estimate, without margin)
   double expected_miou = 0;  ///< the table's accuracy estimate for the entry
+  /// How sure that estimate is: the entry's bootstrap interval over its images (invalid when the
+  /// table has none, e.g. fidelity sweeps and tables written before intervals existed).
+  miou_interval expected_miou_interval;
 };
 
 namespace detail {
@@ -117,6 +120,7 @@ policy_choice choose_fitting(const lookup_table& t, const std::vector<std::size_
       }
   }
   c.expected_miou = t.entries[c.entry].miou;
+  c.expected_miou_interval = t.entries[c.entry].miou_ci;
   return c;
 }
 
@@ -216,6 +220,7 @@ public:
     c.expected_ms = table_.entries[c.entry].latency_ms;
     c.fits = c.expected_ms <= budget_ms;
     c.expected_miou = table_.entries[c.entry].miou;
+    c.expected_miou_interval = table_.entries[c.entry].miou_ci;
     return c;
   }
   /// Open loop: measurements are ignored.

@@ -31,6 +31,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "../eval/bootstrap.hpp"
 #include "../eval/segmentation_metrics.hpp"
 #include "../layers/resize.hpp"
 #include "../models/family.hpp"
@@ -179,7 +180,7 @@ private:
 /// Accuracy of one path over the images: a confusion matrix against labels, or agreement with the
 /// full model's output.
 struct path_accuracy {
-  confusion_matrix cm;                  ///< labelled segmentation
+  confusion_by_image cm;                ///< labelled segmentation (with each image's counts, for the interval)
   double agree = 0, total = 0, kl = 0;  ///< fidelity: agreeing pixels / images, pixels / images, sum KL
   explicit path_accuracy(std::size_t classes = 0, int ignore = -1) : cm(classes, ignore) {}
   void merge(const path_accuracy& o) {
@@ -458,7 +459,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
             if (labelled) {
               const auto& lab = data.labels[i];
               const itensor3 pred = upsample_argmax(lg, lab.height, lab.width);
-              a.cm.add(lab.labels.data(), pred.data(), lab.labels.size(), data.label_paths[i]);
+              a.cm.add(i, lab.labels.data(), pred.data(), lab.labels.size(), data.label_paths[i]);
             } else if (dense) {
               if (reference_group && g == 0) keep_reference(i, lg);
               const itensor3 pred = upsample_argmax(lg, H, W);
@@ -533,10 +534,12 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
       e.miou = a.miou;
       e.pixel_acc = a.pixel_acc;
       e.kl_divergence = a.kl_divergence;
+      e.miou_ci = a.miou_ci;
     } else if (labelled) {
       const auto& a = results.at(key);
       e.miou = a.cm.miou();
       e.pixel_acc = a.cm.pixel_accuracy();
+      e.miou_ci = a.cm.interval();
     } else {
       const auto& a = results.at(key);
       e.miou = a.total > 0 ? a.agree / a.total : 0.0;

@@ -45,6 +45,7 @@
 #include "../core/profiler.hpp"
 #include "../core/tensor.hpp"
 #include "../dynamic/path.hpp"
+#include "../eval/bootstrap.hpp"
 #include "../eval/evaluate.hpp"
 #include "../eval/segmentation_metrics.hpp"
 #include "../io/safetensors.hpp"
@@ -484,6 +485,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     std::vector<int> depths;
     std::size_t f, p;
     double miou, pixel_acc;
+    miou_interval miou_ci;
   };
   std::vector<result_row> results;
   nlohmann::json encoder_report = nlohmann::json::array();
@@ -523,7 +525,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     const auto t_enc = clock::now();
     const auto exec = m.model->compile(m.make_path(depths, m.fuse_grid.back(), m.pred_grid.back()));
     const std::size_t nf = m.fuse_grid.size(), np = m.pred_grid.size(), K = m.model->decode_head().classes();
-    std::vector<confusion_matrix> cms(nf * np, confusion_matrix(K, opt.ignore_index));
+    std::vector<confusion_by_image> cms(nf * np, confusion_by_image(K, opt.ignore_index));
     ++step;
     prog.step = step;
     {  // no estimate yet (an accuracy-only sweep has no latency profile): every queued path
@@ -561,7 +563,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     bool cancelled = false;
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<confusion_matrix> local(nf * np, confusion_matrix(K, opt.ignore_index));
+      std::vector<confusion_by_image> local(nf * np, confusion_by_image(K, opt.ignore_index));
       std::vector<detail::aligned_vector<float>> logits;
 #pragma omp for schedule(dynamic, 1)
       for (long long ii = 0; ii < static_cast<long long>(n_images); ++ii) {
@@ -585,7 +587,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
             for (std::size_t q = 0; q < h0 * w0; ++q)
               for (std::size_t k = 0; k < K; ++k) dst[k * h0 * w0 + q] = src[q * K + k];
             const itensor3 pred = upsample_argmax(lg, labels[i].height, labels[i].width);
-            local[c].add(labels[i].labels.data(), pred.data(), labels[i].labels.size(), data.label_paths[i]);
+            local[c].add(i, labels[i].labels.data(), pred.data(), labels[i].labels.size(), data.label_paths[i]);
           }
         } catch (...) {
 #pragma omp critical(drt_sweep_error)
@@ -616,7 +618,8 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     for (std::size_t fi = 0; fi < nf; ++fi)
       for (std::size_t pi = 0; pi < np; ++pi) {
         const auto& cm = cms[fi * np + pi];
-        results.push_back({pick_index, depths, m.fuse_grid[fi], m.pred_grid[pi], cm.miou(), cm.pixel_accuracy()});
+        results.push_back(
+            {pick_index, depths, m.fuse_grid[fi], m.pred_grid[pi], cm.miou(), cm.pixel_accuracy(), cm.interval()});
         ++path_count;
       }
     const double sec = detail::seconds_since(t_enc);
@@ -635,7 +638,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
       for (const std::size_t f : m.fuse_grid)
         for (const std::size_t p : m.pred_grid) {
           const auto& e = acc.at({m.name, m.make_path(group_depths[g], f, p).to_string()});
-          results.push_back({set.groups[g].model, group_depths[g], f, p, e.miou, e.pixel_acc});
+          results.push_back({set.groups[g].model, group_depths[g], f, p, e.miou, e.pixel_acc, e.miou_ci});
         }
     }
   }
@@ -663,6 +666,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     }
     e.miou = r.miou;
     e.pixel_acc = r.pixel_acc;
+    e.miou_ci = r.miou_ci;
     table.entries.push_back(e);
     execs.push_back(exec);
   }

@@ -12,6 +12,7 @@
 #include "../io/image.hpp"
 #include "../layers/resize.hpp"
 #include "labelled_dataset.hpp"
+#include "bootstrap.hpp"
 #include "segmentation_metrics.hpp"
 
 namespace drt {
@@ -20,12 +21,13 @@ namespace drt {
 using progress_fn = std::function<void(std::size_t, std::size_t, double)>;
 
 /// Evaluates `run(pixel_values [1,3,H,W]) -> logits [1,K,h,w]` over `items`; images and labels
-/// above `max_pixels` are refused (io/image.hpp).
+/// above `max_pixels` are refused (io/image.hpp). The result is the set's confusion matrix with each
+/// image's counts (for the bootstrap interval of the mIoU, eval/bootstrap.hpp).
 template <class Run>
-confusion_matrix evaluate_segmentation(Run&& run, std::size_t classes, const std::vector<labelled_item>& items,
+confusion_by_image evaluate_segmentation(Run&& run, std::size_t classes, const std::vector<labelled_item>& items,
                                        int ignore_index, const progress_fn& progress = {},
                                        std::size_t max_pixels = default_max_pixels) {
-  confusion_matrix cm(classes, ignore_index);
+  confusion_by_image cm(classes, ignore_index);
   const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < items.size(); ++i) {
     const auto& it = items[i];
@@ -40,7 +42,7 @@ confusion_matrix evaluate_segmentation(Run&& run, std::size_t classes, const std
       throw shape_error("evaluate: the model gives " + std::to_string(logits.shape(1)) + " classes, expected " +
                         std::to_string(classes));
     const itensor3 pred = upsample_argmax(logits, label.height, label.width);
-    cm.add(label.labels.data(), pred.data(), label.labels.size(), it.label_path);
+    cm.add(i, label.labels.data(), pred.data(), label.labels.size(), it.label_path);
     if (progress)
       progress(i + 1, items.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }

@@ -91,6 +91,10 @@ struct xy_chart {
     std::vector<double> x, y;
     bool line = true;
     double radius = 3;
+    /// Optional vertical error bars: when both have one value per point, a bar from y_low to y_high
+    /// (NaN: no bar at that point), e.g. the bootstrap interval of a path's mIoU.
+    std::vector<double> y_low{}, y_high{};
+    bool has_bars() const noexcept { return y_low.size() == x.size() && y_high.size() == x.size(); }
   };
   std::string title, x_label, y_label;
   std::vector<series_data> series;
@@ -106,6 +110,10 @@ struct xy_chart {
         x1 = std::max(x1, s.x[i]);
         y0 = std::min(y0, s.y[i]);
         y1 = std::max(y1, s.y[i]);
+        if (s.has_bars() && std::isfinite(s.y_low[i]) && std::isfinite(s.y_high[i])) {
+          y0 = std::min(y0, s.y_low[i]);
+          y1 = std::max(y1, s.y_high[i]);
+        }
       }
     if (!(x0 < x1)) { x0 -= 1; x1 += 1; }
     if (!(y0 < y1)) { y0 -= 1; y1 += 1; }
@@ -142,6 +150,11 @@ struct xy_chart {
         for (std::size_t i = 0; i < s.x.size(); ++i) o << sx(s.x[i]) << ',' << sy(s.y[i]) << ' ';
         o << "'/>\n";
       }
+      if (s.has_bars())
+        for (std::size_t i = 0; i < s.x.size(); ++i)
+          if (std::isfinite(s.y_low[i]) && std::isfinite(s.y_high[i]))
+            o << "<line class='ci' x1='" << sx(s.x[i]) << "' x2='" << sx(s.x[i]) << "' y1='" << sy(s.y_low[i]) << "' y2='"
+              << sy(s.y_high[i]) << "' stroke='" << col << "' stroke-width='1' stroke-opacity='0.6'/>";
       for (std::size_t i = 0; i < s.x.size(); ++i)
         o << "<circle cx='" << sx(s.x[i]) << "' cy='" << sy(s.y[i]) << "' r='" << s.radius << "' fill='" << col << "'/>";
       o << "\n<rect x='" << left + pw + 12 << "' y='" << top + 16.0 * double(si) << "' width='10' height='10' fill='"
