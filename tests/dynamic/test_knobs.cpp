@@ -93,6 +93,17 @@ TEST_SUITE("dynamic") {
     CHECK(drt::segformer_path::parse("  propagate=1 pred_in=8   depths=1,1,1,1 ").to_string() ==
           "depths=1,1,1,1 pred_in=8");
     CHECK(drt::segformer_path::parse("full").to_string() == "full");
+    // a fraction knob that keeps every unit is the full model's value: one path, one name
+    CHECK(drt::segformer_path::parse("mlp=1").to_string() == "full");
+    CHECK(drt::segformer_path::parse("depths=2,2,2,2 mlp=1,1,1,1").to_string() == "depths=2,2,2,2");
+    CHECK(drt::segformer_path::from_json(nlohmann::json::parse(R"({"mlp":[1,1]})")).to_string() == "full");
+    CHECK(drt::segformer_path::parse("mlp=1,0.5").to_string() == "mlp=1,0.5");
+    {
+      drt::segformer_path g;
+      drt::set_path_knob(g, "mlp", {1.0});  // as a sweep's knob grid sets it
+      CHECK(g.to_string() == "full");
+      CHECK(g.to_json() == nlohmann::json::object());
+    }
     CHECK(drt::segformer_path::parse("").to_json() == nlohmann::json::object());
     CHECK(drt::resnet_path::from_json(nlohmann::json::object()).to_string() == "full");
     // the JSON form's shape per kind

@@ -347,6 +347,26 @@ inline bool block_kept(const std::vector<int>& depths, const std::vector<std::pa
   return true;
 }
 
+/// The number of blocks of each stage of a model's `stages` (a vector of per-stage block vectors).
+template <class Stages>
+std::vector<std::size_t> blocks_per_stage(const Stages& stages) {
+  std::vector<std::size_t> n;
+  for (const auto& blocks : stages) n.push_back(blocks.size());
+  return n;
+}
+
+/// An execution's skip flags: skip[s][b] = 1 where block b of stage s does not run under `path`
+/// (a family path with `block_runs(s, b)`), for stages of `blocks[s]` blocks.
+template <class Path>
+std::vector<std::vector<unsigned char>> block_skip_flags(const Path& path, const std::vector<std::size_t>& blocks) {
+  std::vector<std::vector<unsigned char>> skip(blocks.size());
+  for (std::size_t s = 0; s < blocks.size(); ++s) {
+    skip[s].resize(blocks[s]);
+    for (std::size_t b = 0; b < blocks[s]; ++b) skip[s][b] = path.block_runs(s, b) ? 0 : 1;
+  }
+  return skip;
+}
+
 /// Index into a per_block knob's list of 1, per-stage or per-block values for stage s, global block g.
 inline std::size_t per_block_index(std::size_t size, std::size_t stages, std::size_t s, std::size_t g) noexcept {
   return size == 1 ? 0 : size == stages ? s : g;
@@ -361,13 +381,28 @@ inline std::size_t fraction_kept(const std::vector<double>& fractions, std::size
   return std::max<std::size_t>(1, std::min(full, static_cast<std::size_t>(std::lround(e * static_cast<double>(full)))));
 }
 
-/// The knob's value as text ("2,3,5,3"); empty when the knob is at the full model's value.
+/// A fraction knob whose every value is 1 keeps every unit: the full model's value, written as none
+/// by the text and JSON forms (so "mlp=1" and "full" are one path with one name). The parsed value
+/// keeps its entries, so that their count is still checked against the model.
+inline bool all_ones(const std::vector<double>& v) {
+  return !v.empty() && std::all_of(v.begin(), v.end(), [](double e) { return e == 1.0; });
+}
+template <class V>
+bool at_full_value(const V& v, const V& full) {
+  if constexpr (std::is_same_v<V, std::vector<double>>)
+    return v == full || all_ones(v);
+  else
+    return v == full;
+}
+
+/// The knob's value as text ("2,3,5,3"); empty when the knob is at the full model's value
+/// (`as_given`: only when it is the default itself, so that errors show fraction lists of 1 too).
 template <class Path, class Config>
-std::string knob_text(const path_knob<Path, Config>& k, const Path& p) {
+std::string knob_text(const path_knob<Path, Config>& k, const Path& p, bool as_given = false) {
   static const Path full{};
   return std::visit(
       [&](auto m) -> std::string {
-        if (p.*m == full.*m) return "";
+        if (as_given ? p.*m == full.*m : at_full_value(p.*m, full.*m)) return "";
         using V = std::decay_t<decltype(p.*m)>;
         if constexpr (std::is_same_v<V, int>)
           return std::to_string(p.*m);
@@ -431,11 +466,12 @@ Path parse_path(const std::string& text) {
 }
 
 /// Canonical text form: the knobs that differ from the full model, in table order; "full" when none.
+/// `as_given`: every knob set to other than its default, even to the full model's value (for errors).
 template <class Path>
-std::string path_to_string(const Path& p) {
+std::string path_to_string(const Path& p, bool as_given = false) {
   std::string s;
   for (const auto& k : Path::family().knobs) {
-    const std::string v = detail::knob_text(k, p);
+    const std::string v = detail::knob_text(k, p, as_given);
     if (!v.empty()) s += (s.empty() ? "" : " ") + std::string(k.name) + "=" + v;
   }
   return s.empty() ? "full" : s;
@@ -449,7 +485,7 @@ nlohmann::json path_to_json(const Path& p) {
   for (const auto& k : Path::family().knobs)
     std::visit(
         [&](auto m) {
-          if (p.*m == full.*m) return;
+          if (detail::at_full_value(p.*m, full.*m)) return;
           using V = std::decay_t<decltype(p.*m)>;
           if constexpr (std::is_same_v<V, std::vector<std::pair<int, int>>>) {
             auto a = nlohmann::json::array();
@@ -542,7 +578,7 @@ template <class Path, class Config>
 void validate_path(const Path& p, const Config& c) {
   const auto& fam = Path::family();
   static const Path full{};
-  const std::string where = "path '" + path_to_string(p) + "'";
+  const std::string where = "path '" + path_to_string(p, true) + "'";
   const std::vector<int> depths = fam.stage_depths(c);
   const std::size_t stages = depths.size();
   std::size_t blocks = 0;

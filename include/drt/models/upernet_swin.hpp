@@ -311,18 +311,12 @@ public:
   upernet_execution compile(const upernet_path& path) const {
     path.validate(cfg_);
     upernet_execution e;
-    e.skip.resize(blocks_.size());
-    for (std::size_t s = 0; s < blocks_.size(); ++s) {
-      e.skip[s].resize(blocks_[s].size());
-      for (std::size_t b = 0; b < blocks_[s].size(); ++b) e.skip[s][b] = path.block_runs(s, b) ? 0 : 1;
-    }
-    if (!path.mlp.empty()) {
-      std::vector<std::size_t> per_stage;
-      for (const auto& b : blocks_) per_stage.push_back(b.size());
+    const auto per_stage = detail::blocks_per_stage(blocks_);
+    e.skip = detail::block_skip_flags(path, per_stage);
+    if (!path.mlp.empty())
       e.mlp = unit_prefixes::plan(
           per_stage, order_, [&](std::size_t s, std::size_t g) { return path.mlp_kept(cfg_, s, g); }, &group_name,
           [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].fc2; });
-    }
     const std::size_t L = levels(), D = d_;
     const std::size_t bin = path.bottleneck_in ? static_cast<std::size_t>(path.bottleneck_in) : L * D;
     const std::size_t fout = path.fpn_out ? static_cast<std::size_t>(path.fpn_out) : D;
