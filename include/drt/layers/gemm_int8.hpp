@@ -1,0 +1,723 @@
+#pragma once
+/// @file gemm_int8.hpp
+/// int8 GEMM: C[m, n] = epilogue(dequantize(A_u8[m, k] x W_s8[k, n])), u8 x s8 products summed
+/// exactly in int32 (AVX-512 VNNI `vpdpbusd` where the compiler targets it, a portable kernel
+/// otherwise).
+///
+/// Weights: symmetric int8 per output channel, scale_j = max|w_j| / 127, packed once into panels of
+/// NR output columns, each panel [ceil(k/4)][NR][4] int8 (the `vpdpbusd` layout: four consecutive
+/// reduction elements of one column form one 32-bit lane), zero past k and past n. Like the float32
+/// `packed_matrix`, any reduction prefix k' and any output prefix n' is served without a copy: a
+/// shorter reduction stops at group ceil(k'/4) and the kernel treats the activations past k' in the
+/// last group as zero (it never reads them); fewer outputs use fewer panels.
+///
+/// Activations: one per-tensor asymmetric u8 quantization (`quant_params`: scale, zero point zp),
+/// applied per call to float rows inside each row block (`gemm_s8`), or given already quantized
+/// (`gemm_s8_u8`). With q_a = round(a / scale_a) + zp:
+///   acc_ij  = sum_{kk < k'} q_a[i][kk] * w_q[j][kk]                      (int32, exact)
+///   d_ij    = float(acc_ij - zp * colsum_j) * s_j,  colsum_j = sum_{kk < k'} w_q[j][kk],
+///             s_j = (alpha * scale_a) * scale_w[j]                        (float)
+///   C_ij    = d_ij + bias[j], then residual / activation as `gemm_epilogue` says;
+///   or, for a following int8 layer, u8 C_ij = quantize_u8(that, cq) (`gemm_s8_requant`).
+/// The zero-point correction zp * colsum_j is the only term that depends on the prefix k': the
+/// column sums are recomputed per call from the packed panels (k' * n' byte adds, with `vpdpbusd`
+/// against a vector of ones: about 1 / m of the GEMM, and no per-prefix table to store).
+/// |acc| <= 255 * 127 * k, so k is limited to `packed_matrix_s8::max_k` (int32 never overflows).
+///
+/// The loop nest (row blocks x panel groups x reduction blocks x panels x micro-tiles, tasks over
+/// threads, epilogue from registers on full panels) is `detail::lowp_run`, shared with the bf16
+/// GEMM of gemm_bf16.hpp; the float epilogue of partial panels is gemm.hpp's `gemm_store`.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "gemm.hpp"
+
+namespace drt {
+
+/// Per-tensor asymmetric u8 quantization of activations: q = clamp(round(x / scale) + zero_point, 0, 255),
+/// x ~ scale * (q - zero_point).
+struct quant_params {
+  float scale = 1.f;
+  std::int32_t zero_point = 0;  ///< in [0, 255]
+};
+
+/// The u8 parameters that cover [lo, hi] (widened to contain 0, so that 0 is exact):
+/// scale = (hi - lo) / 255, zero_point = round(-lo / scale). A range of zero width gives {1, 0}.
+namespace detail {
+/// A float as iostreams print it (`0.5`, `-1e+30`, `nan`), for error messages.
+inline std::string float_str(float v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+}  // namespace detail
+
+inline quant_params quant_params_u8(float lo, float hi) {
+  if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi)
+    throw invalid_input("quant_params_u8: range [" + detail::float_str(lo) + ", " + detail::float_str(hi) +
+                        "] must be finite with lo <= hi");
+  lo = std::min(lo, 0.f);
+  hi = std::max(hi, 0.f);
+  if (!(hi > lo)) return {1.f, 0};
+  quant_params q;
+  q.scale = (hi - lo) / 255.f;
+  const float zp = std::nearbyint(-lo / q.scale);
+  q.zero_point = static_cast<std::int32_t>(std::min(255.f, std::max(0.f, zp)));
+  return q;
+}
+
+namespace detail {
+/// x * inv_scale clamped to [-256, 256] (NaN -> -256), in the order of the vector code
+/// (`max_ps` then `min_ps`), so that rounding it cannot overflow and the clamp to [0, 255] after
+/// adding the zero point is unchanged.
+inline float quant_clamp(float t) noexcept {
+  t = t > -256.f ? t : -256.f;
+  return t < 256.f ? t : 256.f;
+}
+inline std::uint8_t quantize_u8_inv(float x, float inv_scale, std::int32_t zp) noexcept {
+  const long v = std::lrint(quant_clamp(x * inv_scale)) + zp;  // round half to even
+  return static_cast<std::uint8_t>(std::min(255L, std::max(0L, v)));
+}
+}  // namespace detail
+
+/// One value: clamp(round_half_even(x * (1 / scale)) + zero_point, 0, 255).
+inline std::uint8_t quantize_u8(float x, const quant_params& q) noexcept {
+  return detail::quantize_u8_inv(x, 1.f / q.scale, q.zero_point);
+}
+
+/// n contiguous floats to u8, exactly as the scalar `quantize_u8` (vectorized with AVX-512).
+inline void quantize_u8(const float* x, std::size_t n, const quant_params& q, std::uint8_t* out) noexcept {
+  const float inv = 1.f / q.scale;
+  std::size_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-256.f), hi = _mm512_set1_ps(256.f);
+  const __m512i zp = _mm512_set1_epi32(q.zero_point), zero = _mm512_setzero_si512();
+  for (const std::size_t nv = n / 16 * 16; i < nv; i += 16) {
+    __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv);
+    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+    // cvtps_epi32 rounds as MXCSR says: to nearest even by default, as std::lrint.
+    const __m512i v = _mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(t), zp), zero);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtusepi32_epi8(v));  // saturates at 255
+  }
+#endif
+  for (; i < n; ++i) out[i] = detail::quantize_u8_inv(x[i], inv, q.zero_point);
+}
+
+inline float dequantize_u8(std::uint8_t v, const quant_params& q) noexcept {
+  return q.scale * static_cast<float>(static_cast<std::int32_t>(v) - q.zero_point);
+}
+
+/// Symmetric int8: clamp(round_half_even(x / scale), -127, 127) (never -128).
+inline std::int8_t quantize_s8(float x, float scale) noexcept {
+  const float t = detail::quant_clamp(x / scale);
+  const long v = std::lrint(t);
+  return static_cast<std::int8_t>(std::min(127L, std::max(-127L, v)));
+}
+
+/// The B operand of an int8 GEMM: ceil(n / NR) panels of [ceil(k/4)][NR][4] int8, zero past k and n,
+/// with one float scale per output column.
+class packed_matrix_s8 {
+public:
+  static constexpr std::size_t nr = detail::gemm_nr;  ///< output columns per panel
+  static constexpr std::size_t group = 4;             ///< reduction elements per 32-bit lane
+  /// Largest reduction: 255 * 127 * max_k < 2^31, so the int32 accumulators cannot overflow.
+  static constexpr std::size_t max_k = 65536;
+
+  packed_matrix_s8() = default;
+
+  /// From float w[n][k] with row stride ld (PyTorch [out, in]), quantized per output channel:
+  /// scale_j = max_kk |w[j][kk]| / 127 (1 for an all-zero row), w_q = quantize_s8(w, scale_j).
+  static packed_matrix_s8 from_nk(const float* w, std::size_t n, std::size_t k, std::size_t ld) {
+    std::vector<float> scales(n);
+    std::vector<std::int8_t> q(n * k);
+    for (std::size_t j = 0; j < n; ++j) {
+      float amax = 0.f;
+      for (std::size_t kk = 0; kk < k; ++kk) {
+        const float v = w[j * ld + kk];
+        if (!std::isfinite(v))
+          throw invalid_input("packed_matrix_s8: weight [" + std::to_string(j) + ", " + std::to_string(kk) + "] of [" +
+                              std::to_string(n) + ", " + std::to_string(k) + "] is not finite");
+        amax = std::max(amax, std::abs(v));
+      }
+      scales[j] = amax > 0.f ? amax / 127.f : 1.f;
+      for (std::size_t kk = 0; kk < k; ++kk) q[j * k + kk] = quantize_s8(w[j * ld + kk], scales[j]);
+    }
+    return from_nk_quantized(q.data(), scales.data(), n, k, k);
+  }
+
+  /// From int8 q[n][k] (row stride ld) already quantized, with scales[n] (> 0).
+  static packed_matrix_s8 from_nk_quantized(const std::int8_t* q, const float* scales, std::size_t n, std::size_t k,
+                                            std::size_t ld) {
+    if (k > max_k)
+      throw shape_error("packed_matrix_s8: k=" + std::to_string(k) + " exceeds " + std::to_string(max_k) +
+                        " (the int32 accumulators could overflow)");
+    for (std::size_t j = 0; j < n; ++j)
+      if (!(scales[j] > 0.f) || !std::isfinite(scales[j]))
+        throw invalid_input("packed_matrix_s8: scale of output " + std::to_string(j) + " is " +
+                            detail::float_str(scales[j]) + ", expected a finite value > 0");
+    packed_matrix_s8 p;
+    p.k_ = k;
+    p.n_ = n;
+    p.data_.resize(p.panels() * p.groups() * nr * group);
+    std::fill(p.data_.begin(), p.data_.end(), std::int8_t(0));
+    p.scales_.assign(scales, scales + n);
+    for (std::size_t j = 0; j < n; ++j) {
+      std::int8_t* dst = p.data_.data() + (j / nr) * p.groups() * nr * group + (j % nr) * group;
+      for (std::size_t kk = 0; kk < k; ++kk) dst[(kk / group) * nr * group + kk % group] = q[j * ld + kk];
+    }
+    return p;
+  }
+
+  std::size_t k() const noexcept { return k_; }
+  std::size_t n() const noexcept { return n_; }
+  std::size_t panels() const noexcept { return (n_ + nr - 1) / nr; }
+  std::size_t groups() const noexcept { return (k_ + group - 1) / group; }
+  /// Panel p: [groups()][NR][4] int8.
+  const std::int8_t* panel(std::size_t p) const noexcept { return data_.data() + p * groups() * nr * group; }
+  /// [n] per-output-channel scales.
+  const float* scales() const noexcept { return scales_.data(); }
+  /// The quantized weight of output j, reduction index kk (reads the packed layout).
+  std::int8_t at(std::size_t j, std::size_t kk) const noexcept {
+    return panel(j / nr)[((kk / group) * nr + j % nr) * group + kk % group];
+  }
+  std::size_t bytes() const noexcept { return data_.size() + scales_.size() * sizeof(float); }
+
+private:
+  std::size_t k_ = 0, n_ = 0;
+  detail::aligned_vector<std::int8_t> data_;
+  std::vector<float> scales_;
+};
+
+namespace detail {
+
+/// Per-column data of one low-precision GEMM call, [panels * NR] each (zero past n).
+struct lowp_columns {
+  const std::int32_t* corr = nullptr;  ///< int8: zp * colsum_j, subtracted from the accumulator
+  const float* scale = nullptr;        ///< int8: alpha * scale_a * scale_w[j]
+  float alpha = 1.f;                   ///< bf16: the epilogue's alpha
+};
+
+/// The output of a low-precision GEMM call: float C, or u8 C requantized with q (for a next int8 layer).
+struct lowp_dest {
+  float* c = nullptr;          ///< [m][ldc] floats, or null
+  std::uint8_t* c8 = nullptr;  ///< [m][ldc] u8 = quantize_u8(epilogue output, q), or null
+  std::size_t ldc = 0;
+  quant_params q;
+};
+
+/// Where a micro-tile's last reduction block goes when it covers a whole panel: C itself, through
+/// the epilogue in registers (the low-precision counterpart of gemm.hpp's `micro_out`).
+struct lowp_out {
+  float* c;               ///< C at (first row of the tile, first column of the panel), or null with c8
+  std::uint8_t* c8;       ///< the same for a u8 output (requantized with out_q), or null
+  std::size_t ldc, rows;  ///< rows < MR at the bottom edge
+  const float* bias;      ///< at the panel's first column, or null
+  const float* residual;  ///< at (first row, first column), or null
+  std::size_t ldr;
+  const std::int32_t* corr;  ///< lowp_columns at the panel's first column (null for bf16)
+  const float* scale;
+  float alpha;
+  bool residual_first;  ///< residual added before the activation
+  quant_params out_q;   ///< u8 output: its quantization
+};
+
+/// Prefetch the C rows (and residual rows) a direct epilogue is about to write (see gemm.hpp).
+inline void lowp_prefetch(const lowp_out& o) noexcept {
+  if (o.c) {
+    prefetch_tile_out(o.c, o.ldc, o.rows, o.residual, o.ldr);
+    return;
+  }
+  constexpr std::size_t line = 64 / sizeof(float);
+  for (std::size_t r = 0; r < o.rows; ++r) {
+    prefetch_line(o.c8 + r * o.ldc, true);
+    prefetch_line(o.c8 + r * o.ldc + gemm_nr - 1, true);
+    if (o.residual) {
+      for (std::size_t j = 0; j < gemm_nr; j += line) prefetch_line(o.residual + r * o.ldr + j);
+      prefetch_line(o.residual + r * o.ldr + gemm_nr - 1);
+    }
+  }
+}
+
+/// Bias, residual and activation of one row of a panel (two SIMD vectors = NR columns) and the store;
+/// the same steps, in the same order, as `gemm_store` (bias is zero when absent).
+template <activation A>
+inline void lowp_store_row(simd v0, simd v1, const simd& bias0, const simd& bias1, const lowp_out& o,
+                           std::size_t r) noexcept {
+  constexpr std::size_t W = simd_width;
+  v0 += bias0;
+  v1 += bias1;
+  const float* res = o.residual ? o.residual + r * o.ldr : nullptr;
+  if (res && o.residual_first) {
+    v0 += simd::load_unaligned(res);
+    v1 += simd::load_unaligned(res + W);
+  }
+  v0 = activate<A>(v0);
+  v1 = activate<A>(v1);
+  if (res && !o.residual_first) {
+    v0 += simd::load_unaligned(res);
+    v1 += simd::load_unaligned(res + W);
+  }
+  if (o.c8) {
+    alignas(64) float t[2 * W];
+    v0.store_aligned(t);
+    v1.store_aligned(t + W);
+    quantize_u8(t, 2 * W, o.out_q, o.c8 + r * o.ldc);
+    return;
+  }
+  v0.store_unaligned(o.c + r * o.ldc);
+  v1.store_unaligned(o.c + r * o.ldc + W);
+}
+
+inline std::uint32_t load_u32(const void* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+/// The first `bytes` (< 4) bytes at p, the others zero: a reduction prefix that ends inside a
+/// group reads only its own activations.
+inline std::uint32_t load_u32_partial(const void* p, std::size_t bytes) noexcept {
+  std::uint32_t v = 0;
+  std::memcpy(&v, p, bytes);
+  return v;
+}
+
+/// int8 accumulators of rows x NR (row stride NR) to the float values before bias:
+/// float(acc - corr_j) * scale_j.
+inline void s8_dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                          float* out) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < gemm_nr; ++j)
+      out[r * gemm_nr + j] = static_cast<float>(tile[r * gemm_nr + j] - cols.corr[j0 + j]) * cols.scale[j0 + j];
+}
+
+/// colsum_j = sum_{kk < k} w_q[j][kk] for the columns of the first `panels` panels, plain loops.
+inline void s8_column_sums_generic(const packed_matrix_s8& b, std::size_t k, std::size_t panels,
+                                   std::int32_t* out) noexcept {
+  constexpr std::size_t NR = gemm_nr;
+  for (std::size_t p = 0; p < panels; ++p) {
+    const std::int8_t* bp = b.panel(p);
+    for (std::size_t j = 0; j < NR; ++j) {
+      std::int32_t s = 0;
+      for (std::size_t kk = 0; kk < k; ++kk) s += bp[((kk / 4) * NR + j) * 4 + kk % 4];
+      out[p * NR + j] = s;
+    }
+  }
+}
+
+/// Portable int8 micro-kernel (any target): int32 accumulators in an array the compiler may
+/// vectorize; always ends in `tile` (no direct epilogue).
+struct s8_kernel_generic {
+  using a_type = std::uint8_t;
+  using b_type = std::int8_t;
+  using acc_type = std::int32_t;
+  static constexpr std::size_t mr = 4, group = 4, kc = 1024;
+  static constexpr bool direct = false;
+
+  template <activation A>
+  static void micro(std::size_t k, const std::uint8_t* const* ar, const std::int8_t* bp, std::int32_t* tile,
+                    bool accumulate, const lowp_out* out) noexcept {
+    constexpr std::size_t NR = gemm_nr;
+    (void)out;
+    std::int32_t acc[mr][NR];
+    for (std::size_t r = 0; r < mr; ++r)
+      for (std::size_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? tile[r * NR + j] : 0;
+    const std::size_t groups = (k + 3) / 4;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const std::int8_t* b = bp + g * NR * 4;
+      const std::size_t valid = std::min<std::size_t>(4, k - 4 * g);
+      for (std::size_t r = 0; r < mr; ++r) {
+        std::int32_t a[4] = {0, 0, 0, 0};
+        for (std::size_t e = 0; e < valid; ++e) a[e] = ar[r][4 * g + e];
+        for (std::size_t j = 0; j < NR; ++j)
+          acc[r][j] += a[0] * b[4 * j] + a[1] * b[4 * j + 1] + a[2] * b[4 * j + 2] + a[3] * b[4 * j + 3];
+      }
+    }
+    for (std::size_t r = 0; r < mr; ++r)
+      for (std::size_t j = 0; j < NR; ++j) tile[r * NR + j] = acc[r][j];
+  }
+  static void dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                         float* out) noexcept {
+    s8_dequantize(tile, rows, j0, cols, out);
+  }
+  static void column_sums(const packed_matrix_s8& b, std::size_t k, std::size_t panels, std::int32_t* out) noexcept {
+    s8_column_sums_generic(b, k, panels, out);
+  }
+};
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/// AVX-512 VNNI micro-kernel: 12 rows x 32 columns, 24 int32 zmm accumulators; per group of 4
+/// reduction elements, 2 panel loads, 12 broadcasts and 24 `vpdpbusd` (u8 activations x s8 weights).
+/// The row loops are unrolled explicitly (`#pragma GCC unroll`): the accumulator arrays must become
+/// registers at -O2 too (GCC unrolls them by itself only at -O3).
+struct s8_kernel_vnni {
+  using a_type = std::uint8_t;
+  using b_type = std::int8_t;
+  using acc_type = std::int32_t;
+  static constexpr std::size_t mr = 12, group = 4;
+  /// Reduction block: a [KC/4][32][4] panel slice is 32 KB (L1), the [MC][KC] u8 rows 192 KB (L2).
+  static constexpr std::size_t kc = 1024;
+  static constexpr bool direct = true;
+  static_assert(gemm_nr == 32 && simd_width == 16, "the VNNI kernel assumes 16-float vectors");
+
+  template <activation A>
+  static void micro(std::size_t k, const std::uint8_t* const* ar, const std::int8_t* bp, std::int32_t* tile,
+                    bool accumulate, const lowp_out* out) noexcept {
+    constexpr std::size_t NR = gemm_nr;
+    __m512i c0[mr], c1[mr];
+    const std::uint8_t* a[mr];
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < mr; ++r) a[r] = ar[r];
+    if (out) lowp_prefetch(*out);
+    if (accumulate) {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        c0[r] = _mm512_load_si512(tile + r * NR);
+        c1[r] = _mm512_load_si512(tile + r * NR + 16);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) c0[r] = c1[r] = _mm512_setzero_si512();
+    }
+    const std::size_t groups = k / 4, rem = k % 4;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512i b0 = _mm512_load_si512(bp + g * NR * 4);
+      const __m512i b1 = _mm512_load_si512(bp + g * NR * 4 + 64);
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(a[r] + 4 * g)));
+        c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
+        c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
+      }
+    }
+    if (rem) {
+      const __m512i b0 = _mm512_load_si512(bp + groups * NR * 4);
+      const __m512i b1 = _mm512_load_si512(bp + groups * NR * 4 + 64);
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32_partial(a[r] + 4 * groups, rem)));
+        c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
+        c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
+      }
+    }
+    if (!out) {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        _mm512_store_si512(tile + r * NR, c0[r]);
+        _mm512_store_si512(tile + r * NR + 16, c1[r]);
+      }
+      return;
+    }
+    const __m512i z0 = _mm512_loadu_si512(out->corr), z1 = _mm512_loadu_si512(out->corr + 16);
+    const simd s0 = simd::load_unaligned(out->scale), s1 = simd::load_unaligned(out->scale + 16);
+    const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
+    const simd bias1 = out->bias ? simd::load_unaligned(out->bias + 16) : simd(0.f);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < mr; ++r) {
+      if (r >= out->rows) break;
+      const simd v0 = simd(_mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], z0))) * s0;
+      const simd v1 = simd(_mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], z1))) * s1;
+      lowp_store_row<A>(v0, v1, bias0, bias1, *out, r);
+    }
+  }
+  static void dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                         float* out) noexcept {
+    s8_dequantize(tile, rows, j0, cols, out);
+  }
+  /// Column sums with `vpdpbusd` against ones (0x01 bytes; the tail group masked to the prefix).
+  static void column_sums(const packed_matrix_s8& b, std::size_t k, std::size_t panels, std::int32_t* out) noexcept {
+    constexpr std::size_t NR = gemm_nr;
+    const std::size_t groups = k / 4, rem = k % 4;
+    const __m512i ones = _mm512_set1_epi32(0x01010101);
+    const __m512i tail = _mm512_set1_epi32(static_cast<int>(rem ? 0x01010101u >> (8 * (4 - rem)) : 0u));
+    for (std::size_t p = 0; p < panels; ++p) {
+      const std::int8_t* bp = b.panel(p);
+      __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+      for (std::size_t g = 0; g < groups; ++g) {
+        s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_load_si512(bp + g * NR * 4));
+        s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_load_si512(bp + g * NR * 4 + 64));
+      }
+      if (rem) {
+        s0 = _mm512_dpbusd_epi32(s0, tail, _mm512_load_si512(bp + groups * NR * 4));
+        s1 = _mm512_dpbusd_epi32(s1, tail, _mm512_load_si512(bp + groups * NR * 4 + 64));
+      }
+      _mm512_storeu_si512(out + p * NR, s0);
+      _mm512_storeu_si512(out + p * NR + 16, s1);
+    }
+  }
+};
+using s8_kernel = s8_kernel_vnni;
+#else
+using s8_kernel = s8_kernel_generic;
+#endif
+
+/// Row sources of `lowp_run`: prepare(i0, rows, k0, kc, k, buf) makes the reduction columns
+/// [k0, k0 + kc) of rows i0..i0+rows-1 (of a reduction of length k) ready in the kernel's type and
+/// returns where the rows start (column 0) and their stride. Called once per reduction block, in
+/// order, k0 = 0 first.
+/// A rows given as floats, quantized to u8 block by block into `buf` (row stride a multiple of 64).
+struct s8_rows_float {
+  const float* a;
+  std::size_t lda;
+  quant_params q;
+  std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                                                      std::size_t k, aligned_vector<std::uint8_t>& buf) const {
+    const std::size_t ld = std::max<std::size_t>(64, (k + 63) / 64 * 64);
+    if (buf.size() < rows * ld) buf.resize(rows * ld);
+    for (std::size_t r = 0; r < rows; ++r) quantize_u8(a + (i0 + r) * lda + k0, kc, q, buf.data() + r * ld + k0);
+    return {buf.data(), ld};
+  }
+};
+/// A rows already quantized to u8 (read in place).
+struct s8_rows_u8 {
+  const std::uint8_t* a;
+  std::size_t lda;
+  std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t, std::size_t, std::size_t,
+                                                      std::size_t, aligned_vector<std::uint8_t>&) const noexcept {
+    return {a + i0 * lda, lda};
+  }
+};
+
+/// C[m, :n] = epilogue(dequantize(A[:, :k] x B[:k, :n])) for a low-precision Kernel (int8 or bf16):
+/// the loop nest of gemm.hpp's `gemm_run`. Tasks are (a block of MC rows) x (a range of panels),
+/// the panels split too when there are few row blocks. In a task, for each group of panels whose
+/// accumulators (~256 KB) stay in L2, for each reduction block of KC, for each panel of the group,
+/// the micro-tiles run. The first group converts the [MC][KC] block of A it is about to use
+/// (`src.prepare`: quantize to u8, round to bf16, or nothing) into a thread-local [MC][k] buffer
+/// that the other groups reuse. The last reduction block of a full panel goes to C through the epilogue from registers
+/// (Kernel::direct); partial panels and an empty reduction go through `Kernel::dequantize` and
+/// `gemm_store` (with alpha already applied: the column data carry it).
+template <class Kernel, activation A, class Source, class Packed>
+void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, const Packed& b, const lowp_dest& dst,
+              const gemm_epilogue& ep, const lowp_columns& cols, bool allow_parallel) {
+  using a_type = typename Kernel::a_type;
+  using b_type = typename Kernel::b_type;
+  using acc_type = typename Kernel::acc_type;
+  constexpr std::size_t NR = gemm_nr, MR = Kernel::mr, MC = MR * 16, KC = Kernel::kc;
+  static_assert(KC % Kernel::group == 0, "a reduction block must end on a group boundary");
+  constexpr std::size_t group_panels =
+      std::max<std::size_t>(1, (std::size_t(256) << 10) / (MC * NR * sizeof(acc_type)));
+  const std::size_t panels = (n + NR - 1) / NR;
+  const std::size_t mblocks = (m + MC - 1) / MC;
+  const std::size_t threads = static_cast<std::size_t>(max_threads());
+  std::size_t pchunks = 1;
+  if (allow_parallel && mblocks < 4 * threads) pchunks = std::min(panels, (4 * threads + mblocks - 1) / mblocks);
+  const std::size_t ppc = (panels + pchunks - 1) / pchunks;
+  pchunks = (panels + ppc - 1) / ppc;
+  gemm_epilogue ep1 = ep;
+  ep1.alpha = 1.f;  // applied by Kernel::dequantize
+  const std::size_t ldc = dst.ldc;
+  auto task = [&](std::size_t t) {
+    thread_local aligned_vector<acc_type> tiles;
+    thread_local aligned_vector<float> ftile;
+    thread_local aligned_vector<a_type> abuf;
+    constexpr std::size_t tile_elems = MC * NR;
+    if (tiles.size() < tile_elems * group_panels) tiles.resize(tile_elems * group_panels);
+    if (ftile.size() < tile_elems) ftile.resize(tile_elems);
+    const std::size_t mb = t / pchunks, pc = t % pchunks;
+    const std::size_t i0 = mb * MC, rows = std::min(MC, m - i0);
+    const std::size_t p_end = std::min(panels, (pc + 1) * ppc);
+    const a_type* ab = nullptr;
+    std::size_t ld = 0;
+    for (std::size_t g0 = pc * ppc; g0 < p_end; g0 += group_panels) {
+      const std::size_t g_end = std::min(p_end, g0 + group_panels);
+      for (std::size_t k0 = 0; k0 < k; k0 += KC) {
+        const std::size_t kc = std::min(KC, k - k0);
+        const bool final = k0 + kc == k;
+        if (g0 == pc * ppc) {  // the first group converts the A block, one reduction block at a time
+          const std::pair<const a_type*, std::size_t> blk = src.prepare(i0, rows, k0, kc, k, abuf);
+          ab = blk.first;
+          ld = blk.second;
+        }
+        for (std::size_t p = g0; p < g_end; ++p) {
+          const b_type* bp = b.panel(p) + k0 * NR;  // group k0 / G of [G][NR][G]-element groups
+          const std::size_t j0 = p * NR;
+          const bool direct = Kernel::direct && final && j0 + NR <= n;
+          acc_type* pt = tiles.data() + (p - g0) * tile_elems;
+          for (std::size_t i = 0; i < rows; i += MR) {
+            const std::size_t rr = std::min(MR, rows - i);
+            const a_type* ar[MR];
+            for (std::size_t r = 0; r < MR; ++r) ar[r] = ab + (i + (r < rr ? r : 0)) * ld + k0;  // edge: never stored
+            if (direct) {
+              const lowp_out o{dst.c ? dst.c + (i0 + i) * ldc + j0 : nullptr,
+                               dst.c8 ? dst.c8 + (i0 + i) * ldc + j0 : nullptr,
+                               ldc,
+                               rr,
+                               ep.bias ? ep.bias + j0 : nullptr,
+                               ep.residual ? ep.residual + (i0 + i) * ep.ldr + j0 : nullptr,
+                               ep.ldr,
+                               cols.corr ? cols.corr + j0 : nullptr,
+                               cols.scale ? cols.scale + j0 : nullptr,
+                               cols.alpha,
+                               ep.residual_before_act,
+                               dst.q};
+              Kernel::template micro<A>(kc, ar, bp, pt + i * NR, k0 > 0, &o);
+            } else {
+              Kernel::template micro<A>(kc, ar, bp, pt + i * NR, k0 > 0, nullptr);
+            }
+          }
+        }
+      }
+      // What the micro-tiles did not write to C: a partial last panel, every panel without a direct
+      // epilogue, or an empty reduction (the epilogue of zero).
+      for (std::size_t p = g0; p < g_end; ++p) {
+        const std::size_t j0 = p * NR, ncols = std::min(NR, n - j0);
+        if (Kernel::direct && k > 0 && ncols == NR) continue;
+        acc_type* pt = tiles.data() + (p - g0) * tile_elems;
+        if (k == 0) std::fill(pt, pt + rows * NR, acc_type(0));
+        Kernel::dequantize(pt, rows, j0, cols, ftile.data());
+        if (dst.c) {
+          gemm_store<A>(ftile.data(), rows, ncols, j0, dst.c, ldc, i0, ep1);
+        } else {  // the epilogue in place in the tile ([rows][NR] from column j0), then requantized
+          gemm_epilogue e = ep1;
+          e.bias = ep.bias ? ep.bias + j0 : nullptr;
+          e.residual = ep.residual ? ep.residual + i0 * ep.ldr + j0 : nullptr;
+          gemm_store<A>(ftile.data(), rows, ncols, 0, ftile.data(), NR, 0, e);
+          for (std::size_t r = 0; r < rows; ++r)
+            quantize_u8(ftile.data() + r * NR, ncols, dst.q, dst.c8 + (i0 + r) * ldc + j0);
+        }
+      }
+    }
+  };
+  const std::size_t tasks = mblocks * pchunks;
+  if (allow_parallel)
+    parallel_for(tasks, task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  else
+    for (std::size_t t = 0; t < tasks; ++t) task(t);
+}
+
+/// lowp_run with the activation as a run-time value.
+template <class Kernel, class Source, class Packed>
+void lowp_dispatch(std::size_t m, std::size_t n, std::size_t k, const Source& src, const Packed& b,
+                   const lowp_dest& dst, const gemm_epilogue& ep, const lowp_columns& cols, bool allow_parallel) {
+  switch (ep.act) {
+    case activation::none:
+      lowp_run<Kernel, activation::none>(m, n, k, src, b, dst, ep, cols, allow_parallel);
+      break;
+    case activation::relu:
+      lowp_run<Kernel, activation::relu>(m, n, k, src, b, dst, ep, cols, allow_parallel);
+      break;
+    case activation::gelu:
+      lowp_run<Kernel, activation::gelu>(m, n, k, src, b, dst, ep, cols, allow_parallel);
+      break;
+  }
+}
+
+inline void check_quant_params(const char* what, const char* name, const quant_params& q) {
+  if (!(q.scale > 0.f) || !std::isfinite(q.scale) || q.zero_point < 0 || q.zero_point > 255)
+    throw invalid_input(std::string(what) + ": " + name + " quantization {scale=" + float_str(q.scale) +
+                        ", zero_point=" + std::to_string(q.zero_point) +
+                        "} needs a finite scale > 0 and a zero point in [0, 255]");
+}
+
+inline void check_s8_call(const char* what, std::size_t k, std::size_t n, const quant_params& aq,
+                          const packed_matrix_s8& b) {
+  if (k > b.k() || n > b.n())
+    throw shape_error(std::string(what) + ": requested k=" + std::to_string(k) + ", n=" + std::to_string(n) +
+                      " exceeds the packed matrix [k=" + std::to_string(b.k()) + ", n=" + std::to_string(b.n()) + "]");
+  check_quant_params(what, "activation", aq);
+}
+
+/// The int8 GEMM on any row source with a given Kernel (tests run the portable kernel this way
+/// on machines that have VNNI). The per-call column data (zero-point correction, scales) live in
+/// thread-local buffers of the calling thread.
+template <class Kernel, class Source>
+void gemm_s8_with(std::size_t m, std::size_t n, std::size_t k, const Source& src, const quant_params& aq,
+                  const packed_matrix_s8& b, const lowp_dest& dst, const gemm_epilogue& ep, bool allow_parallel) {
+  if (m == 0 || n == 0) return;
+  constexpr std::size_t NR = gemm_nr;
+  const std::size_t panels = (n + NR - 1) / NR;
+  thread_local aligned_vector<std::int32_t> corr;
+  thread_local aligned_vector<float> scale;
+  if (corr.size() < panels * NR) corr.resize(panels * NR);
+  if (scale.size() < panels * NR) scale.resize(panels * NR);
+  Kernel::column_sums(b, k, panels, corr.data());
+  const float s = ep.alpha * aq.scale;
+  for (std::size_t j = 0; j < panels * NR; ++j) {
+    corr[j] *= aq.zero_point;
+    scale[j] = j < n ? s * b.scales()[j] : 0.f;
+  }
+  lowp_columns cols;
+  cols.corr = corr.data();
+  cols.scale = scale.data();
+  lowp_dispatch<Kernel>(m, n, k, src, b, dst, ep, cols, allow_parallel);
+}
+
+}  // namespace detail
+
+/// Whether `gemm_s8` runs the AVX-512 VNNI kernel (else the portable one: correct, several times slower).
+inline constexpr bool gemm_s8_native = !std::is_same_v<detail::s8_kernel, detail::s8_kernel_generic>;
+
+/// C[m, n] (row stride ldc) = epilogue(A[m, k] (floats, row stride lda, quantized per call to u8
+/// with `aq`) x B[:k, :n]), the int8 numerics of the file comment. k and n may be any prefix of the
+/// packed matrix's reduction and output sizes; only the first k floats of each A row are read.
+inline void gemm_s8(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
+                    const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
+                    const gemm_epilogue& ep = {}, bool allow_parallel = true) {
+  detail::check_s8_call("gemm_s8", k, n, aq, b);
+  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}}, ep,
+                                          allow_parallel);
+}
+
+/// As gemm_s8 with A already quantized: u8 A[m, k] (row stride lda) of parameters `aq`. Only the
+/// first k bytes of each row are read (the bytes after a prefix k < lda may hold anything).
+inline void gemm_s8_u8(std::size_t m, std::size_t n, std::size_t k, const std::uint8_t* a, std::size_t lda,
+                       const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
+                       const gemm_epilogue& ep = {}, bool allow_parallel = true) {
+  detail::check_s8_call("gemm_s8_u8", k, n, aq, b);
+  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {c, nullptr, ldc, {}}, ep,
+                                          allow_parallel);
+}
+
+/// As gemm_s8, with the output requantized for a following int8 layer: u8 C[m, n] (row stride ldc)
+/// = quantize_u8(epilogue output, cq). The epilogue (and a float residual) runs in float first.
+inline void gemm_s8_requant(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
+                            const quant_params& aq, const packed_matrix_s8& b, std::uint8_t* c, std::size_t ldc,
+                            const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
+  detail::check_s8_call("gemm_s8_requant", k, n, aq, b);
+  detail::check_quant_params("gemm_s8_requant", "output", cq);
+  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {nullptr, c, ldc, cq}, ep,
+                                          allow_parallel);
+}
+
+/// As gemm_s8_u8 (u8 A), with the output requantized as gemm_s8_requant does: u8 in, u8 out.
+inline void gemm_s8_u8_requant(std::size_t m, std::size_t n, std::size_t k, const std::uint8_t* a, std::size_t lda,
+                               const quant_params& aq, const packed_matrix_s8& b, std::uint8_t* c, std::size_t ldc,
+                               const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
+  detail::check_s8_call("gemm_s8_u8_requant", k, n, aq, b);
+  detail::check_quant_params("gemm_s8_u8_requant", "output", cq);
+  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {nullptr, c, ldc, cq}, ep,
+                                          allow_parallel);
+}
+
+/// Plain-loop reference of the int8 numerics: u8 A[m][k] (row stride lda, parameters aq), int8
+/// w[n][k] (row stride ldw) with w_scale[n]; the integer sum is exact (int64), then the same float
+/// steps as the kernels: float(sum (q_a - zp) * w_q) * ((alpha * scale_a) * w_scale_j) + bias, ...
+inline void gemm_s8_ref(std::size_t m, std::size_t n, std::size_t k, const std::uint8_t* a, std::size_t lda,
+                        const quant_params& aq, const std::int8_t* w, std::size_t ldw, const float* w_scale, float* c,
+                        std::size_t ldc, const gemm_epilogue& ep = {}) {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::int64_t acc = 0;
+      for (std::size_t kk = 0; kk < k; ++kk)
+        acc += (static_cast<std::int64_t>(a[i * lda + kk]) - aq.zero_point) * w[j * ldw + kk];
+      const float s = (ep.alpha * aq.scale) * w_scale[j];
+      float v = static_cast<float>(static_cast<std::int32_t>(acc)) * s;
+      if (ep.bias) v += ep.bias[j];
+      if (ep.residual && ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
+      if (ep.act == activation::relu) v = activate<activation::relu>(v);
+      if (ep.act == activation::gelu) v = activate<activation::gelu>(v);
+      if (ep.residual && !ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
+      c[i * ldc + j] = v;
+    }
+}
+
+}  // namespace drt
