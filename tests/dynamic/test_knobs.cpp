@@ -64,8 +64,9 @@ TEST_SUITE("dynamic") {
     CHECK(drt::resnet_path::family().keys() == drt::resnet_path::keys);
     using K = drt::knob_kind;
     const auto& s = drt::segformer_path::family().knobs;
-    REQUIRE(s.size() == 7);
+    REQUIRE(s.size() == 8);
     CHECK(s[6].kind() == K::fractions);
+    CHECK(s[7].kind() == K::precision);
     CHECK(s[0].kind() == K::int_list);
     CHECK(s[1].kind() == K::skip_pairs);
     CHECK(s[2].kind() == K::integer);
@@ -119,7 +120,7 @@ TEST_SUITE("dynamic") {
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("mid=3"),
                          "path 'mid=3': key 'mid' does not apply to segformer (keys: depths, skip, fuse_in, pred_in, "
-                         "linear0_in, propagate, mlp)",
+                         "linear0_in, propagate, mlp, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse("propagate=0"),
                          "path 'propagate=0': key 'propagate' does not apply to upernet (keys: depths, skip, "
@@ -172,7 +173,7 @@ TEST_SUITE("dynamic") {
     using K = drt::knob_kind;
     using L = drt::knob_layout;
     const auto s = drt::path_knobs<drt::segformer_path>(tiny_segformer());
-    REQUIRE(s.size() == 7);
+    REQUIRE(s.size() == 8);
     const auto& mlp = find(s, "mlp");
     CHECK(mlp.kind == K::fractions);
     CHECK(mlp.layout == L::per_block);

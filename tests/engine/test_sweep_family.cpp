@@ -71,6 +71,38 @@ TEST_SUITE("engine") {
     CHECK(lm.p95_ratio() == doctest::Approx(1.2));
   }
 
+  TEST_CASE("layer_latency_model: scopes in a low precision are predicted from the full path run in it") {
+    auto layer = [](const std::string& name, double macs, drt::precision p, const std::string& timed_as = "") {
+      drt::layer_info l;
+      l.name = name;
+      l.macs = macs;
+      l.k = 8;
+      l.p = 10;
+      l.arithmetic = p;
+      l.timed_as = timed_as;
+      return l;
+    };
+    const auto f32 = drt::precision::fp32, i8 = drt::precision::int8;
+    const std::vector<drt::layer_info> full = {layer("a", 100, f32), layer("b", 300, f32), layer("norm", 0, f32)};
+    drt::layer_timings t;
+    t.layer_ms = {{"a", 2.0}, {"b", 6.0}, {"norm", 1.0}};
+    t.total = drt::timing_stats::of({9.0, 9.0, 9.0});
+    drt::layer_latency_model lm(full, t);
+    // the full path in int8: the GEMMs a and b faster; the norm is fp32 in every path
+    drt::layer_timings t8;
+    t8.layer_ms = {{"a", 0.5}, {"b", 2.0}, {"norm", 1.5}};
+    lm.add_precision({layer("a", 100, i8), layer("b", 300, i8), layer("norm", 0, f32)}, t8);
+    CHECK(lm.predict_ms(full) == doctest::Approx(9.0));  // fp32 paths unchanged
+    CHECK(lm.predict_ms({layer("a", 100, i8), layer("b", 150, i8), layer("norm", 0, f32)}) ==
+          doctest::Approx(0.5 + 1.0 + 1.0));  // the norm from the fp32 profile
+    CHECK(lm.predict_ms({layer("a", 100, f32), layer("b", 300, i8), layer("norm", 0, f32)}) ==
+          doctest::Approx(2.0 + 2.0 + 1.0));
+    // a fused scope holding an int8 GEMM is keyed as int8 as a whole
+    const auto w = drt::layer_latency_model::work_by_scope({layer("g", 10, i8, "pass"), layer("up", 0, f32, "pass")});
+    REQUIRE(w.size() == 1);
+    CHECK(w.begin()->first == "pass@int8");
+  }
+
   TEST_CASE("sweep_family: Swin + UPerNet, fidelity to the full model, checked by hand") {
     const std::string dir = drt_test::shared_dir() + "/fixtures/upernet-swin-mini";
     if (!drt_test::require_file(dir + "/model.safetensors")) return;

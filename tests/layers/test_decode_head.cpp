@@ -199,10 +199,10 @@ TEST_SUITE("layers") {
     const auto part = head.resolve(channels(80, 0, 0));  // 16 of stage 1's 32 slot columns
     REQUIRE(part.cut != nullptr);
     CHECK(part.cut->stage == 1);
-    CHECK(part.cut->m.n() == 32);
-    CHECK(part.cut->m.k() == 16);
-    CHECK(drt::mlp_decode_head::path_bytes(part) == part.cut->m.bytes() + 32 * sizeof(float));
-    CHECK(part.cut->m.bytes() >= 32 * 16 * sizeof(float));
+    CHECK(part.cut->m.out_features() == 32);
+    CHECK(part.cut->m.in_features() == 16);
+    CHECK(drt::mlp_decode_head::path_bytes(part) == part.cut->m.weights().bytes() + 32 * sizeof(float));
+    CHECK(part.cut->m.weights().bytes() >= 32 * 16 * sizeof(float));
     // A resolved cut is reused, not recomposed; one composed for another fuse_in is replaced.
     const auto again = head.resolve(part);
     CHECK(again.cut == part.cut);

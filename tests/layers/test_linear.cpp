@@ -3,9 +3,12 @@
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float FMA vs double reference).
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include <drt/core/observer.hpp>
 #include <drt/layers/linear.hpp>
 
 #include "test_support.hpp"
@@ -104,6 +107,102 @@ TEST_SUITE("layers") {
         const auto ref = reference(act);
         check_close(got.data(), ref.data(), ref.size(), "linear + residual in place", lin_rel, lin_abs);
       }
+    }
+  }
+
+
+  // The low precisions through `linear` (the kernels themselves: test_gemm_int8.cpp, test_gemm_bf16.cpp).
+  // References in double from the documented numerics: bf16 rounds both operands (nearest even) and
+  // sums exactly; int8 quantizes the input with the calibrated or the call's own range and the weights
+  // per output channel (max|w| / 127). Tolerance rel L2 <= 1e-5 (fp32 sums of exact products).
+  TEST_CASE("linear in bf16 and int8 equals its low-precision reference on every prefix") {
+    const std::size_t m = 2 * tile_mr + 5, in = 71, out = tile_nr + 9, ldx = in + 3;
+    const auto w = random_vector(out * in, 91), b = random_vector(out, 92);
+    auto x = random_vector(m * ldx, 93, -2.f, 3.f);
+    const drt::linear lin(w.data(), b.data(), out, in);
+    std::vector<float> scale(out);
+    for (std::size_t o = 0; o < out; ++o) {
+      float amax = 0.f;
+      for (std::size_t c = 0; c < in; ++c) amax = std::max(amax, std::abs(w[o * in + c]));
+      scale[o] = amax / 127.f;
+    }
+    // reference of the first `outs` outputs from the first `ins` inputs; q: int8 input quantization
+    auto reference = [&](drt::precision p, std::size_t outs, std::size_t ins, const drt::quant_params& q) {
+      std::vector<float> ref(m * outs);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t o = 0; o < outs; ++o) {
+          double acc = 0;
+          for (std::size_t c = 0; c < ins; ++c) {
+            const float xv = x[i * ldx + c], wv = w[o * in + c];
+            if (p == drt::precision::bf16)
+              acc += double(drt::from_bf16(drt::to_bf16(xv))) * drt::from_bf16(drt::to_bf16(wv));
+            else
+              acc += double(drt::dequantize_u8(drt::quantize_u8(xv, q), q)) *
+                     (double(drt::quantize_s8(wv, scale[o])) * scale[o]);
+          }
+          ref[i * outs + o] = float(acc + b[o]);
+        }
+      return ref;
+    };
+    auto call_range = [&](std::size_t ins) {
+      float lo = x[0], hi = x[0];
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t c = 0; c < ins; ++c) lo = std::min(lo, x[i * ldx + c]), hi = std::max(hi, x[i * ldx + c]);
+      return drt::quant_params_u8(lo, hi);
+    };
+    struct prefix {
+      std::size_t outs, ins;
+    };
+    for (const prefix pf : {prefix{out, in}, prefix{out - 3, in}, prefix{5, 33}, prefix{tile_nr, 4}, prefix{1, 1}}) {
+      CAPTURE(pf.outs);
+      CAPTURE(pf.ins);
+      std::vector<float> y(m * pf.outs);
+      lin.run_prefix(m, pf.outs, pf.ins, x.data(), ldx, y.data(), pf.outs, drt::activation::none, nullptr, 0, nullptr,
+                     drt::precision::bf16);
+      auto ref = reference(drt::precision::bf16, pf.outs, pf.ins, {});
+      check_close(y.data(), ref.data(), ref.size(), "linear bf16", lin_rel, lin_abs);
+      lin.run_prefix(m, pf.outs, pf.ins, x.data(), ldx, y.data(), pf.outs, drt::activation::none, nullptr, 0, nullptr,
+                     drt::precision::int8);
+      ref = reference(drt::precision::int8, pf.outs, pf.ins, call_range(pf.ins));
+      check_close(y.data(), ref.data(), ref.size(), "linear int8, the call's own range", lin_rel, lin_abs);
+    }
+    SUBCASE("a calibrated range is used as set, and clips what falls outside it") {
+      drt::linear cal = lin;
+      CHECK(cal.input_quant() == nullptr);
+      cal.set_input_range(-1.f, 1.5f);  // x spans [-2, 3]: both ends clip
+      REQUIRE(cal.input_quant() != nullptr);
+      std::vector<float> y(m * out);
+      cal.run(m, x.data(), ldx, y.data(), out, drt::activation::none, nullptr, 0, true, drt::precision::int8);
+      const auto ref = reference(drt::precision::int8, out, in, drt::quant_params_u8(-1.f, 1.5f));
+      check_close(y.data(), ref.data(), ref.size(), "linear int8, calibrated", lin_rel, lin_abs);
+      const auto unclipped = reference(drt::precision::int8, out, in, call_range(in));
+      double diff = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) diff = std::max(diff, double(std::abs(y[i] - unclipped[i])));
+      CHECK(diff > 0.1);  // the clip changed the result: the range was really applied
+      cal.clear_input_range();
+      CHECK(cal.input_quant() == nullptr);
+    }
+    SUBCASE("int8 with a non-finite input and no calibrated range is refused with the layer's shape") {
+      x[5] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> y(m * out);
+      CHECK_THROWS_WITH_AS(lin.run(m, x.data(), ldx, y.data(), out, drt::activation::none, nullptr, 0, true,
+                                   drt::precision::int8),
+                           doctest::Contains("non-finite"), drt::invalid_input);
+    }
+    SUBCASE("every precision reports the input it reads to an observer (int8 calibration)") {
+      struct counter : drt::activation_observer {
+        const void* layer = nullptr;
+        std::size_t rows = 0, cols = 0;
+        void observe(const void* l, const float*, std::size_t r, std::size_t c, std::size_t) override {
+          layer = l, rows = r, cols = c;
+        }
+      } obs;
+      drt::observing_session session(obs);
+      std::vector<float> y(m * out);
+      lin.run_prefix(m, 7, 20, x.data(), ldx, y.data(), 7);
+      CHECK(obs.layer == &lin);
+      CHECK(obs.rows == m);
+      CHECK(obs.cols == 20);
     }
   }
 

@@ -132,6 +132,9 @@ inline void add_no_fold_option(CLI::App& app) {
                "order of the Mix-FFN hidden units that `mlp=` prefixes keep (docs/channel_order.md): weight "
                "(default, from the weights), checkpoint, or a JSON file (a calibrated order from 'drt calibrate', or "
                "a lookup table that records one)");
+  value_option(app, "--int8-ranges", "FILE",
+               "calibrated int8 input ranges of the GEMM layers ('drt calibrate --int8'), for paths with "
+               "precision=int8 (default: each layer call's own range; docs/precision.md)");
 }
 
 // ------------------------------------------------------------------------- value conversions

@@ -1,5 +1,7 @@
 // drt calibrate: an importance order of a model's prunable channel groups from calibration images
-// (dynamic/channel_order.hpp), written as JSON for `--order FILE` of every command that takes a path.
+// (dynamic/channel_order.hpp), written as JSON for `--order FILE` of every command that takes a path;
+// with --int8 METHOD, the int8 input ranges of the GEMM layers instead (dynamic/int8_calibration.hpp),
+// for `--int8-ranges FILE`.
 
 #include <drt/dynamic/channel_order.hpp>
 #include <drt/io/file.hpp>
@@ -35,6 +37,47 @@ int calibrate_main(const parsed_args& args) {
   const std::string folder = std::filesystem::is_directory(calib + "/images", ec) ? calib + "/images" : calib;
   auto files = drt::list_image_files(folder, "calibration images");
   if (limit && files.size() > limit) files.resize(limit);
+  auto run_images = [&](const auto& model, const char* title) {
+    progress_line line(title);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      drt::rgb_image img = drt::load_image(files[i], drt::channel_policy::convert, pixel_limit);
+      if (args.has("--size")) {
+        const size_hw s = parse_size_limited(cmd, args);
+        img = drt::resize_image(img, s.height, s.width);
+      }
+      (void)drt::run_path(model, drt::normalize_imagenet(img), "");
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%zu/%zu images, %.1f s", i + 1, files.size(),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      line.update(buf, {}, i + 1 == files.size());
+    }
+    line.finish();
+  };
+  if (args.has("--int8")) {
+    const drt::range_method method = drt::parse_range_method(args.get("--int8"));
+    drt::segformer_options build = segformer_build(args);
+    build.int8.reset();  // measured in fp32, without ranges
+    drt::any_model any = drt::load_model(model_dir, weight_options(args), build);
+    auto* seg = std::get_if<drt::segformer_model>(&any);
+    if (!seg)
+      throw drt::invalid_input("model '" + model_dir + "' is a " + drt::family_name(any) +
+                               " model: int8 runs SegFormer's GEMM layers so far (docs/precision.md)");
+    const std::string source = "drt calibrate --int8 " + args.get("--int8") + " on " + std::to_string(files.size()) +
+                               " images of '" + calib + "'";
+    const drt::any_model& view = any;
+    const auto ranges = drt::calibrate_int8(*seg, [&] { run_images(view, "drt calibrate --int8"); }, method, source);
+    nlohmann::json j = ranges.to_json();
+    j["model"] = model_dir;
+    const std::string text = j.dump() + "\n";
+    drt::output_files files_out;
+    files_out.add("int8 ranges", out, text.data(), text.size());
+    files_out.commit();
+    std::cout << "model        " << model_dir << "\ncalibration  " << files.size() << " images of " << calib
+              << "\nmethod       " << drt::to_string(method) << "\nlayers       " << ranges.ranges.size()
+              << " GEMM layers\nwrote        " << out << "\n";
+    return 0;
+  }
   // Statistics are gathered on the checkpoint's order; the order found is then a permutation of it.
   drt::segformer_options build = segformer_build(args);
   build.order = drt::channel_order{};
@@ -47,23 +90,7 @@ int calibrate_main(const parsed_args& args) {
                              "SegFormer's Mix-FFN and Swin's MLP hidden units)");
   const auto layers = std::visit(
       [](const auto& m) { return drt::model_family<std::decay_t<decltype(m)>>::group_layers(m); }, any);
-  progress_line line("drt calibrate");
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto stats = drt::collect_unit_statistics(layers, [&] {
-    for (std::size_t i = 0; i < files.size(); ++i) {
-      drt::rgb_image img = drt::load_image(files[i], drt::channel_policy::convert, pixel_limit);
-      if (args.has("--size")) {
-        const size_hw s = parse_size_limited(cmd, args);
-        img = drt::resize_image(img, s.height, s.width);
-      }
-      (void)drt::run_path(any, drt::normalize_imagenet(img), "");
-      char buf[96];
-      std::snprintf(buf, sizeof buf, "%zu/%zu images, %.1f s", i + 1, files.size(),
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      line.update(buf, {}, i + 1 == files.size());
-    }
-  });
-  line.finish();
+  const auto stats = drt::collect_unit_statistics(layers, [&] { run_images(any, "drt calibrate"); });
   const std::string source = "drt calibrate on " + std::to_string(files.size()) + " images of '" + calib + "'";
   const drt::safetensors_file checkpoint(model_dir + "/model.safetensors", weight_options(args));
   auto order = drt::calibrated_order(drt::safetensors_source(checkpoint), groups, stats, source);
@@ -96,7 +123,10 @@ command add_calibrate_command(CLI::App& drt) {
       ->required();
   value_option(*app, "--calib", "DIR", "calibration images (a folder of PNG/JPEG, or a labelled folder's images/)")
       ->required();
-  value_option(*app, "--out", "FILE", "where to write the order (JSON)")->required();
+  value_option(*app, "--out", "FILE", "where to write the order (JSON), or the int8 ranges with --int8")->required();
+  value_option(*app, "--int8", "METHOD",
+               "write the int8 input ranges of SegFormer's GEMM layers instead of a channel order: minmax, percentile "
+               "(99.99 %) or mse (docs/precision.md); read back with --int8-ranges FILE");
   value_option(*app, "--limit", "N", "use only the first N images (sorted by name)");
   value_option(*app, "--size", "HxW", "resize the images to H x W first (default: as stored)");
   flag_option(*app, "--compensate",

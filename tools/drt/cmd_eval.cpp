@@ -40,7 +40,7 @@ int eval_main(const parsed_args& args) {
     line.update(buf, {}, done == total);
   };
   std::vector<std::string> names;
-  std::string path_text;
+  std::string path_text, precision;
   const drt::confusion_by_image cm = std::visit(
       [&](const auto& model) -> drt::confusion_by_image {
         using family = drt::model_family<std::decay_t<decltype(model)>>;
@@ -54,6 +54,7 @@ int eval_main(const parsed_args& args) {
         const auto exec = family::compile(model, path);
         names = model.config().class_names;
         path_text = path.to_string();
+        precision = precision_report(path, args);
         return drt::evaluate_segmentation([&](const drt::tensor4& x) { return family::logits(model, x, exec); },
                                           names.size(), items, ignore, progress, pixel_limit);
         }
@@ -68,10 +69,11 @@ int eval_main(const parsed_args& args) {
   j["model"] = model_dir;
   j["family"] = drt::family_name(any);
   j["path"] = path_text;
+  if (!precision.empty()) j["precision"] = precision;
   j["data"] = data;
   j["images"] = items.size();
   std::cout << "model      " << model_dir << " (" << drt::family_name(any) << ")\npath       " << path_text
-            << "\nimages     " << items.size()
+            << (precision.empty() ? "" : "\nprecision  " + precision) << "\nimages     " << items.size()
             << " (" << data << ")\n"
             << std::fixed << std::setprecision(4) << "mIoU       " << cm.miou();
   if (ci.valid())

@@ -64,7 +64,10 @@ std::map<std::string, std::vector<double>> parse_knobs(const std::string& cmd, c
       throw usage_error(cmd, "option '--knobs' expects NAME=V1,V2,... items, got '" + tok + "'");
     std::vector<double> values;
     std::stringstream vin(tok.substr(eq + 1));
-    for (std::string v; std::getline(vin, v, ',');) values.push_back(parse_positive_number(cmd, "--knobs", v));
+    const bool precision = tok.substr(0, eq) == "precision";  // values fp32, bf16, int8 (numbered 0, 1, 2)
+    for (std::string v; std::getline(vin, v, ',');)
+      values.push_back(precision ? static_cast<double>(static_cast<int>(drt::parse_precision(v, "option '--knobs'")))
+                                 : parse_positive_number(cmd, "--knobs", v));
     if (!out.emplace(tok.substr(0, eq), values).second)
       throw usage_error(cmd, "option '--knobs' names '" + tok.substr(0, eq) + "' twice");
   }
@@ -310,7 +313,7 @@ command add_sweep_command(CLI::App& drt) {
   value_option(*app, "--knobs", "GRID",
                "values of the family's knobs to cross with the depths, e.g. \"bottleneck_in=1024,512 pred_in=256,128\"\n"
                "(UPerNet: bottleneck_in, fpn_out, fpn_in, pred_in; ResNet: expand, mid; SegFormer: fuse_in, pred_in,\n"
-               "linear0_in; default: the family's grid)");
+               "linear0_in, mlp, precision=fp32,bf16,int8; default: the family's grid)");
   flag_option(*app, "--fidelity", "accuracy = agreement with the first model's full path, even when --data has labels");
   value_option(*app, "--repeats", "N", "timed runs of the full path and of each confirmed path (default 7)");
   value_option(*app, "--decoder-repeats", "N", "timed runs of each decoder configuration (default 3)");

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <iostream>
 #include <string>
+#include <type_traits>
 
 #include "cli.hpp"
 
@@ -44,7 +45,30 @@ inline drt::segformer_options segformer_build(const parsed_args& args) {
   drt::segformer_options o;
   o.fold_decoder = !args.has("--no-fold");
   if (args.has("--order")) o.order = channel_order_arg(args.get("--order"));
+  if (args.has("--int8-ranges")) {
+    const std::string f = args.get("--int8-ranges");
+    o.int8 = std::make_shared<drt::int8_calibration>(
+        drt::int8_calibration::from_json(drt::read_json_file("int8 ranges", f), "int8 ranges '" + f + "'"));
+  }
   return o;
+}
+
+/// What a path's precision runs on, for the program's report: empty for fp32 everywhere, else e.g.
+/// "int8 (int8 AVX-512 VNNI (vpdpbusd); int8 input ranges: each call's own)".
+template <class Path>
+std::string precision_report(const Path& path, const parsed_args& args) {
+  if constexpr (std::is_same_v<Path, drt::segformer_path>) {
+    if (path.precision.is_fp32()) return "";
+    std::string kernels;
+    for (const drt::precision p : {drt::precision::bf16, drt::precision::int8})
+      if (path.precision.uses(p)) kernels += (kernels.empty() ? "" : "; ") + drt::kernel_description(p);
+    if (path.precision.uses(drt::precision::int8))
+      kernels += args.has("--int8-ranges") ? "; int8 input ranges: calibrated, " + args.get("--int8-ranges")
+                                           : std::string("; int8 input ranges: each call's own");
+    return path.precision.to_string() + " (" + kernels + ")";
+  } else {
+    return "";
+  }
 }
 
 /// The pixel limit of a command line (--max-pixels N, or drt's default).

@@ -1,9 +1,9 @@
 #pragma once
 /// @file observer.hpp
 /// Activation statistics without touching the kernels: while an `observing_session` is active on the
-/// calling thread, layers with prunable channel groups report the activations their consumer reads
-/// (e.g. Mix-FFN's hidden units, which dense2 reads). Calibration (dynamic/channel_order.hpp) ranks
-/// channels by them. With no session the cost is one thread-local load and a branch, as for the
+/// calling thread, every `linear` reports the inputs it reads, keyed by its address (so a Mix-FFN's
+/// hidden units are dense2's report). Calibration ranks channels by them (dynamic/channel_order.hpp)
+/// and chooses int8 input ranges from them (dynamic/int8_calibration.hpp). With no session the cost is one thread-local load and a branch, as for the
 /// profiler (core/profiler.hpp).
 
 #include <cstddef>

@@ -41,6 +41,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "../core/precision.hpp"
 
 namespace drt {
 
@@ -51,6 +52,7 @@ enum class knob_kind {
   skip_pairs,  ///< a list of (stage, block) pairs
   fractions,   ///< a list of numbers
   boolean,     ///< true / false
+  precision,   ///< a precision_plan: `int8` or `encoder:int8,decoder:bf16`
 };
 
 /// How a knob's entries map onto the model.
@@ -68,6 +70,7 @@ inline const char* to_string(knob_kind k) noexcept {
     case knob_kind::skip_pairs: return "skip_pairs";
     case knob_kind::fractions: return "fractions";
     case knob_kind::boolean: return "boolean";
+    case knob_kind::precision: return "precision";
   }
   return "?";
 }
@@ -113,7 +116,7 @@ struct knob_info {
 template <class Path, class Config>
 struct path_knob {
   using member = std::variant<int Path::*, std::vector<int> Path::*, std::vector<std::pair<int, int>> Path::*,
-                              std::vector<double> Path::*, bool Path::*>;
+                              std::vector<double> Path::*, bool Path::*, precision_plan Path::*>;
   const char* name;
   member field;  ///< where the value lives; its type gives the kind
   knob_layout layout;
@@ -130,6 +133,8 @@ struct path_knob {
   const char* excludes_reason = "";
   /// Null when the knob applies to the model, else why not (a set value is then refused).
   const char* (*not_applicable)(const Config&) = nullptr;
+  /// precision knobs: the model's region names, comma-separated ("encoder,decoder").
+  const char* regions = nullptr;
 
   knob_kind kind() const noexcept { return static_cast<knob_kind>(field.index()); }
 };
@@ -336,6 +341,10 @@ struct path_json_reader {
     if (!whole.is_boolean()) malformed();
     return whole.get<bool>();
   }
+  std::string text() const {
+    if (!whole.is_string()) malformed();
+    return whole.get<std::string>();
+  }
 };
 
 /// Whether block b of stage s runs under a prefix of `depths` (empty = all) and the `skip` pairs.
@@ -391,6 +400,8 @@ template <class V>
 bool at_full_value(const V& v, const V& full) {
   if constexpr (std::is_same_v<V, std::vector<double>>)
     return v == full || all_ones(v);
+  else if constexpr (std::is_same_v<V, precision_plan>)
+    return v.is_fp32();  // "precision=fp32" is the full model, as "mlp=1" is
   else
     return v == full;
 }
@@ -412,6 +423,8 @@ std::string knob_text(const path_knob<Path, Config>& k, const Path& p, bool as_g
           return join_ints(p.*m);
         else if constexpr (std::is_same_v<V, std::vector<double>>)
           return fractions_string(p.*m);
+        else if constexpr (std::is_same_v<V, precision_plan>)
+          return (p.*m).to_string();
         else
           return skip_pairs_string(p.*m);
       },
@@ -456,6 +469,8 @@ Path parse_path(const std::string& text) {
             std::vector<double> out;
             for (const auto& e : detail::split_commas(v)) out.push_back(detail::parse_path_fraction(text, k, e));
             p.*m = std::move(out);
+          } else if constexpr (std::is_same_v<V, precision_plan>) {
+            p.*m = precision_plan::parse(v, detail::path_where(text));
           } else {
             p.*m = detail::parse_skip_pairs(text, v, k);
           }
@@ -491,6 +506,8 @@ nlohmann::json path_to_json(const Path& p) {
             auto a = nlohmann::json::array();
             for (const auto& [s, b] : p.*m) a.push_back({s, b});
             j[k.name] = std::move(a);
+          } else if constexpr (std::is_same_v<V, precision_plan>) {
+            j[k.name] = (p.*m).to_string();
           } else {
             j[k.name] = p.*m;
           }
@@ -523,6 +540,8 @@ Path path_from_json(const nlohmann::json& j) {
             p.*m = r.integers();
           else if constexpr (std::is_same_v<V, std::vector<double>>)
             p.*m = r.numbers();
+          else if constexpr (std::is_same_v<V, precision_plan>)
+            p.*m = precision_plan::parse(r.text(), detail::path_json_where(key));
           else
             p.*m = r.skip_pairs();
         },
@@ -559,6 +578,11 @@ void set_path_knob(Path& p, const std::string& name, const std::vector<double>& 
           p.*m = std::move(out);
         } else if constexpr (std::is_same_v<V, std::vector<double>>) {
           p.*m = values;
+        } else if constexpr (std::is_same_v<V, precision_plan>) {
+          // one value for the whole model: 0 fp32, 1 bf16, 2 int8 (the order of drt::precision)
+          if (values.size() != 1 || !(values[0] == 0 || values[0] == 1 || values[0] == 2))
+            throw invalid_input("path: key '" + name + "' takes one value 0 (fp32), 1 (bf16) or 2 (int8)");
+          p.*m = precision_plan{static_cast<precision>(static_cast<int>(values[0])), {}};
         } else {
           throw invalid_input("path: key '" + name + "' holds stage.block pairs: set it through the text form");
         }
@@ -627,6 +651,12 @@ void validate_path(const Path& p, const Config& c) {
             check(v, k.range(c, 0, 0), "", 0);
           } else if constexpr (std::is_same_v<V, bool>) {
             // any value is valid
+          } else if constexpr (std::is_same_v<V, precision_plan>) {
+            const std::string names = k.regions ? k.regions : "";
+            for (const auto& r : v.regions)
+              if (("," + names + ",").find("," + r.first + ",") == std::string::npos)
+                throw invalid_input(where + ": precision region '" + detail::path_shown(r.first) +
+                                    "' is not a region of " + fam.name + " (regions: " + names + ")");
           } else if constexpr (std::is_same_v<V, std::vector<std::pair<int, int>>>) {
             for (const auto& [s, b] : v)
               if (s < 0 || static_cast<std::size_t>(s) >= stages || b < 0 || b >= depths[static_cast<std::size_t>(s)])
@@ -674,7 +704,9 @@ std::vector<knob_info> path_knobs(const Config& c) {
     info.min_exclusive = info.kind == knob_kind::fractions;
     switch (k.layout) {
       case knob_layout::scalar:
-        info.entries.push_back({-1, -1, info.kind == knob_kind::boolean ? knob_range{0, 1, 1} : k.range(c, 0, 0)});
+        info.entries.push_back({-1, -1, info.kind == knob_kind::boolean     ? knob_range{0, 1, 1}
+                                        : info.kind == knob_kind::precision ? knob_range{0, 2, 1}
+                                                                            : k.range(c, 0, 0)});
         break;
       case knob_layout::per_stage:
         for (std::size_t s = 0; s < depths.size(); ++s)

@@ -16,6 +16,9 @@
 /// - mlp: Mix-FFN hidden units kept, as fractions of each block's hidden width (1 value, one per
 ///   stage or one per block): `mlp=0.5` or `mlp=1,1,0.75,0.5`. The units kept are a prefix of the
 ///   order the model was loaded in (dynamic/channel_order.hpp: by importance by default).
+/// - precision: the arithmetic of the GEMM layers, for the whole model or per region
+///   (`precision=int8`, `precision=encoder:int8,decoder:bf16`; regions encoder and decoder):
+///   core/precision.hpp, docs/precision.md.
 
 #include <algorithm>
 #include <cmath>
@@ -42,8 +45,9 @@ struct segformer_path {
   int linear0_in = 0;                       ///< DecodeLinear0 input channels kept
   bool propagate = true;                    ///< propagate dropped fuse inputs back to the linears
   std::vector<double> mlp;                  ///< Mix-FFN hidden units kept as fractions (1, per stage or per block)
+  precision_plan precision;                 ///< arithmetic per region (fp32 everywhere by default)
 
-  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp";
+  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<segformer_path, segformer_config>& family() {
@@ -79,6 +83,9 @@ struct segformer_path {
              },
              "Mix-FFN hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
              "dense1 computes, the depthwise conv and dense2 read only those"},
+            {"precision", &segformer_path::precision, knob_layout::scalar, nullptr,
+             "arithmetic of the GEMM layers: fp32, bf16 or int8, whole model or per region (encoder, decoder)",
+             "", nullptr, "", nullptr, "", nullptr, "encoder,decoder"},
         },
         [](const C& c) { return c.depths; }};
     return f;

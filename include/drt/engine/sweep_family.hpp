@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <exception>
 #include <map>
+#include <set>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -146,14 +147,28 @@ public:
     p95_ratio_ = full_.total.median_ms > 0 ? full_.total.p95_ms / full_.total.median_ms : 1.0;
   }
 
+  /// Adds the times of the full path run in a low precision (`layers` its layer list, `t` its
+  /// profile): a path's scopes that compute in that precision are then predicted from them.
+  void add_precision(const std::vector<layer_info>& layers, const layer_timings& t) {
+    for (const auto& [key, work] : work_by_scope(layers)) {
+      const auto at = key.find('@');
+      if (at == std::string::npos) continue;
+      const auto ms = t.layer_ms.find(key.substr(0, at));
+      if (ms == t.layer_ms.end()) continue;
+      lowp_ms_[key] = ms->second;
+      full_work_[key] = work;
+    }
+  }
+
   /// Predicted median ms of a path whose layers are `layers`.
   double predict_ms(const std::vector<layer_info>& layers) const {
     double t = 0;
     for (const auto& [scope, work] : work_by_scope(layers)) {
-      const auto ms = full_.layer_ms.find(scope);
+      const auto low = lowp_ms_.find(scope), fp32 = full_.layer_ms.find(scope);
+      const double* ms = low != lowp_ms_.end() ? &low->second : fp32 != full_.layer_ms.end() ? &fp32->second : nullptr;
       const auto fw = full_work_.find(scope);
-      if (ms == full_.layer_ms.end() || fw == full_work_.end()) continue;  // not timed in the full path
-      t += ms->second * (fw->second > 0 ? work / fw->second : 1.0);
+      if (!ms || fw == full_work_.end()) continue;  // not timed in the full path
+      t += *ms * (fw->second > 0 ? work / fw->second : 1.0);
     }
     return scale_ * t + overhead_ms_;
   }
@@ -162,15 +177,23 @@ public:
   const layer_timings& full() const noexcept { return full_; }
 
   /// Work per profiler scope: MACs, or output elements for layers without MACs (norms, resizes).
+  /// A scope holding layers in a low precision P is keyed "scope@P" (timed from the full path in P).
   static std::map<std::string, double> work_by_scope(const std::vector<layer_info>& layers) {
-    std::map<std::string, double> w;
+    std::map<std::string, precision> lowp;
     for (const auto& l : layers)
-      w[l.timing_name()] += l.macs > 0 ? l.macs : double(l.batch) * double(l.k) * double(l.p) * double(l.q);
+      if (l.arithmetic != precision::fp32) lowp[l.timing_name()] = l.arithmetic;
+    std::map<std::string, double> w;
+    for (const auto& l : layers) {
+      const auto p = lowp.find(l.timing_name());
+      const std::string key = p == lowp.end() ? l.timing_name() : l.timing_name() + "@" + to_string(p->second);
+      w[key] += l.macs > 0 ? l.macs : double(l.batch) * double(l.k) * double(l.p) * double(l.q);
+    }
     return w;
   }
 
 private:
   layer_timings full_;
+  std::map<std::string, double> lowp_ms_;  ///< "scope@P" -> the full path's time of the scope in P
   std::map<std::string, double> full_work_;
   double overhead_ms_ = 0, scale_ = 1, p95_ratio_ = 1;
 };
@@ -315,6 +338,19 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
       for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, m.execs[0]);
       auto full = profile_runs([&] { family::logits(*m.model, x, m.execs[0]); }, opt.repeats);
       m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, m.execs[0]), std::move(full));
+      // Paths in a low precision: their scopes are predicted from the full path run in it.
+      std::set<precision> lowp;
+      for (const auto& e : m.execs)
+        for (const auto& l : family::layers(*m.model, H, W, e))
+          if (l.arithmetic != precision::fp32) lowp.insert(l.arithmetic);
+      for (const precision p : lowp) {
+        auto full_p = m.paths[0];
+        set_path_knob(full_p, "precision", static_cast<double>(static_cast<int>(p)));
+        const auto e = family::compile(*m.model, full_p);
+        for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, e);
+        m.latency->add_precision(family::layers(*m.model, H, W, e),
+                                 profile_runs([&] { family::logits(*m.model, x, e); }, opt.repeats));
+      }
       for (const auto& e : m.execs) m.predicted_ms.push_back(m.latency->predict_ms(family::layers(*m.model, H, W, e)));
       prog.done = prog.total;
       report_progress(0);

@@ -110,15 +110,17 @@ public:
   }
 
   /// x: layer-normed tokens [N, H*W, C]; out: [N, H*W, C] receives residual + attention(x)
-  /// (`out` holds the residual on entry; x and out must differ).
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out) const {
+  /// (`out` holds the residual on entry; x and out must differ). `p`: the projections' arithmetic
+  /// (the spatial-reduction conv and the attention products stay fp32).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out,
+           precision p = precision::fp32) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
     detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), k(s * c), v(s * c), ctx(t * c);
     for (std::size_t b = 0; b < n; ++b) {
       const float* xb = x + b * t * c;
       {
         profile_scope ps("attention.query");
-        query_.run(t, xb, c, q.data(), c);
+        query_.run(t, xb, c, q.data(), c, activation::none, nullptr, 0, true, p);
       }
       const float* kv_in = xb;
       if (sr_ > 1) {
@@ -132,11 +134,11 @@ public:
       }
       {
         profile_scope ps("attention.key");
-        key_.run(s, kv_in, c, k.data(), c);
+        key_.run(s, kv_in, c, k.data(), c, activation::none, nullptr, 0, true, p);
       }
       {
         profile_scope ps("attention.value");
-        value_.run(s, kv_in, c, v.data(), c);
+        value_.run(s, kv_in, c, v.data(), c, activation::none, nullptr, 0, true, p);
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
@@ -144,8 +146,18 @@ public:
       }
       float* ob = out + b * t * c;
       profile_scope ps("attention.output");
-      out_.run(t, ctx.data(), c, ob, c, activation::none, ob, c);
+      out_.run(t, ctx.data(), c, ob, c, activation::none, ob, c, true, p);
     }
+  }
+
+  /// The projections with their checkpoint module names (relative to the attention module).
+  template <class F>
+  void for_each_linear(F&& f) {
+    f("self.query", query_), f("self.key", key_), f("self.value", value_), f("output.dense", out_);
+  }
+  template <class F>
+  void for_each_linear(F&& f) const {
+    f("self.query", query_), f("self.key", key_), f("self.value", value_), f("output.dense", out_);
   }
 
 private:

@@ -56,9 +56,9 @@ struct folded_head_cut {
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
   std::size_t fuse_in = 0;   ///< the fuse_in it was composed for (a changed fuse_in recomposes)
   std::size_t stage = none;  ///< the stage whose slot is cut partway (none: every slot is whole or dropped)
-  packed_matrix m;           ///< its M_s [D x C_s] over the kept slot columns
+  linear m;                  ///< its M_s [D x C_s] over the kept slot columns (no bias)
   std::vector<float> bias;   ///< c [D] over the kept slot columns
-  std::size_t bytes() const noexcept { return m.bytes() + bias.size() * sizeof(float); }
+  std::size_t bytes() const noexcept { return m.weights().bytes() + bias.size() * sizeof(float); }
 };
 
 /// How much of the head runs (defaults: everything).
@@ -72,6 +72,9 @@ struct decode_head_channels {
   bool propagate = true;
   /// Folded head with fuse_in below the full width: the path's composed weights (set by `resolve`).
   std::shared_ptr<const folded_head_cut> cut;
+  /// The folded head's GEMMs (M_s and the classifier) run in this arithmetic; the unfolded head is
+  /// fp32 only (`resolve` refuses other).
+  precision arithmetic = precision::fp32;
 };
 
 class mlp_decode_head {
@@ -110,7 +113,7 @@ public:
     src_ = std::move(src);
     for (std::size_t i = 0; i < s; ++i) {
       const auto m = compose_stage(i, hidden);
-      folded_w_.push_back(packed_matrix::from_nk(m.data(), hidden, stage_channels[i], stage_channels[i]));
+      folded_w_.emplace_back(m.data(), nullptr, hidden, stage_channels[i]);
     }
     folded_bias_ = compose_bias(std::vector<std::size_t>(s, hidden));
   }
@@ -122,6 +125,13 @@ public:
   std::size_t stage_channels(std::size_t s) const noexcept { return channels_[s]; }
   /// true for the folded form.
   bool folded() const noexcept { return folded_; }
+  /// The folded head's GEMM layers with names (M_s as "decode_head.folded_linear.s", the classifier
+  /// as "decode_head.classifier"): what a low precision runs and int8 calibration measures.
+  template <class F>
+  void for_each_linear(F&& f) {
+    for (std::size_t s = 0; s < folded_w_.size(); ++s) f("decode_head.folded_linear." + std::to_string(s), folded_w_[s]);
+    f(std::string("decode_head.classifier"), cls_);
+  }
   /// Unfolded head: stage s's decoder linear (linear_c[s]).
   const linear& stage_linear(std::size_t s) const {
     if (folded_) throw invalid_input("decode head: the folded head has no separate decoder linears");
@@ -140,7 +150,7 @@ public:
   std::size_t weight_bytes() const noexcept {
     std::size_t b = cls_.weights().bytes() + fuse_.bytes();
     for (const auto& l : linears_) b += l.weights().bytes();
-    for (const auto& m : folded_w_) b += m.bytes();
+    for (const auto& m : folded_w_) b += m.weights().bytes();
     return b;
   }
   std::size_t composition_bytes() const noexcept {
@@ -175,6 +185,13 @@ public:
   /// weights (`cut`) unless already there for this fuse_in.
   decode_head_channels resolve(decode_head_channels ch) const {
     ch = with_defaults(std::move(ch));
+    if (ch.arithmetic != precision::fp32) {
+      if (!folded_)
+        throw invalid_input(std::string("decode head: precision ") + to_string(ch.arithmetic) +
+                            " needs the folded decoder (the unfolded one runs in fp32 only)");
+      cls_.prepare(ch.arithmetic);
+      for (const auto& m : folded_w_) m.prepare(ch.arithmetic);
+    }
     if (!folded_ || ch.fuse_in == stages() * d_) {
       ch.cut.reset();
     } else if (!ch.cut || ch.cut->fuse_in != ch.fuse_in) {
@@ -186,12 +203,17 @@ public:
         if (kept[s] != 0 && kept[s] != d_) {
           cut->stage = s;
           const auto m = compose_stage(s, kept[s]);
-          cut->m = packed_matrix::from_nk(m.data(), d_, channels_[s], channels_[s]);
+          cut->m = linear(m.data(), nullptr, d_, channels_[s]);
+          if (const auto* q = folded_w_[s].input_quant()) {  // the same inputs as the model's M_s
+            const float lo = -q->scale * float(q->zero_point);
+            cut->m.set_input_range(lo, lo + 255.f * q->scale);
+          }
         }
       }
       cut->bias = compose_bias(kept);
       ch.cut = std::move(cut);
     }
+    if (ch.cut && ch.cut->stage != folded_head_cut::none) ch.cut->m.prepare(ch.arithmetic);
     return ch;
   }
 
@@ -297,11 +319,13 @@ private:
       const std::string name = prof ? "DecodeLinearFuse" + std::to_string(s) : std::string();
       profile_scope ps(name.c_str());
       outs[s].resize(ms * p);
-      gemm(ms, p, channels_[s], feats[s], channels_[s], stage_weights(s, ch), outs[s].data(), p);
+      stage_weights(s, ch).run_prefix(ms, p, channels_[s], feats[s], channels_[s], outs[s].data(), p,
+                                      activation::none, nullptr, 0, nullptr, ch.arithmetic);
       up.push_back({outs[s].data(), hs[s], ws[s]});
     }
     const bool stage0 = stage_outputs_kept(0, ch.fuse_in) != 0;
-    const packed_matrix& m0 = stage_weights(0, ch);
+    const linear& m0 = stage_weights(0, ch);
+    const precision arith = ch.arithmetic;
     const bilinear_sum sum(up, n, p, h0, w0, stage0 ? nullptr : bias, activation::relu);
     // Blocks of about one GEMM row block of pixels: the block's [pixels x P] stays in L2 from stage
     // 0's GEMM through the classifier.
@@ -317,23 +341,22 @@ private:
           thread_local detail::aligned_vector<float> local;
           float* y = logits ? (local.resize(px * p), local.data()) : fused + r0 * w0 * p;
           if (stage0) {
-            gemm_epilogue ep;
-            ep.bias = bias;
-            gemm(px, p, k0, feats[0] + r0 * w0 * channels_[0], channels_[0], m0, y, p, ep, false);
+            m0.run_prefix(px, p, k0, feats[0] + r0 * w0 * channels_[0], channels_[0], y, p, activation::none, nullptr,
+                          0, bias, arith, false);
           }
           sum.rows(r0, r1, y);
           if (!logits) return;
-          gemm_epilogue ec;
-          ec.bias = cls_.bias();
           if (!nchw) {
-            gemm(px, classes_, p, y, p, cls_.weights(), logits + r0 * w0 * classes_, classes_, ec, false);
+            cls_.run_prefix(px, classes_, p, y, p, logits + r0 * w0 * classes_, classes_, activation::none, nullptr, 0,
+                            nullptr, arith, false);
             return;
           }
           // NCHW: the block's [pixels x K] goes out class by class, each a run of contiguous pixels
           // per image (a block may end one image and start the next).
           thread_local detail::aligned_vector<float> block;
           block.resize(px * classes_);
-          gemm(px, classes_, p, y, p, cls_.weights(), block.data(), classes_, ec, false);
+          cls_.run_prefix(px, classes_, p, y, p, block.data(), classes_, activation::none, nullptr, 0, nullptr, arith,
+                          false);
           const std::size_t hw = h0 * w0;
           for (std::size_t i0 = 0; i0 < px;) {
             const std::size_t g = r0 * w0 + i0, b = g / hw, q = g % hw, len = std::min(px - i0, hw - q);
@@ -349,7 +372,7 @@ private:
   }
 
   /// M_s of the path: the composed one for the stage whose slot `fuse_in` cuts, else the model's.
-  const packed_matrix& stage_weights(std::size_t s, const decode_head_channels& ch) const {
+  const linear& stage_weights(std::size_t s, const decode_head_channels& ch) const {
     return ch.cut && ch.cut->stage == s ? ch.cut->m : folded_w_[s];
   }
 
@@ -398,7 +421,7 @@ private:
   packed_matrix fuse_;
   std::vector<float> fuse_bias_;
   // folded
-  std::vector<packed_matrix> folded_w_;  ///< M_s [D x C_s] per stage
+  std::vector<linear> folded_w_;  ///< M_s [D x C_s] per stage (no bias: c is added once, in stage 0's GEMM)
   std::vector<float> folded_bias_;       ///< c [D]
   std::shared_ptr<const sources> src_;
 };

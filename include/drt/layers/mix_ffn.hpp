@@ -42,13 +42,14 @@ public:
   /// same weights serve every width).
   /// `bias2` (optional, C floats) replaces dense2's bias: the compensated bias of a prefix
   /// (`dense2().compensated_bias`).
+  /// `p`: dense1's and dense2's arithmetic (the depthwise conv stays fp32).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0,
-           const float* bias2 = nullptr) const {
+           const float* bias2 = nullptr, precision p = precision::fp32) const {
     const std::size_t m = n * h * w, r = kept ? std::min(kept, hidden()) : hidden(), c = channels();
     detail::aligned_vector<float> a(m * r), b(m * r);
     {
       profile_scope ps("mlp.dense1");
-      dense1_.run_prefix(m, r, c, x, c, a.data(), r);
+      dense1_.run_prefix(m, r, c, x, c, a.data(), r, activation::none, nullptr, 0, nullptr, p);
     }
     {
     profile_scope ps("mlp.dwconv");
@@ -58,13 +59,21 @@ public:
       case activation::none: dw_.run<activation::none>(a.data(), n, h, w, b.data(), r); break;
     }
     }
-    observe_activations(this, b.data(), m, r, r);  // what dense2 reads: calibration ranks hidden units by it
     profile_scope ps2("mlp.dense2");
-    dense2_.run_prefix(m, c, r, b.data(), r, out, c, activation::none, out, c, bias2);
+    dense2_.run_prefix(m, c, r, b.data(), r, out, c, activation::none, out, c, bias2, p);
   }
 
   /// The consumer of the hidden units (its compensated_bias keeps a prefix unbiased).
   const linear& dense2() const noexcept { return dense2_; }
+  /// dense1 and dense2 with their checkpoint module names (relative to the mlp module).
+  template <class F>
+  void for_each_linear(F&& f) {
+    f("dense1", dense1_), f("dense2", dense2_);
+  }
+  template <class F>
+  void for_each_linear(F&& f) const {
+    f("dense1", dense1_), f("dense2", dense2_);
+  }
 
 private:
   linear dense1_;

@@ -87,6 +87,7 @@ struct model_family<segformer_model>
   static std::string encoder_key(path_type p) {
     p.fuse_in = p.pred_in = p.linear0_in = 0;
     p.propagate = true;
+    p.precision = precision_plan{precision::fp32, {{"encoder", p.precision.of("encoder")}}};  // the decoder's is the head's
     return p.to_string();
   }
   static encoding_type encode(const model_type& m, const tensor4& x, const execution_type& e) { return m.encode(x, e); }

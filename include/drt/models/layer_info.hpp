@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "../core/precision.hpp"
+
 namespace drt {
 
 enum class layer_kind { conv, depthwise_conv, linear, attention_matmul, softmax, norm, elementwise, resize, pool };
@@ -49,6 +51,8 @@ struct layer_info {
   /// prefix), or for a layer without weights the module that computes it (attention products:
   /// the attention module). Decoder layers folded together name the first module they fold.
   std::string module;
+  /// The arithmetic the layer computes in (a path's `precision` lowers GEMM layers only).
+  precision arithmetic = precision::fp32;
   const std::string& timing_name() const noexcept { return timed_as.empty() ? name : timed_as; }
 };
 

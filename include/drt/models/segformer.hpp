@@ -19,6 +19,7 @@
 #include "../io/safetensors.hpp"
 #include "../io/weight_source.hpp"
 #include "../dynamic/channel_order.hpp"
+#include "../dynamic/int8_calibration.hpp"
 #include "../dynamic/path.hpp"
 #include "layer_info.hpp"
 #include "../layers/attention.hpp"
@@ -69,6 +70,9 @@ struct segformer_options {
   /// order, computed at load; {"checkpoint"}: as stored; a calibrated order: its permutations.
   /// Paths without channel knobs on these groups compute the same under every order.
   channel_order order = weight_order_request();
+  /// Calibrated int8 input ranges of the GEMM layers (dynamic/int8_calibration.hpp), applied at load;
+  /// null: a path in int8 quantizes each layer call's input with its own range.
+  std::shared_ptr<const int8_calibration> int8 = nullptr;
 };
 
 /// Outputs of one forward pass, in PyTorch's NCHW layout.
@@ -90,7 +94,8 @@ struct segformer_execution {
   std::vector<std::vector<unsigned char>> skip;
   /// Mix-FFN hidden units each block computes (a prefix), and dense2's compensated biases.
   unit_prefixes mlp;
-  decode_head_channels head;  ///< channel prefixes of the decode head
+  decode_head_channels head;  ///< channel prefixes of the decode head (and its arithmetic)
+  precision encoder = precision::fp32;  ///< the encoder's linears' arithmetic (path knob `precision`)
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -125,6 +130,7 @@ public:
     build_.order = resolve_order(build_.order, source, groups);
     weight_reader get(build_.order.is_identity() ? source : permuted_source(source, build_.order, groups));
     build(get);
+    if (build_.int8) apply_int8_calibration(*this, *build_.int8, "int8 calibration (" + build_.int8->source + ")");
   }
 
   /// A model with synthetic weights (see `random_source`) for benchmarks and profiles when no
@@ -250,8 +256,20 @@ public:
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
       for (std::size_t j = 0; j < blocks_[s].size(); ++j)
-        out[&blocks_[s][j].ffn] = group_name(s, j);
+        out[&blocks_[s][j].ffn.dense2()] = group_name(s, j);  // its inputs are the hidden units
     return out;
+  }
+  /// Every GEMM layer a precision lowers, with its checkpoint module name (the folded decoder's
+  /// composed M_s as "decode_head.folded_linear.s"): what int8 calibration sets ranges on.
+  template <class F>
+  void for_each_linear(F&& f) {
+    for (std::size_t s = 0; s < blocks_.size(); ++s)
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
+        const std::string b = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
+        blocks_[s][j].attention.for_each_linear([&](const char* n, linear& l) { f(b + "attention." + n, l); });
+        blocks_[s][j].ffn.for_each_linear([&](const char* n, linear& l) { f(b + "mlp." + n, l); });
+      }
+    if (head_.folded()) head_.for_each_linear(f);
   }
   const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
   const std::vector<segformer_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
@@ -295,7 +313,15 @@ public:
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
     e.head.linear0_in = static_cast<std::size_t>(path.linear0_in);
     e.head.propagate = path.propagate;
+    e.head.arithmetic = path.precision.of("decoder");
     e.head = head_.resolve(e.head);
+    e.encoder = path.precision.of("encoder");
+    if (e.encoder != precision::fp32)
+      for (const auto& blocks : blocks_)
+        for (const auto& b : blocks) {
+          b.attention.for_each_linear([&](const char*, const linear& l) { l.prepare(e.encoder); });
+          b.ffn.for_each_linear([&](const char*, const linear& l) { l.prepare(e.encoder); });
+        }
     return e;
   }
 
@@ -388,6 +414,9 @@ public:
     }
     add("Conv2DPred", layer_kind::conv, dec, head_.classes(), pred_in, hs[0], ws[0], 1, 1,
         head_.classes() * pred_in + head_.classes()) = "decode_head.classifier";
+    for (auto& l : out)  // the GEMM layers run in the path's precision (attention products stay fp32)
+      if (l.kind == layer_kind::linear)
+        l.arithmetic = l.region == model_region::encoder ? exec.encoder : exec.head.arithmetic;
     if (head_.folded())  // stage 0's GEMM, the upsample-sum and the classifier run per row block, timed together
       for (auto& l : out)
         if (l.name == "DecodeLinearFuse0" || l.name == "DecodeUpsampleSumReLU" || l.name == "Conv2DPred")
@@ -447,12 +476,12 @@ public:
           profile_scope ps("attention.layer_norm_1");
           blk.norm1.run(m, f.data(), C, normed.data(), C);
         }
-        blk.attention.run(normed.data(), n, oh, ow, f.data());
+        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder);
         {
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
         }
-        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j));
+        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder);
       }
       {
         const std::string name = prof ? st + "_LayerNorm" : std::string();

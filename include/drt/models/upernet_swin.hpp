@@ -151,7 +151,7 @@ public:
   std::map<const void*, std::string> group_layers() const {
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
-      for (std::size_t j = 0; j < blocks_[s].size(); ++j) out[&blocks_[s][j].fc1] = group_name(s, j);
+      for (std::size_t j = 0; j < blocks_[s].size(); ++j) out[&blocks_[s][j].fc2] = group_name(s, j);  // reads the units
     return out;
   }
   /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
@@ -559,7 +559,6 @@ public:
           profile_scope ps("mlp.fc1");
           blk.fc1.run_prefix(m, hid, C, normed.data(), C, hidden.data(), hid, act);
         }
-        observe_activations(&blk.fc1, hidden.data(), m, hid, hid);  // what fc2 reads: calibration ranks units
         profile_scope ps("mlp.fc2");
         blk.fc2.run_prefix(m, C, hid, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C,
                            exec.mlp.bias_at(st, j));

@@ -1,0 +1,66 @@
+// precision and precision_plan (core/precision.hpp): the text form, and the path knob that carries it
+// (`precision=` in SegFormer's path language: text, JSON, validation).
+#include <doctest/doctest.h>
+
+#include <drt/core/precision.hpp>
+#include <drt/dynamic/path.hpp>
+#include <drt/models/segformer.hpp>
+
+TEST_SUITE("core") {
+  TEST_CASE("precision_plan: whole model, per region, canonical text and errors") {
+    const auto all = drt::precision_plan::parse("int8", "t");
+    CHECK(all.all == drt::precision::int8);
+    CHECK(all.regions.empty());
+    CHECK(all.of("encoder") == drt::precision::int8);
+    CHECK(all.to_string() == "int8");
+    const auto mixed = drt::precision_plan::parse("encoder:int8,decoder:bf16", "t");
+    CHECK(mixed.of("encoder") == drt::precision::int8);
+    CHECK(mixed.of("decoder") == drt::precision::bf16);
+    CHECK(mixed.of("elsewhere") == drt::precision::fp32);
+    CHECK(mixed.to_string() == "encoder:int8,decoder:bf16");
+    CHECK(mixed.uses(drt::precision::bf16));
+    CHECK_FALSE(mixed.is_fp32());
+    const auto rest = drt::precision_plan::parse("all:bf16,decoder:fp32", "t");
+    CHECK(rest.of("encoder") == drt::precision::bf16);
+    CHECK(rest.of("decoder") == drt::precision::fp32);
+    CHECK(rest.to_string() == "all:bf16,decoder:fp32");
+    CHECK(drt::precision_plan::parse(rest.to_string(), "t") == rest);
+    CHECK(drt::precision_plan::parse("float32", "t").is_fp32());
+    CHECK(drt::precision_plan::parse("encoder:fp32", "t").is_fp32());
+    CHECK_THROWS_WITH_AS(drt::precision_plan::parse("int4", "where"),
+                         "where: precision 'int4' is not one of fp32, bf16, int8", drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::precision_plan::parse("encoder:int8,encoder:bf16", "w"),
+                         "w: precision region 'encoder' given twice", drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::precision_plan::parse("encoder:int8,bf16", "w"),
+                         "w: precision entry 'bf16' must be region:precision (e.g. encoder:int8)", drt::invalid_input);
+  }
+
+  TEST_CASE("segformer path: the precision knob in text, JSON and validation") {
+    const auto c = drt::standard_segformer_config("segformer-b0");
+    const auto p = drt::segformer_path::parse("mlp=0.5 precision=encoder:int8,decoder:bf16");
+    CHECK(p.precision.of("encoder") == drt::precision::int8);
+    CHECK(p.to_string() == "mlp=0.5 precision=encoder:int8,decoder:bf16");
+    CHECK(p.to_json().dump() == R"({"mlp":[0.5],"precision":"encoder:int8,decoder:bf16"})");
+    CHECK(drt::segformer_path::from_json(p.to_json()).to_string() == p.to_string());
+    p.validate(c);
+    // fp32 is the full model's value, however written (one path, one name)
+    CHECK(drt::segformer_path::parse("precision=fp32").to_string() == "full");
+    CHECK(drt::segformer_path::parse("precision=encoder:fp32").to_json().dump() == "{}");
+    CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=head:int8").validate(c),
+                         "path 'precision=head:int8': precision region 'head' is not a region of segformer "
+                         "(regions: encoder,decoder)",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=fp16"),
+                         "path 'precision=fp16': precision 'fp16' is not one of fp32, bf16, int8", drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::segformer_path::from_json(nlohmann::json::parse(R"({"precision": 8})")),
+                         "path JSON: key 'precision' has a malformed value 8", drt::invalid_input);
+    drt::segformer_path q;
+    drt::set_path_knob(q, "precision", 2.0);  // a sweep's numeric value: 0 fp32, 1 bf16, 2 int8
+    CHECK(q.to_string() == "precision=int8");
+    CHECK_THROWS_AS(drt::set_path_knob(q, "precision", 3.0), drt::invalid_input);
+    const auto knobs = drt::path_knobs<drt::segformer_path>(c);
+    REQUIRE(knobs.back().name == "precision");
+    CHECK(knobs.back().kind == drt::knob_kind::precision);
+    CHECK(knobs.back().max == 2);
+  }
+}
