@@ -252,6 +252,7 @@ TEST_SUITE("dynamic") {
     const std::string src = drt_test::source_dir();
     const std::vector<std::string> files = {"/data/models/segformer-b0-camvid/lut.json",
                                             "/docs/results/lut_segformer_b0_camvid.json",
+                                            "/docs/results/lut_segformer_b0_camvid_int8.json",
                                             "/docs/results/lut_segformer_camvid.json",
                                             "/docs/results/lut_segformer_camvid_hybrid.json"};
     std::size_t paths = 0;

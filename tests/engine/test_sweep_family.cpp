@@ -71,6 +71,20 @@ TEST_SUITE("engine") {
     CHECK(lm.p95_ratio() == doctest::Approx(1.2));
   }
 
+  TEST_CASE("sweep_paths: the full model's value of an added knob comes first (fp32 before int8, mlp 1)") {
+    const auto m = drt::segformer_model::with_random_weights(drt::standard_segformer_config("segformer-b0", 4), 1);
+    drt::sweep_options o;
+    o.depths = {{2, 2, 2, 2}};
+    o.knob_grid = {{"fuse_in", {1024}}, {"pred_in", {256}}, {"precision", {2, 1, 0}}, {"mlp", {0.5, 1}}};
+    const auto paths = drt::sweep_paths(m, o);
+    REQUIRE(paths.size() == 6);
+    CHECK(paths[0].to_string() == "full");  // the sweep's latency model profiles the first path
+    CHECK(paths[1].to_string() == "mlp=0.5");
+    CHECK(paths[2].to_string() == "precision=int8");
+    CHECK(paths[3].to_string() == "mlp=0.5 precision=int8");
+    CHECK(paths[4].to_string() == "precision=bf16");
+  }
+
   TEST_CASE("layer_latency_model: scopes in a low precision are predicted from the full path run in it") {
     auto layer = [](const std::string& name, double macs, drt::precision p, const std::string& timed_as = "") {
       drt::layer_info l;

@@ -91,7 +91,16 @@ std::vector<typename model_family<Model>::path_type> sweep_paths(const Model& mo
     const std::vector<double>& values = knob.second;
     if (values.empty()) throw invalid_input("sweep: knob '" + name + "' has no values");
     auto it = std::find_if(grid.begin(), grid.end(), [&](const sweep_knob& k) { return k.name == name; });
-    if (it == grid.end()) it = grid.insert(grid.end(), sweep_knob{name, {}, NAN});
+    if (it == grid.end()) {
+      // the full model's value where the knob's kind has one: a fraction 1, precision 0 (fp32)
+      const auto& knobs = path_type::family().knobs;
+      const auto pk = std::find_if(knobs.begin(), knobs.end(), [&](const auto& k) { return name == k.name; });
+      const double full = pk == knobs.end()                     ? NAN
+                          : pk->kind() == knob_kind::fractions ? 1.0
+                          : pk->kind() == knob_kind::precision ? 0.0
+                                                               : NAN;
+      it = grid.insert(grid.end(), sweep_knob{name, {}, full});
+    }
     it->values = values;
   }
   const auto full_depths = family::depths(model);
@@ -100,12 +109,14 @@ std::vector<typename model_family<Model>::path_type> sweep_paths(const Model& mo
   std::vector<std::string> seen;
   for (const auto& d : depth_list) {
     std::vector<std::size_t> idx(grid.size(), 0);
-    // odometer over the knobs, the full value (or the largest) of every knob first
+    // odometer over the knobs, the full value (else the largest) of every knob first
     std::vector<std::vector<double>> values;
     for (const auto& k : grid) {
       std::vector<double> v = k.values;
       std::sort(v.begin(), v.end(), [](double a, double b) { return a > b; });
       v.erase(std::unique(v.begin(), v.end()), v.end());
+      const auto f = std::find(v.begin(), v.end(), k.full);
+      if (f != v.end()) std::rotate(v.begin(), f, f + 1);  // e.g. precision: fp32 (0) before int8 (2)
       values.push_back(v);
     }
     while (true) {
@@ -335,18 +346,26 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
     if (!accuracy_only) {
       report_progress(0);
       const auto& x = data.inputs[0];
-      for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, m.execs[0]);
-      auto full = profile_runs([&] { family::logits(*m.model, x, m.execs[0]); }, opt.repeats);
-      m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, m.execs[0]), std::move(full));
-      // Paths in a low precision: their scopes are predicted from the full path run in it.
+      // The per-layer model is the full path's profile in fp32 (the first path, in fp32 if the grid
+      // puts it in another precision), and for each low precision the paths use, in that one.
+      const auto& knobs = path_type::family().knobs;
+      const bool has_precision =
+          std::any_of(knobs.begin(), knobs.end(), [](const auto& k) { return k.kind() == knob_kind::precision; });
+      auto in_precision = [&](precision p) {
+        auto q = m.paths[0];
+        if (has_precision) set_path_knob(q, "precision", static_cast<double>(static_cast<int>(p)));
+        return family::compile(*m.model, q);
+      };
+      const auto e0 = in_precision(precision::fp32);
+      for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, e0);
+      auto full = profile_runs([&] { family::logits(*m.model, x, e0); }, opt.repeats);
+      m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, e0), std::move(full));
       std::set<precision> lowp;
       for (const auto& e : m.execs)
         for (const auto& l : family::layers(*m.model, H, W, e))
           if (l.arithmetic != precision::fp32) lowp.insert(l.arithmetic);
       for (const precision p : lowp) {
-        auto full_p = m.paths[0];
-        set_path_knob(full_p, "precision", static_cast<double>(static_cast<int>(p)));
-        const auto e = family::compile(*m.model, full_p);
+        const auto e = in_precision(p);
         for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, e);
         m.latency->add_precision(family::layers(*m.model, H, W, e),
                                  profile_runs([&] { family::logits(*m.model, x, e); }, opt.repeats));
