@@ -4,7 +4,9 @@
 /// inside a parallel region (then they run serially in the calling thread).
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <exception>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,6 +50,9 @@ inline void set_threads(int n) noexcept {
 /// Indices are handed out dynamically (the items of a kernel need not cost the same) but in chunks
 /// once there are many: one shared-counter grab per item cost ~1 ms on a 16384-row LayerNorm, more
 /// than the normalization itself. About 16 chunks per thread keep the load balanced.
+/// An exception thrown by f (e.g. an int8 layer refusing a non-finite input) stops the remaining
+/// chunks and is rethrown on the calling thread: an exception leaving an OpenMP region would
+/// terminate the program.
 template <class F>
 void parallel_for(std::size_t n, F&& f, double work = 1e9) {
   const bool par = !in_parallel() && n > 1 && work > 2e5;
@@ -55,10 +60,20 @@ void parallel_for(std::size_t n, F&& f, double work = 1e9) {
   const std::size_t chunk = par && n > 64 * threads ? n / (16 * threads) : 1;
   const long long chunks = static_cast<long long>((n + chunk - 1) / chunk);
   (void)par;  // unused when compiled without OpenMP
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 1) if (par)
   for (long long b = 0; b < chunks; ++b) {
-    const std::size_t i0 = static_cast<std::size_t>(b) * chunk, i1 = std::min(n, i0 + chunk);
-    for (std::size_t i = i0; i < i1; ++i) f(i);
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      const std::size_t i0 = static_cast<std::size_t>(b) * chunk, i1 = std::min(n, i0 + chunk);
+      for (std::size_t i = i0; i < i1; ++i) f(i);
+    } catch (...) {
+#pragma omp critical(drt_parallel_for_error)
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_relaxed);
+    }
   }
+  if (error) std::rethrow_exception(error);
 }
 }  // namespace drt
