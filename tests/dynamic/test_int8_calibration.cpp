@@ -2,6 +2,8 @@
 // the observer's exact [min, max], the JSON form and its errors, and calibration applied to a model.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <random>
 #include <string>
@@ -82,8 +84,12 @@ TEST_SUITE("dynamic") {
     auto model = drt::segformer_model::with_random_weights(cfg, 3);
     std::vector<std::string> names;
     model.for_each_linear([&](const std::string& n, drt::linear&) { names.push_back(n); });
-    REQUIRE(names.size() == 8 * 6 + 4 + 1);  // 8 blocks x (q, k, v, o, dense1, dense2), folded M_0..3, classifier
+    // 8 blocks x (q, k, v, o, dense1, dense2), the sr reduction of the 6 blocks of stages 1-3 (sr 8, 4,
+    // 2), folded M_0..3, classifier
+    REQUIRE(names.size() == 8 * 6 + 6 + 4 + 1);
     CHECK(names.front() == "segformer.encoder.block.0.0.attention.self.query");
+    CHECK(names[3] == "segformer.encoder.block.0.0.attention.self.sr");
+    CHECK(std::count(names.begin(), names.end(), "segformer.encoder.block.3.1.attention.self.sr") == 0);  // sr = 1
     CHECK(names.back() == "decode_head.classifier");
     const auto images = [&] {
       for (unsigned s = 0; s < 3; ++s) (void)model.forward(pixels(64, 48, 10 + s));

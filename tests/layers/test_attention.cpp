@@ -4,6 +4,9 @@
 // efficient self-attention (sr = 1, 2, 4 on sizes not divisible by sr) against linear_ref +
 // conv2d_ref + layer_norm_ref + multi_head_attention_ref + linear_ref + residual.
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
+// The bf16 core (bf16 and int8 paths) against a double reference of its numerics (q, k, v and the
+// probabilities rounded to bf16): rel L2 <= 2e-3 (a probability near a rounding tie may round the
+// other way); and against the fp32 reference it differs (> 1e-4: it really ran in bf16).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +14,8 @@
 #include <vector>
 
 #include <drt/layers/attention.hpp>
+#include <drt/layers/conv2d.hpp>
+#include <drt/layers/gemm_bf16.hpp>
 
 #include "test_support.hpp"
 
@@ -30,8 +35,34 @@ std::string describe(const mha_case& a) {
 
 /// Runs the fast core on q [T, ldq], k/v [S, ldkv] (the first H*d columns used), ctx [T, ldc];
 /// compares with the reference on contiguous copies; ctx's padding columns must stay untouched.
+/// The bf16 core's numerics in double: products of bf16-rounded q, k; softmax; the probabilities and
+/// v rounded to bf16. Contiguous q [T, H*d], k, v [S, H*d], ctx [T, H*d].
+void multi_head_attention_bf16_ref(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
+                                   const float* q, const float* k, const float* v, float* ctx) {
+  const std::size_t c = heads * head_dim;
+  auto r = [](float x) { return double(drt::from_bf16(drt::to_bf16(x))); };
+  std::vector<double> s(keys);
+  for (std::size_t h = 0; h < heads; ++h)
+    for (std::size_t i = 0; i < tokens; ++i) {
+      double mx = -1e300;
+      for (std::size_t j = 0; j < keys; ++j) {
+        double acc = 0;
+        for (std::size_t d = 0; d < head_dim; ++d) acc += r(q[i * c + h * head_dim + d]) * r(k[j * c + h * head_dim + d]);
+        s[j] = acc / std::sqrt(double(head_dim));
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (std::size_t j = 0; j < keys; ++j) sum += (s[j] = std::exp(s[j] - mx));
+      for (std::size_t d = 0; d < head_dim; ++d) {
+        double acc = 0;
+        for (std::size_t j = 0; j < keys; ++j) acc += r(float(s[j] / sum)) * r(v[j * c + h * head_dim + d]);
+        ctx[i * c + h * head_dim + d] = static_cast<float>(acc);
+      }
+    }
+}
+
 void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::size_t kv_pad = 0, std::size_t c_pad = 0,
-               float scale = 1.f) {
+               float scale = 1.f, drt::precision p = drt::precision::fp32) {
   const std::size_t c = a.heads * a.head_dim, ldq = c + q_pad, ldkv = c + kv_pad, ldc = c + c_pad;
   const auto qs = random_vector(a.tokens * ldq, seed, -scale, scale);
   const auto ks = random_vector(a.keys * ldkv, seed + 1, -scale, scale);
@@ -45,14 +76,22 @@ void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::siz
   const auto q = compact(qs, a.tokens, ldq), k = compact(ks, a.keys, ldkv), v = compact(vs, a.keys, ldkv);
   std::vector<float> ctx(a.tokens * ldc, 31.f), ref(a.tokens * c);
   drt::multi_head_attention(a.tokens, a.keys, a.heads, a.head_dim, qs.data(), ldq, ks.data(), vs.data(), ldkv,
-                            ctx.data(), ldc);
+                            ctx.data(), ldc, p);
   drt::multi_head_attention_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref.data());
   std::size_t pad_changed = 0;
   for (std::size_t i = 0; i < a.tokens; ++i)
     for (std::size_t j = c; j < ldc; ++j) pad_changed += ctx[i * ldc + j] != 31.f;
   CHECK(pad_changed == 0);
   const auto got = compact(ctx, a.tokens, ldc);
-  check_close(got.data(), ref.data(), ref.size(), describe(a), att_rel, att_abs);
+  if (p == drt::precision::fp32) {
+    check_close(got.data(), ref.data(), ref.size(), describe(a), att_rel, att_abs);
+    return;
+  }
+  std::vector<float> ref16(a.tokens * c);
+  multi_head_attention_bf16_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref16.data());
+  INFO(describe(a) << " in " << drt::to_string(p));
+  CHECK(compare(got.data(), ref16.data(), ref16.size()).rel_l2 <= 2e-3);
+  CHECK(compare(got.data(), ref.data(), ref.size()).rel_l2 > 1e-4);
 }
 }  // namespace
 
@@ -80,6 +119,16 @@ TEST_SUITE("layers") {
       check_mha({50, 17, 5, 7}, 31, 3, 70, 1);
     }
     SUBCASE("peaked scores (large q, k) stay finite and accurate") { check_mha({37, 29, 2, 16}, 40, 0, 0, 0, 4.f); }
+    SUBCASE("bf16 products (bf16 and int8 paths): odd shapes, strides, several row blocks") {
+      for (const drt::precision p : {drt::precision::bf16, drt::precision::int8}) {
+        check_mha({37, 5, 2, 16}, 50, 0, 0, 0, 1.f, p);
+        check_mha({7, 3, 3, 5}, 51, 0, 0, 0, 1.f, p);
+        check_mha({drt::detail::gemm_mr + 1, drt::detail::gemm_nr + 1, 2, drt::detail::gemm_nr - 1}, 52, 0, 0, 0, 1.f, p);
+        check_mha({50, 17, 5, 7}, 53, 3, 70, 1, 1.f, p);
+        check_mha({300, 300, 2, 8}, 54, 0, 0, 0, 1.f, p);
+        check_mha({37, 29, 2, 16}, 55, 0, 0, 0, 4.f, p);
+      }
+    }
   }
 
   TEST_CASE("efficient_self_attention equals the composition of the references") {

@@ -182,12 +182,19 @@ TEST_SUITE("layers") {
       cal.clear_input_range();
       CHECK(cal.input_quant() == nullptr);
     }
-    SUBCASE("int8 with a non-finite input and no calibrated range is refused with the layer's shape") {
-      x[5] = std::numeric_limits<float>::quiet_NaN();
-      std::vector<float> y(m * out);
-      CHECK_THROWS_WITH_AS(lin.run(m, x.data(), ldx, y.data(), out, drt::activation::none, nullptr, 0, true,
-                                   drt::precision::int8),
-                           doctest::Contains("non-finite"), drt::invalid_input);
+    SUBCASE("int8 with a non-finite input is refused with the layer's shape, calibrated range or not") {
+      for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        x[5] = bad;
+        std::vector<float> y(m * out);
+        CHECK_THROWS_WITH_AS(lin.run(m, x.data(), ldx, y.data(), out, drt::activation::none, nullptr, 0, true,
+                                     drt::precision::int8),
+                             doctest::Contains("non-finite"), drt::invalid_input);
+        drt::linear cal = lin;
+        cal.set_input_range(-1.f, 1.5f);  // quantizing alone would clamp the NaN to a finite code
+        CHECK_THROWS_WITH_AS(cal.run(m, x.data(), ldx, y.data(), out, drt::activation::none, nullptr, 0, true,
+                                     drt::precision::int8),
+                             doctest::Contains("non-finite"), drt::invalid_input);
+      }
     }
     SUBCASE("every precision reports the input it reads to an observer (int8 calibration)") {
       struct counter : drt::activation_observer {

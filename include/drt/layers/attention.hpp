@@ -14,8 +14,8 @@
 
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
-#include "conv2d.hpp"
 #include "gemm.hpp"
+#include "gemm_bf16.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
 #include "softmax.hpp"
@@ -24,13 +24,24 @@ namespace drt {
 
 /// Multi-head attention core on one sequence: ctx[T, C] = softmax(q k^T * scale) v, per head.
 /// q: [T, ld_q], k and v: [S, ld_kv]; head h uses columns [h*d, (h+1)*d).
+/// `p`: the products' arithmetic. fp32, or bf16 operands with fp32 accumulation for both bf16 and
+/// int8 paths (K and V are rounded and packed once per call; the softmax stays fp32). Under int8
+/// the products stay bf16: the probabilities span [0, 1] with most of their mass in values below
+/// 1/255, where u8 would round them to zero (docs/precision.md).
 inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
                                  const float* q, std::size_t ldq, const float* k, const float* v, std::size_t ldkv,
-                                 float* ctx, std::size_t ldc) {
-  std::vector<packed_matrix> kt(heads), vp(heads);
+                                 float* ctx, std::size_t ldc, precision p = precision::fp32) {
+  const bool low = p != precision::fp32;
+  std::vector<packed_matrix> kt(low ? 0 : heads), vp(low ? 0 : heads);
+  std::vector<packed_matrix_bf16> kt16(low ? heads : 0), vp16(low ? heads : 0);
   parallel_for(heads, [&](std::size_t h) {
-    kt[h].assign_nk(k + h * head_dim, keys, head_dim, ldkv);  // B = K^T: [d][S]
-    vp[h].assign_kn(v + h * head_dim, keys, head_dim, ldkv);  // B = V:   [S][d]
+    if (low) {
+      kt16[h] = packed_matrix_bf16::from_nk(k + h * head_dim, keys, head_dim, ldkv);  // B = K^T: [d][S]
+      vp16[h] = packed_matrix_bf16::from_kn(v + h * head_dim, keys, head_dim, ldkv);  // B = V:   [S][d]
+    } else {
+      kt[h].assign_nk(k + h * head_dim, keys, head_dim, ldkv);
+      vp[h].assign_kn(v + h * head_dim, keys, head_dim, ldkv);
+    }
   }, 2.0 * heads * keys * head_dim * 1000);
   const std::size_t rows = std::max<std::size_t>(detail::gemm_mr, std::min<std::size_t>(256, (1u << 16) / (keys + 1)));
   const std::size_t blocks = (tokens + rows - 1) / rows;
@@ -41,9 +52,17 @@ inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size
     if (scores.size() < nr * keys) scores.resize(nr * keys);
     gemm_epilogue ep;
     ep.alpha = scale;
-    gemm(nr, keys, head_dim, q + r0 * ldq + h * head_dim, ldq, kt[h], scores.data(), keys, ep, false);
-    for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
-    gemm(nr, head_dim, keys, scores.data(), keys, vp[h], ctx + r0 * ldc + h * head_dim, ldc, {}, false);
+    const float* qb = q + r0 * ldq + h * head_dim;
+    float* cb = ctx + r0 * ldc + h * head_dim;
+    if (low) {
+      gemm_bf16(nr, keys, head_dim, qb, ldq, kt16[h], scores.data(), keys, ep, false);
+      for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
+      gemm_bf16(nr, head_dim, keys, scores.data(), keys, vp16[h], cb, ldc, {}, false);
+    } else {
+      gemm(nr, keys, head_dim, qb, ldq, kt[h], scores.data(), keys, ep, false);
+      for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
+      gemm(nr, head_dim, keys, scores.data(), keys, vp[h], cb, ldc, {}, false);
+    }
   }, 4.0 * tokens * keys * head_dim * heads);
 }
 
@@ -88,10 +107,16 @@ public:
         key_(w.k_w, w.k_b, channels, channels), value_(w.v_w, w.v_b, channels, channels),
         out_(w.o_w, w.o_b, channels, channels) {
     if (sr_ratio > 1) {
-      conv2d_shape s;
-      s.in_channels = s.out_channels = channels;
-      s.kernel_h = s.kernel_w = s.stride_h = s.stride_w = sr_ratio;
-      sr_conv_ = conv2d(w.sr_w, w.sr_b, s);
+      // The sr x sr stride-sr conv is a linear map of each token's non-overlapping patch: weights
+      // reordered from [C, C, sr, sr] to [C, (ky, kx, c)], the order of a gathered NHWC patch row.
+      const std::size_t k = sr_ratio * sr_ratio * channels;
+      std::vector<float> wr(channels * k);
+      for (std::size_t o = 0; o < channels; ++o)
+        for (std::size_t i = 0; i < channels; ++i)
+          for (std::size_t ky = 0; ky < sr_ratio; ++ky)
+            for (std::size_t kx = 0; kx < sr_ratio; ++kx)
+              wr[o * k + (ky * sr_ratio + kx) * channels + i] = w.sr_w[((o * channels + i) * sr_ratio + ky) * sr_ratio + kx];
+      reduce_ = linear(wr.data(), w.sr_b, channels, k);
       sr_norm_ = layer_norm(w.sr_ln_g, w.sr_ln_b, channels, ln_eps);
     }
   }
@@ -110,12 +135,13 @@ public:
   }
 
   /// x: layer-normed tokens [N, H*W, C]; out: [N, H*W, C] receives residual + attention(x)
-  /// (`out` holds the residual on entry; x and out must differ). `p`: the projections' arithmetic
-  /// (the spatial-reduction conv and the attention products stay fp32).
+  /// (`out` holds the residual on entry; x and out must differ). `p`: the arithmetic of the
+  /// projections, the spatial reduction and the attention products.
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out,
            precision p = precision::fp32) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
-    detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), k(s * c), v(s * c), ctx(t * c);
+    detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
+        k(s * c), v(s * c), ctx(t * c);
     for (std::size_t b = 0; b < n; ++b) {
       const float* xb = x + b * t * c;
       {
@@ -126,7 +152,8 @@ public:
       if (sr_ > 1) {
         {
           profile_scope ps("attention.sr");
-          sr_conv_.run(xb, 1, h, w, kv.data());
+          gather_patches(xb, h, w, patches.data());
+          reduce_.run(s, patches.data(), sr_ * sr_ * c, kv.data(), c, activation::none, nullptr, 0, true, p);
         }
         profile_scope ps("attention.sr_layer_norm");
         sr_norm_.run(s, kv.data(), c, kv.data(), c);
@@ -142,7 +169,7 @@ public:
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
-        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c);
+        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c, p);
       }
       float* ob = out + b * t * c;
       profile_scope ps("attention.output");
@@ -150,20 +177,36 @@ public:
     }
   }
 
-  /// The projections with their checkpoint module names (relative to the attention module).
+  /// The GEMM layers with their checkpoint module names (relative to the attention module); the
+  /// spatial reduction ("self.sr", a conv in the checkpoint) where sr > 1.
   template <class F>
   void for_each_linear(F&& f) {
-    f("self.query", query_), f("self.key", key_), f("self.value", value_), f("output.dense", out_);
+    f("self.query", query_), f("self.key", key_), f("self.value", value_);
+    if (sr_ > 1) f("self.sr", reduce_);
+    f("output.dense", out_);
   }
   template <class F>
   void for_each_linear(F&& f) const {
-    f("self.query", query_), f("self.key", key_), f("self.value", value_), f("output.dense", out_);
+    f("self.query", query_), f("self.key", key_), f("self.value", value_);
+    if (sr_ > 1) f("self.sr", reduce_);
+    f("output.dense", out_);
   }
 
 private:
+  /// x: [h, w, C] tokens; out: [(h/sr) * (w/sr), sr * sr * C], row (oy, ox) = the patch under it in
+  /// (ky, kx, c) order (a stride-sr conv drops the last h % sr rows and w % sr columns).
+  void gather_patches(const float* x, std::size_t h, std::size_t w, float* out) const {
+    const std::size_t oh = h / sr_, ow = w / sr_, c = c_, seg = sr_ * c, row = sr_ * seg;
+    parallel_for(oh, [&](std::size_t oy) {
+      for (std::size_t ox = 0; ox < ow; ++ox)
+        for (std::size_t ky = 0; ky < sr_; ++ky)
+          std::copy_n(x + ((oy * sr_ + ky) * w + ox * sr_) * c, seg, out + (oy * ow + ox) * row + ky * seg);
+    }, double(h) * w * c);
+  }
+
   std::size_t c_ = 0, heads_ = 1, sr_ = 1;
   linear query_, key_, value_, out_;
-  conv2d sr_conv_;
+  linear reduce_;  ///< the spatial-reduction conv as a linear over gathered patches (sr > 1)
   layer_norm sr_norm_;
 };
 

@@ -144,14 +144,13 @@ public:
         return;
       case precision::int8: {
         prepare(p);
-        quant_params q = has_input_q_ ? input_q_ : quant_params{};
-        if (!has_input_q_) {
-          const auto [lo, hi] = detail::value_range(x, m, inputs, ldx);
-          if (!std::isfinite(lo) || !std::isfinite(hi))
-            throw invalid_input("linear [" + std::to_string(outputs) + " x " + std::to_string(inputs) +
-                                "] in int8: its input holds non-finite values");
-          q = quant_params_u8(lo, hi);
-        }
+        // The range pass runs with calibrated ranges too: quantizing clamps NaN / inf to a finite
+        // code, so without it a broken input would give a plausible, wrong output.
+        const auto [lo, hi] = detail::value_range(x, m, inputs, ldx);
+        if (!std::isfinite(lo) || !std::isfinite(hi))
+          throw invalid_input("linear [" + std::to_string(outputs) + " x " + std::to_string(inputs) +
+                              "] in int8: its input holds non-finite values");
+        const quant_params q = has_input_q_ ? input_q_ : quant_params_u8(lo, hi);
         gemm_s8(m, outputs, inputs, x, ldx, q, lowp_->s8, y, ldy, ep, allow_parallel);
         return;
       }

@@ -361,6 +361,7 @@ public:
         if (sr > 1) {
           add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C) =
               ma + ".sr";
+          out.back().arithmetic = exec.encoder;  // a linear over gathered patches (layers/attention.hpp)
           add(b + "attention.sr_layer_norm", layer_kind::norm, enc, C, C, S, 1, 1, 1, 2 * C) = ma + ".layer_norm";
         }
         add(b + "attention.key", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C) = ma + ".key";
@@ -368,7 +369,12 @@ public:
         add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads) = ma;
         add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads) = ma;
         add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads) = ma;
-        for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "attention.qk_softmax_pv";
+        for (std::size_t i = out.size() - 3; i < out.size(); ++i) {
+          out[i].timed_as = b + "attention.qk_softmax_pv";
+          // the products run in bf16 on bf16 and int8 paths, the softmax in fp32 (multi_head_attention)
+          if (out[i].kind == layer_kind::attention_matmul && exec.encoder != precision::fp32)
+            out[i].arithmetic = precision::bf16;
+        }
         add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = mb + "attention.output.dense";
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
         add(b + "mlp.dense1", layer_kind::linear, enc, hid, C, T, 1, 1, 1, hid * C + hid) = mb + "mlp.dense1";
@@ -414,7 +420,7 @@ public:
     }
     add("Conv2DPred", layer_kind::conv, dec, head_.classes(), pred_in, hs[0], ws[0], 1, 1,
         head_.classes() * pred_in + head_.classes()) = "decode_head.classifier";
-    for (auto& l : out)  // the GEMM layers run in the path's precision (attention products stay fp32)
+    for (auto& l : out)  // the linears run in the path's precision (sr and attention products: above)
       if (l.kind == layer_kind::linear)
         l.arithmetic = l.region == model_region::encoder ? exec.encoder : exec.head.arithmetic;
     if (head_.folded())  // stage 0's GEMM, the upsample-sum and the classifier run per row block, timed together
