@@ -35,32 +35,6 @@ std::string describe(const mha_case& a) {
 
 /// Runs the fast core on q [T, ldq], k/v [S, ldkv] (the first H*d columns used), ctx [T, ldc];
 /// compares with the reference on contiguous copies; ctx's padding columns must stay untouched.
-/// The bf16 core's numerics in double: products of bf16-rounded q, k; softmax; the probabilities and
-/// v rounded to bf16. Contiguous q [T, H*d], k, v [S, H*d], ctx [T, H*d].
-void multi_head_attention_bf16_ref(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
-                                   const float* q, const float* k, const float* v, float* ctx) {
-  const std::size_t c = heads * head_dim;
-  auto r = [](float x) { return double(drt::from_bf16(drt::to_bf16(x))); };
-  std::vector<double> s(keys);
-  for (std::size_t h = 0; h < heads; ++h)
-    for (std::size_t i = 0; i < tokens; ++i) {
-      double mx = -1e300;
-      for (std::size_t j = 0; j < keys; ++j) {
-        double acc = 0;
-        for (std::size_t d = 0; d < head_dim; ++d) acc += r(q[i * c + h * head_dim + d]) * r(k[j * c + h * head_dim + d]);
-        s[j] = acc / std::sqrt(double(head_dim));
-        mx = std::max(mx, s[j]);
-      }
-      double sum = 0;
-      for (std::size_t j = 0; j < keys; ++j) sum += (s[j] = std::exp(s[j] - mx));
-      for (std::size_t d = 0; d < head_dim; ++d) {
-        double acc = 0;
-        for (std::size_t j = 0; j < keys; ++j) acc += r(float(s[j] / sum)) * r(v[j * c + h * head_dim + d]);
-        ctx[i * c + h * head_dim + d] = static_cast<float>(acc);
-      }
-    }
-}
-
 void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::size_t kv_pad = 0, std::size_t c_pad = 0,
                float scale = 1.f, drt::precision p = drt::precision::fp32) {
   const std::size_t c = a.heads * a.head_dim, ldq = c + q_pad, ldkv = c + kv_pad, ldc = c + c_pad;
@@ -88,7 +62,7 @@ void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::siz
     return;
   }
   std::vector<float> ref16(a.tokens * c);
-  multi_head_attention_bf16_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref16.data());
+  drt::multi_head_attention_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref16.data(), p);
   INFO(describe(a) << " in " << drt::to_string(p));
   CHECK(compare(got.data(), ref16.data(), ref16.size()).rel_l2 <= 2e-3);
   CHECK(compare(got.data(), ref.data(), ref.size()).rel_l2 > 1e-4);

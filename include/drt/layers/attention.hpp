@@ -66,17 +66,23 @@ inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size
   }, 4.0 * tokens * keys * head_dim * heads);
 }
 
-/// Plain-loop reference of the core (contiguous q [T, H*d], k, v [S, H*d], ctx [T, H*d]).
+/// Plain-loop reference of the core (contiguous q [T, H*d], k, v [S, H*d], ctx [T, H*d]), in double.
+/// With `p` other than fp32 it follows the bf16 core's numerics: q, k, v and the probabilities
+/// rounded to bf16, products accumulated exactly.
 inline void multi_head_attention_ref(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
-                                     const float* q, const float* k, const float* v, float* ctx) {
+                                     const float* q, const float* k, const float* v, float* ctx,
+                                     precision p = precision::fp32) {
   const std::size_t c = heads * head_dim;
+  const bool low = p != precision::fp32;
+  auto operand = [low](double x) { return low ? double(from_bf16(to_bf16(float(x)))) : x; };
   std::vector<double> s(keys);
   for (std::size_t h = 0; h < heads; ++h)
     for (std::size_t i = 0; i < tokens; ++i) {
       double mx = -1e300;
       for (std::size_t j = 0; j < keys; ++j) {
         double acc = 0;
-        for (std::size_t d = 0; d < head_dim; ++d) acc += double(q[i * c + h * head_dim + d]) * k[j * c + h * head_dim + d];
+        for (std::size_t d = 0; d < head_dim; ++d)
+          acc += operand(q[i * c + h * head_dim + d]) * operand(k[j * c + h * head_dim + d]);
         s[j] = acc / std::sqrt(double(head_dim));
         mx = std::max(mx, s[j]);
       }
@@ -84,7 +90,7 @@ inline void multi_head_attention_ref(std::size_t tokens, std::size_t keys, std::
       for (std::size_t j = 0; j < keys; ++j) sum += (s[j] = std::exp(s[j] - mx));
       for (std::size_t d = 0; d < head_dim; ++d) {
         double acc = 0;
-        for (std::size_t j = 0; j < keys; ++j) acc += s[j] / sum * v[j * c + h * head_dim + d];
+        for (std::size_t j = 0; j < keys; ++j) acc += operand(s[j] / sum) * operand(v[j * c + h * head_dim + d]);
         ctx[i * c + h * head_dim + d] = static_cast<float>(acc);
       }
     }
