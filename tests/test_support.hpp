@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <drt/core/tensor.hpp>
+#include <drt/io/safetensors.hpp>
+#include <drt/models/layer_info.hpp>
+
 namespace drt_test {
 
 /// ../shared (fixtures, models, data): $DRT_SHARED, else the configured default.
@@ -59,12 +63,62 @@ inline void check_close(const float* out, const float* ref, std::size_t n, const
   CHECK(s.max_abs <= abs_frac * s.max_ref);
 }
 
+/// The fraction of pixels whose argmax over classes agrees between two NCHW score tensors of
+/// `images` x `classes` x `plane` values.
+inline double argmax_agreement(const float* a, const float* b, std::size_t images, std::size_t classes,
+                               std::size_t plane) {
+  std::size_t same = 0;
+  for (std::size_t img = 0; img < images; ++img)
+    for (std::size_t p = 0; p < plane; ++p) {
+      const std::size_t at = img * classes * plane + p;
+      std::size_t ia = 0, ib = 0;
+      for (std::size_t c = 1; c < classes; ++c) {
+        if (a[at + c * plane] > a[at + ia * plane]) ia = c;
+        if (b[at + c * plane] > b[at + ib * plane]) ib = c;
+      }
+      same += ia == ib;
+    }
+  return images * plane != 0 ? double(same) / double(images * plane) : 1.0;
+}
+
 inline std::vector<float> random_vector(std::size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
   for (auto& x : v) x = d(gen);
   return v;
+}
+
+/// A 4-D float tensor read from a safetensors file as a tensor4 (e.g. a case's pixel_values).
+inline drt::tensor4 as_tensor4(const drt::host_tensor& t) {
+  REQUIRE(t.shape.size() == 4);
+  drt::tensor4 x = drt::tensor4::from_shape(
+      {std::size_t(t.shape[0]), std::size_t(t.shape[1]), std::size_t(t.shape[2]), std::size_t(t.shape[3])});
+  std::copy(t.data.begin(), t.data.end(), x.data());
+  return x;
+}
+
+/// x has exactly shape s (stops the test case otherwise).
+template <class T>
+void check_shape(const T& x, const std::vector<std::int64_t>& s) {
+  REQUIRE(x.dimension() == s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) REQUIRE(std::int64_t(x.shape(i)) == s[i]);
+}
+
+/// An N x C x H x W input of standard-normal values (a normalized image's scale).
+inline drt::tensor4 random_image(std::size_t n, std::size_t c, std::size_t h, std::size_t w, unsigned seed) {
+  drt::tensor4 x = drt::tensor4::from_shape({n, c, h, w});
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(gen);
+  return x;
+}
+
+/// The layer called `name` in a layer list, or null.
+inline const drt::layer_info* find_layer(const std::vector<drt::layer_info>& layers, const std::string& name) {
+  for (const auto& l : layers)
+    if (l.name == name) return &l;
+  return nullptr;
 }
 
 }  // namespace drt_test

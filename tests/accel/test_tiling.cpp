@@ -14,12 +14,12 @@
 
 namespace {
 
-constexpr drt::accelerator D = drt::table2_accelerator('D');
+constexpr drt::accelerator accel_D = drt::table2_accelerator('D');
 constexpr drt::accelerator C = drt::table2_accelerator('C');
 
 // SegFormer-B2's first patch embedding (64 x 3 x 7 x 7, stride 4, 128 x 128 out) on D: C = 3 fills 3 of 32
 // lanes, so it runs ceil(64/32) * ceil(3/32) * 49 * 128 * 128 / 16 PEs cycles, at 9.4 % utilization.
-constexpr drt::accel_choice patch_embed1 = drt::map_layer(D, drt::conv_layer(64, 3, 128, 128, 7, 4));
+constexpr drt::accel_choice patch_embed1 = drt::map_layer(accel_D, drt::conv_layer(64, 3, 128, 128, 7, 4));
 static_assert(patch_embed1.cost.valid, "maps");
 static_assert(patch_embed1.cost.compute_cycles == 2.0 * 1 * 49 * 128 * 128 / 16, "lane-limited compute");
 static_assert(patch_embed1.cost.cycles == 100352.0, "and nothing else limits it");
@@ -27,13 +27,13 @@ static_assert(patch_embed1.cost.cycles == 100352.0, "and nothing else limits it"
 constexpr drt::accel_choice fuse_c = drt::map_layer(C, drt::conv_layer(768, 3072, 128, 128, 1));
 static_assert(fuse_c.cost.cycles == 768.0 * 3072 * 128 * 128 / 16384, "Conv2DFuse on C");
 static_assert(fuse_c.mapping.k2 == 1 && fuse_c.mapping.wm_double_buffered, "C keeps its 2.36 MB of weights resident");
-// On D the 2.36 MB of weights exceed the 2 MB of weight buffers: two K2 passes, single buffered, the
+// On accel_D the 2.36 MB of weights exceed the 2 MB of weight buffers: two K2 passes, single buffered, the
 // weight loads (2.36 MB at 48 B/cycle) on the critical path.
-constexpr drt::accel_choice fuse_d = drt::map_layer(D, drt::conv_layer(768, 3072, 128, 128, 1));
+constexpr drt::accel_choice fuse_d = drt::map_layer(accel_D, drt::conv_layer(768, 3072, 128, 128, 1));
 static_assert(fuse_d.mapping.k2 == 2 && !fuse_d.mapping.wm_double_buffered, "K2 = 2 on D");
 static_assert(fuse_d.cost.cycles == fuse_c.cost.cycles + 768.0 * 3072 / 48, "compute + exposed weight loads");
 // A kind without MACs costs nothing (fused in post-processing).
-static_assert(drt::map_layer(D, drt::accel_layer{drt::accel_op::none}).cost.cycles == 0, "post-processing");
+static_assert(drt::map_layer(accel_D, drt::accel_layer{drt::accel_op::none}).cost.cycles == 0, "post-processing");
 
 /// A small accelerator whose buffers force K2 > 1, small tiles and cross-PE reduction on small layers.
 drt::accelerator tiny() {
@@ -167,7 +167,7 @@ std::vector<drt::accel_layer> odd_layers() {
 TEST_SUITE("accel") {
 TEST_CASE("tiling: compute counts equal a plain work-item reference (odd shapes, every mode)") {
   using V = drt::accel_vectorization;
-  auto big = D;
+  auto big = accel_D;
   for (const auto& a : {tiny(), big, drt::table2_accelerator('M')})
     for (const auto& l : odd_layers())
       for (V v : {V::channels, V::depthwise_lanes, V::depthwise_rows, V::im2col}) {
@@ -234,7 +234,7 @@ TEST_CASE("tiling: the search finds the fewest cycles of every tiling (brute for
 TEST_CASE("tiling: lane and vector waste from every ceiling (k, c around K0 and C0)") {
   // P x Q = 16 x 16 splits evenly over 16 PEs, so compute = ceil(K/K0) ceil(C/C0) R S P Q / PEs exactly
   // (bandwidths made ample so that compute decides the mapping).
-  const auto fast = D.with_dram_bytes_per_cycle(1e9).with_gb_bytes_per_cycle(1e9);
+  const auto fast = accel_D.with_dram_bytes_per_cycle(1e9).with_gb_bytes_per_cycle(1e9);
   for (std::size_t k : {1, 31, 32, 33, 64, 150})
     for (std::size_t c : {3, 31, 32, 33, 96}) {
       const auto l = drt::conv_layer(k, c, 16, 16, 3, 1);
@@ -247,53 +247,53 @@ TEST_CASE("tiling: lane and vector waste from every ceiling (k, c around K0 and 
       CHECK(ch.cost.utilization(fast) <= double(k) * c / (cdiv(k, 32) * 32.0 * cdiv(c, 32) * 32.0) + 1e-12);
     }
   // 150 classes on 32 units: 150 / 160 of the lanes
-  const auto pred = drt::map_layer(D, drt::conv_layer(150, 768, 128, 128, 1));
-  CHECK(pred.cost.utilization(D) == doctest::Approx(150.0 / 160.0));
+  const auto pred = drt::map_layer(accel_D, drt::conv_layer(150, 768, 128, 128, 1));
+  CHECK(pred.cost.utilization(accel_D) == doctest::Approx(150.0 / 160.0));
   // depthwise, the paper's way: one useful lane of 32
-  const auto dw = drt::map_layer(D, drt::depthwise_layer(256, 128, 128, 3));
+  const auto dw = drt::map_layer(accel_D, drt::depthwise_layer(256, 128, 128, 3));
   CHECK(dw.mapping.mode == drt::accel_vectorization::depthwise_lanes);
-  CHECK(dw.cost.utilization(D) == doctest::Approx(1.0 / 32));
+  CHECK(dw.cost.utilization(accel_D) == doctest::Approx(1.0 / 32));
 }
 
 TEST_CASE("tiling: the improved low-channel mappings") {
   drt::accel_options imp;
   imp.low_channel = drt::low_channel_mapping::improved;
   // C = 3 patch embedding: R x S x C = 147 taps in ceil(147/32) = 5 vectors instead of 49 x 1
-  const auto pe = drt::map_layer(D, drt::conv_layer(64, 3, 128, 128, 7, 4), imp);
+  const auto pe = drt::map_layer(accel_D, drt::conv_layer(64, 3, 128, 128, 7, 4), imp);
   CHECK(pe.mapping.mode == drt::accel_vectorization::im2col);
   CHECK(pe.cost.compute_cycles == 2.0 * 5 * 128 * 128 / 16);
-  CHECK(pe.cost.utilization(D) == doctest::Approx(147.0 / 160));
+  CHECK(pe.cost.utilization(accel_D) == doctest::Approx(147.0 / 160));
   // depthwise 3x3: 30 output columns per 32-lane row vector, 3 useful lanes each
-  const auto dw = drt::map_layer(D, drt::depthwise_layer(256, 128, 128, 3), imp);
+  const auto dw = drt::map_layer(accel_D, drt::depthwise_layer(256, 128, 128, 3), imp);
   CHECK(dw.mapping.mode == drt::accel_vectorization::depthwise_rows);
   CHECK(dw.cost.compute_cycles == 256.0 * 128 * cdiv(128, 30) * 3 / 16);
-  CHECK(dw.cost.cycles < drt::map_layer(D, drt::depthwise_layer(256, 128, 128, 3)).cost.cycles / 2);
+  CHECK(dw.cost.cycles < drt::map_layer(accel_D, drt::depthwise_layer(256, 128, 128, 3)).cost.cycles / 2);
   // layers with C >= C0 are unchanged
   const auto lin = drt::matmul_layer(4096, 128, 512);
-  CHECK(drt::map_layer(D, lin, imp).cost.cycles == drt::map_layer(D, lin).cost.cycles);
+  CHECK(drt::map_layer(accel_D, lin, imp).cost.cycles == drt::map_layer(accel_D, lin).cost.cycles);
 }
 
 TEST_CASE("tiling: memory bounds (weight re-tiling, bandwidth, global buffer)") {
   // Weights beyond the weight buffers force K2 > 1 or a single-buffered tile.
   const auto l = drt::conv_layer(768, 3072, 128, 128, 1);
-  CHECK(drt::map_layer(D, l).mapping.k2 == 2);
+  CHECK(drt::map_layer(accel_D, l).mapping.k2 == 2);
   CHECK(drt::map_layer(drt::table2_accelerator('G'), l).mapping.k2 == 3);  // 1 MB of weight buffers
   CHECK(drt::map_layer(C, l).mapping.k2 == 1);
   // With a slow DRAM a weight-heavy layer on a tiny input is DRAM bound: cycles = bytes / bandwidth.
   const auto fc = drt::matmul_layer(16, 2048, 2048);
-  const auto slow = D.with_dram_bytes_per_cycle(4);
+  const auto slow = accel_D.with_dram_bytes_per_cycle(4);
   const auto c = drt::map_layer(slow, fc).cost;
   CHECK(c.cycles == doctest::Approx(c.dram_bytes / 4));
   CHECK(c.dram_bytes >= 2048.0 * 2048);
   // Activations that fit half the global buffer never touch DRAM; larger ones do.
   const auto small = drt::matmul_layer(1024, 64, 64);
-  CHECK(drt::map_layer(D, small).cost.dram_bytes == doctest::Approx(64.0 * 64));
+  CHECK(drt::map_layer(accel_D, small).cost.dram_bytes == doctest::Approx(64.0 * 64));
   const auto big = drt::matmul_layer(1 << 18, 64, 64);  // 16 MB in, 16 MB out > 16 MB
-  CHECK(drt::map_layer(D.with_gb_kb(8 * 1024), big).cost.dram_bytes ==
+  CHECK(drt::map_layer(accel_D.with_gb_kb(8 * 1024), big).cost.dram_bytes ==
         doctest::Approx(64.0 * 64 + 2.0 * (1 << 18) * 64));
   // attention operands come from the global buffer when they fit
   const auto qk = drt::matmul_layer(4096, 64, 256, 2, true);
-  CHECK(drt::map_layer(D, qk).cost.dram_bytes == 0);
+  CHECK(drt::map_layer(accel_D, qk).cost.dram_bytes == 0);
 }
 
 TEST_CASE("tiling: graph layers become accelerator layers; errors are named") {

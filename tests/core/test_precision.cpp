@@ -5,6 +5,7 @@
 #include <drt/core/precision.hpp>
 #include <drt/dynamic/path.hpp>
 #include <drt/models/segformer.hpp>
+#include <drt/dynamic/upernet_path.hpp>
 
 TEST_SUITE("core") {
   TEST_CASE("precision_plan: whole model, per region, canonical text and errors") {
@@ -62,5 +63,20 @@ TEST_SUITE("core") {
     REQUIRE(knobs.back().name == "precision");
     CHECK(knobs.back().kind == drt::knob_kind::precision);
     CHECK(knobs.back().max == 2);
+  }
+
+  TEST_CASE("upernet path: the precision knob lowers the Swin backbone (region encoder)") {
+    const auto c = drt::standard_upernet_swin_config("swin-t-upernet");
+    const auto p = drt::upernet_path::parse("precision=bf16 depths=2,2,4,2");
+    CHECK(p.precision.of("encoder") == drt::precision::bf16);
+    CHECK(p.to_string() == "depths=2,2,4,2 precision=bf16");
+    CHECK(drt::upernet_path::from_json(p.to_json()).to_string() == p.to_string());
+    p.validate(c);
+    drt::upernet_path::parse("precision=encoder:int8").validate(c);
+    CHECK(drt::upernet_path::parse("precision=fp32").to_string() == "full");
+    CHECK_THROWS_WITH_AS(drt::upernet_path::parse("precision=decoder:bf16").validate(c),
+                         "path 'precision=decoder:bf16': precision region 'decoder' is not a region of upernet "
+                         "(regions: encoder)",
+                         drt::invalid_input);
   }
 }

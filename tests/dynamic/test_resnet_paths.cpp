@@ -79,20 +79,6 @@ drt::weight_source zeroed_source(const drt::resnet_config& c, const drt::resnet_
   };
 }
 
-drt::tensor4 random_input(std::size_t n, std::size_t h, std::size_t w, unsigned seed) {
-  drt::tensor4 x = drt::tensor4::from_shape({n, 3, h, w});
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> nd;
-  for (auto& v : x) v = nd(gen);
-  return x;
-}
-
-const drt::layer_info* find(const std::vector<drt::layer_info>& layers, const std::string& name) {
-  for (const auto& l : layers)
-    if (l.name == name) return &l;
-  return nullptr;
-}
-
 /// Random valid path for config c.
 drt::resnet_path random_path(const drt::resnet_config& c, std::mt19937& gen) {
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); };
@@ -124,7 +110,7 @@ drt::resnet_path random_path(const drt::resnet_config& c, std::mt19937& gen) {
 void property_test(const drt::resnet_config& cfg, unsigned seed, unsigned path_seed, int trials) {
   const drt::resnet_model model(cfg, drt::random_source(seed));
   std::mt19937 gen(path_seed);
-  const auto x = random_input(2, 61, 47, seed + 1);  // odd sizes: every stride rounds
+  const auto x = random_image(2, 3, 61, 47, seed + 1);  // odd sizes: every stride rounds
   const auto full = model.forward(x);
   double worst = 0;
   for (int trial = 0; trial < trials; ++trial) {
@@ -280,7 +266,7 @@ TEST_SUITE("dynamic") {
   TEST_CASE("resnet: every layer has a profile scope of its timing name, and every scope is a layer") {
     for (const auto& cfg : {tiny_bottleneck(), tiny_basic()}) {
       const drt::resnet_model model(cfg, drt::random_source(3));
-      const auto x = random_input(1, 40, 36, 2);
+      const auto x = random_image(1, 3, 40, 36, 2);
       for (const char* path : {"", "depths=1,2,1,2 expand=0.5 width=8,16,24,30"}) {
         CAPTURE(path);
         const auto exec = model.compile(drt::resnet_path::parse(path));
@@ -319,30 +305,30 @@ TEST_SUITE("dynamic") {
     CHECK(named.front().name == "embedder.embedder");
     CHECK(named[1].name == "encoder.stages.0.layers.0.shortcut");
     CHECK(named.back().name == "classifier.1");
-    const auto* c1 = find(full, "stage1.block1.conv1");
+    const auto* c1 = find_layer(full, "stage1.block1.conv1");
     REQUIRE(c1 != nullptr);
     CHECK((c1->k == 64 && c1->c == 64 && c1->p == 120 && c1->q == 160 && c1->r == 1));
-    const auto* c2 = find(full, "stage2.block1.conv2");
+    const auto* c2 = find_layer(full, "stage2.block1.conv2");
     REQUIRE(c2 != nullptr);
     CHECK((c2->k == 128 && c2->c == 128 && c2->p == 60 && c2->q == 80 && c2->r == 3 && c2->stride == 2));
-    CHECK(find(full, "stem.conv")->macs == doctest::Approx(240.0 * 320 * 64 * 3 * 49));
-    CHECK(find(full, "classifier")->macs == doctest::Approx(2048.0 * 1000));
-    CHECK(find(full, "classifier")->region == drt::model_region::decoder);
-    CHECK(find(full, "stage4.block3.conv3")->region == drt::model_region::encoder);
+    CHECK(find_layer(full, "stem.conv")->macs == doctest::Approx(240.0 * 320 * 64 * 3 * 49));
+    CHECK(find_layer(full, "classifier")->macs == doctest::Approx(2048.0 * 1000));
+    CHECK(find_layer(full, "classifier")->region == drt::model_region::decoder);
+    CHECK(find_layer(full, "stage4.block3.conv3")->region == drt::model_region::encoder);
 
     // A path: depth, middle and width choices propagate into every consumer.
     const auto exec = model.compile(drt::resnet_path::parse("depths=2,2,3,2 expand=0.5 width=128,512,768,2048"));
     const auto sub = model.layers(480, 640, exec);
-    CHECK(find(sub, "stage1.block3.conv1") == nullptr);  // beyond depth 2
-    CHECK(find(sub, "stage1.block1.conv1")->k == 32);    // half of 64
-    CHECK(find(sub, "stage1.block1.conv2")->c == 32);
-    CHECK(find(sub, "stage1.block1.conv3")->k == 128);  // the stage width
-    CHECK(find(sub, "stage1.block1.shortcut")->k == 128);
-    CHECK(find(sub, "stage1.block2.conv1")->c == 128);  // reads the narrowed stream
-    CHECK(find(sub, "stage2.block1.conv1")->c == 128);  // the next stage reads the kept width
-    CHECK(find(sub, "stage2.block1.shortcut")->c == 128);
-    CHECK(find(sub, "stage3.block1.shortcut")->k == 768);
-    CHECK(find(sub, "classifier")->c == 2048);
+    CHECK(find_layer(sub, "stage1.block3.conv1") == nullptr);  // beyond depth 2
+    CHECK(find_layer(sub, "stage1.block1.conv1")->k == 32);    // half of 64
+    CHECK(find_layer(sub, "stage1.block1.conv2")->c == 32);
+    CHECK(find_layer(sub, "stage1.block1.conv3")->k == 128);  // the stage width
+    CHECK(find_layer(sub, "stage1.block1.shortcut")->k == 128);
+    CHECK(find_layer(sub, "stage1.block2.conv1")->c == 128);  // reads the narrowed stream
+    CHECK(find_layer(sub, "stage2.block1.conv1")->c == 128);  // the next stage reads the kept width
+    CHECK(find_layer(sub, "stage2.block1.shortcut")->c == 128);
+    CHECK(find_layer(sub, "stage3.block1.shortcut")->k == 768);
+    CHECK(find_layer(sub, "classifier")->c == 2048);
     const double rel = drt::total_macs(sub) / total;
     MESSAGE("resnet50 640x480 path 'depths=2,2,3,2 expand=0.5 width=128,512,768,2048': " << rel << " of the MACs");
     CHECK(rel < 0.5);

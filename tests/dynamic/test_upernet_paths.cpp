@@ -69,14 +69,6 @@ drt::weight_source zeroed_source(const drt::upernet_config& c, const drt::uperne
   };
 }
 
-drt::tensor4 random_input(std::size_t n, std::size_t h, std::size_t w, unsigned seed) {
-  drt::tensor4 x = drt::tensor4::from_shape({n, 3, h, w});
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> nd;
-  for (auto& v : x) v = nd(gen);
-  return x;
-}
-
 double share(const std::vector<drt::layer_info>& layers, const std::string& name) {
   for (const auto& l : layers)
     if (l.name == name) return l.macs / drt::total_macs(layers);
@@ -84,11 +76,6 @@ double share(const std::vector<drt::layer_info>& layers, const std::string& name
   return 0.0;
 }
 
-const drt::layer_info* find(const std::vector<drt::layer_info>& layers, const std::string& name) {
-  for (const auto& l : layers)
-    if (l.name == name) return &l;
-  return nullptr;
-}
 }  // namespace
 
 TEST_SUITE("dynamic") {
@@ -126,7 +113,7 @@ TEST_SUITE("dynamic") {
     CHECK_THROWS_WITH_AS(
         P::parse("fuse_in=512"),
         "path 'fuse_in=512': key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, "
-        "fpn_out, fpn_in, pred_in, mlp)",
+        "fpn_out, fpn_in, pred_in, mlp, precision)",
         E);
     CHECK_THROWS_WITH_AS(P::parse("bottleneck_in=0"), "path 'bottleneck_in=0': bottleneck_in=0 keeps no channels", E);
     CHECK_THROWS_WITH_AS(P::parse("fpn_out=0"), "path 'fpn_out=0': fpn_out=0 keeps no channels", E);
@@ -142,7 +129,7 @@ TEST_SUITE("dynamic") {
     CHECK_THROWS_WITH_AS(
         P::from_json(nlohmann::json{{"fuse_in", 3}}),
         "path JSON: key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, fpn_out, "
-        "fpn_in, pred_in, mlp)",
+        "fpn_in, pred_in, mlp, precision)",
         E);
     CHECK_THROWS_WITH_AS(P::from_json(nlohmann::json::array()), "path JSON [] is not an object", E);
 
@@ -181,7 +168,7 @@ TEST_SUITE("dynamic") {
     const drt::upernet_swin_model model(cfg, drt::random_source(seed));
     std::mt19937 gen(77);
     auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); };
-    const auto x = random_input(2, 96, 80, 3);  // stage grids 24x20, 12x10, 6x5, 3x3 (window 7: padded)
+    const auto x = random_image(2, 3, 96, 80, 3);  // stage grids 24x20, 12x10, 6x5, 3x3 (window 7: padded)
     const auto full = model.forward(x);
     double worst = 0;
     for (int trial = 0; trial < 20; ++trial) {
@@ -210,7 +197,7 @@ TEST_SUITE("dynamic") {
       // What runs is what layers() lists: dropped levels have no fpn conv, MACs shrink.
       const auto layers = model.layers(96, 80, exec, 2);
       for (std::size_t l = 0; l + 1 < 4; ++l) {
-        const auto* f = find(layers, "fpn_convs." + std::to_string(l));
+        const auto* f = find_layer(layers, "fpn_convs." + std::to_string(l));
         const std::size_t kept = kept_of(p, l, 16, 4);
         CHECK((f != nullptr) == (kept > 0));
         if (f) CHECK(f->k == kept);
@@ -223,7 +210,7 @@ TEST_SUITE("dynamic") {
   TEST_CASE("upernet: a path's encoding is shared by its head paths, and the default execution is the full model") {
     const auto cfg = tiny_upernet();
     const drt::upernet_swin_model model(cfg, drt::random_source(9));
-    const auto x = random_input(1, 70, 90, 4);  // 18x23 tokens: odd sizes everywhere
+    const auto x = random_image(1, 3, 70, 90, 4);  // 18x23 tokens: odd sizes everywhere
     const auto enc = model.encode(x);
     const auto full = model.forward(x);
     const auto again = model.decode(enc, model.compile(drt::upernet_path::parse("")));
@@ -237,7 +224,7 @@ TEST_SUITE("dynamic") {
   TEST_CASE("upernet: every layer has a profile scope of its timing name, and every scope is a layer") {
     const auto cfg = tiny_upernet();
     const drt::upernet_swin_model model(cfg, drt::random_source(2));
-    const auto x = random_input(1, 64, 64, 1);
+    const auto x = random_image(1, 3, 64, 64, 1);
     for (const char* path : {"", "depths=1,3,0,2 bottleneck_in=20 fpn_out=12 fpn_in=5 pred_in=3", "bottleneck_in=60"}) {
       CAPTURE(path);
       const auto exec = model.compile(drt::upernet_path::parse(path));
@@ -282,37 +269,37 @@ TEST_SUITE("dynamic") {
     CHECK(share(full, "fpn_bottleneck") == doctest::Approx(0.65).epsilon(0.01));
     CHECK(share(full, "fpn_convs.0") == doctest::Approx(0.16).epsilon(0.05));
     CHECK(share(full, "fpn_convs.1") == doctest::Approx(0.04).epsilon(0.05));
-    const auto* fb = find(full, "fpn_bottleneck");
+    const auto* fb = find_layer(full, "fpn_bottleneck");
     REQUIRE(fb != nullptr);
     CHECK((fb->k == 512 && fb->c == 2048 && fb->p == 128 && fb->q == 128 && fb->r == 3));
 
     // bottleneck_in=1024: levels 2 and 3 dropped -> half the fpn_bottleneck, no fpn_convs.2, no upsampling
     // of levels 2-3; the laterals and the pyramid pooling still run (level 0 sums them top-down).
     const auto half = model.layers(512, 512, model.compile(drt::upernet_path::parse("bottleneck_in=1024")));
-    CHECK(find(half, "fpn_bottleneck")->macs == doctest::Approx(fb->macs / 2));
-    CHECK(find(half, "fpn_convs.2") == nullptr);
-    CHECK(find(half, "fpn_upsample.2") == nullptr);
-    CHECK(find(half, "fpn_upsample.3") == nullptr);
-    CHECK(find(half, "lateral_convs.2") != nullptr);
-    CHECK(find(half, "bottleneck") != nullptr);
+    CHECK(find_layer(half, "fpn_bottleneck")->macs == doctest::Approx(fb->macs / 2));
+    CHECK(find_layer(half, "fpn_convs.2") == nullptr);
+    CHECK(find_layer(half, "fpn_upsample.2") == nullptr);
+    CHECK(find_layer(half, "fpn_upsample.3") == nullptr);
+    CHECK(find_layer(half, "lateral_convs.2") != nullptr);
+    CHECK(find_layer(half, "bottleneck") != nullptr);
     CHECK(drt::total_macs(full) - drt::total_macs(half) ==
-          doctest::Approx(fb->macs / 2 + find(full, "fpn_convs.2")->macs));
+          doctest::Approx(fb->macs / 2 + find_layer(full, "fpn_convs.2")->macs));
     // fpn_out=256 pred_in=256: every fpn conv computes half its outputs, the bottleneck reads half of
     // every slice and computes half its outputs; the classifier reads half.
     const auto narrow = model.layers(512, 512, model.compile(drt::upernet_path::parse("fpn_out=256 pred_in=256")));
-    CHECK(find(narrow, "fpn_bottleneck")->macs == doctest::Approx(fb->macs / 4));
-    CHECK(find(narrow, "fpn_convs.0")->macs == doctest::Approx(find(full, "fpn_convs.0")->macs / 2));
-    CHECK(find(narrow, "classifier")->c == 256);
+    CHECK(find_layer(narrow, "fpn_bottleneck")->macs == doctest::Approx(fb->macs / 4));
+    CHECK(find_layer(narrow, "fpn_convs.0")->macs == doctest::Approx(find_layer(full, "fpn_convs.0")->macs / 2));
+    CHECK(find_layer(narrow, "classifier")->c == 256);
     // fpn_in=128: the fpn convs read a quarter; the laterals compute 128 outputs, the PSP bottleneck 512
     // (its whole slice still enters the fpn_bottleneck).
     const auto fin = model.layers(512, 512, model.compile(drt::upernet_path::parse("fpn_in=128")));
-    CHECK(find(fin, "fpn_convs.1")->c == 128);
-    CHECK(find(fin, "lateral_convs.0")->k == 128);
-    CHECK(find(fin, "bottleneck")->k == 512);
-    CHECK(find(fin, "top_down.1")->k == 128);
+    CHECK(find_layer(fin, "fpn_convs.1")->c == 128);
+    CHECK(find_layer(fin, "lateral_convs.0")->k == 128);
+    CHECK(find_layer(fin, "bottleneck")->k == 512);
+    CHECK(find_layer(fin, "top_down.1")->k == 128);
     // Skipped Swin blocks cost nothing.
     const auto shallow = model.layers(512, 512, model.compile(drt::upernet_path::parse("depths=2,2,4,2")));
-    CHECK(find(shallow, "Stage3 Block5 mlp.fc1") == nullptr);
-    CHECK(find(shallow, "Stage3 Block4 mlp.fc1") != nullptr);
+    CHECK(find_layer(shallow, "Stage3 Block5 mlp.fc1") == nullptr);
+    CHECK(find_layer(shallow, "Stage3 Block4 mlp.fc1") != nullptr);
   }
 }

@@ -43,12 +43,6 @@ double grid_difference(const drt::segformer_model& model, const drt::shared_deco
   return diff;
 }
 
-drt::tensor4 random_input(std::size_t n, std::size_t h, std::size_t w, unsigned seed) {
-  drt::tensor4 x = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
-  const auto v = drt_test::random_vector(x.size(), seed, -2.f, 2.f);
-  std::copy(v.begin(), v.end(), x.begin());
-  return x;
-}
 }  // namespace
 
 TEST_SUITE("engine") {
@@ -63,7 +57,7 @@ TEST_SUITE("engine") {
         const drt::segformer_model model(cfg, drt::random_source(5), build);
         CHECK(model.decoder_folded() == fold);
         drt::shared_decoder dec(model);
-        const auto x = random_input(2, 72, 100, 1);
+        const auto x = drt_test::random_image(2, 3, 72, 100, 1);
         // fuse_in values cut each stage's slice of the concatenation (256 wide) at whole vectors
         const std::vector<std::size_t> fs{w, 256 - 4 * w, 256, 256 + w, 512 + w, 768, 1024}, ps{w, 3 * w, 128, 256 - w, 256};
         dec.prepare(fs);
@@ -79,7 +73,7 @@ TEST_SUITE("engine") {
         cfg.decoder_hidden_size = 48;  // a multiple of both vector widths (8 AVX2, 16 AVX-512)
         const drt::segformer_model model(cfg, drt::random_source(9), build);
         drt::shared_decoder dec(model);
-        const auto x = random_input(1, 64, 72, 2);
+        const auto x = drt_test::random_image(1, 3, 64, 72, 2);
         dec.prepare({w, 48, 48 + w, 192});
         CHECK(grid_difference(model, dec, x, {}, {w, 48, 48 + w, 192}, {w, 48}) == 0.0);
       }

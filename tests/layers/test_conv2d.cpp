@@ -20,7 +20,7 @@ using namespace drt_test;
 
 namespace {
 constexpr double conv_rel = 1e-5, conv_abs = 1e-4;
-constexpr float sentinel = -4321.f;
+constexpr float conv_sentinel = -4321.f;
 
 drt::conv2d_shape make_shape(std::size_t ic, std::size_t oc, std::size_t k, std::size_t stride, std::size_t pad,
                              std::size_t groups = 1) {
@@ -63,7 +63,7 @@ void check_conv(const drt::conv2d_shape& s, std::size_t n, std::size_t h, std::s
   const std::size_t oh = s.out_h(h), ow = s.out_w(w), oc = s.out_channels, ldy = oc + ldy_pad;
   REQUIRE(oh > 0);
   REQUIRE(ow > 0);
-  std::vector<float> y(n * oh * ow * ldy, sentinel), ref(n * oh * ow * oc);
+  std::vector<float> y(n * oh * ow * ldy, conv_sentinel), ref(n * oh * ow * oc);
   conv.run(x.data(), n, h, w, y.data(), act, ldy_pad ? ldy : 0);
   drt::conv2d_ref(x.data(), n, h, w, weight.data(), with_bias ? bias.data() : nullptr, s, ref.data());
   apply_inplace(act, ref);
@@ -72,7 +72,7 @@ void check_conv(const drt::conv2d_shape& s, std::size_t n, std::size_t h, std::s
   std::size_t pad_changed = 0;
   for (std::size_t p = 0; p < n * oh * ow; ++p) {
     for (std::size_t c = 0; c < oc; ++c) got[p * oc + c] = y[p * ldy + c];
-    for (std::size_t c = oc; c < ldy; ++c) pad_changed += y[p * ldy + c] != sentinel;
+    for (std::size_t c = oc; c < ldy; ++c) pad_changed += y[p * ldy + c] != conv_sentinel;
   }
   CHECK(pad_changed == 0);
   check_close(got.data(), ref.data(), ref.size(), describe(s, n, h, w), conv_rel, conv_abs);
@@ -84,7 +84,7 @@ void check_dw(std::size_t c, std::size_t n, std::size_t h, std::size_t w, unsign
   const auto x = random_vector(n * h * w * c, seed + 2);
   const drt::conv2d_dw<K> dw(weight.data(), with_bias ? bias.data() : nullptr, c);
   CHECK(dw.channels() == c);
-  std::vector<float> y(n * h * w * c, sentinel), ref(n * h * w * c);
+  std::vector<float> y(n * h * w * c, conv_sentinel), ref(n * h * w * c);
   dw.template run<A>(x.data(), n, h, w, y.data());
   // Depthwise = a grouped conv with groups = channels, stride 1, padding K/2.
   drt::conv2d_ref(x.data(), n, h, w, weight.data(), with_bias ? bias.data() : nullptr, make_shape(c, c, K, 1, K / 2, c),
@@ -181,7 +181,7 @@ TEST_SUITE("layers") {
         segs.push_back({t, 20, t * ic + 20, 11});
       }
       const std::size_t oh = s.out_h(h), ow = s.out_w(w), out_kept = 37;
-      std::vector<float> y(n * oh * ow * oc, sentinel);
+      std::vector<float> y(n * oh * ow * oc, conv_sentinel);
       drt::conv2d_gemm(x.data(), ldx, n, h, w, s, segs, conv.weights(), conv.bias(), y.data(), oc, out_kept,
                        drt::activation::relu);
       std::vector<float> dense(n * h * w * ic, 0.f), ref(n * oh * ow * oc), got, want;
@@ -196,7 +196,7 @@ TEST_SUITE("layers") {
           got.push_back(y[p * oc + c]);
           want.push_back(ref[p * oc + c]);
         }
-        for (std::size_t c = out_kept; c < oc; ++c) untouched += y[p * oc + c] == sentinel;
+        for (std::size_t c = out_kept; c < oc; ++c) untouched += y[p * oc + c] == conv_sentinel;
       }
       CHECK(untouched == n * oh * ow * (oc - out_kept));  // dropped outputs are never written
       check_close(got.data(), want.data(), got.size(), "conv2d_gemm stride " + std::to_string(stride), conv_rel,
@@ -262,10 +262,10 @@ TEST_SUITE("layers") {
 
     const drt::conv2d sr(w.data(), nullptr, make_shape(2, 2, 8, 8, 0));
     const std::vector<float> x(5 * 9 * 2, 1.f);
-    std::vector<float> y(16, sentinel);
+    std::vector<float> y(16, conv_sentinel);
     CHECK_THROWS_WITH_AS(sr.run(x.data(), 1, 5, 9, y.data()), "conv2d: input 5x9 is smaller than the 8x8 kernel",
                          drt::shape_error);
-    for (float v : y) CHECK(v == sentinel);
+    for (float v : y) CHECK(v == conv_sentinel);
   }
 
 }  // TEST_SUITE("layers")

@@ -25,7 +25,7 @@ namespace {
 constexpr double gemm_rel = 1e-5, gemm_abs = 1e-4;
 constexpr std::size_t simd_w = drt::detail::simd_width;
 constexpr std::size_t tile_mr = drt::detail::gemm_mr, tile_nr = drt::detail::gemm_nr, tile_mc = drt::detail::gemm_mc;
-constexpr float sentinel = 12345.f;
+constexpr float gemm_sentinel = 12345.f;
 const float poison = std::numeric_limits<float>::quiet_NaN();
 
 /// 1, t-1, t, t+1, 2t+3: below, at, above the tile, and a remainder (duplicates and 0 removed).
@@ -62,13 +62,13 @@ std::string dims(std::size_t m, std::size_t n, std::size_t k) {
   return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
 }
 
-/// Copies the m x n block of a strided C and checks its padding columns still hold the sentinel.
+/// Copies the m x n block of a strided C and checks its padding columns still hold the gemm_sentinel.
 std::vector<float> unpad(const std::vector<float>& c, std::size_t m, std::size_t n, std::size_t ldc) {
   std::vector<float> out(m * n);
   std::size_t touched = 0;
   for (std::size_t i = 0; i < m; ++i) {
     for (std::size_t j = 0; j < n; ++j) out[i * n + j] = c[i * ldc + j];
-    for (std::size_t j = n; j < ldc; ++j) touched += c[i * ldc + j] != sentinel;
+    for (std::size_t j = n; j < ldc; ++j) touched += c[i * ldc + j] != gemm_sentinel;
   }
   CHECK(touched == 0);
   return out;
@@ -95,7 +95,7 @@ std::vector<float> check_gemm(const gemm_case& g, const drt::gemm_epilogue& ep, 
   REQUIRE(packed.k() == K);
   REQUIRE(packed.n() == N);
 
-  std::vector<float> c(g.m * ldc, sentinel), ref(g.m * g.n);
+  std::vector<float> c(g.m * ldc, gemm_sentinel), ref(g.m * g.n);
   drt::gemm(g.m, g.n, g.k, a.data(), lda, packed, c.data(), ldc, ep, g.parallel);
   drt::gemm_ref(g.m, g.n, g.k, a.data(), lda, b.data(), N, ref.data(), g.n, ep);
   auto out = unpad(c, g.m, g.n, ldc);
@@ -290,22 +290,22 @@ TEST_SUITE("layers") {
   TEST_CASE("gemm with m = 0 or n = 0 writes nothing") {
     const auto b = random_vector(4 * 6, 61), a = random_vector(3 * 4, 62);
     const auto p = drt::packed_matrix::from_kn(b.data(), 4, 6, 6);
-    std::vector<float> c(3 * 6, sentinel);
+    std::vector<float> c(3 * 6, gemm_sentinel);
     drt::gemm(0, 6, 4, a.data(), 4, p, c.data(), 6);
     drt::gemm(3, 0, 4, a.data(), 4, p, c.data(), 6);
-    for (float v : c) CHECK(v == sentinel);
+    for (float v : c) CHECK(v == gemm_sentinel);
   }
 
   TEST_CASE("gemm rejects k or n beyond the packed matrix") {
     const auto b = random_vector(7 * 5, 71), a = random_vector(2 * 8, 72);
     const auto p = drt::packed_matrix::from_kn(b.data(), 7, 5, 5);
-    std::vector<float> c(2 * 6, sentinel);
+    std::vector<float> c(2 * 6, gemm_sentinel);
     CHECK_THROWS_WITH_AS(drt::gemm(2, 5, 8, a.data(), 8, p, c.data(), 6),
                          "gemm: requested k=8, n=5 exceeds the packed matrix [k=7, n=5]", drt::shape_error);
     CHECK_THROWS_WITH_AS(drt::gemm(2, 6, 7, a.data(), 8, p, c.data(), 6),
                          "gemm: requested k=7, n=6 exceeds the packed matrix [k=7, n=5]", drt::shape_error);
     CHECK_THROWS_AS(drt::gemm(2, 6, 7, a.data(), 8, p, c.data(), 6), drt::invalid_input);
-    for (float v : c) CHECK(v == sentinel);  // validated before anything is written
+    for (float v : c) CHECK(v == gemm_sentinel);  // validated before anything is written
     CHECK_NOTHROW(drt::gemm(2, 5, 7, a.data(), 8, p, c.data(), 6));
   }
 

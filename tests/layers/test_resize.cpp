@@ -21,7 +21,7 @@ using namespace drt_test;
 
 namespace {
 constexpr double rs_rel = 1e-5, rs_abs = 1e-4;
-constexpr float sentinel = 555.f;
+constexpr float resize_sentinel = 555.f;
 
 struct resize_case {
   std::size_t n, h, w, c, oh, ow;
@@ -34,7 +34,7 @@ std::string describe(const resize_case& r) {
 
 /// Reads channels [x_off, x_off + C) of an input of row stride ldx, writes channels
 /// [y_off, y_off + C) of an output of row stride ldy; compares with the reference on the
-/// contiguous slice and checks every other output channel still holds the sentinel.
+/// contiguous slice and checks every other output channel still holds the resize_sentinel.
 void check_resize(const resize_case& r, unsigned seed, std::size_t x_off = 0, std::size_t ldx_extra = 0,
                   std::size_t y_off = 0, std::size_t ldy_extra = 0) {
   const std::size_t ldx = r.c + x_off + ldx_extra, ldy = r.c + y_off + ldy_extra;
@@ -42,7 +42,7 @@ void check_resize(const resize_case& r, unsigned seed, std::size_t x_off = 0, st
   std::vector<float> x(r.n * r.h * r.w * r.c);
   for (std::size_t p = 0; p < r.n * r.h * r.w; ++p)
     for (std::size_t j = 0; j < r.c; ++j) x[p * r.c + j] = xs[p * ldx + x_off + j];
-  std::vector<float> y(r.n * r.oh * r.ow * ldy, sentinel), ref(r.n * r.oh * r.ow * r.c);
+  std::vector<float> y(r.n * r.oh * r.ow * ldy, resize_sentinel), ref(r.n * r.oh * r.ow * r.c);
   drt::resize_bilinear(xs.data() + x_off, r.n, r.h, r.w, r.c, ldx, y.data() + y_off, r.oh, r.ow, ldy);
   drt::resize_bilinear_ref(x.data(), r.n, r.h, r.w, r.c, ref.data(), r.oh, r.ow);
   std::vector<float> got(ref.size());
@@ -52,7 +52,7 @@ void check_resize(const resize_case& r, unsigned seed, std::size_t x_off = 0, st
       if (j >= y_off && j < y_off + r.c)
         got[p * r.c + j - y_off] = y[p * ldy + j];
       else
-        other_changed += y[p * ldy + j] != sentinel;
+        other_changed += y[p * ldy + j] != resize_sentinel;
     }
   CHECK(other_changed == 0);
   check_close(got.data(), ref.data(), ref.size(), describe(r), rs_rel, rs_abs);

@@ -22,7 +22,7 @@ using namespace drt_test;
 namespace {
 constexpr double wino_rel = 1e-5, wino_abs = 1e-4;
 constexpr double wino4_rel = 1e-5, wino4_abs = 1e-4;
-constexpr float sentinel = -4321.f;
+constexpr float winograd_sentinel = -4321.f;
 
 drt::conv2d_shape shape3x3(std::size_t ic, std::size_t oc) {
   drt::conv2d_shape s;
@@ -67,7 +67,7 @@ void check_winograd(const wino_case& c, unsigned seed) {
   }
   if (c.runs.empty()) segs.push_back({0, 0, c.ic});
   const std::size_t pixels = c.n * c.h * c.w;
-  std::vector<float> y(pixels * ldy, sentinel);
+  std::vector<float> y(pixels * ldy, winograd_sentinel);
   wino.run(x.data(), ldx, c.n, c.h, c.w, segs, bias.data(), y.data(), ldy, out_kept, c.act, c.block_bytes);
 
   std::vector<float> dense(pixels * c.ic, 0.f), ref(pixels * c.oc), got, want;
@@ -81,7 +81,7 @@ void check_winograd(const wino_case& c, unsigned seed) {
       got.push_back(y[p * ldy + o]);
       want.push_back(act_ref(c.act, ref[p * c.oc + o]));
     }
-    for (std::size_t o = out_kept; o < ldy; ++o) untouched += y[p * ldy + o] == sentinel;
+    for (std::size_t o = out_kept; o < ldy; ++o) untouched += y[p * ldy + o] == winograd_sentinel;
   }
   CHECK(untouched == pixels * (ldy - out_kept));  // dropped outputs and the slice's other channels
   check_close(got.data(), want.data(), got.size(),
@@ -215,7 +215,7 @@ TEST_SUITE("layers") {
             for (std::size_t c = 0; c < r.k; ++c) dense[p * 24 + r.b_row + c] = xs[p * ldx + r.a_offset + c];
         drt::conv2d_ref(dense.data(), n, h, w, weight.data(), bias.data(), shape3x3(24, 32), ref.data());
         for (const drt::conv2d* cv : {&conv, &implicit}) {
-          std::vector<float> got(n * h * w * ldy, sentinel), g, r;
+          std::vector<float> got(n * h * w * ldy, winograd_sentinel), g, r;
           if (runs.size() == 1 && runs[0].a_offset == 0 && runs[0].b_row == 0)
             cv->forward_prefix(xs.data(), ldx, n, h, w, runs[0].k, got.data(), ldy, out_kept, drt::activation::relu);
           else
@@ -226,7 +226,7 @@ TEST_SUITE("layers") {
               g.push_back(got[p * ldy + c]);
               r.push_back(act_ref(drt::activation::relu, ref[p * 32 + c]));
             }
-            for (std::size_t c = out_kept; c < ldy; ++c) untouched += got[p * ldy + c] == sentinel;
+            for (std::size_t c = out_kept; c < ldy; ++c) untouched += got[p * ldy + c] == winograd_sentinel;
           }
           CHECK(untouched == n * h * w * (ldy - out_kept));
           check_close(g.data(), r.data(), g.size(),

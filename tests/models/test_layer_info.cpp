@@ -28,21 +28,13 @@ bool has_module(const std::vector<std::string>& names, const std::string& module
   return false;
 }
 
-drt::tensor4 random_input(std::size_t n, std::size_t c, std::size_t h, std::size_t w) {
-  drt::tensor4 x = drt::tensor4::from_shape({n, c, h, w});
-  std::mt19937 g(11);
-  std::normal_distribution<float> nd;
-  for (auto& v : x) v = nd(g);
-  return x;
-}
-
 template <class Model>
 void check_walk(const Model& m, const std::string& checkpoint, const std::string& prefix,
                 const std::vector<std::string>& paths, std::size_t h, std::size_t w) {
   using family = drt::model_family<Model>;
   const drt::safetensors_file st(checkpoint);
   const auto names = st.names();
-  const auto x = random_input(1, family::input_channels(m), h, w);
+  const auto x = drt_test::random_image(1, family::input_channels(m), h, w, 11);
   for (const auto& text : paths) {
     INFO(family::name << " path '" << text << "'");
     const auto exec = family::compile(m, family::parse(text));

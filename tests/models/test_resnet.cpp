@@ -22,19 +22,6 @@
 using namespace drt_test;
 
 namespace {
-drt::tensor4 as_tensor4(const drt::host_tensor& t) {
-  REQUIRE(t.shape.size() == 4);
-  drt::tensor4 x = drt::tensor4::from_shape(
-      {std::size_t(t.shape[0]), std::size_t(t.shape[1]), std::size_t(t.shape[2]), std::size_t(t.shape[3])});
-  std::copy(t.data.begin(), t.data.end(), x.data());
-  return x;
-}
-
-template <class T>
-void check_shape_eq(const T& x, const std::vector<std::int64_t>& s) {
-  REQUIRE(x.dimension() == s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) REQUIRE(std::int64_t(x.shape(i)) == s[i]);
-}
 
 nlohmann::json narrow_json() {
   return nlohmann::json::parse(R"({"model_type":"resnet","num_channels":3,"embedding_size":16,
@@ -209,14 +196,14 @@ TEST_SUITE("models") {
           const auto x = as_tensor4(io.read_float("pixel_values"));
           const auto out = model.forward(x, true);
           const auto ref = io.read_float("logits");
-          check_shape_eq(out.logits, ref.shape);
+          check_shape(out.logits, ref.shape);
           check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
           REQUIRE(out.hidden_states.size() == 5);
           for (std::size_t s = 0; s < 5; ++s) {
             const std::string key = "hidden_state" + std::to_string(s);
             REQUIRE(io.contains(key));
             const auto r = io.read_float(key);
-            check_shape_eq(out.hidden_states[s], r.shape);
+            check_shape(out.hidden_states[s], r.shape);
             check_close(out.hidden_states[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
           }
           // The backbone path gives the same maps, NHWC.
@@ -277,7 +264,7 @@ TEST_SUITE("models") {
           check_close(mine.data(), ref[s].v.data(), ref[s].v.size(),
                       std::string(v.name) + " hidden_state" + std::to_string(s));
         }
-        check_shape_eq(out.logits, {1, 5});
+        check_shape(out.logits, {1, 5});
         check_close(out.logits.data(), ref_logits.data(), ref_logits.size(), std::string(v.name) + " logits");
       }
     }
@@ -302,8 +289,8 @@ TEST_SUITE("models") {
       check_close(maps[s].data(), ref[s].v.data(), ref[s].v.size(), "backbone feature " + std::to_string(s));
     }
     const auto out = model.forward(x);
-    check_shape_eq(out.logits, {1, 0});
-    check_shape_eq(out.pooled, {1, 24});
+    check_shape(out.logits, {1, 0});
+    check_shape(out.pooled, {1, 24});
     CHECK(out.hidden_states.empty());
     // Without id2label the config has no classes either.
     j.erase("id2label");
@@ -480,14 +467,14 @@ TEST_SUITE("models") {
     const auto px = random_vector(x.size(), 11, -2.f, 2.f);
     std::copy(px.begin(), px.end(), x.data());
     const auto out = model.forward(x, true);
-    check_shape_eq(out.logits, {2, 1000});
-    check_shape_eq(out.pooled, {2, 2048});
+    check_shape(out.logits, {2, 1000});
+    check_shape(out.pooled, {2, 2048});
     REQUIRE(out.hidden_states.size() == 5);
-    check_shape_eq(out.hidden_states[0], {2, 64, 16, 16});
-    check_shape_eq(out.hidden_states[1], {2, 256, 16, 16});
-    check_shape_eq(out.hidden_states[2], {2, 512, 8, 8});
-    check_shape_eq(out.hidden_states[3], {2, 1024, 4, 4});
-    check_shape_eq(out.hidden_states[4], {2, 2048, 2, 2});
+    check_shape(out.hidden_states[0], {2, 64, 16, 16});
+    check_shape(out.hidden_states[1], {2, 256, 16, 16});
+    check_shape(out.hidden_states[2], {2, 512, 8, 8});
+    check_shape(out.hidden_states[3], {2, 1024, 4, 4});
+    check_shape(out.hidden_states[4], {2, 2048, 2, 2});
     for (float v : out.logits) REQUIRE(std::isfinite(v));
     // Batch entries are independent: image 1 alone gives the same logits.
     drt::tensor4 x1 = drt::tensor4::from_shape({1, 3, 64, 64});

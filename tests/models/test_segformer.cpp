@@ -14,17 +14,6 @@
 using namespace drt_test;
 
 namespace {
-drt::tensor4 as_tensor4(const drt::host_tensor& t) {
-  REQUIRE(t.shape.size() == 4);
-  drt::tensor4 x = drt::tensor4::from_shape({std::size_t(t.shape[0]), std::size_t(t.shape[1]),
-                                             std::size_t(t.shape[2]), std::size_t(t.shape[3])});
-  std::copy(t.data.begin(), t.data.end(), x.data());
-  return x;
-}
-void check_shape_eq(const drt::tensor4& x, const std::vector<std::int64_t>& s) {
-  REQUIRE(x.dimension() == s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) REQUIRE(std::int64_t(x.shape(i)) == s[i]);
-}
 }  // namespace
 
 TEST_SUITE("models") {
@@ -46,13 +35,13 @@ TEST_CASE("segformer-b0 fixture: logits and encoder stages match transformers") 
       const auto x = as_tensor4(io.read_float("pixel_values"));
       const auto out = model.forward(x, true);
       const auto ref = io.read_float("logits");
-      check_shape_eq(out.logits, ref.shape);
+      check_shape(out.logits, ref.shape);
       check_close(out.logits.data(), ref.data.data(), ref.data.size(), std::string(name) + " logits");
       for (std::size_t s = 0; s < 4; ++s) {
         const std::string key = "encoder_stage" + std::to_string(s);
         if (!io.contains(key)) continue;
         const auto r = io.read_float(key);
-        check_shape_eq(out.stages[s], r.shape);
+        check_shape(out.stages[s], r.shape);
         check_close(out.stages[s].data(), r.data.data(), r.data.size(), std::string(name) + " " + key);
       }
     }
@@ -110,7 +99,7 @@ static void check_camvid_case(const std::string& model_dir, const std::string& c
   const auto x = as_tensor4(io.read_float("pixel_values"));
   const auto out = model.forward(x);
   const auto ref = io.read_float("logits");
-  check_shape_eq(out.logits, ref.shape);
+  check_shape(out.logits, ref.shape);
   check_close(out.logits.data(), ref.data.data(), ref.data.size(), case_path + " logits");
   const auto pred = io.read_int("prediction");
   const auto mine = drt::upsample_argmax(out.logits, x.shape(2), x.shape(3));
@@ -163,23 +152,12 @@ static void check_low_precision(const drt::segformer_model& model, const std::st
     CAPTURE(case_path);
     CAPTURE(std::string(b.path));
     const auto out = model.forward(x, drt::segformer_path::parse(b.path));
-    check_shape_eq(out.logits, ref.shape);
+    check_shape(out.logits, ref.shape);
     const auto err = compare(out.logits.data(), ref.data.data(), ref.data.size());
     double agree = 0.0;
     if (!has_prediction) {  // argmax over classes at the logits' resolution (NCHW)
-      const std::size_t classes = out.logits.shape(1), plane = out.logits.shape(2) * out.logits.shape(3);
-      std::size_t same = 0, pixels = 0;
-      for (std::size_t img = 0; img < out.logits.shape(0); ++img)
-        for (std::size_t p = 0; p < plane; ++p, ++pixels) {
-          const std::size_t at = img * classes * plane + p;
-          std::size_t mine = 0, theirs = 0;
-          for (std::size_t c = 1; c < classes; ++c) {
-            if (out.logits.data()[at + c * plane] > out.logits.data()[at + mine * plane]) mine = c;
-            if (ref.data[at + c * plane] > ref.data[at + theirs * plane]) theirs = c;
-          }
-          same += mine == theirs;
-        }
-      agree = double(same) / double(pixels);
+      agree = argmax_agreement(out.logits.data(), ref.data.data(), out.logits.shape(0), out.logits.shape(1),
+                               out.logits.shape(2) * out.logits.shape(3));
     } else {
       const auto pred = io.read_int("prediction");
       const auto mine = drt::upsample_argmax(out.logits, x.shape(2), x.shape(3));

@@ -59,14 +59,19 @@ int calibrate_main(const parsed_args& args) {
     drt::segformer_options build = segformer_build(args);
     build.int8.reset();  // measured in fp32, without ranges
     drt::any_model any = drt::load_model(model_dir, weight_options(args), build);
-    auto* seg = std::get_if<drt::segformer_model>(&any);
-    if (!seg)
-      throw drt::invalid_input("model '" + model_dir + "' is a " + drt::family_name(any) +
-                               " model: int8 runs SegFormer's GEMM layers so far (docs/precision.md)");
     const std::string source = "drt calibrate --int8 " + args.get("--int8") + " on " + std::to_string(files.size()) +
                                " images of '" + calib + "'";
     const drt::any_model& view = any;
-    const auto ranges = drt::calibrate_int8(*seg, [&] { run_images(view, "drt calibrate --int8"); }, method, source);
+    const auto ranges = std::visit(
+        [&](auto& m) -> drt::int8_calibration {
+          if constexpr (std::is_same_v<std::decay_t<decltype(m)>, drt::resnet_model>)
+            throw drt::invalid_input("model '" + model_dir + "' is a " + drt::family_name(view) +
+                                     " model: its path has no precision knob (int8 runs SegFormer and Swin + "
+                                     "UPerNet; docs/precision.md)");
+          else
+            return drt::calibrate_int8(m, [&] { run_images(view, "drt calibrate --int8"); }, method, source);
+        },
+        any);
     nlohmann::json j = ranges.to_json();
     j["model"] = model_dir;
     const std::string text = j.dump() + "\n";

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "cli.hpp"
 
@@ -55,9 +56,14 @@ inline drt::segformer_options segformer_build(const parsed_args& args) {
 
 /// What a path's precision runs on, for the program's report: empty for fp32 everywhere, else e.g.
 /// "int8 (int8 AVX-512 VNNI (vpdpbusd); int8 input ranges: each call's own)".
+template <class Path, class = void>
+struct has_precision_knob : std::false_type {};
+template <class Path>
+struct has_precision_knob<Path, std::void_t<decltype(std::declval<const Path&>().precision)>> : std::true_type {};
+
 template <class Path>
 std::string precision_report(const Path& path, const parsed_args& args) {
-  if constexpr (std::is_same_v<Path, drt::segformer_path>) {
+  if constexpr (has_precision_knob<Path>::value) {
     if (path.precision.is_fp32()) return "";
     std::string kernels;
     for (const drt::precision p : {drt::precision::bf16, drt::precision::int8})

@@ -25,6 +25,9 @@
 /// - pred_in: classifier input channels kept = fpn_bottleneck output channels computed.
 /// - mlp: Swin MLP hidden units kept, as fractions of each block's hidden width (1 value, one per
 ///   stage or one per block), a prefix of the order the model was loaded in (dynamic/channel_order.hpp).
+/// - precision: the arithmetic of the Swin backbone's GEMM layers (q/k/v, output, fc1, fc2, patch
+///   merging reductions): `precision=int8`, `precision=bf16`, or `precision=encoder:int8`. The one
+///   region is `encoder`: the UPerNet head's convolutions run fp32 on every path (docs/precision.md).
 /// The lateral convs and the pyramid pooling always run: level 0 is always kept, and it sums every
 /// coarser level through the top-down path. Backbone stages past the last feature level do not run.
 
@@ -51,8 +54,9 @@ struct upernet_path {
   int fpn_in = 0;                         ///< fpn_convs input channels kept (= lateral outputs computed)
   int pred_in = 0;                        ///< classifier inputs kept (= fpn_bottleneck outputs computed)
   std::vector<double> mlp;                ///< Swin MLP hidden units kept as fractions (1, per stage or per block)
+  precision_plan precision;               ///< the backbone's arithmetic (fp32 by default)
 
-  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp";
+  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<upernet_path, upernet_config>& family() {
@@ -92,6 +96,10 @@ struct upernet_path {
              },
              "Swin MLP hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
              "fc1 computes and fc2 reads only those"},
+            {"precision", &upernet_path::precision, knob_layout::scalar, nullptr,
+             "arithmetic of the Swin backbone's GEMM layers: fp32, bf16 or int8 (region: encoder; the head "
+             "stays fp32)",
+             "", nullptr, "", nullptr, "", nullptr, "encoder"},
         },
         [](const C& c) { return c.backbone.depths; }};
     return f;

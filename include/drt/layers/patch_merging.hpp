@@ -61,14 +61,18 @@ public:
     return double(patch_merging_out(h)) * patch_merging_out(w) * 8.0 * c_ * c_;
   }
 
-  /// x: [N, H, W, C] -> y: [N, ceil(H/2), ceil(W/2), 2C].
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y) const {
+  /// x: [N, H, W, C] -> y: [N, ceil(H/2), ceil(W/2), 2C]. `p`: the reduction's arithmetic.
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y,
+           precision p = precision::fp32) const {
     const std::size_t m = n * patch_merging_out(h) * patch_merging_out(w);
     detail::aligned_vector<float> merged(m * 4 * c_);
     patch_merge_gather(x, n, h, w, c_, merged.data());
     norm_.run(m, merged.data(), 4 * c_, merged.data(), 4 * c_);
-    reduction_.run(m, merged.data(), 4 * c_, y, 2 * c_);
+    reduction_.run(m, merged.data(), 4 * c_, y, 2 * c_, activation::none, nullptr, 0, true, p);
   }
+  /// The reduction, the GEMM layer a precision lowers.
+  const linear& reduction() const noexcept { return reduction_; }
+  linear& reduction() noexcept { return reduction_; }
 
 private:
   std::size_t c_ = 0;

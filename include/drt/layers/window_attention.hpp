@@ -292,13 +292,14 @@ public:
     std::copy(w.q_w, w.q_w + channels * channels, wqkv.begin());
     std::copy(w.k_w, w.k_w + channels * channels, wqkv.begin() + static_cast<std::ptrdiff_t>(channels * channels));
     std::copy(w.v_w, w.v_w + channels * channels, wqkv.begin() + static_cast<std::ptrdiff_t>(2 * channels * channels));
-    qkv_ = packed_matrix::from_nk(wqkv.data(), 3 * channels, channels, channels);
+    std::vector<float> bqkv;
     if (w.q_b || w.k_b || w.v_b) {
-      qkv_bias_.assign(3 * channels, 0.f);
-      if (w.q_b) std::copy(w.q_b, w.q_b + channels, qkv_bias_.begin());
-      if (w.k_b) std::copy(w.k_b, w.k_b + channels, qkv_bias_.begin() + static_cast<std::ptrdiff_t>(channels));
-      if (w.v_b) std::copy(w.v_b, w.v_b + channels, qkv_bias_.begin() + static_cast<std::ptrdiff_t>(2 * channels));
+      bqkv.assign(3 * channels, 0.f);
+      if (w.q_b) std::copy(w.q_b, w.q_b + channels, bqkv.begin());
+      if (w.k_b) std::copy(w.k_b, w.k_b + channels, bqkv.begin() + static_cast<std::ptrdiff_t>(channels));
+      if (w.v_b) std::copy(w.v_b, w.v_b + channels, bqkv.begin() + static_cast<std::ptrdiff_t>(2 * channels));
     }
+    qkv_ = linear(wqkv.data(), bqkv.empty() ? nullptr : bqkv.data(), 3 * channels, channels);
     const std::size_t rows = (2 * window - 1) * (2 * window - 1);
     table_.assign(w.rel_table, w.rel_table + rows * heads);
     bias_ = detail::relative_position_bias(table_.data(), window, heads, window);
@@ -316,7 +317,10 @@ public:
 
   /// normed: layer-normed tokens [N, H, W, C]; x: [N, H, W, C] holds the residual on entry and
   /// receives x + attention(normed). g: from make_window_geometry(H, W, ...). normed and x differ.
-  void run(const float* normed, std::size_t n, const window_geometry& g, float* x) const {
+  /// `p`: the arithmetic of the q/k/v and output projections (the window products, 49-64 keys per
+  /// query, and the softmax stay fp32: docs/precision.md).
+  void run(const float* normed, std::size_t n, const window_geometry& g, float* x,
+           precision p = precision::fp32) const {
     if (g.window > window_)
       throw shape_error("window attention: window " + std::to_string(g.window) + " exceeds the configured " +
                         std::to_string(window_));
@@ -340,9 +344,7 @@ public:
         },
         double(rows) * C);
     // 2. q, k, v for every window token
-    gemm_epilogue eq;
-    eq.bias = qkv_bias_.empty() ? nullptr : qkv_bias_.data();
-    gemm(rows, C3, C, xw.data(), C, qkv_, qkv.data(), C3, eq);
+    qkv_.run(rows, xw.data(), C, qkv.data(), C3, activation::none, nullptr, 0, true, p);
     // 3. relative position bias + shift mask, one table per window kind (last row / last column)
     const std::vector<float> sub_bias = g.window == window_
                                             ? std::vector<float>()
@@ -401,13 +403,25 @@ public:
         },
         double(rows) * C);
     // 6. output projection, residual added in the epilogue
-    out_.run(n * hw, ctx.data(), C, x, C, activation::none, x, C);
+    out_.run(n * hw, ctx.data(), C, x, C, activation::none, x, C, true, p);
+  }
+
+  /// The two GEMM layers a precision lowers: "qkv" (query, key and value in one) and "output".
+  template <class F>
+  void for_each_linear(F&& f) const {
+    f("qkv", qkv_);
+    f("output", out_);
+  }
+  template <class F>
+  void for_each_linear(F&& f) {
+    f("qkv", qkv_);
+    f("output", out_);
   }
 
 private:
   std::size_t c_ = 0, heads_ = 1, window_ = 0;
-  packed_matrix qkv_;
-  std::vector<float> qkv_bias_, table_, bias_;
+  linear qkv_;
+  std::vector<float> table_, bias_;
   linear out_;
 };
 

@@ -18,12 +18,21 @@ namespace drt {
 using any_model = std::variant<segformer_model, upernet_swin_model, resnet_model>;
 
 /// Loads DIR (config.json + model.safetensors; `options` as for safetensors_file, `segformer` how a
-/// SegFormer graph is built; its channel order applies to Swin + UPerNet too). Unknown model types get an error naming the
+/// SegFormer graph is built; its channel order and int8 ranges apply to Swin + UPerNet too). Unknown model types get an error naming the
 /// directory, the type and the supported ones.
 inline any_model load_model(const std::string& dir, safetensors_options options = {}, segformer_options segformer = {}) {
   const std::string type = read_model_type(dir + "/config.json");
   if (type == "segformer") return segformer_model::from_dir(dir, options, segformer);
-  if (type == "upernet") return upernet_swin_model::from_dir(dir, options, {}, segformer.order);
+  if (type == "upernet") {
+    auto m = upernet_swin_model::from_dir(dir, options, {}, segformer.order);
+    if (segformer.int8)
+      apply_int8_calibration(m, *segformer.int8, "int8 calibration (" + segformer.int8->source + ")");
+    return m;
+  }
+  if (segformer.int8)
+    throw invalid_input("model '" + dir + "' is a " + type +
+                        " model: calibrated int8 ranges apply to SegFormer and Swin + UPerNet (its path has no "
+                        "precision knob)");
   if (type == "resnet") return resnet_model::from_dir(dir, options);
   throw invalid_input("model '" + dir + "': model_type '" + type +
                       "' is not supported (supported: segformer, upernet with a swin backbone, resnet)");

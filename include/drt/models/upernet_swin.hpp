@@ -90,6 +90,8 @@ struct upernet_execution : upernet_head_channels {
   std::vector<std::vector<unsigned char>> skip;
   /// MLP hidden units each Swin block computes (a prefix), and fc2's compensated biases.
   unit_prefixes mlp;
+  /// The arithmetic of the backbone's GEMM layers (path knob `precision`, region encoder).
+  precision encoder = precision::fp32;
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -327,9 +329,22 @@ public:
     // computes the fpn_in channels the fpn convs read; the last level also feeds its own slice.
     for (std::size_t i = 0; i < L; ++i)
       e.lateral_kept.push_back(i + 1 < L ? e.fpn_in : L > 1 ? std::max(e.fpn_in, e.level_kept[i]) : e.level_kept[i]);
+    e.encoder = path.precision.of("encoder");
+    if (e.encoder != precision::fp32)  // pack once here, not in the first frame
+      for_each_linear([&](const std::string&, const linear& l) { l.prepare(e.encoder); });
     return e;
   }
 
+  /// Every GEMM layer a precision lowers (the backbone's), with its checkpoint module name (the fused
+  /// q/k/v projection as `...attention.self.qkv`): what int8 calibration sets ranges on.
+  template <class F>
+  void for_each_linear(F&& f) const {
+    visit_linears(*this, f);
+  }
+  template <class F>
+  void for_each_linear(F&& f) {
+    visit_linears(*this, f);
+  }
 
   /// The layers `forward` runs for a batch of N images of H x W under `exec`, in execution order, with
   /// exact MACs. Backbone (region encoder): `PatchEmbed_Conv2D`, `PatchEmbed_LayerNorm`, per block
@@ -449,6 +464,8 @@ public:
     // ref: UperNetForSemanticSegmentation.forward interpolates the classifier's output to the input size
     add("logits_upsample", layer_kind::resize, dec, classes_, classes_, height, width, 1, 1, 0) =
         "decode_head.classifier";
+    for (auto& l : out)  // the backbone's linears run in the path's precision; the window products in fp32
+      if (l.kind == layer_kind::linear && l.region == enc) l.arithmetic = exec.encoder;
     return out;
   }
 
@@ -546,7 +563,7 @@ public:
         }
         {
           profile_scope ps("attention");
-          blk.attention.run(normed.data(), n, g, cur.data());
+          blk.attention.run(normed.data(), n, g, cur.data(), exec.encoder);
         }
         {
           profile_scope ps("layernorm_after");
@@ -557,11 +574,11 @@ public:
         hidden.resize(m * hid);
         {
           profile_scope ps("mlp.fc1");
-          blk.fc1.run_prefix(m, hid, C, normed.data(), C, hidden.data(), hid, act);
+          blk.fc1.run_prefix(m, hid, C, normed.data(), C, hidden.data(), hid, act, nullptr, 0, nullptr, exec.encoder);
         }
         profile_scope ps("mlp.fc2");
         blk.fc2.run_prefix(m, C, hid, hidden.data(), hid, cur.data(), C, activation::none, cur.data(), C,
-                           exec.mlp.bias_at(st, j));
+                           exec.mlp.bias_at(st, j), exec.encoder);
       }
       take_feature(st + 1);
       if (st + 1 < run) {  // patch merging only when the next stage runs
@@ -570,7 +587,7 @@ public:
         {
           const std::string name = prof ? sn + " patch_merging" : std::string();
           profile_scope ps(name.c_str());
-          merges_[st].run(cur.data(), n, h, w, merged.data());
+          merges_[st].run(cur.data(), n, h, w, merged.data(), exec.encoder);
         }
         cur = std::move(merged);
         h = oh;
@@ -602,6 +619,23 @@ public:
   }
 
 private:
+  template <class Self, class F>
+  static void visit_linears(Self& self, F& f) {
+    for (std::size_t s = 0; s < self.blocks_.size(); ++s) {
+      for (std::size_t j = 0; j < self.blocks_[s].size(); ++j) {
+        const std::string b = "backbone.encoder.layers." + std::to_string(s) + ".blocks." + std::to_string(j) + ".";
+        auto& blk = self.blocks_[s][j];
+        blk.attention.for_each_linear([&](const char* n, auto& l) {
+          f(b + (std::string(n) == "qkv" ? "attention.self.qkv" : "attention.output.dense"), l);
+        });
+        f(b + "intermediate.dense", blk.fc1);
+        f(b + "output.dense", blk.fc2);
+      }
+      if (s < self.merges_.size() && self.merges_[s].in_channels())
+        f("backbone.encoder.layers." + std::to_string(s) + ".downsample.reduction", self.merges_[s].reduction());
+    }
+  }
+
   /// Backbone stages that run: up to the last one a feature level reads.
   std::size_t stages_run() const noexcept {
     int last = 0;
