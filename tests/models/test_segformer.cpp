@@ -136,50 +136,14 @@ TEST_CASE("vendored segformer-b0-camvid runs without ../shared (end-to-end parit
 // bf16 and int8 (issue 20) against transformers' float32 outputs: the logits' relative L2 error and,
 // the argmax agreement (full resolution where the case has "prediction", else the logits'). Every bound is 2-3x the
 // measured error (docs/precision.md) and a third of the disagreeing pixels more.
-struct low_precision_bound {
-  const char* path;
-  double rel_l2, agree;  ///< agree: minimum argmax agreement (at full resolution when the case has
-                         ///< "prediction", else at the logits' resolution)
-};
-
-static void check_low_precision(const drt::segformer_model& model, const std::string& case_path,
-                                std::initializer_list<low_precision_bound> bounds) {
-  const drt::safetensors_file io(case_path);
-  const auto x = as_tensor4(io.read_float("pixel_values"));
-  const auto ref = io.read_float("logits");
-  const bool has_prediction = io.contains("prediction");
-  for (const low_precision_bound& b : bounds) {
-    CAPTURE(case_path);
-    CAPTURE(std::string(b.path));
-    const auto out = model.forward(x, drt::segformer_path::parse(b.path));
-    check_shape(out.logits, ref.shape);
-    const auto err = compare(out.logits.data(), ref.data.data(), ref.data.size());
-    double agree = 0.0;
-    if (!has_prediction) {  // argmax over classes at the logits' resolution (NCHW)
-      agree = argmax_agreement(out.logits.data(), ref.data.data(), out.logits.shape(0), out.logits.shape(1),
-                               out.logits.shape(2) * out.logits.shape(3));
-    } else {
-      const auto pred = io.read_int("prediction");
-      const auto mine = drt::upsample_argmax(out.logits, x.shape(2), x.shape(3));
-      REQUIRE(mine.size() == pred.idata.size());
-      std::size_t same = 0;
-      for (std::size_t i = 0; i < mine.size(); ++i) same += mine.data()[i] == pred.idata[i];
-      agree = double(same) / double(mine.size());
-    }
-    if (std::getenv("DRT_TEST_VERBOSE")) MESSAGE(case_path << " " << std::string(b.path) << ": rel L2 " << err.rel_l2 << ", argmax agreement " << agree);
-    CHECK(err.rel_l2 <= b.rel_l2);
-    CHECK(err.rel_l2 > 1e-5);  // really computed in the low precision (fp32 is at 3e-7)
-    CHECK(agree >= b.agree);
-  }
-}
-
 // Measured: bf16 rel L2 8.9e-4, 99.98 % of pixels; int8 (each call's own range) 4.8e-3, 99.91 %;
 // encoder int8 + decoder bf16 4.0e-3, 99.93 %.
 TEST_CASE("vendored segformer-b0-camvid in bf16 and int8 stays within the stated error of transformers") {
   const std::string dir = source_dir() + "/data/models/segformer-b0-camvid";
-  check_low_precision(drt::segformer_model::from_dir(dir), dir + "/case_camvid_val1.safetensors",
-                      {{"precision=bf16", 2e-3, 0.9997}, {"precision=int8", 1e-2, 0.9985},
-                       {"precision=encoder:int8,decoder:bf16", 1e-2, 0.9985}});
+  check_low_precision<drt::segformer_path>(drt::segformer_model::from_dir(dir), dir + "/case_camvid_val1.safetensors",
+                                           {{"precision=bf16", 2e-3, 0.9997},
+                                            {"precision=int8", 1e-2, 0.9985},
+                                            {"precision=encoder:int8,decoder:bf16", 1e-2, 0.9985}});
 }
 
 // The CamVid B1 / B2 cases (../shared). Measured: B1 bf16 8.5e-4 / 99.991 %, int8 6.9e-3 / 99.887 %;
@@ -191,8 +155,9 @@ TEST_CASE("segformer-b1/b2-camvid in bf16 and int8 stay within the stated error 
     SUBCASE(m) {
       const std::string dir = shared_dir() + "/models/" + m;
       if (!require_file(dir + "/case_camvid_val2.safetensors")) return;
-      check_low_precision(drt::segformer_model::from_dir(dir), dir + "/case_camvid_val2.safetensors",
-                          {{"precision=bf16", 2e-3, 0.9998}, {"precision=int8", 2e-2, 0.9985}});
+      check_low_precision<drt::segformer_path>(drt::segformer_model::from_dir(dir),
+                                               dir + "/case_camvid_val2.safetensors",
+                                               {{"precision=bf16", 2e-3, 0.9998}, {"precision=int8", 2e-2, 0.9985}});
     }
   }
 }
@@ -208,9 +173,10 @@ TEST_CASE("segformer-b0 fixture in bf16 and int8 stays within the stated error o
   const auto model = drt::segformer_model::from_dir(dir);
   for (const char* name : {"case_64x64", "case_96x80"}) {
     SUBCASE(name) {
-      check_low_precision(model, dir + "/" + name + ".safetensors",
-                          {{"precision=bf16", 1.5e-2, 0.97}, {"precision=int8", 6e-2, 0.90},
-                           {"precision=encoder:int8,decoder:bf16", 6e-2, 0.90}});
+      check_low_precision<drt::segformer_path>(model, dir + "/" + name + ".safetensors",
+                                               {{"precision=bf16", 1.5e-2, 0.97},
+                                                {"precision=int8", 6e-2, 0.90},
+                                                {"precision=encoder:int8,decoder:bf16", 6e-2, 0.90}});
     }
   }
 }

@@ -229,39 +229,14 @@ TEST_SUITE("models") {
   // fixture (random weights) 64x64 / 96x80: bf16 rel L2 3.5e-3 / 3.6e-3, argmax 99.4 / 99.6 %; int8
   // 1.7e-2 / 1.5e-2, 98.1 / 98.6 %. upernet-swin64-camvid (360x480): bf16 3.3e-4, 99.995 %; int8
   // 2.3e-3, 99.97 %.
-  struct swin_low_precision_bound {
-    const char* path;
-    double rel_l2, agree;
-  };
-  void check_swin_low_precision(const drt::upernet_swin_model& model, const std::string& case_path,
-                                std::initializer_list<swin_low_precision_bound> bounds) {
-    const drt::safetensors_file io(case_path);
-    const auto x = as_tensor4(io.read_float("pixel_values"));
-    const auto ref = io.read_float("logits");
-    for (const auto& b : bounds) {
-      CAPTURE(case_path);
-      CAPTURE(std::string(b.path));
-      const auto out = model.forward(x, drt::upernet_path::parse(b.path));
-      check_shape(out.logits, ref.shape);
-      const auto err = compare(out.logits.data(), ref.data.data(), ref.data.size());
-      const double agree = argmax_agreement(out.logits.data(), ref.data.data(), out.logits.shape(0),
-                                            out.logits.shape(1), out.logits.shape(2) * out.logits.shape(3));
-      if (std::getenv("DRT_TEST_VERBOSE"))
-        MESSAGE(case_path << " " << std::string(b.path) << ": rel L2 " << err.rel_l2 << ", argmax agreement " << agree);
-      CHECK(err.rel_l2 <= b.rel_l2);
-      CHECK(err.rel_l2 > 1e-5);  // really computed in the low precision (fp32 is near 1e-6)
-      CHECK(agree >= b.agree);
-    }
-  }
-
   TEST_CASE("upernet-swin-mini fixture in bf16 and int8 stays within the stated error of transformers") {
     const std::string dir = shared_dir() + "/fixtures/upernet-swin-mini";
     if (!require_file(dir + "/model.safetensors")) return;
     const auto model = drt::upernet_swin_model::from_dir(dir);
     for (const char* name : {"case_64x64", "case_96x80"}) {
       SUBCASE(name) {
-        check_swin_low_precision(model, dir + "/" + name + ".safetensors",
-                                 {{"precision=bf16", 1e-2, 0.98}, {"precision=int8", 4e-2, 0.95}});
+        check_low_precision<drt::upernet_path>(model, dir + "/" + name + ".safetensors",
+                                               {{"precision=bf16", 1e-2, 0.98}, {"precision=int8", 4e-2, 0.95}});
       }
     }
     // The layer list says what runs in which arithmetic: the backbone's GEMM layers in the path's,
@@ -288,8 +263,9 @@ TEST_SUITE("models") {
   TEST_CASE("upernet-swin64-camvid in bf16 and int8 stays within the stated error of transformers") {
     const std::string dir = shared_dir() + "/models/upernet-swin64-camvid";
     if (!require_file(dir + "/case_camvid_val1.safetensors")) return;
-    check_swin_low_precision(drt::upernet_swin_model::from_dir(dir), dir + "/case_camvid_val1.safetensors",
-                             {{"precision=bf16", 1e-3, 0.9998}, {"precision=int8", 6e-3, 0.999}});
+    check_low_precision<drt::upernet_path>(drt::upernet_swin_model::from_dir(dir),
+                                           dir + "/case_camvid_val1.safetensors",
+                                           {{"precision=bf16", 1e-3, 0.9998}, {"precision=int8", 6e-3, 0.999}});
   }
 #endif
 }
