@@ -130,7 +130,8 @@ command add_calibrate_command(CLI::App& drt) {
       ->required();
   value_option(*app, "--out", "FILE", "where to write the order (JSON), or the int8 ranges with --int8")->required();
   value_option(*app, "--int8", "METHOD",
-               "write the int8 input ranges of SegFormer's GEMM layers instead of a channel order: minmax, percentile "
+               "write the int8 input ranges of the GEMM layers (SegFormer, Swin + UPerNet) instead of a channel order: "
+               "minmax, percentile "
                "(99.99 %) or mse (docs/precision.md); read back with --int8-ranges FILE");
   value_option(*app, "--limit", "N", "use only the first N images (sorted by name)");
   value_option(*app, "--size", "HxW", "resize the images to H x W first (default: as stored)");
