@@ -91,6 +91,34 @@ BENCHMARK(BM_conv2d_dw3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+/// Mix-FFN (dense1, 3x3 depthwise + GELU, dense2, fused in bands: layers/mix_ffn.hpp) on SegFormer-B2's
+/// four stage shapes at 512x512. Args: HW, C (hidden = 4C), precision (0 fp32, 1 bf16, 2 int8).
+void BM_mix_ffn(benchmark::State& st) {
+  const std::size_t hw = st.range(0), c = st.range(1), r = 4 * c;
+  const auto p = static_cast<drt::precision>(st.range(2));
+  auto w1 = random_data(r * c, 1), b1 = random_data(r, 2), dw = random_data(r * 9, 3), db = random_data(r, 4),
+       w2 = random_data(c * r, 5), b2 = random_data(c, 6);
+  for (auto& v : w1) v *= 0.1f;
+  for (auto& v : w2) v *= 0.05f;
+  const auto x = random_data(hw * hw * c, 7);
+  const drt::mix_ffn ffn({w1.data(), b1.data(), dw.data(), db.data(), w2.data(), b2.data()}, c, r);
+  std::vector<float> out(x.size(), 0.f);
+  ffn.run(x.data(), 1, hw, hw, out.data(), 0, nullptr, p);  // packs the low-precision weights
+  for (auto _ : st) {
+    ffn.run(x.data(), 1, hw, hw, out.data(), 0, nullptr, p);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(st, ffn.macs(hw, hw));
+}
+BENCHMARK(BM_mix_ffn)
+    ->ArgNames({"HW", "C", "precision"})
+    ->ArgsProduct({{128}, {64}, {0, 1, 2}})
+    ->ArgsProduct({{64}, {128}, {0, 1, 2}})
+    ->ArgsProduct({{32}, {320}, {0, 1, 2}})
+    ->ArgsProduct({{16}, {512}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 /// Attention core. Args: tokens, keys, heads, head_dim.
 void BM_attention(benchmark::State& st) {
   const std::size_t t = st.range(0), s = st.range(1), h = st.range(2), d = st.range(3), c = h * d;

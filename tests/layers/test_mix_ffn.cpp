@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <drt/core/observer.hpp>
+#include <drt/core/parallel.hpp>
 #include <drt/layers/mix_ffn.hpp>
 
 #include "test_support.hpp"
@@ -22,7 +23,7 @@ constexpr double ffn_rel = 1e-5, ffn_abs = 1e-4;
 /// `kept` (0: all): the hidden prefix the layer computes; the reference runs a Mix-FFN of `kept`
 /// hidden units built from the first rows of dense1 / the depthwise conv and the first columns of dense2.
 void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::size_t hidden, drt::activation act,
-               unsigned seed, std::size_t kept = 0) {
+               unsigned seed, std::size_t kept = 0, int threads = 0) {
   const float s1 = 1.f / std::sqrt(float(c)), s2 = 1.f / std::sqrt(float(hidden));
   const auto d1w = random_vector(hidden * c, seed++, -s1, s1), d1b = random_vector(hidden, seed++, -0.2f, 0.2f);
   const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++, -0.2f, 0.2f);
@@ -42,7 +43,12 @@ void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::
   const std::size_t m = n * h * w;
   const auto x = random_vector(m * c, seed++, -2.f, 2.f), residual = random_vector(m * c, seed++);
   std::vector<float> out = residual;
-  ffn.run(x.data(), n, h, w, out.data(), kept);
+  {
+    const int before = drt::max_threads();
+    drt::set_threads(threads ? threads : before);
+    ffn.run(x.data(), n, h, w, out.data(), kept);
+    drt::set_threads(before);
+  }
 
   const std::size_t full = hidden;
   if (kept) hidden = kept;
@@ -65,7 +71,7 @@ void check_ffn(std::size_t n, std::size_t h, std::size_t w, std::size_t c, std::
   const std::string what = "mix_ffn " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " " +
                            std::to_string(c) + "->" + std::to_string(full) + " kept " + std::to_string(hidden) +
                            " act=" + std::to_string(int(act));
-  check_close(out.data(), ref.data(), ref.size(), what, ffn_rel, ffn_abs);
+  check_close(out.data(), ref.data(), ref.size(), what + " threads " + std::to_string(threads), ffn_rel, ffn_abs);
   INFO(what);
   CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);  // the FFN term is not negligible
 }
@@ -97,13 +103,16 @@ TEST_SUITE("layers") {
     struct mean_observer : drt::activation_observer {
       std::vector<double> sum;
       std::size_t rows = 0;
+      std::size_t hidden_units = 0;
       void observe(const void*, const float* a, std::size_t r, std::size_t ch, std::size_t ld) override {
-        sum.assign(ch, 0.0);
-        for (std::size_t i = 0; i < r; ++i)
+        if (ch != hidden_units) return;  // dense1's inputs
+        sum.resize(ch, 0.0);
+        for (std::size_t i = 0; i < r; ++i)  // the fused layer reports a band of rows per call
           for (std::size_t j = 0; j < ch; ++j) sum[j] += a[i * ld + j];
-        rows = r;
+        rows += r;
       }
     } obs;
+    obs.hidden_units = hidden;
     std::vector<float> full(m * c, 0.f);
     {
       drt::observing_session session(obs);
@@ -133,6 +142,47 @@ TEST_SUITE("layers") {
         CHECK(mc / double(m) == doctest::Approx(mf / double(m)).epsilon(1e-4));
         if (kept == 10 && o == 0) CHECK(std::abs(mp - mf) / double(m) > 1e-3);  // without it the mean moves
       }
+    }
+  }
+
+  TEST_CASE("mix_ffn fused in bands: many bands, runs of bands across threads, image edges and boundaries") {
+    // Rows of 64 pixels x 512 hidden units make bands of 3 rows (mix_ffn::band_rows): 7 bands for
+    // 20 rows, split into runs whose boundary rows are computed once and shared; 1, 2 and 3 threads
+    // (3 runs per image), batch 2, a hidden prefix, and an image of one band.
+    CHECK(drt::mix_ffn::band_rows(20, 64, 512) == 3);
+    CHECK(drt::mix_ffn::band_rows(4, 8, 16) == 2);  // at most half the image
+    CHECK(drt::mix_ffn::band_rows(40, 16, 2048) == 4);  // at least 64 pixels
+    for (const int threads : {1, 2, 3}) check_ffn(1, 20, 64, 16, 512, drt::activation::gelu, 90, 0, threads);
+    check_ffn(2, 11, 64, 8, 512, drt::activation::gelu, 91, 0, 3);
+    check_ffn(1, 19, 64, 8, 512, drt::activation::relu, 92, 300, 2);
+    check_ffn(1, 2, 64, 8, 512, drt::activation::gelu, 93, 0, 2);
+  }
+
+  TEST_CASE("mix_ffn gives the same bits whatever the number of threads, in every precision") {
+    // int8 quantizes dense1 with one range for the whole input and dense2 per band (a function of
+    // the shape only), so the runs of bands each thread sweeps do not change the result.
+    const std::size_t c = 16, hidden = 512, h = 20, w = 64;
+    unsigned seed = 100;
+    const auto d1w = random_vector(hidden * c, seed++, -0.25f, 0.25f), d1b = random_vector(hidden, seed++);
+    const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++);
+    const auto d2w = random_vector(c * hidden, seed++, -0.05f, 0.05f), d2b = random_vector(c, seed++);
+    const drt::mix_ffn ffn({d1w.data(), d1b.data(), dww.data(), dwb.data(), d2w.data(), d2b.data()}, c, hidden);
+    const auto x = random_vector(h * w * c, seed++, -2.f, 2.f);
+    const int before = drt::max_threads();
+    for (const auto p : {drt::precision::fp32, drt::precision::bf16, drt::precision::int8}) {
+      std::vector<std::vector<float>> outs;
+      for (const int threads : {1, 2, 3}) {
+        drt::set_threads(threads);
+        outs.emplace_back(h * w * c, 0.f);
+        ffn.run(x.data(), 1, h, w, outs.back().data(), 0, nullptr, p);
+      }
+      drt::set_threads(before);
+      CAPTURE(drt::to_string(p));
+      CHECK(outs[0] == outs[1]);
+      CHECK(outs[0] == outs[2]);
+      double energy = 0;
+      for (const float v : outs[0]) energy += double(v) * v;
+      CHECK(energy / double(h * w * c) > 1e-3);  // a real output, not zeros
     }
   }
 

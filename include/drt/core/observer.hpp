@@ -8,6 +8,8 @@
 
 #include <cstddef>
 
+#include "parallel.hpp"
+
 namespace drt {
 
 /// Receives the activations of one layer call: `rows` rows of `channels` floats, row stride `ld`.
@@ -25,18 +27,25 @@ inline activation_observer*& thread_observer() noexcept {
 }
 }  // namespace detail
 
-/// Makes `o` receive the activations reported on this thread until destroyed.
+/// Makes `o` receive the activations reported on this thread until destroyed. The session runs the
+/// layers on this one thread (OpenMP's thread count is 1 while it lives): a layer that splits its
+/// work into parts across threads (the fused Mix-FFN) then reports every part here.
 class observing_session {
 public:
-  explicit observing_session(activation_observer& o) : prev_(detail::thread_observer()) {
+  explicit observing_session(activation_observer& o) : prev_(detail::thread_observer()), threads_(max_threads()) {
     detail::thread_observer() = &o;
+    set_threads(1);
   }
-  ~observing_session() { detail::thread_observer() = prev_; }
+  ~observing_session() {
+    detail::thread_observer() = prev_;
+    set_threads(threads_);
+  }
   observing_session(const observing_session&) = delete;
   observing_session& operator=(const observing_session&) = delete;
 
 private:
   activation_observer* prev_;
+  int threads_;
 };
 
 /// Called by layers: reports to the thread's observer, if any.

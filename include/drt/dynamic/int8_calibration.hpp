@@ -161,7 +161,7 @@ struct int8_calibration {
 
 /// Runs `run()` (the calibration images through `model` in fp32, on this thread) with every linear
 /// observed, and chooses each layer's range with `method`. Model: anything with `for_each_linear`.
-/// Runs single-threaded: the observer sees only the calling thread's calls.
+/// Runs single-threaded (an observing_session does).
 template <class Model, class Run>
 int8_calibration calibrate_int8(Model& model, Run&& run, range_method method, const std::string& source,
                                 double pct = 99.99) {
@@ -169,16 +169,8 @@ int8_calibration calibrate_int8(Model& model, Run&& run, range_method method, co
   model.for_each_linear([&](const std::string& name, linear& l) { layers[&l] = name; });
   range_observer obs(layers);
   {
-    const int threads = max_threads();
-    set_threads(1);
-    try {
-      observing_session session(obs);
-      run();
-    } catch (...) {
-      set_threads(threads);
-      throw;
-    }
-    set_threads(threads);
+    observing_session session(obs);  // on this thread only
+    run();
   }
   int8_calibration c;
   c.method = to_string(method);

@@ -406,52 +406,65 @@ public:
   /// activation is fused into the store.
   template <activation A = activation::none>
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, std::size_t kept = 0) const noexcept {
+    const std::size_t c = kept ? std::min(kept, c_) : c_;
+    parallel_for(
+        n * h,
+        [&](std::size_t r) {
+          const std::size_t b = r / h, oy = r % h;
+          const float* rows[K];
+          for (std::size_t ky = 0; ky < K; ++ky) {
+            const long iy = static_cast<long>(oy + ky) - static_cast<long>(K / 2);
+            rows[ky] = iy >= 0 && iy < static_cast<long>(h) ? x + (b * h + static_cast<std::size_t>(iy)) * w * c : nullptr;
+          }
+          run_row<A>(rows, w, c, y + r * w * c);
+        },
+        2.0 * n * h * w * c * K * K);
+  }
+
+  /// One output row: `rows[ky]` is input row oy + ky - K/2 ([w, c] floats), null where it falls on
+  /// the padding; `out` receives [w, c]. The unit of `run` and of callers that produce the input a
+  /// few rows at a time (the fused Mix-FFN, layers/mix_ffn.hpp).
+  template <activation A = activation::none>
+  void run_row(const float* const* rows, std::size_t w, std::size_t c, float* out) const noexcept {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;
     constexpr long P = static_cast<long>(K / 2);
-    const std::size_t c = kept ? std::min(kept, c_) : c_, cw = c_;  // activation stride, weight stride
-    // One output row per task. For each vector of channels the K*K weights and the bias stay in
-    // registers while the row is swept; the taps outside the image are cut from the loop bounds
-    // instead of being tested one by one (the per-tap branches cost more than the FMAs).
-    auto row = [&](std::size_t r) {
-      const std::size_t b = r / h, oy = r % h;
-      const long ky0 = std::max<long>(0, P - static_cast<long>(oy));
-      const long ky1 = std::min<long>(static_cast<long>(K), static_cast<long>(h) + P - static_cast<long>(oy));
-      const float* rows[K];  // input row of each valid ky
-      for (long ky = ky0; ky < ky1; ++ky)
-        rows[ky] = x + (b * h + static_cast<std::size_t>(static_cast<long>(oy) + ky - P)) * w * c;
-      float* out_row = y + (b * h + oy) * w * c;
-      std::size_t j = 0;
-      for (; j + W <= c; j += W) {
-        simd wk[K * K];
-        for (std::size_t t = 0; t < K * K; ++t) wk[t] = simd::load_unaligned(w_.data() + t * cw + j);
-        const simd bias = simd::load_unaligned(bias_.data() + j);
-        for (std::size_t ox = 0; ox < w; ++ox) {
-          const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
-          const long kx1 = std::min<long>(static_cast<long>(K), static_cast<long>(w) + P - static_cast<long>(ox));
-          const long base = (static_cast<long>(ox) - P) * static_cast<long>(c) + static_cast<long>(j);
-          simd acc = bias;
-          for (long ky = ky0; ky < ky1; ++ky)
-            for (long kx = kx0; kx < kx1; ++kx)
-              acc = xsimd::fma(simd::load_unaligned(rows[ky] + (base + kx * static_cast<long>(c))),
-                               wk[static_cast<std::size_t>(ky * static_cast<long>(K) + kx)], acc);
-          activate<A>(acc).store_unaligned(out_row + ox * c + j);
-        }
+    const std::size_t cw = c_;  // weight stride
+    // For each vector of channels the K*K weights and the bias stay in registers while the row is
+    // swept; the taps outside the image are cut from the loop bounds instead of being tested one by
+    // one (the per-tap branches cost more than the FMAs).
+    long ky0 = 0, ky1 = static_cast<long>(K);
+    while (ky0 < ky1 && !rows[ky0]) ++ky0;
+    while (ky1 > ky0 && !rows[ky1 - 1]) --ky1;
+    std::size_t j = 0;
+    for (; j + W <= c; j += W) {
+      simd wk[K * K];
+      for (std::size_t t = 0; t < K * K; ++t) wk[t] = simd::load_unaligned(w_.data() + t * cw + j);
+      const simd bias = simd::load_unaligned(bias_.data() + j);
+      for (std::size_t ox = 0; ox < w; ++ox) {
+        const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
+        const long kx1 = std::min<long>(static_cast<long>(K), static_cast<long>(w) + P - static_cast<long>(ox));
+        const long base = (static_cast<long>(ox) - P) * static_cast<long>(c) + static_cast<long>(j);
+        simd acc = bias;
+        for (long ky = ky0; ky < ky1; ++ky)
+          for (long kx = kx0; kx < kx1; ++kx)
+            acc = xsimd::fma(simd::load_unaligned(rows[ky] + (base + kx * static_cast<long>(c))),
+                             wk[static_cast<std::size_t>(ky * static_cast<long>(K) + kx)], acc);
+        activate<A>(acc).store_unaligned(out + ox * c + j);
       }
-      for (; j < c; ++j)
-        for (std::size_t ox = 0; ox < w; ++ox) {
-          const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
-          const long kx1 = std::min<long>(static_cast<long>(K), static_cast<long>(w) + P - static_cast<long>(ox));
-          const long base = (static_cast<long>(ox) - P) * static_cast<long>(c) + static_cast<long>(j);
-          float acc = bias_[j];
-          for (long ky = ky0; ky < ky1; ++ky)
-            for (long kx = kx0; kx < kx1; ++kx)
-              acc += rows[ky][base + kx * static_cast<long>(c)] *
-                     w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j];
-          out_row[ox * c + j] = activate<A>(acc);
-        }
-    };
-    parallel_for(n * h, row, 2.0 * n * h * w * c * K * K);
+    }
+    for (; j < c; ++j)
+      for (std::size_t ox = 0; ox < w; ++ox) {
+        const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
+        const long kx1 = std::min<long>(static_cast<long>(K), static_cast<long>(w) + P - static_cast<long>(ox));
+        const long base = (static_cast<long>(ox) - P) * static_cast<long>(c) + static_cast<long>(j);
+        float acc = bias_[j];
+        for (long ky = ky0; ky < ky1; ++ky)
+          for (long kx = kx0; kx < kx1; ++kx)
+            acc += rows[ky][base + kx * static_cast<long>(c)] *
+                   w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j];
+        out[ox * c + j] = activate<A>(acc);
+      }
   }
 
 private:

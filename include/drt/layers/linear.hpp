@@ -125,11 +125,13 @@ public:
   /// The first `outputs` outputs from the first `inputs` inputs (a channel prefix on both sides:
   /// the first panels, the first rows of each), on the same packed weights. `bias` (optional)
   /// replaces the layer's own, e.g. a compensated one. `p`: the arithmetic (one packed copy per
-  /// precision serves every prefix: layers/gemm_int8.hpp, gemm_bf16.hpp).
+  /// precision serves every prefix: layers/gemm_int8.hpp, gemm_bf16.hpp). `input_q` (int8 only,
+  /// optional): the inputs' quantization from `int8_input_quant` over a larger tensor this call is a
+  /// part of, so that every part is quantized alike; null: this call's own.
   void run_prefix(std::size_t m, std::size_t outputs, std::size_t inputs, const float* x, std::size_t ldx, float* y,
                   std::size_t ldy, activation act = activation::none, const float* residual = nullptr,
                   std::size_t ldr = 0, const float* bias = nullptr, precision p = precision::fp32,
-                  bool allow_parallel = true) const {
+                  bool allow_parallel = true, const quant_params* input_q = nullptr) const {
     observe_activations(this, x, m, inputs, ldx);  // int8 calibration reads every linear's inputs
     gemm_epilogue ep;
     ep.bias = bias ? bias : this->bias();
@@ -144,17 +146,23 @@ public:
         return;
       case precision::int8: {
         prepare(p);
-        // The range pass runs with calibrated ranges too: quantizing clamps NaN / inf to a finite
-        // code, so without it a broken input would give a plausible, wrong output.
-        const auto [lo, hi] = detail::value_range(x, m, inputs, ldx);
-        if (!std::isfinite(lo) || !std::isfinite(hi))
-          throw invalid_input("linear [" + std::to_string(outputs) + " x " + std::to_string(inputs) +
-                              "] in int8: its input holds non-finite values");
-        const quant_params q = has_input_q_ ? input_q_ : quant_params_u8(lo, hi);
+        const quant_params q = input_q ? *input_q : int8_input_quant(x, m, inputs, ldx, outputs);
         gemm_s8(m, outputs, inputs, x, ldx, q, lowp_->s8, y, ldy, ep, allow_parallel);
         return;
       }
     }
+  }
+
+  /// The int8 quantization of the inputs x[m, inputs] (row stride ldx): the calibrated one, else their
+  /// own [min, max]. The range pass runs with calibrated ranges too: quantizing clamps NaN / inf to a
+  /// finite code, so without it a broken input would give a plausible, wrong output.
+  quant_params int8_input_quant(const float* x, std::size_t m, std::size_t inputs, std::size_t ldx,
+                                std::size_t outputs = 0) const {
+    const auto [lo, hi] = detail::value_range(x, m, inputs, ldx);
+    if (!std::isfinite(lo) || !std::isfinite(hi))
+      throw invalid_input("linear [" + std::to_string(outputs ? outputs : out_features()) + " x " +
+                          std::to_string(inputs) + "] in int8: its input holds non-finite values");
+    return has_input_q_ ? input_q_ : quant_params_u8(lo, hi);
   }
 
   /// The bias that keeps a prefix of `inputs` inputs unbiased: b + sum_{i >= inputs} W[:, i] * mean[i],

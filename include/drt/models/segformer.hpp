@@ -381,6 +381,7 @@ public:
         add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, hid, 1, oh, ow, 3, 1, hid * 10) =
             mb + "mlp.dwconv.dwconv";
         add(b + "mlp.dense2", layer_kind::linear, enc, C, hid, T, 1, 1, 1, hid * C + C) = mb + "mlp.dense2";
+        for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "mlp";  // fused (mix_ffn::run)
       }
       add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
           "segformer.encoder.layer_norm." + std::to_string(s);
