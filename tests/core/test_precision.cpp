@@ -32,6 +32,15 @@ TEST_SUITE("core") {
                          "where: precision 'int4' is not one of fp32, bf16, int8", drt::invalid_input);
     CHECK_THROWS_WITH_AS(drt::precision_plan::parse("encoder:int8,encoder:bf16", "w"),
                          "w: precision region 'encoder' given twice", drt::invalid_input);
+    // the whole-model value first and bare, then regions
+    const auto first = drt::precision_plan::parse("int8,attention:fp32", "t");
+    CHECK(first.all == drt::precision::int8);
+    CHECK(first.of("encoder") == drt::precision::int8);
+    REQUIRE(first.named("attention"));
+    CHECK(*first.named("attention") == drt::precision::fp32);
+    CHECK_FALSE(first.named("encoder"));
+    CHECK(first.to_string() == "all:int8,attention:fp32");
+    CHECK(drt::precision_plan::parse(first.to_string(), "t") == first);
     CHECK_THROWS_WITH_AS(drt::precision_plan::parse("encoder:int8,bf16", "w"),
                          "w: precision entry 'bf16' must be region:precision (e.g. encoder:int8)", drt::invalid_input);
   }
@@ -49,12 +58,22 @@ TEST_SUITE("core") {
     CHECK(drt::segformer_path::parse("precision=encoder:fp32").to_json().dump() == "{}");
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=head:int8").validate(c),
                          "path 'precision=head:int8': precision region 'head' is not a region of segformer "
-                         "(regions: encoder,decoder)",
+                         "(regions: encoder,decoder,attention)",
                          drt::invalid_input);
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=fp16"),
                          "path 'precision=fp16': precision 'fp16' is not one of fp32, bf16, int8", drt::invalid_input);
     CHECK_THROWS_WITH_AS(drt::segformer_path::from_json(nlohmann::json::parse(R"({"precision": 8})")),
                          "path JSON: key 'precision' has a malformed value 8", drt::invalid_input);
+    // the attention products: fp32 or bf16, never int8
+    const auto a = drt::segformer_path::parse("precision=int8,attention:fp32");
+    CHECK(a.to_string() == "precision=all:int8,attention:fp32");
+    a.validate(c);
+    drt::segformer_path::parse("precision=attention:bf16").validate(c);
+    CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=int8,attention:int8").validate(c),
+                         "path 'precision=all:int8,attention:int8': precision attention:int8 is not available: the "
+                         "attention products run in fp32 or bf16 (in u8 most softmax probabilities, below 1/255, "
+                         "would round to zero)",
+                         drt::invalid_input);
     drt::segformer_path q;
     drt::set_path_knob(q, "precision", 2.0);  // a sweep's numeric value: 0 fp32, 1 bf16, 2 int8
     CHECK(q.to_string() == "precision=int8");

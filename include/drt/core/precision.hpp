@@ -44,9 +44,14 @@ struct precision_plan {
   std::vector<std::pair<std::string, precision>> regions;  ///< in the order given, each at most once
 
   precision of(const std::string& region) const noexcept {
-    for (const auto& [r, p] : regions)
-      if (r == region) return p;
-    return all;
+    const precision* p = named(region);
+    return p ? *p : all;
+  }
+  /// The precision given to `region` by name, or null (the region follows `all` or its own rule).
+  const precision* named(const std::string& region) const noexcept {
+    for (const auto& r : regions)
+      if (r.first == region) return &r.second;
+    return nullptr;
   }
   /// fp32 everywhere, however written ("fp32", "encoder:fp32").
   bool is_fp32() const noexcept {
@@ -66,7 +71,8 @@ struct precision_plan {
     for (const auto& [r, p] : regions) s += (s.empty() ? "" : ",") + r + ":" + drt::to_string(p);
     return s;
   }
-  /// Reads `to_string`'s form; throws naming `where` and the bad entry. Region names are checked
+  /// Reads `to_string`'s form (also with the whole-model value first and bare: "int8,attention:fp32");
+  /// throws naming `where` and the bad entry. Region names are checked
   /// against the model by the path's validation.
   static precision_plan parse(const std::string& v, const std::string& where) {
     precision_plan plan;
@@ -79,6 +85,12 @@ struct precision_plan {
       const auto comma = v.find(',', start);
       const std::string e = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       const auto colon = e.find(':');
+      if (colon == std::string::npos && !e.empty() && start == 0) {  // "int8,attention:fp32": the whole model first
+        plan.all = parse_precision(e, where);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+        continue;
+      }
       if (colon == std::string::npos || colon == 0)
         throw invalid_input(where + ": precision entry '" + e + "' must be region:precision (e.g. encoder:int8)");
       const std::string region = e.substr(0, colon);

@@ -17,8 +17,9 @@
 ///   stage or one per block): `mlp=0.5` or `mlp=1,1,0.75,0.5`. The units kept are a prefix of the
 ///   order the model was loaded in (dynamic/channel_order.hpp: by importance by default).
 /// - precision: the arithmetic of the GEMM layers, for the whole model or per region
-///   (`precision=int8`, `precision=encoder:int8,decoder:bf16`; regions encoder and decoder):
-///   core/precision.hpp, docs/precision.md.
+///   (`precision=int8`, `precision=encoder:int8,decoder:bf16`; regions encoder and decoder), and of
+///   the attention products (region `attention`: fp32 or bf16, by default bf16 on a bf16 or int8
+///   encoder): `precision=int8,attention:fp32`. core/precision.hpp, docs/precision.md.
 
 #include <algorithm>
 #include <cmath>
@@ -84,8 +85,9 @@ struct segformer_path {
              "Mix-FFN hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
              "dense1 computes, the depthwise conv and dense2 read only those"},
             {"precision", &segformer_path::precision, knob_layout::scalar, nullptr,
-             "arithmetic of the GEMM layers: fp32, bf16 or int8, whole model or per region (encoder, decoder)",
-             "", nullptr, "", nullptr, "", nullptr, "encoder,decoder"},
+             "arithmetic of the GEMM layers: fp32, bf16 or int8, whole model or per region (encoder, decoder); "
+             "attention:fp32|bf16 the attention products' (default bf16 under a bf16 or int8 encoder)",
+             "", nullptr, "", nullptr, "", nullptr, "encoder,decoder,attention"},
         },
         [](const C& c) { return c.depths; }};
     return f;
@@ -99,7 +101,13 @@ struct segformer_path {
   /// Reads the JSON form (`to_json`); throws drt::invalid_input naming the key and its value.
   static segformer_path from_json(const nlohmann::json& j) { return path_from_json<segformer_path>(j); }
   /// Throws naming the path and the rule it breaks for this model.
-  void validate(const segformer_config& c) const { validate_path(*this, c); }
+  void validate(const segformer_config& c) const {
+    validate_path(*this, c);
+    if (const auto* a = precision.named("attention"); a && *a == drt::precision::int8)
+      throw invalid_input("path '" + to_string() +
+                          "': precision attention:int8 is not available: the attention products run in fp32 or bf16 "
+                          "(in u8 most softmax probabilities, below 1/255, would round to zero)");
+  }
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
 

@@ -28,6 +28,12 @@ namespace drt {
 /// int8 paths (K and V are rounded and packed once per call; the softmax stays fp32). Under int8
 /// the products stay bf16: the probabilities span [0, 1] with most of their mass in values below
 /// 1/255, where u8 would round them to zero (docs/precision.md).
+/// The attention products' arithmetic when a path does not name it: bf16 under bf16 and int8 (there
+/// is no int8 form, see above), fp32 under fp32.
+inline precision attention_products(precision layers) noexcept {
+  return layers == precision::fp32 ? precision::fp32 : precision::bf16;
+}
+
 inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
                                  const float* q, std::size_t ldq, const float* k, const float* v, std::size_t ldkv,
                                  float* ctx, std::size_t ldc, precision p = precision::fp32) {
@@ -142,9 +148,13 @@ public:
 
   /// x: layer-normed tokens [N, H*W, C]; out: [N, H*W, C] receives residual + attention(x)
   /// (`out` holds the residual on entry; x and out must differ). `p`: the arithmetic of the
-  /// projections, the spatial reduction and the attention products.
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out,
-           precision p = precision::fp32) const {
+  /// projections and the spatial reduction; `products`: that of the attention products (fp32 or
+  /// bf16; by default `attention_products(p)`).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p = precision::fp32) const {
+    run(x, n, h, w, out, p, attention_products(p));
+  }
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p,
+           precision products) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
     detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
         k(s * c), v(s * c), ctx(t * c);
@@ -175,7 +185,7 @@ public:
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
-        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c, p);
+        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c, products);
       }
       float* ob = out + b * t * c;
       profile_scope ps("attention.output");

@@ -96,6 +96,7 @@ struct segformer_execution {
   unit_prefixes mlp;
   decode_head_channels head;  ///< channel prefixes of the decode head (and its arithmetic)
   precision encoder = precision::fp32;  ///< the encoder's linears' arithmetic (path knob `precision`)
+  precision attention = precision::fp32;  ///< the attention products' (region `attention`, fp32 or bf16)
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
   }
@@ -316,6 +317,8 @@ public:
     e.head.arithmetic = path.precision.of("decoder");
     e.head = head_.resolve(e.head);
     e.encoder = path.precision.of("encoder");
+    const precision* products = path.precision.named("attention");
+    e.attention = products ? *products : attention_products(e.encoder);
     if (e.encoder != precision::fp32)
       for (const auto& blocks : blocks_)
         for (const auto& b : blocks) {
@@ -371,9 +374,8 @@ public:
         add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads) = ma;
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) {
           out[i].timed_as = b + "attention.qk_softmax_pv";
-          // the products run in bf16 on bf16 and int8 paths, the softmax in fp32 (multi_head_attention)
-          if (out[i].kind == layer_kind::attention_matmul && exec.encoder != precision::fp32)
-            out[i].arithmetic = precision::bf16;
+          // the products in the `attention` region's arithmetic, the softmax in fp32 (multi_head_attention)
+          if (out[i].kind == layer_kind::attention_matmul) out[i].arithmetic = exec.attention;
         }
         add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = mb + "attention.output.dense";
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
@@ -483,7 +485,7 @@ public:
           profile_scope ps("attention.layer_norm_1");
           blk.norm1.run(m, f.data(), C, normed.data(), C);
         }
-        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder);
+        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention);
         {
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
