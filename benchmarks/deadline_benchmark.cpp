@@ -25,6 +25,7 @@
 
 #include <drt/engine/executor.hpp>
 #include <drt/engine/lut.hpp>
+#include <drt/engine/lut_build.hpp>
 #include <drt/engine/policy.hpp>
 #include <drt/io/file.hpp>
 #include <drt/io/image.hpp>
@@ -868,8 +869,8 @@ int run(const options& o) {
       throw drt::io_error("lut '" + o.lut + "': model '" + e.model + "': directory '" + e.model_dir +
                           "' not found (as given or relative to the LUT's folder); use --models to leave it out");
     std::cerr << "[deadline] loading " << e.model << " from " << dir << '\n';
-    drt::segformer_options build;  // SegFormer: the decoder graph the table was measured on
-    build.fold_decoder = drt::lut_decoder_folded(table, e.model, "lut '" + o.lut + "'");
+    // the decoder graph, channel order and int8 ranges the table was measured with
+    const drt::segformer_options build = drt::lut_build(table, e.model, "lut '" + o.lut + "'");
     models[e.model] = std::make_unique<drt::any_model>(drt::load_model(dir, {}, build));
     graph.add(e.model, *models[e.model]);
   }

@@ -4,6 +4,7 @@
 //   drt_budgeted_loop [BUDGET_MS] [FRAMES]      (defaults: 40 ms, 6 frames; every other frame gets half)
 #include <drt/engine/executor.hpp>
 #include <drt/engine/lut.hpp>
+#include <drt/engine/lut_build.hpp>
 #include <drt/engine/policy.hpp>
 #include <drt/io/image.hpp>
 #include <drt/models/segformer.hpp>
@@ -23,8 +24,8 @@ int main(int argc, char** argv) try {
 
   // The table says, per path, its latency on the machine it was measured on and its CamVid mIoU.
   const drt::lookup_table table = drt::load_lut(dir + "/lut.json");
-  drt::segformer_options build;  // build the graph the table was measured on (decoder folded or not)
-  build.fold_decoder = drt::lut_decoder_folded(table, name, "lut '" + dir + "/lut.json'");
+  // build the model as the table was measured (decoder graph, channel order, int8 ranges)
+  const drt::segformer_options build = drt::lut_build(table, name, "lut '" + dir + "/lut.json'");
   const auto model = drt::segformer_model::from_dir(dir, {}, build);
 
   // Every path the policy may choose is compiled here, once; a frame then only picks one and runs it.

@@ -136,7 +136,7 @@ TEST_SUITE("engine") {
     CHECK_THROWS_WITH_AS((drt::executor<drt::model_graph, drt::lut_policy>(drt::model_graph("b0", model),
                                                                                drt::lut_policy(other))),
                          "lookup table: entry 0 (b0 'full'): was measured with the decoder unfolded but model 'b0' is "
-                         "loaded folded (load it as the table says: lut_decoder_folded)",
+                         "loaded folded (load it as the table says: lut_build)",
                          drt::invalid_input);
     CHECK_FALSE(drt::lut_decoder_folded(other, "b0", "lut"));
     CHECK(drt::lut_decoder_folded(t, "b0", "lut"));

@@ -95,6 +95,11 @@ TEST_SUITE("engine") {
     CHECK(single.info["sweep_set"]["paths"] == 12);
     CHECK(single.info["sweep_set"]["groups"] == 3);
     CHECK(single.info["sweep_set"]["channel_order"] == "weight");  // the default channel order (dynamic/channel_order.hpp)
+    CHECK(single.info["sweep_set"]["int8_ranges"].is_null());     // each int8 call's own range
+    // how the model was built, per model (engine/lut_build.hpp)
+    const auto& build = single.info["builds"]["segformer-b0-camvid"];
+    CHECK(build["channel_order"]["method"] == "weight");
+    CHECK(build["int8_ranges"].is_null());
     CHECK(single.info["sweep_set"]["data"]["images"] == 1);
     CHECK(!single.info.contains("shard"));
     CHECK(single.entries[0].path == "fuse_in=512 pred_in=128");  // enumeration order, not promise
@@ -146,6 +151,10 @@ TEST_SUITE("engine") {
                          "drt lut merge: lut 'shard1.json' and lut 'shard0.json' are not parts of one sweep: they "
                          "differ in channel ordering (\"calibrated-0123abcd\" vs \"weight\")",
                          drt::invalid_input);
+    auto other_ranges = parts[1];
+    other_ranges.info["sweep_set"]["int8_ranges"] = {{"method", "minmax"}};
+    CHECK_THROWS_WITH_AS(drt::merge_luts({parts[0], other_ranges}, "drt lut merge"),
+                         doctest::Contains("are not parts of one sweep: they differ in int8 ranges"), drt::invalid_input);
     auto other_model = parts[1];
     other_model.info["sweep_set"]["models"][0]["checkpoint"] = "fnv1a64:0000000000000000";
     CHECK_THROWS_WITH_AS(drt::merge_luts({parts[0], other_model}, "m"),
@@ -200,6 +209,7 @@ TEST_SUITE("engine") {
     CHECK(!lut.front().empty());
     CHECK(lut.info["sweep_set"]["fingerprint"] == single.info["sweep_set"]["fingerprint"]);
     CHECK(lut.info["accuracy_from"]["source"] == "drt lut merge");
+    CHECK(lut.info["builds"] == single.info["builds"]);  // the latency sweep loads the models as the accuracy was measured
     // a shard, or a table of other paths, is refused
     lo.accuracy_table = std::make_shared<const drt::lookup_table>(parts[0]);
     CHECK_THROWS_WITH_AS(drt::sweep({model_dir}, lo),

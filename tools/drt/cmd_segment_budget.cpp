@@ -4,6 +4,7 @@
 
 #include <drt/engine/executor.hpp>
 #include <drt/engine/lut.hpp>
+#include <drt/engine/lut_build.hpp>
 #include <drt/engine/policy.hpp>
 #include <drt/io/image.hpp>
 #include <drt/layers/resize.hpp>
@@ -184,6 +185,11 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
   namespace fs = std::filesystem;
   if (args.has("--path"))
     throw usage_error(cmd, "options '--path' and '--lut' exclude each other (the table chooses the path)");
+  for (const char* o : {"--order", "--int8-ranges", "--no-fold"})
+    if (args.has(o))
+      throw usage_error(cmd, std::string("option '") + o +
+                                 "' does not go with '--lut': the table records how its models were built (decoder "
+                                 "graph, channel order, int8 ranges) and they are loaded that way");
   if (args.has("--budget-ms") == args.has("--budget-trace") && !args.has("--video"))  // video: the frame interval
     throw usage_error(cmd, "with '--lut' give exactly one of '--budget-ms' and '--budget-trace'");
   apply_threads(args);
@@ -261,8 +267,8 @@ int segment_budget_main(const parsed_args& args, const std::string& default_imag
 
   budget_models bm;
   for (const auto& [name, dir] : dirs) {
-    drt::segformer_options build;  // SegFormer: the decoder graph the table was measured on
-    build.fold_decoder = drt::lut_decoder_folded(table, name, "lut '" + lut_file + "'");
+    // the decoder graph, channel order and int8 ranges the table was measured with
+    const drt::segformer_options build = drt::lut_build(table, name, "lut '" + lut_file + "'");
     bm.models[name] = std::make_unique<drt::any_model>(drt::load_model(dir, weight_options(args), build));
     bm.graph.add(name, *bm.models[name]);
   }

@@ -103,7 +103,7 @@ void set_phases(const std::string& cmd, const parsed_args& args, drt::sweep_opti
     // what decides the path set and the accuracy is the accuracy table's
     for (const char* opt : {"--data", "--ignore-index", "--limit", "--size", "--depth-reduce", "--depths",
                             "--channel-step", "--fuse-levels", "--pred-levels", "--fuse-in", "--pred-in", "--no-fold",
-                            "--knobs", "--fidelity", "--max-paths"})
+                            "--knobs", "--fidelity", "--max-paths", "--order", "--int8-ranges"})
       if (args.has(opt))
         throw usage_error(cmd, std::string("option '") + opt + "' does not apply to '--latency-only': the paths and " +
                                    "their accuracy are the accuracy table's");
@@ -177,7 +177,12 @@ int sweep_main(const parsed_args& args) {
     }
   }
   o.fold_decoder = !args.has("--no-fold");
-  o.order = segformer_build(args).order;  // --order: the channel order mlp= prefixes keep
+  if (args.has("--int8-ranges") && args.positional.size() > 1)
+    throw usage_error(cmd, "option '--int8-ranges' calibrates one model's layers: sweep the models apart (each with "
+                           "its own ranges) and join the tables with 'drt lut merge'");
+  const drt::segformer_options build = segformer_build(args);
+  o.order = build.order;  // --order: the channel order mlp= prefixes keep
+  o.int8 = build.int8;    // --int8-ranges: the model's calibrated int8 ranges (recorded in the table)
   if (args.has("--fuse-in")) o.fuse_in = parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));
   if (args.has("--pred-in")) o.pred_in = parse_size_list(cmd, "--pred-in", args.get("--pred-in"));
   if (args.has("--threads")) o.threads = static_cast<int>(parse_positive(cmd, "--threads", args.get("--threads")));

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -28,7 +29,8 @@ inline void add_max_pixels_option(CLI::App& app) {
                    " = 4096x4096)");
 }
 /// The channel order `--order` names: "weight", "checkpoint", or a JSON file holding a channel order
-/// or a lookup table whose info records one ("channel_order").
+/// or a lookup table that records one (engine/lut_build.hpp: the order of its models' builds, which
+/// must agree).
 inline drt::channel_order channel_order_arg(const std::string& text) {
   drt::channel_order o;
   if (text == "weight" || text == "checkpoint") {
@@ -36,8 +38,20 @@ inline drt::channel_order channel_order_arg(const std::string& text) {
     return o;
   }
   const auto j = drt::read_json_file("channel order", text);
-  if (j.is_object() && j.contains("info") && j["info"].is_object() && j["info"].contains("channel_order"))
-    return drt::channel_order::from_json(j["info"]["channel_order"], "channel order of lut '" + text + "'");
+  if (j.is_object() && j.contains("info") && j["info"].is_object() && j["info"].contains("builds") &&
+      j["info"]["builds"].is_object() && !j["info"]["builds"].empty()) {
+    const std::string where = "lut '" + text + "'";
+    std::optional<drt::channel_order> found;
+    for (const auto& [model, b] : j["info"]["builds"].items()) {
+      if (!b.is_object() || !b.contains("channel_order"))
+        throw drt::invalid_input(where + ": builds of model '" + model + "' record no channel_order");
+      auto mine = drt::channel_order::from_json(b["channel_order"], where + ": channel order of model '" + model + "'");
+      if (found && found->to_json() != mine.to_json())
+        throw drt::invalid_input(where + " records different channel orders for its models: give the order file");
+      found = std::move(mine);
+    }
+    return *found;
+  }
   return drt::channel_order::from_json(j, "channel order '" + text + "'");
 }
 

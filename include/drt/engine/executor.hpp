@@ -24,6 +24,7 @@
 #include "../models/any_model.hpp"
 #include "../models/family.hpp"
 #include "lut.hpp"
+#include "lut_build.hpp"
 #include "policy.hpp"
 
 namespace drt {
@@ -91,7 +92,7 @@ private:
       throw invalid_input(std::string("was measured with the decoder ") + (e.decoder_folded ? "folded" : "unfolded") +
                           " but model '" + e.model + "' is loaded " +
                           (family::decoder_folded(m) ? "folded" : "unfolded") +
-                          " (load it as the table says: lut_decoder_folded)");
+                          " (load it as the table says: lut_build)");
     const auto path = family::parse(e.path);
     family::validate(m, path);
     auto exec = family::compile(m, path);

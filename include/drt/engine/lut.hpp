@@ -485,6 +485,7 @@ inline lookup_table merge_accuracy_shards(const std::vector<lookup_table>& table
         {"models", {models_of(set), models_of(set0)}},
         {"data", {data_of(set), data_of(set0)}},
         {"channel ordering", {field(set, "channel_order"), field(set0, "channel_order")}},
+        {"int8 ranges", {field(set, "int8_ranges"), field(set0, "int8_ranges")}},
         {"accuracy options", {field(set, "options"), field(set0, "options")}}};
     for (const auto& [what, v] : checks)
       if (v.first != v.second)
@@ -609,6 +610,8 @@ inline lookup_table merge_luts(const std::vector<lookup_table>& tables, const st
       if (!models.insert(m).second)
         throw invalid_input(where + ": model '" + m + "' is in more than one table (" + t.source + ")");
     for (const auto& e : t.entries) out.entries.push_back(e);
+    if (&t != &first && t.info.contains("builds") && t.info["builds"].is_object())
+      for (const auto& [m, b] : t.info["builds"].items()) out.info["builds"][m] = b;  // engine/lut_build.hpp
     parts.push_back({{"source", t.source}, {"machine", t.machine.describe()}, {"entries", t.entries.size()}});
   }
   if (!first.info.contains("reference")) throw invalid_input(where + ": " + first.source + " names no reference entry");

@@ -246,19 +246,21 @@ inline double kl_logits(const float* p, const float* q, std::size_t k) {
 /// A model as the sweep builds it (SegFormer: decoder folded or not, as `opt` says; SegFormer and
 /// Swin + UPerNet: packed in `opt.order`).
 template <class Model>
-Model load_for_sweep(const std::string& dir, const sweep_options&) {
+Model load_for_sweep(const std::string& dir, const sweep_options& opt) {
+  if (opt.int8)
+    throw invalid_input("model '" + dir + "': calibrated int8 ranges apply to SegFormer and Swin + UPerNet (its path "
+                        "has no precision knob)");
   return Model::from_dir(dir);
 }
 template <>
 inline segformer_model load_for_sweep<segformer_model>(const std::string& dir, const sweep_options& opt) {
-  segformer_options build;
-  build.fold_decoder = opt.fold_decoder;
-  build.order = opt.order;
-  return segformer_model::from_dir(dir, {}, build);
+  return segformer_model::from_dir(dir, {}, detail::sweep_build(opt));
 }
 template <>
 inline upernet_swin_model load_for_sweep<upernet_swin_model>(const std::string& dir, const sweep_options& opt) {
-  return upernet_swin_model::from_dir(dir, {}, {}, opt.order);
+  auto m = upernet_swin_model::from_dir(dir, {}, {}, opt.order);
+  if (opt.int8) apply_int8_calibration(m, *opt.int8, "int8 calibration (" + opt.int8->source + ")");
+  return m;
 }
 
 inline std::size_t argmax_of(const float* v, std::size_t k) {
@@ -653,6 +655,7 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
   report["encoder_groups"] = group_report;
   report["latency"] = lat;
   report["grids"] = grids;
+  for (const auto& m : models) record_lut_build(table, m.name, detail::sweep_build(opt));
   detail::finish_table(table, models[0].name, H, W, dataset, report);
   if (latency_only) detail::note_accuracy_source(table, *opt.accuracy_table);
   return {std::move(table), std::move(report)};

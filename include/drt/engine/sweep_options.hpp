@@ -21,6 +21,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../dynamic/channel_order.hpp"
+#include "../dynamic/int8_calibration.hpp"
 #include "lut.hpp"
 
 namespace drt {
@@ -109,6 +110,9 @@ struct sweep_options {
   /// The channel order the models are packed in (dynamic/channel_order.hpp; default: the weight
   /// order): what `mlp=` prefixes keep. Recorded in the table (sweep_set.channel_order).
   channel_order order = weight_order_request();
+  /// Calibrated int8 input ranges of the GEMM layers (SegFormer, Swin + UPerNet; one model per sweep),
+  /// for paths in int8; null: each layer call's own range. Recorded in the table (engine/lut_build.hpp).
+  std::shared_ptr<const int8_calibration> int8;
   /// Generic sweep (Swin + UPerNet, ResNet, or SegFormer through `sweep_family`): values of the
   /// family's knobs (model_family::default_grid names them), crossed with every depth vector.
   /// A knob not given takes the family's default levels.

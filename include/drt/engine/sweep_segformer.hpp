@@ -300,10 +300,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     auto& m = models[mi];
     m.dir = model_dirs[mi];
     m.name = detail::sweep_run::model_name(model_dirs, mi);
-    segformer_options build;
-    build.fold_decoder = opt.fold_decoder;
-    build.order = opt.order;
-    m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir, {}, build));
+    m.model = std::make_unique<segformer_model>(segformer_model::from_dir(m.dir, {}, detail::sweep_build(opt)));
     m.model->check_input(H, W);
     m.decoder = std::make_unique<shared_decoder>(*m.model);
     const auto& head = m.model->decode_head();
@@ -726,6 +723,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   lat["models"] = fits;
   report["latency"] = lat;
   report["grids"] = grids;
+  for (const auto& m : models) record_lut_build(table, m.name, detail::sweep_build(opt));
   detail::finish_table(table, models[0].name, H, W, dataset, report);
   if (latency_only) detail::note_accuracy_source(table, *opt.accuracy_table);
   return {std::move(table), std::move(report)};

@@ -34,6 +34,7 @@
 #include "../core/error.hpp"
 #include "../core/tensor.hpp"
 #include "lut.hpp"
+#include "lut_build.hpp"
 #include "sweep_data.hpp"
 #include "sweep_options.hpp"
 
@@ -176,7 +177,18 @@ inline nlohmann::json sweep_set_json(const sweep_path_set& set, const std::vecto
           // be joined): "checkpoint", "weight" (a function of the checkpoint) or a given order's fingerprint
           {"channel_order", opt.order.method == "weight" && opt.order.groups.empty() ? std::string("weight")
                                                                                      : opt.order.fingerprint()},
+          {"int8_ranges", opt.int8 ? opt.int8->to_json() : nlohmann::json()},
           {"options", accuracy_options_json(opt, data.height, data.width)}};
+}
+
+/// How the sweep builds its models (decoder graph, channel order, int8 ranges), as recorded in its
+/// table for every model (engine/lut_build.hpp).
+inline segformer_options sweep_build(const sweep_options& opt) {
+  segformer_options b;
+  b.fold_decoder = opt.fold_decoder;
+  b.order = opt.order;
+  b.int8 = opt.int8;
+  return b;
 }
 
 /// The accuracy table a latency-only sweep reads: whole (not a shard), with its sweep_set.
@@ -215,6 +227,11 @@ inline sweep_options effective_options(const sweep_options& timing) {
     o.pred_min = a.at("pred_min").get<double>();
     o.fuse_in = a.at("fuse_in").get<std::vector<std::size_t>>();
     o.pred_in = a.at("pred_in").get<std::vector<std::size_t>>();
+    if (!t.entries.empty()) {  // the models as the accuracy was measured (one build per sweep)
+      const segformer_options b = lut_build(t, t.entries.front().model, t.source);
+      o.order = b.order;
+      o.int8 = b.int8;
+    }
     return o;
   });
 }
@@ -276,6 +293,7 @@ inline void finish_accuracy_table(lookup_table& table, const sweep_path_set& set
   std::stable_sort(table.entries.begin(), table.entries.end(), [&](const lut_entry& a, const lut_entry& b) {
     return order.at({a.model, a.path}) < order.at({b.model, b.path});
   });
+  for (const auto& m : set.models) record_lut_build(table, m, sweep_build(opt));
   table.info["content"] = "accuracy";
   table.info["input"] = {{"height", sweep_set["options"]["height"]}, {"width", sweep_set["options"]["width"]}};
   table.info["dataset"] = dataset;
