@@ -4,7 +4,8 @@
 Keeps the entries of MODEL, recomputes the Pareto front on (latency_ms, miou) among them, keeps only
 the front (plus the full path, so the table always holds the reference), renormalizes miou to that
 model's full path and sets every entry's model_dir to "." (drt resolves it relative to the LUT's
-folder). Everything else (format, version, machine, input, dataset) is copied unchanged.
+folder). Everything else (format, version, machine, input, dataset) is copied unchanged, but for
+"builds", which keeps MODEL's record only.
 
 usage: scripts/extract_lut.py HYBRID.json MODEL OUT.json
 e.g.   scripts/extract_lut.py docs/results/lut_segformer_camvid_hybrid.json segformer-b0-camvid \
@@ -52,6 +53,8 @@ def main(argv):
     table["entries"] = kept
     table["reference"] = {"model": model, "path": "full", "latency_ms": ref["latency_ms"], "miou": ref["miou"]}
     table["extracted_from"] = src
+    if isinstance(table.get("builds"), dict):  # how each model was built (engine/lut_build.hpp): this one's
+        table["builds"] = {k: v for k, v in table["builds"].items() if k == model}
     with open(out, "w") as f:
         json.dump(table, f, indent=1)
         f.write("\n")
