@@ -75,13 +75,34 @@ struct has_precision_knob : std::false_type {};
 template <class Path>
 struct has_precision_knob<Path, std::void_t<decltype(std::declval<const Path&>().precision)>> : std::true_type {};
 
+/// Paths whose attention products have an arithmetic of their own (SegFormer's `attention` region).
+template <class Path, class = void>
+struct has_attention_region : std::false_type {};
+template <class Path>
+struct has_attention_region<Path, std::void_t<decltype(std::declval<const Path&>().attention_arithmetic())>>
+    : std::true_type {};
+
 template <class Path>
 std::string precision_report(const Path& path, const parsed_args& args) {
   if constexpr (has_precision_knob<Path>::value) {
-    if (path.precision.is_fp32()) return "";
+    bool products_bf16 = false;  // the attention products on the bf16 kernel (on int8 paths too)
+    if constexpr (has_attention_region<Path>::value)
+      products_bf16 = path.attention_arithmetic() == drt::precision::bf16;
+    if (path.precision.is_fp32() && !products_bf16) return "";
+    // the GEMM layers in p: the whole-model value or a region other than the attention products'
+    auto layers_in = [&](drt::precision p) {
+      if (path.precision.all == p) return true;
+      for (const auto& [region, q] : path.precision.regions)
+        if (region != "attention" && q == p) return true;
+      return false;
+    };
     std::string kernels;
-    for (const drt::precision p : {drt::precision::bf16, drt::precision::int8})
-      if (path.precision.uses(p)) kernels += (kernels.empty() ? "" : "; ") + drt::kernel_description(p);
+    for (const drt::precision p : {drt::precision::bf16, drt::precision::int8}) {
+      const bool layers = layers_in(p);
+      if (!layers && !(p == drt::precision::bf16 && products_bf16)) continue;
+      kernels += (kernels.empty() ? "" : "; ") + drt::kernel_description(p);
+      if (!layers) kernels += " for the attention products";
+    }
     if (path.precision.uses(drt::precision::int8))
       kernels += args.has("--int8-ranges") ? "; int8 input ranges: calibrated, " + args.get("--int8-ranges")
                                            : std::string("; int8 input ranges: each call's own");

@@ -111,6 +111,13 @@ struct segformer_path {
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
 
+  /// The attention products' arithmetic: region `attention` when named, else the encoder's rule
+  /// (`attention_products`).
+  drt::precision attention_arithmetic() const noexcept {
+    const drt::precision* a = precision.named("attention");
+    return a ? *a : attention_products(precision.of("encoder"));
+  }
+
   /// Mix-FFN hidden width of stage s's blocks in the full model.
   static std::size_t mlp_hidden(const segformer_config& c, std::size_t s) {
     if (s >= c.hidden_sizes.size() || s >= c.mlp_ratios.size()) return 0;  // a config load_segformer_config refuses

@@ -28,12 +28,6 @@ namespace drt {
 /// int8 paths (K and V are rounded and packed once per call; the softmax stays fp32). Under int8
 /// the products stay bf16: the probabilities span [0, 1] with most of their mass in values below
 /// 1/255, where u8 would round them to zero (docs/precision.md).
-/// The attention products' arithmetic when a path does not name it: bf16 under bf16 and int8 (there
-/// is no int8 form, see above), fp32 under fp32.
-inline precision attention_products(precision layers) noexcept {
-  return layers == precision::fp32 ? precision::fp32 : precision::bf16;
-}
-
 inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
                                  const float* q, std::size_t ldq, const float* k, const float* v, std::size_t ldkv,
                                  float* ctx, std::size_t ldc, precision p = precision::fp32) {

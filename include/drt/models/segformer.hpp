@@ -317,8 +317,7 @@ public:
     e.head.arithmetic = path.precision.of("decoder");
     e.head = head_.resolve(e.head);
     e.encoder = path.precision.of("encoder");
-    const precision* products = path.precision.named("attention");
-    e.attention = products ? *products : attention_products(e.encoder);
+    e.attention = path.attention_arithmetic();
     if (e.encoder != precision::fp32)
       for (const auto& blocks : blocks_)
         for (const auto& b : blocks) {
