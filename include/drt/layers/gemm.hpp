@@ -442,6 +442,17 @@ void gemm_checkpoints(std::size_t rows, const float* a, std::size_t lda, const p
   }
 }
 
+/// The epilogue of output (i, j) after alpha, in plain scalar steps: bias, then residual and
+/// activation in the order `ep` says (the references of every GEMM precision share it).
+inline float gemm_epilogue_ref(float v, const gemm_epilogue& ep, std::size_t i, std::size_t j) {
+  if (ep.bias) v += ep.bias[j];
+  if (ep.residual && ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
+  if (ep.act == activation::relu) v = activate<activation::relu>(v);
+  if (ep.act == activation::gelu) v = activate<activation::gelu>(v);
+  if (ep.residual && !ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
+  return v;
+}
+
 /// Plain-loop reference: C = epilogue(A x B) with B row-major [k][n] (row stride ldb).
 inline void gemm_ref(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
                      std::size_t ldb, float* c, std::size_t ldc, const gemm_epilogue& ep = {}) {
@@ -449,13 +460,7 @@ inline void gemm_ref(std::size_t m, std::size_t n, std::size_t k, const float* a
     for (std::size_t j = 0; j < n; ++j) {
       double acc = 0;
       for (std::size_t kk = 0; kk < k; ++kk) acc += static_cast<double>(a[i * lda + kk]) * b[kk * ldb + j];
-      float v = static_cast<float>(acc) * ep.alpha;
-      if (ep.bias) v += ep.bias[j];
-      if (ep.residual && ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
-      if (ep.act == activation::relu) v = activate<activation::relu>(v);
-      if (ep.act == activation::gelu) v = activate<activation::gelu>(v);
-      if (ep.residual && !ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
-      c[i * ldc + j] = v;
+      c[i * ldc + j] = gemm_epilogue_ref(static_cast<float>(acc) * ep.alpha, ep, i, j);
     }
 }
 

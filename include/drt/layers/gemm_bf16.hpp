@@ -118,127 +118,46 @@ inline void bf16_dequantize(const float* tile, std::size_t rows, std::size_t, co
   for (std::size_t i = 0; i < rows * gemm_nr; ++i) out[i] = tile[i] * cols.alpha;
 }
 
-/// Portable bf16 micro-kernel (any target): bf16 widened to float, fp32 FMA accumulation in an
-/// array; always ends in `tile`.
-struct bf16_kernel_generic {
+/// The bf16 arithmetic: bf16 x bf16 products (exact in fp32) summed in fp32 (`vdpbf16ps` with
+/// AVX-512 BF16; the portable kernel's FMA chain rounds each sum the same way).
+struct bf16_dot {
   using a_type = std::uint16_t;
   using b_type = std::uint16_t;
   using acc_type = float;
-  static constexpr std::size_t mr = 4, group = 2, kc = 512;
-  static constexpr bool direct = false;
-
-  template <activation A>
-  static void micro(std::size_t k, const std::uint16_t* const* ar, const std::uint16_t* bp, float* tile,
-                    bool accumulate, const lowp_out* out) noexcept {
-    constexpr std::size_t NR = gemm_nr;
-    (void)out;
-    float acc[mr][NR];
-    for (std::size_t r = 0; r < mr; ++r)
-      for (std::size_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? tile[r * NR + j] : 0.f;
-    const std::size_t pairs = (k + 1) / 2;
-    for (std::size_t g = 0; g < pairs; ++g) {
-      const std::uint16_t* b = bp + g * NR * 2;
-      const bool second = 2 * g + 1 < k;
-      for (std::size_t r = 0; r < mr; ++r) {
-        const float a0 = from_bf16(ar[r][2 * g]), a1 = second ? from_bf16(ar[r][2 * g + 1]) : 0.f;
-        for (std::size_t j = 0; j < NR; ++j) {
-          acc[r][j] = std::fma(a0, from_bf16(b[2 * j]), acc[r][j]);
-          acc[r][j] = std::fma(a1, from_bf16(b[2 * j + 1]), acc[r][j]);
-        }
-      }
-    }
-    for (std::size_t r = 0; r < mr; ++r)
-      for (std::size_t j = 0; j < NR; ++j) tile[r * NR + j] = acc[r][j];
+  /// Reduction block: a [KC/2][32][2] panel slice is 32 KB (L1), the [MC][KC] bf16 rows 192 KB (L2).
+  static constexpr std::size_t group = 2, kc = 512;
+  static float mac(float acc, std::uint16_t a, std::uint16_t b) noexcept {
+    return std::fma(from_bf16(a), from_bf16(b), acc);
   }
   static void dequantize(const float* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
                          float* out) noexcept {
     bf16_dequantize(tile, rows, j0, cols, out);
   }
-};
-
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
-/// AVX-512 BF16 micro-kernel: 12 rows x 32 columns, 24 fp32 zmm accumulators; per pair of
-/// reduction elements, 2 panel loads, 12 broadcasts and 24 `vdpbf16ps`. Row loops unrolled
-/// explicitly, as in the int8 kernel (registers at -O2 too).
-struct bf16_kernel_avx512 {
-  using a_type = std::uint16_t;
-  using b_type = std::uint16_t;
-  using acc_type = float;
-  static constexpr std::size_t mr = 12, group = 2;
-  /// Reduction block: a [KC/2][32][2] panel slice is 32 KB (L1), the [MC][KC] bf16 rows 192 KB (L2).
-  static constexpr std::size_t kc = 512;
-  static constexpr bool direct = true;
-  static_assert(gemm_nr == 32 && simd_width == 16, "the BF16 kernel assumes 16-float vectors");
-
+  using vec = __m512;
+  static vec zero() noexcept { return _mm512_setzero_ps(); }
+  static vec load(const float* p) noexcept { return _mm512_load_ps(p); }
+  static void store(float* p, vec v) noexcept { _mm512_store_ps(p, v); }
   static __m512bh as_bh(__m512i v) noexcept {
     __m512bh r;
     std::memcpy(&r, &v, sizeof r);
     return r;
   }
-
-  template <activation A>
-  static void micro(std::size_t k, const std::uint16_t* const* ar, const std::uint16_t* bp, float* tile,
-                    bool accumulate, const lowp_out* out) noexcept {
-    constexpr std::size_t NR = gemm_nr;
-    __m512 c0[mr], c1[mr];
-    const std::uint16_t* a[mr];
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < mr; ++r) a[r] = ar[r];
-    if (out) lowp_prefetch(*out);
-    if (accumulate) {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        c0[r] = _mm512_load_ps(tile + r * NR);
-        c1[r] = _mm512_load_ps(tile + r * NR + 16);
-      }
-    } else {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-    }
-    const std::size_t pairs = k / 2, rem = k % 2;
-    for (std::size_t g = 0; g < pairs; ++g) {
-      const __m512bh b0 = as_bh(_mm512_load_si512(bp + g * NR * 2));
-      const __m512bh b1 = as_bh(_mm512_load_si512(bp + g * NR * 2 + 32));
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        const __m512bh av = as_bh(_mm512_set1_epi32(static_cast<int>(load_u32(a[r] + 2 * g))));
-        c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
-        c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
-      }
-    }
-    if (rem) {
-      const __m512bh b0 = as_bh(_mm512_load_si512(bp + pairs * NR * 2));
-      const __m512bh b1 = as_bh(_mm512_load_si512(bp + pairs * NR * 2 + 32));
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        const __m512bh av = as_bh(_mm512_set1_epi32(static_cast<int>(load_u32_partial(a[r] + 2 * pairs, 2))));
-        c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
-        c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
-      }
-    }
-    if (!out) {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        _mm512_store_ps(tile + r * NR, c0[r]);
-        _mm512_store_ps(tile + r * NR + 16, c1[r]);
-      }
-      return;
-    }
-    const simd alpha(out->alpha);
-    const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
-    const simd bias1 = out->bias ? simd::load_unaligned(out->bias + 16) : simd(0.f);
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < mr; ++r) {
-      if (r >= out->rows) break;
-      lowp_store_row<A>(simd(c0[r]) * alpha, simd(c1[r]) * alpha, bias0, bias1, *out, r);
-    }
-  }
-  static void dequantize(const float* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
-                         float* out) noexcept {
-    bf16_dequantize(tile, rows, j0, cols, out);
-  }
+  static vec dot(vec acc, __m512i a, __m512i b) noexcept { return _mm512_dpbf16_ps(acc, as_bh(a), as_bh(b)); }
+  /// alpha * acc for one panel.
+  struct columns {
+    simd alpha;
+    explicit columns(const lowp_out& o) noexcept : alpha(o.alpha) {}
+    simd to_float(vec acc, std::size_t) const noexcept { return simd(acc) * alpha; }
+  };
+#endif
 };
-using bf16_kernel = bf16_kernel_avx512;
+
+/// Portable bf16 micro-kernel (any target; slower than fp32).
+using bf16_kernel_generic = lowp_kernel_generic<bf16_dot>;
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+/// AVX-512 BF16 micro-kernel (`vdpbf16ps`: 2 bf16 products per fp32 lane).
+using bf16_kernel = lowp_kernel_avx512<bf16_dot>;
 #else
 using bf16_kernel = bf16_kernel_generic;
 #endif

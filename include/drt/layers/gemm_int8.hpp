@@ -290,6 +290,133 @@ inline std::uint32_t load_u32_partial(const void* p, std::size_t bytes) noexcept
   return v;
 }
 
+/// The micro-kernels of the low-precision GEMMs are one template each over the element arithmetic
+/// `Dot` (what is fixed when the code is compiled: operand and accumulator types, the group of
+/// reduction elements that share a 32-bit lane, the dot instruction and the dequantization):
+///   a_type, b_type, acc_type, group, kc;  mac(acc, a, b): one product added (portable kernel);
+///   dequantize(tile, rows, j0, cols, out): accumulators to floats before the bias;
+///   with AVX-512: vec, zero(), load(p), store(p, v), dot(acc, a4, b) (one `group` of products per
+///   32-bit lane), and columns(lowp_out): a panel's dequantization, to_float(acc, half).
+/// int8 (`s8_dot`) and bf16 (`bf16_dot`, gemm_bf16.hpp) instantiate them.
+
+/// Portable micro-kernel (any target): accumulators in an array the compiler may vectorize; always
+/// ends in `tile` (no direct epilogue). Products past k in the last group are never formed, so the
+/// activations there are never read.
+template <class Dot>
+struct lowp_kernel_generic {
+  using a_type = typename Dot::a_type;
+  using b_type = typename Dot::b_type;
+  using acc_type = typename Dot::acc_type;
+  static constexpr std::size_t mr = 4, group = Dot::group, kc = Dot::kc;
+  static constexpr bool direct = false;
+
+  template <activation A>
+  static void micro(std::size_t k, const a_type* const* ar, const b_type* bp, acc_type* tile, bool accumulate,
+                    const lowp_out*) noexcept {
+    constexpr std::size_t NR = gemm_nr, G = group;
+    acc_type acc[mr][NR];
+    for (std::size_t r = 0; r < mr; ++r)
+      for (std::size_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? tile[r * NR + j] : acc_type(0);
+    const std::size_t groups = (k + G - 1) / G;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const b_type* b = bp + g * NR * G;
+      const std::size_t valid = std::min<std::size_t>(G, k - G * g);
+      for (std::size_t r = 0; r < mr; ++r)
+        for (std::size_t e = 0; e < valid; ++e) {
+          const a_type a = ar[r][G * g + e];
+          for (std::size_t j = 0; j < NR; ++j) acc[r][j] = Dot::mac(acc[r][j], a, b[G * j + e]);
+        }
+    }
+    for (std::size_t r = 0; r < mr; ++r)
+      for (std::size_t j = 0; j < NR; ++j) tile[r * NR + j] = acc[r][j];
+  }
+  static void dequantize(const acc_type* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                         float* out) noexcept {
+    Dot::dequantize(tile, rows, j0, cols, out);
+  }
+};
+
+#if defined(__AVX512F__)
+/// AVX-512 micro-kernel: 12 rows x 32 columns, 24 zmm accumulators; per group of reduction
+/// elements (4 bytes of each operand), 2 panel loads, 12 broadcasts and 24 `Dot::dot`. The row
+/// loops are unrolled explicitly (`#pragma GCC unroll`): the accumulator arrays must become
+/// registers at -O2 too (GCC unrolls them by itself only at -O3).
+template <class Dot>
+struct lowp_kernel_avx512 {
+  using a_type = typename Dot::a_type;
+  using b_type = typename Dot::b_type;
+  using acc_type = typename Dot::acc_type;
+  static constexpr std::size_t mr = 12, group = Dot::group, kc = Dot::kc;
+  static constexpr bool direct = true;
+  static_assert(gemm_nr == 32 && simd_width == 16, "the AVX-512 kernels assume 16-float vectors");
+  static_assert(sizeof(a_type) * group == 4 && sizeof(b_type) * group == 4, "one group fills a 32-bit lane");
+
+  template <activation A>
+  static void micro(std::size_t k, const a_type* const* ar, const b_type* bp, acc_type* tile, bool accumulate,
+                    const lowp_out* out) noexcept {
+    using vec = typename Dot::vec;
+    constexpr std::size_t NR = gemm_nr, G = group, half = NR * G / 2;
+    vec c0[mr], c1[mr];
+    const a_type* a[mr];
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < mr; ++r) a[r] = ar[r];
+    if (out) lowp_prefetch(*out);
+    if (accumulate) {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        c0[r] = Dot::load(tile + r * NR);
+        c1[r] = Dot::load(tile + r * NR + 16);
+      }
+    } else {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) c0[r] = c1[r] = Dot::zero();
+    }
+    const std::size_t groups = k / G, rem = k % G;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512i b0 = _mm512_load_si512(bp + g * NR * G);
+      const __m512i b1 = _mm512_load_si512(bp + g * NR * G + half);
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(a[r] + G * g)));
+        c0[r] = Dot::dot(c0[r], av, b0);
+        c1[r] = Dot::dot(c1[r], av, b1);
+      }
+    }
+    if (rem) {
+      const __m512i b0 = _mm512_load_si512(bp + groups * NR * G);
+      const __m512i b1 = _mm512_load_si512(bp + groups * NR * G + half);
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        const __m512i av =
+            _mm512_set1_epi32(static_cast<int>(load_u32_partial(a[r] + G * groups, rem * sizeof(a_type))));
+        c0[r] = Dot::dot(c0[r], av, b0);
+        c1[r] = Dot::dot(c1[r], av, b1);
+      }
+    }
+    if (!out) {
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < mr; ++r) {
+        Dot::store(tile + r * NR, c0[r]);
+        Dot::store(tile + r * NR + 16, c1[r]);
+      }
+      return;
+    }
+    const typename Dot::columns cols(*out);
+    const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
+    const simd bias1 = out->bias ? simd::load_unaligned(out->bias + 16) : simd(0.f);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < mr; ++r) {
+      if (r >= out->rows) break;
+      lowp_store_row<A>(cols.to_float(c0[r], 0), cols.to_float(c1[r], 1), bias0, bias1, *out, r);
+    }
+  }
+  static void dequantize(const acc_type* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                         float* out) noexcept {
+    Dot::dequantize(tile, rows, j0, cols, out);
+  }
+};
+#endif
+
 /// int8 accumulators of rows x NR (row stride NR) to the float values before bias:
 /// float(acc - corr_j) * scale_j.
 inline void s8_dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
@@ -313,125 +440,50 @@ inline void s8_column_sums_generic(const packed_matrix_s8& b, std::size_t k, std
   }
 }
 
-/// Portable int8 micro-kernel (any target): int32 accumulators in an array the compiler may
-/// vectorize; always ends in `tile` (no direct epilogue).
-struct s8_kernel_generic {
+/// The int8 arithmetic: u8 activations x s8 weights, exact int32 sums (`vpdpbusd` with VNNI).
+struct s8_dot {
   using a_type = std::uint8_t;
   using b_type = std::int8_t;
   using acc_type = std::int32_t;
-  static constexpr std::size_t mr = 4, group = 4, kc = 1024;
-  static constexpr bool direct = false;
-
-  template <activation A>
-  static void micro(std::size_t k, const std::uint8_t* const* ar, const std::int8_t* bp, std::int32_t* tile,
-                    bool accumulate, const lowp_out* out) noexcept {
-    constexpr std::size_t NR = gemm_nr;
-    (void)out;
-    std::int32_t acc[mr][NR];
-    for (std::size_t r = 0; r < mr; ++r)
-      for (std::size_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? tile[r * NR + j] : 0;
-    const std::size_t groups = (k + 3) / 4;
-    for (std::size_t g = 0; g < groups; ++g) {
-      const std::int8_t* b = bp + g * NR * 4;
-      const std::size_t valid = std::min<std::size_t>(4, k - 4 * g);
-      for (std::size_t r = 0; r < mr; ++r) {
-        std::int32_t a[4] = {0, 0, 0, 0};
-        for (std::size_t e = 0; e < valid; ++e) a[e] = ar[r][4 * g + e];
-        for (std::size_t j = 0; j < NR; ++j)
-          acc[r][j] += a[0] * b[4 * j] + a[1] * b[4 * j + 1] + a[2] * b[4 * j + 2] + a[3] * b[4 * j + 3];
-      }
-    }
-    for (std::size_t r = 0; r < mr; ++r)
-      for (std::size_t j = 0; j < NR; ++j) tile[r * NR + j] = acc[r][j];
+  /// Reduction block: a [KC/4][32][4] panel slice is 32 KB (L1), the [MC][KC] u8 rows 192 KB (L2).
+  static constexpr std::size_t group = 4, kc = 1024;
+  static std::int32_t mac(std::int32_t acc, std::uint8_t a, std::int8_t b) noexcept {
+    return acc + std::int32_t(a) * std::int32_t(b);
   }
   static void dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
                          float* out) noexcept {
     s8_dequantize(tile, rows, j0, cols, out);
   }
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  using vec = __m512i;
+  static vec zero() noexcept { return _mm512_setzero_si512(); }
+  static vec load(const std::int32_t* p) noexcept { return _mm512_load_si512(p); }
+  static void store(std::int32_t* p, vec v) noexcept { _mm512_store_si512(p, v); }
+  static vec dot(vec acc, __m512i a, __m512i b) noexcept { return _mm512_dpbusd_epi32(acc, a, b); }
+  /// float(acc - zp * colsum_j) * s_j for one panel.
+  struct columns {
+    __m512i corr[2];
+    simd scale[2];
+    explicit columns(const lowp_out& o) noexcept
+        : corr{_mm512_loadu_si512(o.corr), _mm512_loadu_si512(o.corr + 16)},
+          scale{simd::load_unaligned(o.scale), simd::load_unaligned(o.scale + 16)} {}
+    simd to_float(vec acc, std::size_t half) const noexcept {
+      return simd(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr[half]))) * scale[half];
+    }
+  };
+#endif
+};
+
+/// Portable int8 micro-kernel (any target; several times slower than VNNI).
+struct s8_kernel_generic : lowp_kernel_generic<s8_dot> {
   static void column_sums(const packed_matrix_s8& b, std::size_t k, std::size_t panels, std::int32_t* out) noexcept {
     s8_column_sums_generic(b, k, panels, out);
   }
 };
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-/// AVX-512 VNNI micro-kernel: 12 rows x 32 columns, 24 int32 zmm accumulators; per group of 4
-/// reduction elements, 2 panel loads, 12 broadcasts and 24 `vpdpbusd` (u8 activations x s8 weights).
-/// The row loops are unrolled explicitly (`#pragma GCC unroll`): the accumulator arrays must become
-/// registers at -O2 too (GCC unrolls them by itself only at -O3).
-struct s8_kernel_vnni {
-  using a_type = std::uint8_t;
-  using b_type = std::int8_t;
-  using acc_type = std::int32_t;
-  static constexpr std::size_t mr = 12, group = 4;
-  /// Reduction block: a [KC/4][32][4] panel slice is 32 KB (L1), the [MC][KC] u8 rows 192 KB (L2).
-  static constexpr std::size_t kc = 1024;
-  static constexpr bool direct = true;
-  static_assert(gemm_nr == 32 && simd_width == 16, "the VNNI kernel assumes 16-float vectors");
-
-  template <activation A>
-  static void micro(std::size_t k, const std::uint8_t* const* ar, const std::int8_t* bp, std::int32_t* tile,
-                    bool accumulate, const lowp_out* out) noexcept {
-    constexpr std::size_t NR = gemm_nr;
-    __m512i c0[mr], c1[mr];
-    const std::uint8_t* a[mr];
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < mr; ++r) a[r] = ar[r];
-    if (out) lowp_prefetch(*out);
-    if (accumulate) {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        c0[r] = _mm512_load_si512(tile + r * NR);
-        c1[r] = _mm512_load_si512(tile + r * NR + 16);
-      }
-    } else {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) c0[r] = c1[r] = _mm512_setzero_si512();
-    }
-    const std::size_t groups = k / 4, rem = k % 4;
-    for (std::size_t g = 0; g < groups; ++g) {
-      const __m512i b0 = _mm512_load_si512(bp + g * NR * 4);
-      const __m512i b1 = _mm512_load_si512(bp + g * NR * 4 + 64);
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(a[r] + 4 * g)));
-        c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
-        c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
-      }
-    }
-    if (rem) {
-      const __m512i b0 = _mm512_load_si512(bp + groups * NR * 4);
-      const __m512i b1 = _mm512_load_si512(bp + groups * NR * 4 + 64);
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32_partial(a[r] + 4 * groups, rem)));
-        c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
-        c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
-      }
-    }
-    if (!out) {
-#pragma GCC unroll 16
-      for (std::size_t r = 0; r < mr; ++r) {
-        _mm512_store_si512(tile + r * NR, c0[r]);
-        _mm512_store_si512(tile + r * NR + 16, c1[r]);
-      }
-      return;
-    }
-    const __m512i z0 = _mm512_loadu_si512(out->corr), z1 = _mm512_loadu_si512(out->corr + 16);
-    const simd s0 = simd::load_unaligned(out->scale), s1 = simd::load_unaligned(out->scale + 16);
-    const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
-    const simd bias1 = out->bias ? simd::load_unaligned(out->bias + 16) : simd(0.f);
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < mr; ++r) {
-      if (r >= out->rows) break;
-      const simd v0 = simd(_mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], z0))) * s0;
-      const simd v1 = simd(_mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], z1))) * s1;
-      lowp_store_row<A>(v0, v1, bias0, bias1, *out, r);
-    }
-  }
-  static void dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
-                         float* out) noexcept {
-    s8_dequantize(tile, rows, j0, cols, out);
-  }
+/// AVX-512 VNNI micro-kernel (`vpdpbusd`: 4 u8 x s8 products per int32 lane).
+struct s8_kernel_vnni : lowp_kernel_avx512<s8_dot> {
   /// Column sums with `vpdpbusd` against ones (0x01 bytes; the tail group masked to the prefix).
   static void column_sums(const packed_matrix_s8& b, std::size_t k, std::size_t panels, std::int32_t* out) noexcept {
     constexpr std::size_t NR = gemm_nr;
@@ -710,13 +762,7 @@ inline void gemm_s8_ref(std::size_t m, std::size_t n, std::size_t k, const std::
       for (std::size_t kk = 0; kk < k; ++kk)
         acc += (static_cast<std::int64_t>(a[i * lda + kk]) - aq.zero_point) * w[j * ldw + kk];
       const float s = (ep.alpha * aq.scale) * w_scale[j];
-      float v = static_cast<float>(static_cast<std::int32_t>(acc)) * s;
-      if (ep.bias) v += ep.bias[j];
-      if (ep.residual && ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
-      if (ep.act == activation::relu) v = activate<activation::relu>(v);
-      if (ep.act == activation::gelu) v = activate<activation::gelu>(v);
-      if (ep.residual && !ep.residual_before_act) v += ep.residual[i * ep.ldr + j];
-      c[i * ldc + j] = v;
+      c[i * ldc + j] = gemm_epilogue_ref(static_cast<float>(static_cast<std::int32_t>(acc)) * s, ep, i, j);
     }
 }
 
