@@ -64,16 +64,17 @@ TEST_SUITE("core") {
                          "path 'precision=fp16': precision 'fp16' is not one of fp32, bf16, int8", drt::invalid_input);
     CHECK_THROWS_WITH_AS(drt::segformer_path::from_json(nlohmann::json::parse(R"({"precision": 8})")),
                          "path JSON: key 'precision' has a malformed value 8", drt::invalid_input);
-    // the attention products: fp32 or bf16, never int8
+    // the attention products: a region of their own, in any precision
     const auto a = drt::segformer_path::parse("precision=int8,attention:fp32");
     CHECK(a.to_string() == "precision=all:int8,attention:fp32");
     a.validate(c);
+    CHECK(a.attention_arithmetic() == drt::precision::fp32);
     drt::segformer_path::parse("precision=attention:bf16").validate(c);
-    CHECK_THROWS_WITH_AS(drt::segformer_path::parse("precision=int8,attention:int8").validate(c),
-                         "path 'precision=all:int8,attention:int8': precision attention:int8 is not available: the "
-                         "attention products run in fp32 or bf16 (in u8 most softmax probabilities, below 1/255, "
-                         "would round to zero)",
-                         drt::invalid_input);
+    const auto a8 = drt::segformer_path::parse("precision=int8,attention:int8");
+    a8.validate(c);
+    CHECK(a8.attention_arithmetic() == drt::precision::int8);
+    CHECK(drt::segformer_path::parse("precision=encoder:fp32,attention:int8").attention_arithmetic() ==
+          drt::precision::int8);
     drt::segformer_path q;
     drt::set_path_knob(q, "precision", 2.0);  // a sweep's numeric value: 0 fp32, 1 bf16, 2 int8
     CHECK(q.to_string() == "precision=int8");

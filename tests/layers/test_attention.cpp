@@ -4,12 +4,15 @@
 // efficient self-attention (sr = 1, 2, 4 on sizes not divisible by sr) against linear_ref +
 // conv2d_ref + layer_norm_ref + multi_head_attention_ref + linear_ref + residual.
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
-// The bf16 core (bf16 and int8 paths) against a double reference of its numerics (q, k, v and the
-// probabilities rounded to bf16): rel L2 <= 2e-3 (a probability near a rounding tie may round the
-// other way); and against the fp32 reference it differs (> 1e-4: it really ran in bf16).
+// The bf16 and int8 cores against a double reference of their numerics (bf16: q, k, v and the
+// probabilities rounded to bf16; int8: K per key, V per column, Q per row block quantized, V weighed
+// by u8 codes of the softmax numerators): rel L2 <= 2e-3 (a value near a rounding tie may round the
+// other way); against the fp32 reference they differ (> 1e-4: they really ran in low precision) but
+// stay close (rel L2 <= 1e-2 bf16, 3e-2 int8).
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -64,8 +67,12 @@ void check_mha(const mha_case& a, unsigned seed, std::size_t q_pad = 0, std::siz
   std::vector<float> ref16(a.tokens * c);
   drt::multi_head_attention_ref(a.tokens, a.keys, a.heads, a.head_dim, q.data(), k.data(), v.data(), ref16.data(), p);
   INFO(describe(a) << " in " << drt::to_string(p));
-  CHECK(compare(got.data(), ref16.data(), ref16.size()).rel_l2 <= 2e-3);
-  CHECK(compare(got.data(), ref.data(), ref.size()).rel_l2 > 1e-4);
+  const double own = compare(got.data(), ref16.data(), ref16.size()).rel_l2;
+  const double to_fp32 = compare(got.data(), ref.data(), ref.size()).rel_l2;
+  if (std::getenv("DRT_TEST_VERBOSE")) MESSAGE(describe(a) << ": rel L2 vs own numerics " << own << ", vs fp32 " << to_fp32);
+  CHECK(own <= 2e-3);
+  CHECK(to_fp32 > 1e-4);
+  CHECK(to_fp32 <= (p == drt::precision::int8 ? 3e-2 : 1e-2));
 }
 }  // namespace
 
@@ -93,7 +100,7 @@ TEST_SUITE("layers") {
       check_mha({50, 17, 5, 7}, 31, 3, 70, 1);
     }
     SUBCASE("peaked scores (large q, k) stay finite and accurate") { check_mha({37, 29, 2, 16}, 40, 0, 0, 0, 4.f); }
-    SUBCASE("bf16 products (bf16 and int8 paths): odd shapes, strides, several row blocks") {
+    SUBCASE("bf16 and int8 products: odd shapes, strides, several row blocks") {
       for (const drt::precision p : {drt::precision::bf16, drt::precision::int8}) {
         check_mha({37, 5, 2, 16}, 50, 0, 0, 0, 1.f, p);
         check_mha({7, 3, 3, 5}, 51, 0, 0, 0, 1.f, p);

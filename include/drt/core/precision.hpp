@@ -36,9 +36,9 @@ inline precision parse_precision(const std::string& v, const std::string& where)
   throw invalid_input(where + ": precision '" + v + "' is not one of fp32, bf16, int8");
 }
 
-/// The attention products' arithmetic when a path does not name it: bf16 under bf16 and int8 layers
-/// (there is no int8 form: most softmax probabilities would round to zero in u8; layers/attention.hpp),
-/// fp32 under fp32.
+/// The attention products' arithmetic when a path does not name it (region `attention`): bf16
+/// under bf16 and int8 layers, fp32 under fp32. (Their int8 form, `attention:int8`, is named
+/// explicitly: the rule predates it, and every path text measured since keeps its meaning.)
 inline precision attention_products(precision layers) noexcept {
   return layers == precision::fp32 ? precision::fp32 : precision::bf16;
 }

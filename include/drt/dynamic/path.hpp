@@ -103,10 +103,6 @@ struct segformer_path {
   /// Throws naming the path and the rule it breaks for this model.
   void validate(const segformer_config& c) const {
     validate_path(*this, c);
-    if (const auto* a = precision.named("attention"); a && *a == drt::precision::int8)
-      throw invalid_input("path '" + to_string() +
-                          "': precision attention:int8 is not available: the attention products run in fp32 or bf16 "
-                          "(in u8 most softmax probabilities, below 1/255, would round to zero)");
   }
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }

@@ -723,9 +723,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
   lat["models"] = fits;
   report["latency"] = lat;
   report["grids"] = grids;
-  for (const auto& m : models) record_lut_build(table, m.name, detail::sweep_build(opt));
-  detail::finish_table(table, models[0].name, H, W, dataset, report);
-  if (latency_only) detail::note_accuracy_source(table, *opt.accuracy_table);
+  detail::finish_sweep(table, models, opt, H, W, dataset, report, latency_only);
   return {std::move(table), std::move(report)};
 }
 

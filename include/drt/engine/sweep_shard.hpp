@@ -35,6 +35,7 @@
 #include "../core/tensor.hpp"
 #include "lut.hpp"
 #include "lut_build.hpp"
+#include "sweep_confirm.hpp"
 #include "sweep_data.hpp"
 #include "sweep_options.hpp"
 
@@ -321,6 +322,16 @@ inline void note_accuracy_source(lookup_table& table, const lookup_table& accura
   table.info["sweep_set"] = accuracy.info["sweep_set"];
   table.info["accuracy_from"] = {{"source", accuracy.source}, {"machine", accuracy.machine.describe()}};
   if (accuracy.info.contains("merged_from")) table.info["accuracy_from"]["merged_from"] = accuracy.info["merged_from"];
+}
+
+/// The end of every sweep: each model's build recorded (`lut_build`), Pareto flags, normalization
+/// and what the table holds (`finish_table`), and for a latency-only sweep where its accuracy came from.
+template <class Models>
+void finish_sweep(lookup_table& table, const Models& models, const sweep_options& opt, std::size_t height,
+                  std::size_t width, const nlohmann::json& dataset, const nlohmann::json& report, bool latency_only) {
+  for (const auto& m : models) record_lut_build(table, m.name, sweep_build(opt));
+  finish_table(table, models[0].name, height, width, dataset, report);
+  if (latency_only) note_accuracy_source(table, *opt.accuracy_table);
 }
 
 }  // namespace detail

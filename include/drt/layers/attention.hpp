@@ -10,90 +10,174 @@
 #include <cmath>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "../core/parallel.hpp"
 #include "../core/profiler.hpp"
 #include "gemm.hpp"
 #include "gemm_bf16.hpp"
+#include "gemm_int8.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
 #include "softmax.hpp"
 
 namespace drt {
 
+namespace detail {
+/// Query rows per block of the attention core: a block's scores stay in cache (<= 64 K floats).
+inline std::size_t attention_row_block(std::size_t keys) noexcept {
+  return std::max<std::size_t>(gemm_mr, std::min<std::size_t>(256, (std::size_t(1) << 16) / (keys + 1)));
+}
+}  // namespace detail
+
 /// Multi-head attention core on one sequence: ctx[T, C] = softmax(q k^T * scale) v, per head.
-/// q: [T, ld_q], k and v: [S, ld_kv]; head h uses columns [h*d, (h+1)*d).
-/// `p`: the products' arithmetic. fp32, or bf16 operands with fp32 accumulation for both bf16 and
-/// int8 paths (K and V are rounded and packed once per call; the softmax stays fp32). Under int8
-/// the products stay bf16: the probabilities span [0, 1] with most of their mass in values below
-/// 1/255, where u8 would round them to zero (docs/precision.md).
+/// q: [T, ld_q], k and v: [S, ld_kv]; head h uses columns [h*d, (h+1)*d). The score matrix is held
+/// for a block of query rows at a time (a function of the shape, never of the thread count).
+/// `p`: the products' arithmetic, fp32 sums or fp32 accumulation in every case; the softmax is fp32.
+///  - fp32;
+///  - bf16: K, V rounded and packed once per call and head, Q and the probabilities per row block;
+///  - int8: K (per key) and V (per value column) quantized symmetric int8 once per call and head;
+///    Q u8 with its row block's own range; the probabilities enter PV as u8 codes of the softmax
+///    numerators, 255 at each row's largest (`softmax_row_u8`), and each output row is divided by
+///    its codes' sum: a per-row scale, so that a row's small probabilities keep their resolution
+///    (plain u8 probabilities would round most of them, below 1/255, to zero).
 inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
                                  const float* q, std::size_t ldq, const float* k, const float* v, std::size_t ldkv,
                                  float* ctx, std::size_t ldc, precision p = precision::fp32) {
-  const bool low = p != precision::fp32;
-  std::vector<packed_matrix> kt(low ? 0 : heads), vp(low ? 0 : heads);
-  std::vector<packed_matrix_bf16> kt16(low ? heads : 0), vp16(low ? heads : 0);
+  std::vector<packed_matrix> kt(p == precision::fp32 ? heads : 0), vp(kt.size());
+  std::vector<packed_matrix_bf16> kt16(p == precision::bf16 ? heads : 0), vp16(kt16.size());
+  std::vector<packed_matrix_s8> kt8(p == precision::int8 ? heads : 0), vp8(kt8.size());
   parallel_for(heads, [&](std::size_t h) {
-    if (low) {
-      kt16[h] = packed_matrix_bf16::from_nk(k + h * head_dim, keys, head_dim, ldkv);  // B = K^T: [d][S]
-      vp16[h] = packed_matrix_bf16::from_kn(v + h * head_dim, keys, head_dim, ldkv);  // B = V:   [S][d]
-    } else {
-      kt[h].assign_nk(k + h * head_dim, keys, head_dim, ldkv);
-      vp[h].assign_kn(v + h * head_dim, keys, head_dim, ldkv);
+    const float* kh = k + h * head_dim;
+    const float* vh = v + h * head_dim;
+    switch (p) {
+      case precision::fp32:
+        kt[h].assign_nk(kh, keys, head_dim, ldkv);  // B = K^T: [d][S]
+        vp[h].assign_kn(vh, keys, head_dim, ldkv);  // B = V:   [S][d]
+        break;
+      case precision::bf16:
+        kt16[h] = packed_matrix_bf16::from_nk(kh, keys, head_dim, ldkv);
+        vp16[h] = packed_matrix_bf16::from_kn(vh, keys, head_dim, ldkv);
+        break;
+      case precision::int8:
+        kt8[h] = packed_matrix_s8::from_nk(kh, keys, head_dim, ldkv);
+        vp8[h] = packed_matrix_s8::from_kn(vh, keys, head_dim, ldkv);
+        break;
     }
   }, 2.0 * heads * keys * head_dim * 1000);
-  const std::size_t rows = std::max<std::size_t>(detail::gemm_mr, std::min<std::size_t>(256, (1u << 16) / (keys + 1)));
+  const std::size_t rows = detail::attention_row_block(keys);
   const std::size_t blocks = (tokens + rows - 1) / rows;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   parallel_for(heads * blocks, [&](std::size_t t) {
     thread_local detail::aligned_vector<float> scores;
+    thread_local detail::aligned_vector<std::uint8_t> codes;
     const std::size_t h = t / blocks, r0 = (t % blocks) * rows, nr = std::min(rows, tokens - r0);
     if (scores.size() < nr * keys) scores.resize(nr * keys);
     gemm_epilogue ep;
     ep.alpha = scale;
     const float* qb = q + r0 * ldq + h * head_dim;
     float* cb = ctx + r0 * ldc + h * head_dim;
-    if (low) {
-      gemm_bf16(nr, keys, head_dim, qb, ldq, kt16[h], scores.data(), keys, ep, false);
-      for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
-      gemm_bf16(nr, head_dim, keys, scores.data(), keys, vp16[h], cb, ldc, {}, false);
-    } else {
-      gemm(nr, keys, head_dim, qb, ldq, kt[h], scores.data(), keys, ep, false);
-      for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
-      gemm(nr, head_dim, keys, scores.data(), keys, vp[h], cb, ldc, {}, false);
+    switch (p) {
+      case precision::fp32:
+        gemm(nr, keys, head_dim, qb, ldq, kt[h], scores.data(), keys, ep, false);
+        for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
+        gemm(nr, head_dim, keys, scores.data(), keys, vp[h], cb, ldc, {}, false);
+        break;
+      case precision::bf16:
+        gemm_bf16(nr, keys, head_dim, qb, ldq, kt16[h], scores.data(), keys, ep, false);
+        for (std::size_t i = 0; i < nr; ++i) softmax_row(scores.data() + i * keys, keys);
+        gemm_bf16(nr, head_dim, keys, scores.data(), keys, vp16[h], cb, ldc, {}, false);
+        break;
+      case precision::int8: {
+        const auto [lo, hi] = detail::value_range(qb, nr, head_dim, ldq);
+        if (!std::isfinite(lo) || !std::isfinite(hi))
+          throw invalid_input("attention in int8: the queries of head " + std::to_string(h) + " hold non-finite values");
+        gemm_s8(nr, keys, head_dim, qb, ldq, quant_params_u8(lo, hi), kt8[h], scores.data(), keys, ep, false);
+        if (codes.size() < nr * keys) codes.resize(nr * keys);
+        std::uint32_t sums[256];
+        for (std::size_t i = 0; i < nr; ++i) sums[i] = softmax_row_u8(scores.data() + i * keys, keys, codes.data() + i * keys);
+        gemm_s8_u8(nr, head_dim, keys, codes.data(), keys, quant_params{1.f, 0}, vp8[h], cb, ldc, {}, false);
+        for (std::size_t i = 0; i < nr; ++i) {
+          const float inv = 1.f / static_cast<float>(sums[i]);
+          for (std::size_t j = 0; j < head_dim; ++j) cb[i * ldc + j] *= inv;
+        }
+        break;
+      }
     }
   }, 4.0 * tokens * keys * head_dim * heads);
 }
 
 /// Plain-loop reference of the core (contiguous q [T, H*d], k, v [S, H*d], ctx [T, H*d]), in double.
-/// With `p` other than fp32 it follows the bf16 core's numerics: q, k, v and the probabilities
-/// rounded to bf16, products accumulated exactly.
+/// With `p` other than fp32 it follows the core's numerics: bf16 rounds q, k, v and the
+/// probabilities to bf16; int8 quantizes K per key and V per column (symmetric int8), Q per row block
+/// (`attention_row_block`) with the block's range, and weighs V by the u8 codes of the softmax
+/// numerators; the products are summed exactly.
 inline void multi_head_attention_ref(std::size_t tokens, std::size_t keys, std::size_t heads, std::size_t head_dim,
                                      const float* q, const float* k, const float* v, float* ctx,
                                      precision p = precision::fp32) {
-  const std::size_t c = heads * head_dim;
-  const bool low = p != precision::fp32;
-  auto operand = [low](double x) { return low ? double(from_bf16(to_bf16(float(x)))) : x; };
-  std::vector<double> s(keys);
-  for (std::size_t h = 0; h < heads; ++h)
+  const std::size_t c = heads * head_dim, block = detail::attention_row_block(keys);
+  auto operand = [p](float x) { return p == precision::bf16 ? double(from_bf16(to_bf16(x))) : double(x); };
+  std::vector<double> kq(keys * head_dim), vq(keys * head_dim), s(keys), qrow(head_dim);
+  for (std::size_t h = 0; h < heads; ++h) {
+    // K and V of the head as the products see them (int8: quantized value x scale)
+    for (std::size_t j = 0; j < keys; ++j) {
+      float amax = 0.f;
+      for (std::size_t d = 0; d < head_dim; ++d) amax = std::max(amax, std::abs(k[j * c + h * head_dim + d]));
+      const float ks = amax > 0.f ? amax / 127.f : 1.f;
+      for (std::size_t d = 0; d < head_dim; ++d) {
+        const float x = k[j * c + h * head_dim + d];
+        kq[j * head_dim + d] = p == precision::int8 ? double(quantize_s8(x, ks)) * ks : operand(x);
+      }
+    }
+    for (std::size_t d = 0; d < head_dim; ++d) {
+      float amax = 0.f;
+      for (std::size_t j = 0; j < keys; ++j) amax = std::max(amax, std::abs(v[j * c + h * head_dim + d]));
+      const float vs = amax > 0.f ? amax / 127.f : 1.f;
+      for (std::size_t j = 0; j < keys; ++j) {
+        const float x = v[j * c + h * head_dim + d];
+        vq[j * head_dim + d] = p == precision::int8 ? double(quantize_s8(x, vs)) * vs : operand(x);
+      }
+    }
     for (std::size_t i = 0; i < tokens; ++i) {
+      quant_params qp;
+      if (p == precision::int8) {  // the range of the row block holding i
+        const std::size_t b0 = i / block * block, b1 = std::min(tokens, b0 + block);
+        float lo = q[b0 * c + h * head_dim], hi = lo;
+        for (std::size_t r = b0; r < b1; ++r)
+          for (std::size_t d = 0; d < head_dim; ++d) {
+            lo = std::min(lo, q[r * c + h * head_dim + d]);
+            hi = std::max(hi, q[r * c + h * head_dim + d]);
+          }
+        qp = quant_params_u8(lo, hi);
+      }
+      for (std::size_t d = 0; d < head_dim; ++d) {
+        const float x = q[i * c + h * head_dim + d];
+        qrow[d] = p == precision::int8 ? (double(quantize_u8(x, qp)) - qp.zero_point) * qp.scale : operand(x);
+      }
       double mx = -1e300;
       for (std::size_t j = 0; j < keys; ++j) {
         double acc = 0;
-        for (std::size_t d = 0; d < head_dim; ++d)
-          acc += operand(q[i * c + h * head_dim + d]) * operand(k[j * c + h * head_dim + d]);
+        for (std::size_t d = 0; d < head_dim; ++d) acc += qrow[d] * kq[j * head_dim + d];
         s[j] = acc / std::sqrt(double(head_dim));
         mx = std::max(mx, s[j]);
       }
       double sum = 0;
-      for (std::size_t j = 0; j < keys; ++j) sum += (s[j] = std::exp(s[j] - mx));
+      for (std::size_t j = 0; j < keys; ++j) {
+        s[j] = std::exp(s[j] - mx);
+        if (p == precision::int8) s[j] = std::nearbyint(s[j] * 255.0);
+        sum += s[j];
+      }
       for (std::size_t d = 0; d < head_dim; ++d) {
         double acc = 0;
-        for (std::size_t j = 0; j < keys; ++j) acc += operand(s[j] / sum) * operand(v[j * c + h * head_dim + d]);
-        ctx[i * c + h * head_dim + d] = static_cast<float>(acc);
+        for (std::size_t j = 0; j < keys; ++j) {
+          const double w = p == precision::bf16 ? operand(float(s[j] / sum)) : s[j];
+          acc += w * vq[j * head_dim + d];
+        }
+        ctx[i * c + h * head_dim + d] = static_cast<float>(p == precision::bf16 ? acc : acc / sum);
       }
     }
+  }
 }
 
 /// Weights of one efficient self-attention (PyTorch layouts).

@@ -287,6 +287,20 @@ struct strided_rows {
   block_rows block(std::size_t i0, std::size_t rows) const noexcept { return {a + i0 * lda, lda, rows, segs}; }
 };
 
+/// How a GEMM's work is cut into tasks: blocks of `mc` rows x chunks of `per_chunk` panels; the
+/// columns are split too when there are too few row blocks to keep every thread busy. Task t is row
+/// block t / chunks, chunk t % chunks (every GEMM precision uses the same split).
+struct gemm_tasks {
+  std::size_t mblocks, chunks = 1, per_chunk;
+  gemm_tasks(std::size_t m, std::size_t mc, std::size_t panels, bool allow_parallel) : mblocks((m + mc - 1) / mc) {
+    const std::size_t threads = static_cast<std::size_t>(max_threads());
+    if (allow_parallel && mblocks < 4 * threads) chunks = std::min(panels, (4 * threads + mblocks - 1) / mblocks);
+    per_chunk = (panels + chunks - 1) / chunks;
+    chunks = (panels + per_chunk - 1) / per_chunk;
+  }
+  std::size_t count() const noexcept { return mblocks * chunks; }
+};
+
 /// C[m, :n] = epilogue(sum over the source's segments of A_s x B_s). Work is split into tasks of
 /// (a block of MC rows) x (a range of panels), the panels too when there are few row blocks.
 /// Per task, loop order: groups of panels whose accumulators ([MC][NR] each, ~256 KB together) stay
@@ -301,13 +315,8 @@ void gemm_run(std::size_t m, std::size_t n, const Source& src, const packed_matr
               const gemm_epilogue& ep, bool allow_parallel) {
   constexpr std::size_t NR = gemm_nr, MR = gemm_mr, MC = gemm_mc;
   const std::size_t panels = (n + NR - 1) / NR;
-  const std::size_t mblocks = (m + MC - 1) / MC;
-  const std::size_t threads = static_cast<std::size_t>(max_threads());
-  // Split the columns too when there are too few row blocks to keep every thread busy.
-  std::size_t pchunks = 1;
-  if (allow_parallel && mblocks < 4 * threads) pchunks = std::min(panels, (4 * threads + mblocks - 1) / mblocks);
-  const std::size_t ppc = (panels + pchunks - 1) / pchunks;
-  pchunks = (panels + ppc - 1) / ppc;
+  const gemm_tasks tasks(m, MC, panels, allow_parallel);
+  const std::size_t pchunks = tasks.chunks, ppc = tasks.per_chunk;
   const std::size_t nseg = src.segments();
   std::size_t last = nseg;  // the last non-empty segment
   double reduction = 0;
@@ -372,11 +381,10 @@ void gemm_run(std::size_t m, std::size_t n, const Source& src, const packed_matr
       }
     }
   };
-  const std::size_t tasks = mblocks * pchunks;
   if (allow_parallel)
-    parallel_for(tasks, task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * reduction);
+    parallel_for(tasks.count(), task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * reduction);
   else
-    for (std::size_t t = 0; t < tasks; ++t) task(t);
+    for (std::size_t t = 0; t < tasks.count(); ++t) task(t);
 }
 
 /// gemm_run with the activation as a run-time value.

@@ -154,6 +154,15 @@ public:
     return from_nk_quantized(q.data(), scales.data(), n, k, k);
   }
 
+  /// From float b[k][n] with row stride ld (B as it multiplies, e.g. the values of attention),
+  /// quantized per output column as from_nk does.
+  static packed_matrix_s8 from_kn(const float* b, std::size_t k, std::size_t n, std::size_t ld) {
+    std::vector<float> t(n * k);
+    for (std::size_t kk = 0; kk < k; ++kk)
+      for (std::size_t j = 0; j < n; ++j) t[j * k + kk] = b[kk * ld + j];
+    return from_nk(t.data(), n, k, k);
+  }
+
   /// From int8 q[n][k] (row stride ld) already quantized, with scales[n] (> 0).
   static packed_matrix_s8 from_nk_quantized(const std::int8_t* q, const float* scales, std::size_t n, std::size_t k,
                                             std::size_t ld) {
@@ -558,12 +567,8 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
   constexpr std::size_t group_panels =
       std::max<std::size_t>(1, (std::size_t(256) << 10) / (MC * NR * sizeof(acc_type)));
   const std::size_t panels = (n + NR - 1) / NR;
-  const std::size_t mblocks = (m + MC - 1) / MC;
-  const std::size_t threads = static_cast<std::size_t>(max_threads());
-  std::size_t pchunks = 1;
-  if (allow_parallel && mblocks < 4 * threads) pchunks = std::min(panels, (4 * threads + mblocks - 1) / mblocks);
-  const std::size_t ppc = (panels + pchunks - 1) / pchunks;
-  pchunks = (panels + ppc - 1) / ppc;
+  const gemm_tasks tasks(m, MC, panels, allow_parallel);
+  const std::size_t pchunks = tasks.chunks, ppc = tasks.per_chunk;
   gemm_epilogue ep1 = ep;
   ep1.alpha = 1.f;  // applied by Kernel::dequantize
   const std::size_t ldc = dst.ldc;
@@ -639,11 +644,10 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
       }
     }
   };
-  const std::size_t tasks = mblocks * pchunks;
   if (allow_parallel)
-    parallel_for(tasks, task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+    parallel_for(tasks.count(), task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   else
-    for (std::size_t t = 0; t < tasks; ++t) task(t);
+    for (std::size_t t = 0; t < tasks.count(); ++t) task(t);
 }
 
 /// lowp_run with the activation as a run-time value.

@@ -2,10 +2,12 @@
 /// @file softmax.hpp
 /// Row softmax (numerically stable: subtract the row max).
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
-#include "../core/simd.hpp"
+#include "../core/simd.hpp"  // also <immintrin.h>
 
 namespace drt {
 
@@ -39,6 +41,53 @@ inline void softmax_row(float* x, std::size_t n) noexcept {
   j = 0;
   for (; j + W <= n; j += W) (simd::load_unaligned(x + j) * simd(inv)).store_unaligned(x + j);
   for (; j < n; ++j) x[j] *= inv;
+}
+
+/// The numerators of a row softmax as u8 codes, for an int8 product with V: code_j =
+/// round(255 * exp(x_j - max_j x)), so the largest is 255 and the row's own scale is kept whatever
+/// its spread (a probability p_j is code_j / sum). Returns the sum of the codes (>= 255): the
+/// softmax-weighted sum of V rows is (codes . V) / sum. Exponentials below 1/510 of the largest
+/// round to zero: the keys they weigh contribute under 0.2 % each.
+inline std::uint32_t softmax_row_u8(const float* x, std::size_t n, std::uint8_t* out) noexcept {
+  using simd = xsimd::batch<float>;
+  constexpr std::size_t W = simd::size;
+  float mx = -INFINITY;
+  std::size_t j = 0;
+  if (n >= W) {
+    simd m = simd::load_unaligned(x);
+    for (j = W; j + W <= n; j += W) m = xsimd::max(m, simd::load_unaligned(x + j));
+    alignas(64) float tmp[W];
+    m.store_aligned(tmp);
+    for (std::size_t t = 0; t < W; ++t) mx = std::max(mx, tmp[t]);
+  }
+  for (; j < n; ++j) mx = std::max(mx, x[j]);
+  std::uint32_t sum = 0;
+  j = 0;
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {  // 16 codes narrowed and stored at once (`vpmovdb`), summed in a vector
+    __m512i acc = _mm512_setzero_si512();
+    for (; j + W <= n; j += W) {
+      const __m512i c = xsimd::nearbyint_as_int(xsimd::exp(simd::load_unaligned(x + j) - simd(mx)) * simd(255.f));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm512_cvtepi32_epi8(c));
+      acc = _mm512_add_epi32(acc, c);
+    }
+    sum = static_cast<std::uint32_t>(_mm512_reduce_add_epi32(acc));
+  }
+#endif
+  alignas(64) std::int32_t codes[W];
+  for (; j + W <= n; j += W) {
+    xsimd::nearbyint_as_int(xsimd::exp(simd::load_unaligned(x + j) - simd(mx)) * simd(255.f)).store_aligned(codes);
+    for (std::size_t t = 0; t < W; ++t) {
+      out[j + t] = static_cast<std::uint8_t>(codes[t]);
+      sum += static_cast<std::uint32_t>(codes[t]);
+    }
+  }
+  for (; j < n; ++j) {
+    const auto c = static_cast<std::uint8_t>(std::nearbyint(std::exp(x[j] - mx) * 255.f));
+    out[j] = c;
+    sum += c;
+  }
+  return sum;
 }
 
 /// Plain-loop reference, out of place.
