@@ -85,10 +85,10 @@ struct has_attention_region<Path, std::void_t<decltype(std::declval<const Path&>
 template <class Path>
 std::string precision_report(const Path& path, const parsed_args& args) {
   if constexpr (has_precision_knob<Path>::value) {
-    bool products_bf16 = false;  // the attention products on the bf16 kernel (on int8 paths too)
-    if constexpr (has_attention_region<Path>::value)
-      products_bf16 = path.attention_arithmetic() == drt::precision::bf16;
-    if (path.precision.is_fp32() && !products_bf16) return "";
+    // the attention products' arithmetic where they have a region of their own, else the layers'
+    std::optional<drt::precision> products;
+    if constexpr (has_attention_region<Path>::value) products = path.attention_arithmetic();
+    if (path.precision.is_fp32() && products.value_or(drt::precision::fp32) == drt::precision::fp32) return "";
     // the GEMM layers in p: the whole-model value or a region other than the attention products'
     auto layers_in = [&](drt::precision p) {
       if (path.precision.all == p) return true;
@@ -99,7 +99,7 @@ std::string precision_report(const Path& path, const parsed_args& args) {
     std::string kernels;
     for (const drt::precision p : {drt::precision::bf16, drt::precision::int8}) {
       const bool layers = layers_in(p);
-      if (!layers && !(p == drt::precision::bf16 && products_bf16)) continue;
+      if (!layers && products != p) continue;
       kernels += (kernels.empty() ? "" : "; ") + drt::kernel_description(p);
       if (!layers) kernels += " for the attention products";
     }

@@ -36,13 +36,6 @@ inline precision parse_precision(const std::string& v, const std::string& where)
   throw invalid_input(where + ": precision '" + v + "' is not one of fp32, bf16, int8");
 }
 
-/// The attention products' arithmetic when a path does not name it (region `attention`): bf16
-/// under bf16 and int8 layers, fp32 under fp32. (Their int8 form, `attention:int8`, is named
-/// explicitly: the rule predates it, and every path text measured since keeps its meaning.)
-inline precision attention_products(precision layers) noexcept {
-  return layers == precision::fp32 ? precision::fp32 : precision::bf16;
-}
-
 /// A path's precision: one for the whole model, or one per named region ("encoder", "decoder").
 /// Text: `int8` or `encoder:int8,decoder:bf16`; a region not named runs in fp32 (or in the whole-model
 /// value when `all` is set). Empty = fp32 everywhere (the full model's value).

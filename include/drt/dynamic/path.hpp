@@ -107,11 +107,10 @@ struct segformer_path {
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
 
-  /// The attention products' arithmetic: region `attention` when named, else the encoder's rule
-  /// (`attention_products`).
+  /// The attention products' arithmetic: region `attention` when named, else the encoder's.
   drt::precision attention_arithmetic() const noexcept {
     const drt::precision* a = precision.named("attention");
-    return a ? *a : attention_products(precision.of("encoder"));
+    return a ? *a : precision.of("encoder");
   }
 
   /// Mix-FFN hidden width of stage s's blocks in the full model.

@@ -226,10 +226,10 @@ public:
 
   /// x: layer-normed tokens [N, H*W, C]; out: [N, H*W, C] receives residual + attention(x)
   /// (`out` holds the residual on entry; x and out must differ). `p`: the arithmetic of the
-  /// projections and the spatial reduction; `products`: that of the attention products (fp32 or
-  /// bf16; by default `attention_products(p)`).
+  /// projections and the spatial reduction; `products`: that of the attention products (by default
+  /// the same).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p = precision::fp32) const {
-    run(x, n, h, w, out, p, attention_products(p));
+    run(x, n, h, w, out, p, p);
   }
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p,
            precision products) const {
