@@ -6,13 +6,20 @@
 // input; fused activations; channel-slice writes (ldy > OC); the constructor and shape errors.
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float FMA vs double reference); padding
 // channels of a slice write must be left bit-for-bit untouched.
+// bf16 / int8 (conv2d::run's precision): against conv2d_ref on the operands as the kernels see them
+// (bf16: input and weights rounded; int8: the input quantized with its own range, the weights per
+// output channel, then dequantized) within rel L2 1e-5, and against fp32 within 5e-3 (bf16) / 3e-2
+// (int8) and above 1e-5 (it really ran in low precision); Winograd and grouped convs refuse.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <drt/layers/conv2d.hpp>
+#include <drt/layers/gemm_bf16.hpp>
+#include <drt/layers/gemm_int8.hpp>
 
 #include "test_support.hpp"
 
@@ -98,6 +105,44 @@ void check_dw(std::size_t c, std::size_t n, std::size_t h, std::size_t w, unsign
 
 template <std::size_t K>
 using kernel_size = std::integral_constant<std::size_t, K>;
+
+/// conv2d::run in bf16 / int8 vs conv2d_ref on the operands those kernels see (see the file comment).
+void check_conv_lowp(const drt::conv2d_shape& s, std::size_t n, std::size_t h, std::size_t w, unsigned seed,
+                     drt::precision p, drt::activation act = drt::activation::none) {
+  const std::size_t k = s.in_channels * s.kernel_h * s.kernel_w;
+  const auto weight = random_vector(s.out_channels * k, seed);
+  const auto bias = random_vector(s.out_channels, seed + 1);
+  auto x = random_vector(n * h * w * s.in_channels, seed + 2, -0.5f, 1.5f);  // a range not centred on 0
+  const drt::conv2d conv(weight.data(), bias.data(), s, drt::conv2d_options::implicit_gemm());
+  std::vector<float> xs = x, ws = weight;
+  if (p == drt::precision::bf16) {
+    for (auto& v : xs) v = drt::from_bf16(drt::to_bf16(v));
+    for (auto& v : ws) v = drt::from_bf16(drt::to_bf16(v));
+  } else {
+    const auto [lo, hi] = drt::detail::value_range(x.data(), x.size(), 1, 1);
+    const auto q = drt::quant_params_u8(lo, hi);
+    for (auto& v : xs) v = drt::dequantize_u8(drt::quantize_u8(v, q), q);
+    for (std::size_t o = 0; o < s.out_channels; ++o) {
+      float amax = 0.f;
+      for (std::size_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(weight[o * k + i]));
+      const float sc = amax > 0.f ? amax / 127.f : 1.f;
+      for (std::size_t i = 0; i < k; ++i) ws[o * k + i] = float(drt::quantize_s8(weight[o * k + i], sc)) * sc;
+    }
+  }
+  const std::size_t m = n * s.out_h(h) * s.out_w(w);
+  std::vector<float> got(m * s.out_channels), own(got.size()), full(got.size());
+  conv.run(x.data(), n, h, w, got.data(), act, 0, p);
+  drt::conv2d_ref(xs.data(), n, h, w, ws.data(), bias.data(), s, own.data());
+  drt::conv2d_ref(x.data(), n, h, w, weight.data(), bias.data(), s, full.data());
+  apply_inplace(act, own);
+  apply_inplace(act, full);
+  const std::string what = describe(s, n, h, w) + " in " + drt::to_string(p);
+  check_close(got.data(), own.data(), own.size(), what + " vs its own numerics", conv_rel, conv_abs);
+  const double to_fp32 = compare(got.data(), full.data(), full.size()).rel_l2;
+  INFO(what << ": rel L2 vs fp32 " << to_fp32);
+  CHECK(to_fp32 > 1e-5);
+  CHECK(to_fp32 <= (p == drt::precision::int8 ? 3e-2 : 5e-3));
+}
 }  // namespace
 
 TEST_SUITE("layers") {
@@ -208,6 +253,32 @@ TEST_SUITE("layers") {
                            "(pixel stride 40), the kernel or the weights (k=288)",
                            drt::shape_error);
     }
+  }
+
+  TEST_CASE("conv2d in bf16 and int8 matches the reference of its numerics") {
+    for (const drt::precision p : {drt::precision::bf16, drt::precision::int8}) {
+      check_conv_lowp(make_shape(3, 16, 7, 4, 3), 1, 29, 23, 700, p);                          // the RGB patch embedding
+      check_conv_lowp(make_shape(33, 40, 3, 2, 1), 2, 13, 9, 710, p, drt::activation::relu);  // a stage's patch embedding
+      check_conv_lowp(make_shape(17, 35, 1, 1, 0), 1, 7, 5, 720, p, drt::activation::gelu);  // pointwise
+      check_conv_lowp(make_shape(24, 24, 3, 1, 1), 1, 11, 6, 730, p);                          // 3x3 stride 1 (implicit GEMM form)
+    }
+    const auto wt = random_vector(24 * 24 * 9, 740);
+    const auto x = random_vector(11 * 6 * 24, 741);
+    std::vector<float> y(11 * 6 * 24);
+    const drt::conv2d wino(wt.data(), nullptr, make_shape(24, 24, 3, 1, 1), drt::conv2d_options::winograd_form());
+    REQUIRE(wino.uses_winograd());
+    CHECK_THROWS_WITH_AS(wino.run(x.data(), 1, 11, 6, y.data(), drt::activation::none, 0, drt::precision::int8),
+                         doctest::Contains("in int8: only one-group convolutions in the pointwise or implicit-GEMM form "
+                                           "run in low precision (this one is in the Winograd form)"),
+                         drt::invalid_input);
+    const drt::conv2d grouped(wt.data(), nullptr, make_shape(24, 24, 3, 1, 1, 3), drt::conv2d_options::implicit_gemm());
+    CHECK_THROWS_WITH_AS(grouped.run(x.data(), 1, 11, 6, y.data(), drt::activation::none, 0, drt::precision::bf16),
+                         doctest::Contains("(this one is 3 groups)"), drt::invalid_input);
+    std::vector<float> bad = x;
+    bad[5] = std::nanf("");
+    const drt::conv2d plain(wt.data(), nullptr, make_shape(24, 24, 3, 1, 1), drt::conv2d_options::implicit_gemm());
+    CHECK_THROWS_WITH_AS(plain.run(bad.data(), 1, 11, 6, y.data(), drt::activation::none, 0, drt::precision::int8),
+                         "conv2d [24 -> 24, 3x3 stride 1] in int8: its input holds non-finite values", drt::invalid_input);
   }
 
   TEST_CASE("conv2d_shape geometry") {

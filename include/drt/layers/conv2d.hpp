@@ -13,6 +13,7 @@
 /// - `conv2d_dw<K>`: depthwise KxK, stride 1, padding K/2, kernel size fixed at compile time.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "../core/parallel.hpp"
 #include "activation.hpp"
 #include "gemm.hpp"
+#include "packed_weights.hpp"
 #include "winograd.hpp"
 
 namespace drt {
@@ -199,7 +201,7 @@ public:
             for (std::size_t i = 0; i < icg; ++i)
               reordered[o * kk + (ky * s.kernel_w + kx) * icg + i] =
                   weight[(((g * ocg + o) * icg + i) * s.kernel_h + ky) * s.kernel_w + kx];
-      w_.push_back(packed_matrix::from_nk(reordered.data(), ocg, kk, kk));
+      w_.emplace_back(reordered.data(), ocg, kk, kk);
     }
   }
 
@@ -213,16 +215,25 @@ public:
                           (uses_winograd() ? " (this conv was built in the Winograd form; build it with "
                                              "conv2d_options::implicit_gemm() for the implicit-GEMM form)"
                                            : ""));
-    return w_[group];
+    return w_[group].fp32();
   }
   /// The Winograd form of a 3x3 stride-1 conv built with conv2d_options::winograd (else empty);
   /// when present it is the conv's only form and run() / forward_prefix() use it.
   const winograd_conv3x3& winograd() const noexcept { return wino_; }
   bool uses_winograd() const noexcept { return !wino_.empty(); }
 
-  /// x: [N, H, W, IC]; y: [N, OH, OW, OC] (row stride ldy >= OC, default OC).
+  /// Packs the weights for `p` once, ahead of the first frame that runs in it (run() packs them on
+  /// first use otherwise); nothing for fp32 or a conv that cannot run in `p`.
+  void prepare(precision p) const {
+    if (!uses_winograd() && s_.groups == 1)
+      for (const auto& w : w_) w.prepare(p);
+  }
+
+  /// x: [N, H, W, IC]; y: [N, OH, OW, OC] (row stride ldy >= OC, default OC). `p`: the arithmetic;
+  /// bf16 and int8 run a one-group conv in the pointwise or implicit-GEMM form on blocks of gathered
+  /// taps (int8: the input quantized with its own [min, max], one range for the whole input).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act = activation::none,
-           std::size_t ldy = 0) const {
+           std::size_t ldy = 0, precision p = precision::fp32) const {
     const auto& s = s_;
     if (ldy == 0) ldy = s.out_channels;
     const std::size_t oh = s.out_h(h), ow = s.out_w(w);
@@ -232,9 +243,13 @@ public:
     const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
     gemm_epilogue ep;
     ep.act = act;
+    if (p != precision::fp32) {
+      run_lowp(x, n, h, w, y, act, ldy, p);
+      return;
+    }
     if (s.is_pointwise()) {
       ep.bias = bias();
-      gemm(n * h * w, s.out_channels, s.in_channels, x, s.in_channels, w_[0], y, ldy, ep);
+      gemm(n * h * w, s.out_channels, s.in_channels, x, s.in_channels, w_[0].fp32(), y, ldy, ep);
       return;
     }
     if (uses_winograd()) {
@@ -246,8 +261,8 @@ public:
       std::vector<conv_segment> segs(s.kernel_h * s.kernel_w);
       for (std::size_t g = 0; g < s.groups; ++g) {
         for (std::size_t t = 0; t < segs.size(); ++t) segs[t] = {t, g * icg, t * icg, icg};
-        conv2d_gemm(x, s.in_channels, n, h, w, s, segs, w_[g], bias() ? bias() + g * ocg : nullptr, y + g * ocg, ldy,
-                    ocg, act);
+        conv2d_gemm(x, s.in_channels, n, h, w, s, segs, w_[g].fp32(), bias() ? bias() + g * ocg : nullptr, y + g * ocg,
+                    ldy, ocg, act);
       }
       return;
     }
@@ -275,46 +290,10 @@ public:
       std::vector<conv_segment> segs(s.kernel_h);
       for (std::size_t ky = 0; ky < s.kernel_h; ++ky)
         segs[ky] = {ky * s.kernel_w, 0, ky * s.kernel_w * icg, s.kernel_w * icg};
-      conv2d_gemm(padded.data(), icg, n, hp, wp, unpadded, segs, w_[0], bias(), y, ldy, s.out_channels, act);
+      conv2d_gemm(padded.data(), icg, n, hp, wp, unpadded, segs, w_[0].fp32(), bias(), y, ldy, s.out_channels, act);
       return;
     }
-    const std::size_t kk = s.kernel_h * s.kernel_w * icg;
-    const std::size_t pixels = n * oh * ow;
-    // Rows per im2col block: enough for the GEMM micro-tiles, small enough to stay in L2.
-    // At least one GEMM row block per im2col block: fewer rows would re-stream the whole packed
-    // weight matrix from memory every few rows (a 3x3 conv over 2048 channels has 18432 per row).
-    const std::size_t block = std::max<std::size_t>(detail::gemm_mc, std::min<std::size_t>(512, (1u << 21) / (kk + 1)));
-    const std::size_t blocks = (pixels + block - 1) / block;
-    auto task = [&](std::size_t bi) {
-      thread_local detail::aligned_vector<float> col;
-      const std::size_t p0 = bi * block, rows = std::min(block, pixels - p0);
-      if (col.size() < rows * kk) col.resize(rows * kk);
-      for (std::size_t g = 0; g < s.groups; ++g) {
-        for (std::size_t r = 0; r < rows; ++r) {
-          const std::size_t p = p0 + r, b = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
-          float* dst = col.data() + r * kk;
-          for (std::size_t ky = 0; ky < s.kernel_h; ++ky) {
-            const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
-            for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
-              const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
-              float* d = dst + (ky * s.kernel_w + kx) * icg;
-              if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) {
-                std::fill(d, d + icg, 0.f);
-              } else {
-                const float* src =
-                    x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * s.in_channels +
-                    g * icg;
-                std::copy(src, src + icg, d);
-              }
-            }
-          }
-        }
-        gemm_epilogue epg = ep;
-        epg.bias = bias() ? bias() + g * ocg : nullptr;
-        gemm(rows, ocg, kk, col.data(), kk, w_[g], y + p0 * ldy + g * ocg, ldy, epg, /*allow_parallel=*/false);
-      }
-    };
-    parallel_for(blocks, task, 2.0 * s.macs(n, h, w));
+    run_im2col(x, n, h, w, y, act, ldy, precision::fp32, nullptr);
   }
 
   /// y[:, :out_kept] = act(conv(x[:, :in_kept])) on strided NHWC views: a channel prefix of the
@@ -367,7 +346,7 @@ public:
       gemm_epilogue ep;
       ep.act = act;
       ep.bias = bias();
-      gemm(n * h * w, out_kept, runs[0].k, x + runs[0].a_offset, ldx, w_[0], y, ldy, ep);
+      gemm(n * h * w, out_kept, runs[0].k, x + runs[0].a_offset, ldx, w_[0].fp32(), y, ldy, ep);
       return;
     }
     // Implicit GEMM: one segment per (tap, run) of the (ky, kx, ic) reduction, read in place.
@@ -377,12 +356,98 @@ public:
     for (std::size_t t = 0; t < taps; ++t)
       for (const auto& r : runs)
         if (r.k > 0) segs.push_back({t, r.a_offset, t * s.in_channels + r.b_row, r.k});
-    conv2d_gemm(x, ldx, n, h, w, s, segs, w_[0], bias(), y, ldy, out_kept, act);
+    conv2d_gemm(x, ldx, n, h, w, s, segs, w_[0].fp32(), bias(), y, ldy, out_kept, act);
   }
 
 private:
+  /// The low-precision forms of run(): a pointwise conv is one GEMM on the pixels, any other
+  /// one-group conv an im2col GEMM over blocks of output pixels (the taps gathered in float, then
+  /// converted by the GEMM's row source: a copy the fp32 implicit GEMM does not need, small beside
+  /// the GEMM's gain in int8).
+  void run_lowp(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act, std::size_t ldy,
+                precision p) const {
+    const auto& s = s_;
+    const std::string what = "conv2d [" + std::to_string(s.in_channels) + " -> " + std::to_string(s.out_channels) +
+                             ", " + std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " stride " +
+                             std::to_string(s.stride_h) + "] in " + to_string(p);
+    if (uses_winograd() || s.groups != 1)
+      throw invalid_input(what + ": only one-group convolutions in the pointwise or implicit-GEMM form run in low "
+                                 "precision (this one is " +
+                          (uses_winograd() ? std::string("in the Winograd form") : std::to_string(s.groups) + " groups") +
+                          ")");
+    quant_params q;
+    if (p == precision::int8) {
+      const auto [lo, hi] = detail::value_range(x, n * h * w, s.in_channels, s.in_channels);
+      if (!std::isfinite(lo) || !std::isfinite(hi)) throw invalid_input(what + ": its input holds non-finite values");
+      q = quant_params_u8(lo, hi);
+    }
+    w_[0].prepare(p);
+    if (s.is_pointwise()) {
+      gemm_epilogue ep;
+      ep.act = act;
+      ep.bias = bias();
+      w_[0].gemm(p, n * h * w, s.out_channels, s.in_channels, x, s.in_channels, y, ldy, ep, true, &q);
+      return;
+    }
+    run_im2col(x, n, h, w, y, act, ldy, p, &q);
+  }
+
+  /// run() through a blocked im2col, any groups, in `p` (q: int8's input quantization).
+  void run_im2col(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act,
+                  std::size_t ldy, precision p, const quant_params* q) const {
+    const auto& s = s_;
+    const std::size_t oh = s.out_h(h), ow = s.out_w(w);
+    const std::size_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
+    gemm_epilogue ep;
+    ep.act = act;
+    const std::size_t kk = s.kernel_h * s.kernel_w * icg;
+    const std::size_t pixels = n * oh * ow;
+    // Rows per im2col block: enough for the GEMM micro-tiles, small enough to stay in L2.
+    // At least one GEMM row block per im2col block: fewer rows would re-stream the whole packed
+    // weight matrix from memory every few rows (a 3x3 conv over 2048 channels has 18432 per row).
+    const std::size_t block = std::max<std::size_t>(detail::gemm_mc, std::min<std::size_t>(512, (1u << 21) / (kk + 1)));
+    const std::size_t blocks = (pixels + block - 1) / block;
+    // Few blocks (a small late-stage map): one block at a time, each GEMM split over the threads.
+    const bool inner = blocks < static_cast<std::size_t>(std::max(1, max_threads()));
+    auto task = [&](std::size_t bi) {
+      thread_local detail::aligned_vector<float> col;
+      const std::size_t p0 = bi * block, rows = std::min(block, pixels - p0);
+      if (col.size() < rows * kk) col.resize(rows * kk);
+      for (std::size_t g = 0; g < s.groups; ++g) {
+        for (std::size_t r = 0; r < rows; ++r) {
+          const std::size_t p = p0 + r, b = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow;
+          float* dst = col.data() + r * kk;
+          for (std::size_t ky = 0; ky < s.kernel_h; ++ky) {
+            const long iy = static_cast<long>(oy * s.stride_h + ky) - static_cast<long>(s.pad_h);
+            for (std::size_t kx = 0; kx < s.kernel_w; ++kx) {
+              const long ix = static_cast<long>(ox * s.stride_w + kx) - static_cast<long>(s.pad_w);
+              float* d = dst + (ky * s.kernel_w + kx) * icg;
+              if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(w)) {
+                std::fill(d, d + icg, 0.f);
+              } else {
+                const float* src =
+                    x + ((b * h + static_cast<std::size_t>(iy)) * w + static_cast<std::size_t>(ix)) * s.in_channels +
+                    g * icg;
+                std::copy(src, src + icg, d);
+              }
+            }
+          }
+        }
+        gemm_epilogue epg = ep;
+        epg.bias = bias() ? bias() + g * ocg : nullptr;
+        w_[g].gemm(p, rows, ocg, kk, col.data(), kk, y + p0 * ldy + g * ocg, ldy, epg, /*allow_parallel=*/inner, q);
+      }
+    };
+    if (inner)
+      for (std::size_t bi = 0; bi < blocks; ++bi) task(bi);
+    else
+      parallel_for(blocks, task, 2.0 * s.macs(n, h, w));
+  }
+
+
+
   conv2d_shape s_;
-  std::vector<packed_matrix> w_;  // one per group; empty in the Winograd form
+  std::vector<packed_weights> w_;  // one per group; empty in the Winograd form
   std::vector<float> bias_;
   winograd_conv3x3 wino_;  // 3x3 stride-1 convs built with conv2d_options::winograd
 };

@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -122,6 +123,43 @@ inline std::int8_t quantize_s8(float x, float scale) noexcept {
   const long v = std::lrint(t);
   return static_cast<std::int8_t>(std::min(127L, std::max(-127L, v)));
 }
+
+namespace detail {
+/// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
+/// NaN, NaN when any value is not finite (one vectorized pass).
+inline std::pair<float, float> value_range(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
+  simd lo(std::numeric_limits<float>::infinity()), hi(-std::numeric_limits<float>::infinity()), bad(0.f);
+  float l = std::numeric_limits<float>::infinity(), h = -l, nonfinite = 0.f;
+  if (rows == 0 || cols == 0) return {0.f, 0.f};
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = x + r * ld;
+    std::size_t c = 0;
+    for (; c + simd_width <= cols; c += simd_width) {
+      const simd v = simd::load_unaligned(row + c);
+      lo = xsimd::min(lo, v);
+      hi = xsimd::max(hi, v);
+      bad = bad + v * 0.f;  // NaN where any value is NaN or infinite (min / max drop NaNs)
+    }
+    for (; c < cols; ++c) {
+      l = std::min(l, row[c]);
+      h = std::max(h, row[c]);
+      nonfinite = nonfinite + row[c] * 0.f;
+    }
+  }
+  alignas(64) float z[simd_width];
+  bad.store_aligned(z);
+  for (std::size_t i = 0; i < simd_width; ++i) nonfinite += z[i];
+  if (!std::isfinite(nonfinite)) return {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()};
+  alignas(64) float a[simd_width], b[simd_width];
+  lo.store_aligned(a);
+  hi.store_aligned(b);
+  for (std::size_t i = 0; i < simd_width; ++i) {
+    l = std::min(l, a[i]);
+    h = std::max(h, b[i]);
+  }
+  return {l, h};
+}
+}  // namespace detail
 
 /// The B operand of an int8 GEMM: ceil(n / NR) panels of [ceil(k/4)][NR][4] int8, zero past k and n,
 /// with one float scale per output column.

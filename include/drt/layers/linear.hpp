@@ -6,55 +6,14 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "../core/observer.hpp"
 #include "../core/precision.hpp"
-#include "gemm.hpp"
-#include "gemm_bf16.hpp"
-#include "gemm_int8.hpp"
+#include "packed_weights.hpp"
 
 namespace drt {
-
-namespace detail {
-/// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
-/// NaN, NaN when any value is not finite.
-inline std::pair<float, float> value_range(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
-  simd lo(std::numeric_limits<float>::infinity()), hi(-std::numeric_limits<float>::infinity()), bad(0.f);
-  float l = std::numeric_limits<float>::infinity(), h = -l, nonfinite = 0.f;
-  if (rows == 0 || cols == 0) return {0.f, 0.f};
-  for (std::size_t r = 0; r < rows; ++r) {
-    const float* row = x + r * ld;
-    std::size_t c = 0;
-    for (; c + simd_width <= cols; c += simd_width) {
-      const simd v = simd::load_unaligned(row + c);
-      lo = xsimd::min(lo, v);
-      hi = xsimd::max(hi, v);
-      bad = bad + v * 0.f;  // NaN where any value is NaN or infinite (min / max drop NaNs)
-    }
-    for (; c < cols; ++c) {
-      l = std::min(l, row[c]);
-      h = std::max(h, row[c]);
-      nonfinite = nonfinite + row[c] * 0.f;
-    }
-  }
-  alignas(64) float z[simd_width];
-  bad.store_aligned(z);
-  for (std::size_t i = 0; i < simd_width; ++i) nonfinite += z[i];
-  if (!std::isfinite(nonfinite)) return {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()};
-  alignas(64) float a[simd_width], b[simd_width];
-  lo.store_aligned(a);
-  hi.store_aligned(b);
-  for (std::size_t i = 0; i < simd_width; ++i) {
-    l = std::min(l, a[i]);
-    h = std::max(h, b[i]);
-  }
-  return {l, h};
-}
-}  // namespace detail
 
 /// Which kernel runs a precision in this build (compiled for the target's instruction set): what the
 /// program reports beside a path, so that a slow portable kernel is never mistaken for the fast one.
@@ -78,23 +37,12 @@ public:
   linear() = default;
   /// weight: [out, in] (PyTorch layout); bias: [out] or null.
   linear(const float* weight, const float* bias, std::size_t out_features, std::size_t in_features)
-      : w_(packed_matrix::from_nk(weight, out_features, in_features, in_features)),
+      : w_(weight, out_features, in_features, in_features),
         bias_(bias ? std::vector<float>(bias, bias + out_features) : std::vector<float>()) {}
 
   /// Packs the weights for `p` once (thread-safe; fp32 is always packed). Every run in `p` calls it;
   /// call it ahead (e.g. when a path is compiled) to keep the packing out of the first frame.
-  void prepare(precision p) const {
-    if (p == precision::bf16)
-      std::call_once(lowp_->bf16_once, [&] {
-        const auto w = weight_nk();
-        lowp_->bf16 = packed_matrix_bf16::from_nk(w.data(), out_features(), in_features(), in_features());
-      });
-    else if (p == precision::int8)
-      std::call_once(lowp_->s8_once, [&] {
-        const auto w = weight_nk();
-        lowp_->s8 = packed_matrix_s8::from_nk(w.data(), out_features(), in_features(), in_features());
-      });
-  }
+  void prepare(precision p) const { w_.prepare(p); }
   /// int8: quantize inputs with the calibrated range [lo, hi] (widened to contain 0) from now on.
   void set_input_range(float lo, float hi) { input_q_ = quant_params_u8(lo, hi), has_input_q_ = true; }
   /// int8: back to each call's own range.
@@ -102,17 +50,11 @@ public:
   /// The calibrated int8 input quantization, or null (each call's range).
   const quant_params* input_quant() const noexcept { return has_input_q_ ? &input_q_ : nullptr; }
   /// The weights as [out, in] floats (unpacked).
-  std::vector<float> weight_nk() const {
-    const std::size_t n = out_features(), k = in_features(), nr = packed_matrix::nr;
-    std::vector<float> w(n * k);
-    for (std::size_t j = 0; j < n; ++j)
-      for (std::size_t kk = 0; kk < k; ++kk) w[j * k + kk] = w_.panel(j / nr)[kk * nr + j % nr];
-    return w;
-  }
+  std::vector<float> weight_nk() const { return w_.weight_nk(); }
 
   std::size_t in_features() const noexcept { return w_.k(); }
   std::size_t out_features() const noexcept { return w_.n(); }
-  const packed_matrix& weights() const noexcept { return w_; }
+  const packed_matrix& weights() const noexcept { return w_.fp32(); }
   const float* bias() const noexcept { return bias_.empty() ? nullptr : bias_.data(); }
 
   /// x: [m, in] rows of stride ldx; y: [m, out] rows of stride ldy. `residual` (may alias y) is added last.
@@ -138,19 +80,9 @@ public:
     ep.act = act;
     ep.residual = residual;
     ep.ldr = ldr;
-    switch (p) {
-      case precision::fp32: gemm(m, outputs, inputs, x, ldx, w_, y, ldy, ep, allow_parallel); return;
-      case precision::bf16:
-        prepare(p);
-        gemm_bf16(m, outputs, inputs, x, ldx, lowp_->bf16, y, ldy, ep, allow_parallel);
-        return;
-      case precision::int8: {
-        prepare(p);
-        const quant_params q = input_q ? *input_q : int8_input_quant(x, m, inputs, ldx, outputs);
-        gemm_s8(m, outputs, inputs, x, ldx, q, lowp_->s8, y, ldy, ep, allow_parallel);
-        return;
-      }
-    }
+    quant_params q;
+    if (p == precision::int8) q = input_q ? *input_q : int8_input_quant(x, m, inputs, ldx, outputs);
+    w_.gemm(p, m, outputs, inputs, x, ldx, y, ldy, ep, allow_parallel, &q);
   }
 
   /// The int8 quantization of the inputs x[m, inputs] (row stride ldx): the calibrated one, else their
@@ -174,21 +106,13 @@ public:
     for (std::size_t i = std::min(inputs, k); i < k; ++i) tail[i] = mean[i];
     gemm_epilogue ep;
     ep.bias = bias();
-    gemm(1, n, k, tail.data(), k, w_, out.data(), n, ep, false);
+    gemm(1, n, k, tail.data(), k, w_.fp32(), out.data(), n, ep, false);
     return out;
   }
 
 private:
-  /// Packed copies in the low precisions, made on first use and shared by copies of the layer (the
-  /// weights never change after construction).
-  struct lowp_copies {
-    std::once_flag bf16_once, s8_once;
-    packed_matrix_bf16 bf16;
-    packed_matrix_s8 s8;
-  };
-  packed_matrix w_;
+  packed_weights w_;
   std::vector<float> bias_;
-  std::shared_ptr<lowp_copies> lowp_ = std::make_shared<lowp_copies>();
   quant_params input_q_;
   bool has_input_q_ = false;
 };

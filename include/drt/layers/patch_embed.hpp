@@ -32,11 +32,15 @@ public:
   std::size_t out_h(std::size_t h) const noexcept { return proj_.shape().out_h(h); }
   std::size_t out_w(std::size_t w) const noexcept { return proj_.shape().out_w(w); }
 
-  /// x: [N, H, W, C_in]; y: [N, OH, OW, C_out] normalized tokens.
-  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y) const {
+  /// Packs the projection's weights for `p` ahead of the first frame (see conv2d::prepare).
+  void prepare(precision p) const { proj_.prepare(p); }
+
+  /// x: [N, H, W, C_in]; y: [N, OH, OW, C_out] normalized tokens. `p`: the projection's arithmetic
+  /// (the LayerNorm is fp32).
+  void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, precision p = precision::fp32) const {
     {
       profile_scope ps("Conv2D");
-      proj_.run(x, n, h, w, y);
+      proj_.run(x, n, h, w, y, activation::none, 0, p);
     }
     profile_scope ps("LayerNorm");
     const std::size_t m = n * out_h(h) * out_w(w), c = proj_.shape().out_channels;

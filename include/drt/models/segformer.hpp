@@ -273,6 +273,13 @@ public:
     if (head_.folded()) head_.for_each_linear(f);
   }
   const overlap_patch_embed& patch_embed(std::size_t s) const noexcept { return embeds_[s]; }
+  /// The arithmetic of stage s's patch embedding: the encoder's (an im2col GEMM in bf16 / int8,
+  /// conv2d::run), but for the stem on the image, which stays fp32: in low precision it tripled the
+  /// logits' error against transformers (vendored B0 case, int8 4.7e-3 -> 1.2e-2 rel L2, bf16 9.7e-4
+  /// -> 2.6e-3) and ran no faster (B2 512x512 on a Xeon: 2.4 ms in int8, 2.1 in fp32; docs/precision.md).
+  static precision patch_embed_arithmetic(std::size_t s, const segformer_execution& exec) noexcept {
+    return s == 0 ? precision::fp32 : exec.encoder;
+  }
   const std::vector<segformer_block>& stage_blocks(std::size_t s) const noexcept { return blocks_[s]; }
 
   /// Per-stage spatial sizes for an H x W input.
@@ -318,12 +325,14 @@ public:
     e.head = head_.resolve(e.head);
     e.encoder = path.precision.of("encoder");
     e.attention = path.attention_arithmetic();
-    if (e.encoder != precision::fp32)
+    if (e.encoder != precision::fp32) {
+      for (std::size_t st = 0; st < embeds_.size(); ++st) embeds_[st].prepare(patch_embed_arithmetic(st, e));
       for (const auto& blocks : blocks_)
         for (const auto& b : blocks) {
           b.attention.for_each_linear([&](const char*, const linear& l) { l.prepare(e.encoder); });
           b.ffn.for_each_linear([&](const char*, const linear& l) { l.prepare(e.encoder); });
         }
+    }
     return e;
   }
 
@@ -347,6 +356,7 @@ public:
       const std::string pe = "segformer.encoder.patch_embeddings." + std::to_string(s) + ".";
       add("PatchEmbed" + std::to_string(s + 1) + "_Conv2D", layer_kind::conv, enc, C, cin, oh, ow, es.kernel_h,
           es.stride_h, C * cin * es.kernel_h * es.kernel_w + C) = pe + "proj";
+      out.back().arithmetic = patch_embed_arithmetic(s, exec);
       add("PatchEmbed" + std::to_string(s + 1) + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
           pe + "layer_norm";
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
@@ -473,7 +483,7 @@ public:
       const std::string st = prof ? "Stage" + std::to_string(s + 1) : std::string();
       {
         profile_prefix pp(prof ? "PatchEmbed" + std::to_string(s + 1) + "_" : std::string());
-        e.run(in, n, h, w, f.data());
+        e.run(in, n, h, w, f.data(), patch_embed_arithmetic(s, exec));
       }
       detail::aligned_vector<float> normed(m * C);
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) {
