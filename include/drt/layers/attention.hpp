@@ -120,25 +120,25 @@ inline void multi_head_attention_ref(std::size_t tokens, std::size_t keys, std::
   auto operand = [p](float x) { return p == precision::bf16 ? double(from_bf16(to_bf16(x))) : double(x); };
   std::vector<double> kq(keys * head_dim), vq(keys * head_dim), s(keys), qrow(head_dim);
   for (std::size_t h = 0; h < heads; ++h) {
-    // K and V of the head as the products see them (int8: quantized value x scale)
-    for (std::size_t j = 0; j < keys; ++j) {
-      float amax = 0.f;
-      for (std::size_t d = 0; d < head_dim; ++d) amax = std::max(amax, std::abs(k[j * c + h * head_dim + d]));
-      const float ks = amax > 0.f ? amax / 127.f : 1.f;
-      for (std::size_t d = 0; d < head_dim; ++d) {
-        const float x = k[j * c + h * head_dim + d];
-        kq[j * head_dim + d] = p == precision::int8 ? double(quantize_s8(x, ks)) * ks : operand(x);
+    // K and V of the head as the products see them (int8: quantized value x scale, the scale per
+    // key for K, per column for V)
+    auto as_operand = [&](const float* src, bool scale_per_key, std::vector<double>& out) {
+      const std::size_t groups = scale_per_key ? keys : head_dim, len = scale_per_key ? head_dim : keys;
+      auto index = [&](std::size_t g, std::size_t i) { return scale_per_key ? g * head_dim + i : i * head_dim + g; };
+      auto value = [&](std::size_t g, std::size_t i) {
+        const std::size_t at = index(g, i);
+        return src[(at / head_dim) * c + h * head_dim + at % head_dim];
+      };
+      for (std::size_t g = 0; g < groups; ++g) {
+        float amax = 0.f;
+        for (std::size_t i = 0; i < len; ++i) amax = std::max(amax, std::abs(value(g, i)));
+        const float sc = amax > 0.f ? amax / 127.f : 1.f;
+        for (std::size_t i = 0; i < len; ++i)
+          out[index(g, i)] = p == precision::int8 ? double(quantize_s8(value(g, i), sc)) * sc : operand(value(g, i));
       }
-    }
-    for (std::size_t d = 0; d < head_dim; ++d) {
-      float amax = 0.f;
-      for (std::size_t j = 0; j < keys; ++j) amax = std::max(amax, std::abs(v[j * c + h * head_dim + d]));
-      const float vs = amax > 0.f ? amax / 127.f : 1.f;
-      for (std::size_t j = 0; j < keys; ++j) {
-        const float x = v[j * c + h * head_dim + d];
-        vq[j * head_dim + d] = p == precision::int8 ? double(quantize_s8(x, vs)) * vs : operand(x);
-      }
-    }
+    };
+    as_operand(k, true, kq);
+    as_operand(v, false, vq);
     for (std::size_t i = 0; i < tokens; ++i) {
       quant_params qp;
       if (p == precision::int8) {  // the range of the row block holding i

@@ -11,8 +11,9 @@
 
 namespace drt {
 
-/// In place over one row of n floats.
-inline void softmax_row(float* x, std::size_t n) noexcept {
+namespace detail {
+/// The largest of n floats (vectorized).
+inline float row_max(const float* x, std::size_t n) noexcept {
   using simd = xsimd::batch<float>;
   constexpr std::size_t W = simd::size;
   float mx = -INFINITY;
@@ -25,8 +26,17 @@ inline void softmax_row(float* x, std::size_t n) noexcept {
     for (std::size_t t = 0; t < W; ++t) mx = std::max(mx, tmp[t]);
   }
   for (; j < n; ++j) mx = std::max(mx, x[j]);
+  return mx;
+}
+}  // namespace detail
+
+/// In place over one row of n floats.
+inline void softmax_row(float* x, std::size_t n) noexcept {
+  using simd = xsimd::batch<float>;
+  constexpr std::size_t W = simd::size;
+  const float mx = detail::row_max(x, n);
+  std::size_t j = 0;
   simd s(0.f);
-  j = 0;
   for (; j + W <= n; j += W) {
     const simd e = xsimd::exp(simd::load_unaligned(x + j) - simd(mx));
     e.store_unaligned(x + j);
@@ -51,18 +61,9 @@ inline void softmax_row(float* x, std::size_t n) noexcept {
 inline std::uint32_t softmax_row_u8(const float* x, std::size_t n, std::uint8_t* out) noexcept {
   using simd = xsimd::batch<float>;
   constexpr std::size_t W = simd::size;
-  float mx = -INFINITY;
+  const float mx = detail::row_max(x, n);
   std::size_t j = 0;
-  if (n >= W) {
-    simd m = simd::load_unaligned(x);
-    for (j = W; j + W <= n; j += W) m = xsimd::max(m, simd::load_unaligned(x + j));
-    alignas(64) float tmp[W];
-    m.store_aligned(tmp);
-    for (std::size_t t = 0; t < W; ++t) mx = std::max(mx, tmp[t]);
-  }
-  for (; j < n; ++j) mx = std::max(mx, x[j]);
   std::uint32_t sum = 0;
-  j = 0;
 #if defined(__AVX512F__)
   if constexpr (W == 16) {  // 16 codes narrowed and stored at once (`vpmovdb`), summed in a vector
     __m512i acc = _mm512_setzero_si512();

@@ -163,37 +163,15 @@ public:
     build(get, "resnet.", cfg_.num_classes() > 0);
   }
 
-  /// A model with random weights (fixed seed) for benchmarks and profiles when no checkpoint is at
-  /// hand: weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BatchNorms near identity, variances in [0.5, 1.5].
+  /// A model with synthetic weights (`random_source`) for benchmarks and profiles when no
+  /// checkpoint is at hand.
   static resnet_model with_random_weights(resnet_config cfg, unsigned seed = 0, const conv2d_options& convs = {}) {
     return resnet_model(std::move(cfg), seed, convs);
   }
 
 private:
-  resnet_model(resnet_config cfg, unsigned seed, const conv2d_options& convs) : cfg_(std::move(cfg)), convs_(convs) {
-    std::vector<std::vector<float>> keep;
-    std::mt19937 gen(seed);
-    build(
-        [&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-          std::size_t n = 1;
-          for (auto d : shape) n *= static_cast<std::size_t>(d);
-          const std::size_t fan_in = shape.size() > 1 ? n / static_cast<std::size_t>(shape[0]) : 1;
-          const auto ends_with = [&](const char* s) {
-            const std::string suffix(s);
-            return name.size() >= suffix.size() &&
-                   name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-          };
-          const bool is_var = ends_with("running_var");
-          const bool is_scale = shape.size() == 1 && ends_with("normalization.weight");
-          const float a = shape.size() > 1 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.1f;
-          std::uniform_real_distribution<float> d(-a, a);
-          std::vector<float> v(n);
-          for (auto& x : v) x = is_var ? 1.0f + d(gen) * 5.0f : (is_scale ? 1.0f + d(gen) : d(gen));
-          keep.push_back(std::move(v));
-          return keep.back().data();
-        },
-        "resnet.", cfg_.num_classes() > 0);
-  }
+  resnet_model(resnet_config cfg, unsigned seed, const conv2d_options& convs)
+      : resnet_model(std::move(cfg), random_source(seed), convs) {}
 
   /// conv (bias=False) + BatchNorm2d folded into one conv2d (ref: ResNetConvLayer, ResNetShortCut;
   /// padding kernel // 2, which is 0 for the shortcut's 1x1).

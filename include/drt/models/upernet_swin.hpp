@@ -159,8 +159,8 @@ public:
   /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
   const channel_order& order() const noexcept { return order_; }
 
-  /// A model with random weights (fixed seed) for benchmarks when no checkpoint is at hand:
-  /// weights ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms near identity, variances in [0.5, 1.5].
+  /// A model with synthetic weights (`random_source`, checkpoint order) for benchmarks when no
+  /// checkpoint is at hand.
   static upernet_swin_model with_random_weights(upernet_config cfg, unsigned seed = 0,
                                                 const conv2d_options& convs = {}) {
     return upernet_swin_model(std::move(cfg), seed, convs);
@@ -168,23 +168,7 @@ public:
 
 private:
   upernet_swin_model(upernet_config cfg, unsigned seed, const conv2d_options& convs)
-      : cfg_(std::move(cfg)), convs_(convs) {
-    std::vector<std::vector<float>> keep;
-    std::mt19937 gen(seed);
-    build([&](const std::string& name, const std::vector<std::int64_t>& shape) -> const float* {
-      std::size_t n = 1;
-      for (auto d : shape) n *= static_cast<std::size_t>(d);
-      const std::size_t fan_in = shape.size() > 1 ? n / static_cast<std::size_t>(shape[0]) : 1;
-      const bool is_var = name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
-      const bool is_scale = shape.size() == 1 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
-      const float a = shape.size() > 1 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.1f;
-      std::uniform_real_distribution<float> d(-a, a);
-      std::vector<float> v(n);
-      for (auto& x : v) x = is_var ? 1.0f + d(gen) * 5.0f : (is_scale ? 1.0f + d(gen) : d(gen));
-      keep.push_back(std::move(v));
-      return keep.back().data();
-    });
-  }
+      : upernet_swin_model(std::move(cfg), random_source(seed), convs, channel_order{}) {}
 
   /// Builds every layer from `get(name, shape) -> const float*` (pointers valid until the layer is made).
   template <class Get>
