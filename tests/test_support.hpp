@@ -12,6 +12,7 @@
 
 #include <drt/core/tensor.hpp>
 #include <drt/io/safetensors.hpp>
+#include <drt/layers/gemm.hpp>
 #include <drt/layers/resize.hpp>
 #include <drt/models/layer_info.hpp>
 
@@ -52,6 +53,42 @@ inline error_stats compare(const float* out, const float* ref, std::size_t n) {
   }
   s.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
   return s;
+}
+
+/// The epilogues every GEMM precision is tested with (one SUBCASE each): alpha, bias, activations,
+/// a residual before or after the activation, and a residual that is C itself (`alias`: the test
+/// copies the residual into C and points the epilogue at C).
+struct epilogue_case {
+  std::string name;
+  drt::gemm_epilogue ep;
+  bool alias = false;
+};
+inline std::vector<epilogue_case> epilogue_cases(const float* bias, const float* residual, std::size_t ldr) {
+  std::vector<epilogue_case> cases(7);
+  cases[0].name = "bias";
+  cases[0].ep.bias = bias;
+  cases[1].name = "alpha";
+  cases[1].ep.alpha = -0.37f;
+  cases[2].name = "bias + relu";
+  cases[2].ep.bias = bias;
+  cases[2].ep.act = drt::activation::relu;
+  cases[3].name = "bias + gelu";
+  cases[3].ep.bias = bias;
+  cases[3].ep.act = drt::activation::gelu;
+  cases[4].name = "alpha + bias + relu + residual";
+  cases[4].ep.alpha = 1.7f;
+  cases[4].ep.bias = bias;
+  cases[4].ep.act = drt::activation::relu;
+  cases[4].ep.residual = residual;
+  cases[4].ep.ldr = ldr;
+  cases[5].name = "bias + residual, then relu (residual_before_act)";
+  cases[5].ep = cases[4].ep;
+  cases[5].ep.alpha = 1.f;
+  cases[5].ep.residual_before_act = true;
+  cases[6].name = "gelu + residual aliasing C";
+  cases[6].ep.act = drt::activation::gelu;
+  cases[6].alias = true;
+  return cases;
 }
 
 /// The project's tolerance: relative L2 <= rel and max abs <= abs_frac * max|ref|.

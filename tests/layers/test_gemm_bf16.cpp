@@ -263,34 +263,11 @@ TEST_SUITE("layers") {
     const auto residual = random_vector(m * ldr, 752, -3.f, 3.f);
     drt::gemm_epilogue ep;
     bool alias = false;
-    SUBCASE("bias") { ep.bias = bias.data(); }
-    SUBCASE("alpha") { ep.alpha = -0.37f; }
-    SUBCASE("bias + relu") {
-      ep.bias = bias.data();
-      ep.act = drt::activation::relu;
-    }
-    SUBCASE("bias + gelu") {
-      ep.bias = bias.data();
-      ep.act = drt::activation::gelu;
-    }
-    SUBCASE("alpha + bias + relu + residual") {
-      ep.alpha = 1.7f;
-      ep.bias = bias.data();
-      ep.act = drt::activation::relu;
-      ep.residual = residual.data();
-      ep.ldr = ldr;
-    }
-    SUBCASE("bias + residual, then relu (residual_before_act)") {
-      ep.bias = bias.data();
-      ep.act = drt::activation::relu;
-      ep.residual = residual.data();
-      ep.ldr = ldr;
-      ep.residual_before_act = true;
-    }
-    SUBCASE("gelu + residual aliasing C") {
-      ep.act = drt::activation::gelu;
-      alias = true;
-    }
+    for (const auto& c : epilogue_cases(bias.data(), residual.data(), ldr))
+      SUBCASE(c.name.c_str()) {
+        ep = c.ep;
+        alias = c.alias;
+      }
     drt::gemm_epilogue ep_ref = ep;
     if (alias) {
       ep_ref.residual = residual.data();
