@@ -112,6 +112,21 @@ TEST_SUITE("layers") {
     }
   }
 
+  TEST_CASE("multi_head_attention in int8 refuses non-finite queries, keys and values by name") {
+    const std::size_t T = 20, S = 9, H = 2, d = 8, c = H * d;
+    for (const char* which : {"queries", "keys", "values"}) {
+      INFO(which);
+      auto q = random_vector(T * c, 60), k = random_vector(S * c, 61), v = random_vector(S * c, 62);
+      std::vector<float> ctx(T * c);
+      const std::string w(which);
+      (w == "queries" ? q[5 * c + d + 3] : w == "keys" ? k[4 * c + d + 1] : v[2 * c + d]) = std::nanf("");
+      CHECK_THROWS_WITH_AS(drt::multi_head_attention(T, S, H, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c,
+                                                     drt::precision::int8),
+                           ("attention in int8: the " + w + " of head 1 hold non-finite values").c_str(),
+                           drt::invalid_input);
+    }
+  }
+
   TEST_CASE("efficient_self_attention equals the composition of the references") {
     struct esa_case {
       std::size_t n, h, w, c, heads, sr;

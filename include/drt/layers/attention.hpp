@@ -61,6 +61,12 @@ inline void multi_head_attention(std::size_t tokens, std::size_t keys, std::size
         vp16[h] = packed_matrix_bf16::from_kn(vh, keys, head_dim, ldkv);
         break;
       case precision::int8:
+        for (const auto& [what, x] : {std::pair<const char*, const float*>{"keys", kh}, {"values", vh}}) {
+          const auto [lo, hi] = detail::value_range(x, keys, head_dim, ldkv);
+          if (!std::isfinite(lo) || !std::isfinite(hi))
+            throw invalid_input(std::string("attention in int8: the ") + what + " of head " + std::to_string(h) +
+                                " hold non-finite values");
+        }
         kt8[h] = packed_matrix_s8::from_nk(kh, keys, head_dim, ldkv);
         vp8[h] = packed_matrix_s8::from_kn(vh, keys, head_dim, ldkv);
         break;
