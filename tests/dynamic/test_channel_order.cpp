@@ -51,7 +51,10 @@ TEST_SUITE("dynamic") {
     const auto cfg = small_config();
     const auto base = drt::random_source(7);
     const auto groups = drt::segformer_model::channel_groups(cfg);
-    REQUIRE(groups.size() == 5);  // one group per block
+    REQUIRE(groups.size() == 6);  // one group per block, and the classifier's inputs
+    CHECK(groups[5].name == "decode_head.classifier");
+    CHECK(groups[5].refit);
+    CHECK(!groups[1].refit);
     CHECK(groups[1].name == "segformer.encoder.block.1.0.mlp");
     CHECK(groups[1].units == 64 * 4);
 
@@ -60,6 +63,7 @@ TEST_SUITE("dynamic") {
     const auto order = drt::weight_order(base, groups);
     CHECK(order.method == "weight");
     CHECK(!order.is_identity());
+    CHECK(order.groups.count("decode_head.classifier") == 0);  // refit groups: calibrated orders only
     const drt::segformer_model ordered(cfg, base, packed(order));
     // the default build computes the same weight order at load
     CHECK(drt::segformer_model(cfg, base).order().fingerprint() == order.fingerprint());
@@ -130,10 +134,13 @@ TEST_SUITE("dynamic") {
     const auto base = drt::random_source(11);
     const auto groups = drt::segformer_model::channel_groups(cfg);
     const drt::segformer_model m(cfg, base, checkpoint_order());
-    const auto stats = drt::collect_unit_statistics(m.group_layers(), [&] {
-      (void)m.forward(input(1));
-      (void)m.forward(input(2));
-    });
+    const auto stats = drt::collect_unit_statistics(
+        m.group_layers(),
+        [&] {
+          (void)m.forward(input(1));
+          (void)m.forward(input(2));
+        },
+        drt::refit_group_names(groups));
     (void)m.forward(input(5));  // no session: nothing observed
     REQUIRE(stats.sum_sq.size() == groups.size());
     CHECK(stats.rows.at("segformer.encoder.block.0.0.mlp") == 2 * 16 * 24);  // two images, stage 0 tokens
@@ -147,7 +154,14 @@ TEST_SUITE("dynamic") {
       for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == i);
     }
     // means, in the new order, for every group: what a prefix path's compensation reads
-    for (const auto& g : groups) REQUIRE(order.means.at(g.name).size() == g.units);
+    for (const auto& g : groups)
+      if (!g.refit) REQUIRE(order.means.at(g.name).size() == g.units);
+    // moments of the classifier's inputs, in the new order, over every decoder pixel of both images
+    const auto& mo = order.moments.at("decode_head.classifier");
+    CHECK(mo.dim == 256);
+    CHECK(mo.rows == doctest::Approx(2 * 16 * 24));
+    CHECK(mo.moment(1, 0) == doctest::Approx(stats.moments.at("decode_head.classifier")
+                                                 .moment(order.groups.at("decode_head.classifier")[0] + 1, 0)));
     const auto& g0 = groups[0].name;
     CHECK(order.means.at(g0)[0] ==
           doctest::Approx(stats.sum.at(g0)[order.groups.at(g0)[0]] / double(stats.rows.at(g0))));
@@ -167,6 +181,8 @@ TEST_SUITE("dynamic") {
     const auto back = drt::channel_order::from_json(j, "order.json");
     CHECK(back.groups == order.groups);
     CHECK(back.means == order.means);
+    CHECK(back.moments.at("decode_head.classifier").moment(3, 4) ==
+          doctest::Approx(order.moments.at("decode_head.classifier").moment(3, 4)).epsilon(1e-6));
     CHECK(back.calibration == "two random images");
     CHECK(back.fingerprint() == order.fingerprint());
     CHECK(order.fingerprint().rfind("calibrated-", 0) == 0);
@@ -189,6 +205,46 @@ TEST_SUITE("dynamic") {
 }
 
 TEST_SUITE("dynamic") {
+  TEST_CASE("channel order: the classifier's inputs, greedily ordered and refit by least squares (pred_in)") {
+    const auto cfg = small_config();
+    const auto base = drt::random_source(13);
+    const auto groups = drt::segformer_model::channel_groups(cfg);
+    const drt::segformer_model plain(cfg, base, checkpoint_order());
+    const auto stats = drt::collect_unit_statistics(
+        plain.group_layers(), [&] { (void)plain.forward(input(1)); }, drt::refit_group_names(groups));
+    const auto order = drt::calibrated_order(base, groups, stats, "one random image");
+    REQUIRE(order.moments.count("decode_head.classifier") == 1);
+    const drt::segformer_model refit(cfg, base, packed(order));
+    auto no_moments = order;
+    no_moments.moments.clear();
+    const drt::segformer_model greedy_only(cfg, base, packed(no_moments));
+    const auto x = input(1);
+    const auto full = plain.forward(x).logits;
+    // the full path: an exact rewrite (Conv2DFuse rows, BatchNorm and classifier columns permuted)
+    const auto f2 = refit.forward(x).logits;
+    drt_test::check_close(f2.data(), full.data(), full.size(), "logits, classifier inputs reordered", 1e-5, 1e-4);
+    CHECK(refit.compile(drt::segformer_path{}).head.classifier == nullptr);
+    const auto half = drt::segformer_path::parse("pred_in=64");
+    const auto e = refit.compile(half);
+    REQUIRE(e.head.classifier != nullptr);
+    CHECK(e.head.classifier->in_features() == 64);
+    CHECK(greedy_only.compile(half).head.classifier == nullptr);
+    // on the calibration image the refit is the least-squares optimum for its kept inputs: closer to
+    // the full model than the same inputs with their own weights, and than the checkpoint's prefix
+    const auto r = refit.forward(x, half).logits, g = greedy_only.forward(x, half).logits,
+               c = plain.forward(x, half).logits;
+    const double er = drt_test::compare(r.data(), full.data(), full.size()).rel_l2;
+    const double eg = drt_test::compare(g.data(), full.data(), full.size()).rel_l2;
+    const double ec = drt_test::compare(c.data(), full.data(), full.size()).rel_l2;
+    CHECK(er < 0.7 * eg);
+    CHECK(er < 0.7 * ec);
+    // unfolded decoder: the same refit classifier
+    drt::segformer_options unfolded = packed(order);
+    unfolded.fold_decoder = false;
+    const auto u = drt::segformer_model(cfg, base, unfolded).forward(x, half).logits;
+    drt_test::check_close(u.data(), r.data(), r.size(), "refit classifier, unfolded vs folded decoder", 1e-4, 1e-3);
+  }
+
   TEST_CASE("channel order: Swin MLP hidden units (fixture upernet-swin-mini)") {
     const std::string dir = drt_test::shared_dir() + "/fixtures/upernet-swin-mini";
     if (!drt_test::require_file(dir + "/model.safetensors")) return;
@@ -198,7 +254,7 @@ TEST_SUITE("dynamic") {
     const auto groups = drt::upernet_swin_model::channel_groups(cfg);
     std::size_t blocks = 0;
     for (int d : cfg.backbone.depths) blocks += std::size_t(d);
-    REQUIRE(groups.size() == blocks);
+    REQUIRE(groups.size() == blocks + 1);  // and the classifier's inputs
     CHECK(groups[0].name == "backbone.encoder.layers.0.blocks.0.intermediate");
     CHECK(groups[0].units == cfg.backbone.mlp_hidden(0));
 
@@ -220,11 +276,21 @@ TEST_SUITE("dynamic") {
     CHECK(drt_test::compare(pa.data(), pb.data(), pa.size()).rel_l2 > 1e-4);  // the orders keep different units
 
     // calibrated: statistics from fc1's outputs, means for compensation, a SegFormer order refused
-    const auto stats = drt::collect_unit_statistics(plain.group_layers(), [&] { (void)plain.forward(x); });
-    REQUIRE(stats.sum_sq.size() == blocks);
+    const auto stats = drt::collect_unit_statistics(
+        plain.group_layers(), [&] { (void)plain.forward(x); }, drt::refit_group_names(groups));
+    REQUIRE(stats.sum_sq.size() == blocks + 1);
     const auto cal = drt::calibrated_order(base, groups, stats, "one random image");
     const drt::upernet_swin_model calibrated(cfg, base, {}, cal);
     CHECK(calibrated.compile(half).mlp.bias_at(0, 0) != nullptr);
+    // the classifier's inputs: greedy order and refit (pred_in)
+    const auto pred = drt::upernet_path::parse("pred_in=" + std::to_string(cfg.hidden_size / 2));
+    const auto ep = calibrated.compile(pred);
+    REQUIRE(ep.classifier != nullptr);
+    CHECK(ep.classifier->in_features() == std::size_t(cfg.hidden_size / 2));
+    const auto full = plain.forward(x).logits, pr = calibrated.forward(x, pred).logits,
+               pc = plain.forward(x, pred).logits;
+    CHECK(drt_test::compare(pr.data(), full.data(), full.size()).rel_l2 <
+          0.7 * drt_test::compare(pc.data(), full.data(), full.size()).rel_l2);
     const auto seg_groups = drt::segformer_model::channel_groups(small_config());
     const auto seg_order = drt::weight_order(drt::random_source(1), seg_groups);
     CHECK_THROWS_WITH_AS(drt::upernet_swin_model(cfg, base, {}, seg_order),

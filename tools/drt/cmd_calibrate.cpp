@@ -95,12 +95,18 @@ int calibrate_main(const parsed_args& args) {
                              "SegFormer's Mix-FFN and Swin's MLP hidden units)");
   const auto layers = std::visit(
       [](const auto& m) { return drt::model_family<std::decay_t<decltype(m)>>::group_layers(m); }, any);
-  const auto stats = drt::collect_unit_statistics(layers, [&] { run_images(any, "drt calibrate"); });
+  const auto stats = drt::collect_unit_statistics(
+      layers, [&] { run_images(any, "drt calibrate"); }, drt::refit_group_names(groups));
   const std::string source = "drt calibrate on " + std::to_string(files.size()) + " images of '" + calib + "'";
   const drt::safetensors_file checkpoint(model_dir + "/model.safetensors", weight_options(args));
   auto order = drt::calibrated_order(drt::safetensors_source(checkpoint), groups, stats, source);
   // Mean compensation is measured to cost accuracy on CamVid (docs/channel_order.md): opt-in.
   if (!args.has("--compensate")) order.means.clear();
+  if (args.has("--no-refit"))  // the classifier's inputs stay in checkpoint order, pred_in unrefit
+    for (const auto& name : drt::refit_group_names(groups)) {
+      order.groups.erase(name);
+      order.moments.erase(name);
+    }
   nlohmann::json j = order.to_json();
   j["fingerprint"] = order.fingerprint();
   j["model"] = model_dir;
@@ -109,7 +115,9 @@ int calibrate_main(const parsed_args& args) {
   files_out.add("channel order", out, text.data(), text.size());
   files_out.commit();
   std::cout << "model        " << model_dir << "\ncalibration  " << files.size() << " images of " << calib
-            << "\ngroups       " << order.groups.size() << " (MLP hidden units)\norder        "
+            << "\ngroups       " << order.groups.size() << " (MLP hidden units"
+            << (order.moments.empty() ? "" : "; the classifier's inputs, with their moments for the pred_in refit")
+            << ")\norder        "
             << order.fingerprint() << "\nwrote        " << out << "\n";
   return 0;
 }
@@ -120,10 +128,11 @@ command add_calibrate_command(CLI::App& drt) {
   CLI::App* app = add_command(
       drt, "calibrate", "importance order of the prunable channels, from calibration images",
       "Run calibration images through the model, rank every MLP's hidden units (SegFormer's Mix-FFN,\n"
-      "Swin's MLP) by their activation RMS times the norm of their output-layer column, and write the\n"
-      "order as JSON. Every command that takes a\n"
-      "path reads it with --order FILE; `mlp=` prefixes then keep the most important units\n"
-      "(docs/channel_order.md). Calibrate on images the accuracy is not measured on.");
+      "Swin's MLP) by their activation RMS times the norm of their output-layer column, rank the\n"
+      "classifier's inputs greedily by the output error of a least-squares refit and store their\n"
+      "moments, and write the order as JSON. Every command that takes a path reads it with --order\n"
+      "FILE; `mlp=` prefixes then keep the most important units and `pred_in=` prefixes get a refit\n"
+      "classifier (docs/channel_order.md). Calibrate on images the accuracy is not measured on.");
   positional_option(*app, "MODEL_DIR", "SegFormer or Swin + UPerNet model directory (config.json, model.safetensors)")
       ->required();
   value_option(*app, "--calib", "DIR", "calibration images (a folder of PNG/JPEG, or a labelled folder's images/)")
@@ -138,6 +147,9 @@ command add_calibrate_command(CLI::App& drt) {
   flag_option(*app, "--compensate",
               "also store the units' mean activations: a path that drops units adds their expected contribution to "
               "dense2's bias (measured to cost accuracy on CamVid; see docs/channel_order.md)");
+  flag_option(*app, "--no-refit",
+              "leave the classifier's inputs in checkpoint order, without the moments a pred_in path refits the "
+              "classifier from (docs/channel_order.md)");
   add_threads_option(*app);
   add_max_pixels_option(*app);
   add_allow_nonfinite_option(*app);

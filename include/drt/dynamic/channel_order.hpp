@@ -13,6 +13,11 @@
 ///   (the unit's activation RMS on calibration images times the norm of its consumer column: the
 ///   unit's expected share of the consumer's output energy).
 /// - `permuted_source` applies an order to any weight source; models are built from it as usual.
+/// - A *refit* group (a classifier's inputs) is ordered only from calibration data, greedily by the
+///   output error of a least-squares refit (dynamic/refit.hpp), and its calibrated order stores the
+///   inputs' moments, from which a path that keeps a prefix refits the consumer. The data-free
+///   weight order leaves it as stored: weight norms were measured to choose worse than the
+///   checkpoint's order there (docs/channel_order.md).
 ///
 /// A lookup table records the order it was measured with (`fingerprint`), so a table is only used
 /// with that order.
@@ -34,6 +39,7 @@
 #include "../core/error.hpp"
 #include "../core/observer.hpp"
 #include "../io/weight_source.hpp"
+#include "refit.hpp"
 
 namespace drt {
 
@@ -50,6 +56,10 @@ struct channel_group {
   std::string name;  ///< e.g. "segformer.encoder.block.2.3.mlp"
   std::size_t units = 0;
   std::vector<group_tensor> tensors;
+  /// A refit group: ordered from calibration only (greedy refit order), its consumer (the tensor
+  /// marked `consumer`, [N, units, ...]) refit on a path's prefix; `consumer_bias` names its bias [N].
+  bool refit = false;
+  std::string consumer_bias;
 };
 
 /// perm[i] = the checkpoint's unit that stands at position i of the new order, per group.
@@ -61,6 +71,9 @@ struct channel_order {
   /// A path that drops units adds their expected contribution to the consumer's bias
   /// (`compensate`); empty = no compensation.
   std::map<std::string, std::vector<float>> means;
+  /// calibrated refit groups: the consumer's input moments, in the new order (dynamic/refit.hpp).
+  /// A path that keeps a prefix of such a group refits the consumer from them; empty = no refit.
+  std::map<std::string, input_moments> moments;
 
   bool is_identity() const noexcept {
     for (const auto& [name, p] : groups)
@@ -79,6 +92,10 @@ struct channel_order {
       j["means"] = nlohmann::json::object();
       for (const auto& [name, m] : means) j["means"][name] = m;
     }
+    if (!moments.empty()) {
+      j["moments"] = nlohmann::json::object();
+      for (const auto& [name, m] : moments) j["moments"][name] = m.to_json();
+    }
     return j;
   }
 
@@ -91,6 +108,9 @@ struct channel_order {
       for (const auto& [name, p] : j.at("groups").items()) o.groups[name] = p.get<std::vector<std::uint32_t>>();
       if (j.contains("means"))
         for (const auto& [name, m] : j.at("means").items()) o.means[name] = m.get<std::vector<float>>();
+      if (j.contains("moments"))
+        for (const auto& [name, m] : j.at("moments").items())
+          o.moments[name] = input_moments::from_json(m, where + ": moments of '" + name + "'");
     } catch (const nlohmann::json::exception& e) {
       throw invalid_input(where + ": not a channel order (" + e.what() + ")");
     }
@@ -112,13 +132,19 @@ struct channel_order {
       for (char c : name) mix(static_cast<unsigned char>(c));
       for (auto v : p) mix(v);
     }
+    auto mix_float = [&](float v) {
+      std::uint32_t bits = 0;
+      std::memcpy(&bits, &v, sizeof bits);
+      mix(bits);
+    };
     for (const auto& [name, m] : means) {  // compensation changes what a prefix computes
       for (char c : name) mix(static_cast<unsigned char>(c));
-      for (float v : m) {
-        std::uint32_t bits = 0;
-        std::memcpy(&bits, &v, sizeof bits);
-        mix(bits);
-      }
+      for (float v : m) mix_float(v);
+    }
+    for (const auto& [name, m] : moments) {  // so does a refit
+      for (char c : name) mix(static_cast<unsigned char>(c));
+      for (std::size_t i = 0; i <= m.dim; ++i)
+        for (std::size_t k = i; k <= m.dim; ++k) mix_float(static_cast<float>(m.moment(i, k)));
     }
     std::ostringstream s;
     s << method << '-' << std::hex << (h & 0xffffffffull);
@@ -243,6 +269,7 @@ inline channel_order weight_order(const weight_source& source, const std::vector
   channel_order o;
   o.method = "weight";
   for (const auto& g : groups) {
+    if (g.refit) continue;  // ordered from calibration only
     std::vector<double> score(g.units, 1.0);
     for (const auto& t : g.tensors) {
       if (t.shape.size() < 2) continue;  // biases do not scale the unit's signal
@@ -272,20 +299,29 @@ inline channel_order resolve_order(const channel_order& asked, const weight_sour
 }
 
 /// Per-unit activation statistics of the groups, gathered while calibration images run (see
-/// core/observer.hpp): the sum of squares and the count of rows per unit.
+/// core/observer.hpp): the sum of squares and the count of rows per unit; for refit groups the
+/// inputs' moments too.
 struct unit_statistics {
   std::map<std::string, std::vector<double>> sum, sum_sq;
   std::map<std::string, std::size_t> rows;
+  std::map<std::string, input_moments> moments;
 };
 
 /// Gathers unit_statistics from the layers that report their groups' activations (core/observer.hpp);
 /// `layers` maps each reporting layer to its group (e.g. segformer_model::group_layers()).
 class unit_statistics_observer : public activation_observer {
 public:
-  explicit unit_statistics_observer(std::map<const void*, std::string> layers) : layers_(std::move(layers)) {}
+  /// `moment_groups`: the groups whose inputs' moments are gathered too (refit groups).
+  explicit unit_statistics_observer(std::map<const void*, std::string> layers,
+                                    std::vector<std::string> moment_groups = {})
+      : layers_(std::move(layers)), moment_groups_(std::move(moment_groups)) {}
   void observe(const void* layer, const float* x, std::size_t rows, std::size_t channels, std::size_t ld) override {
     auto it = layers_.find(layer);
     if (it == layers_.end()) return;
+    if (std::find(moment_groups_.begin(), moment_groups_.end(), it->second) != moment_groups_.end()) {
+      auto m = stats_.moments.try_emplace(it->second, channels).first;
+      m->second.add(x, rows, channels, ld);
+    }
     auto& s = stats_.sum_sq[it->second];
     auto& s1 = stats_.sum[it->second];
     if (s.size() < channels) s.resize(channels, 0.0);
@@ -302,18 +338,51 @@ public:
 
 private:
   std::map<const void*, std::string> layers_;
+  std::vector<std::string> moment_groups_;
   unit_statistics stats_;
 };
 
 /// The statistics of `layers`' groups while `run()` runs (on this thread) the calibration images.
 template <class Run>
-unit_statistics collect_unit_statistics(std::map<const void*, std::string> layers, Run&& run) {
-  unit_statistics_observer obs(std::move(layers));
+unit_statistics collect_unit_statistics(std::map<const void*, std::string> layers, Run&& run,
+                                        std::vector<std::string> moment_groups = {}) {
+  unit_statistics_observer obs(std::move(layers), std::move(moment_groups));
   {
     observing_session session(obs);
     run();
   }
   return obs.statistics();
+}
+
+/// The names of the refit groups among `groups` (what the calibration observer gathers moments of).
+inline std::vector<std::string> refit_group_names(const std::vector<channel_group>& groups) {
+  std::vector<std::string> out;
+  for (const auto& g : groups)
+    if (g.refit) out.push_back(g.name);
+  return out;
+}
+
+/// A refit group's calibrated order (greedy, by the refit's output error) and its moments in it.
+inline void add_refit_order(channel_order& o, const weight_source& source, const channel_group& g,
+                            const unit_statistics& stats) {
+  auto m = stats.moments.find(g.name);
+  if (m == stats.moments.end() || m->second.dim != g.units || !(m->second.rows > 0))
+    throw invalid_input("calibrated channel order: no input moments for refit group '" + g.name + "'");
+  const group_tensor* consumer = nullptr;
+  for (const auto& t : g.tensors)
+    if (t.consumer) consumer = &t;
+  if (!consumer || consumer->axis != 1)
+    throw invalid_input("refit group '" + g.name + "' names no consumer weight [outputs, units, ...]");
+  const auto n = static_cast<std::size_t>(consumer->shape[0]);
+  const auto [outer, inner] = detail::unit_strides(*consumer);
+  if (inner != 1 || outer != n)
+    throw invalid_input("refit group '" + g.name + "': its consumer '" + consumer->name + "' is not a 1x1 layer");
+  const std::vector<float> w = source(consumer->name, consumer->shape);  // [N, units, 1, 1]
+  std::vector<float> b;
+  if (!g.consumer_bias.empty()) b = source(g.consumer_bias, {static_cast<std::int64_t>(n)});
+  const auto perm = greedy_refit_order(m->second, w.data(), b.empty() ? nullptr : b.data(), n);
+  o.groups[g.name] = perm;
+  o.moments[g.name] = m->second.permuted(perm);
 }
 
 /// Calibrated order: each unit scored by its activation RMS over the calibration rows times the L2
@@ -325,6 +394,10 @@ inline channel_order calibrated_order(const weight_source& source, const std::ve
   o.method = "calibrated";
   o.calibration = calibration;
   for (const auto& g : groups) {
+    if (g.refit) {
+      add_refit_order(o, source, g, stats);
+      continue;
+    }
     auto it = stats.sum_sq.find(g.name);
     if (it == stats.sum_sq.end() || it->second.size() != g.units || stats.rows.at(g.name) == 0)
       throw invalid_input("calibrated channel order: no activation statistics for group '" + g.name + "'");

@@ -75,6 +75,9 @@ struct decode_head_channels {
   /// The folded head's GEMMs (M_s and the classifier) run in this arithmetic; the unfolded head is
   /// fp32 only (`resolve` refuses other).
   precision arithmetic = precision::fp32;
+  /// The path's classifier over its pred_in inputs, refit by least squares (dynamic/refit.hpp); null:
+  /// the model's own, on the prefix.
+  std::shared_ptr<const linear> classifier;
 };
 
 class mlp_decode_head {
@@ -229,11 +232,10 @@ public:
     const std::size_t m0 = n * hs[0] * ws[0], hw = hs[0] * ws[0];
     detail::aligned_vector<float> fused(m0 * ch.pred_in), nhwc(nchw ? m0 * classes_ : 0);
     run_unfolded(feats, n, hs, ws, fused.data(), ch);
-    gemm_epilogue ec;
-    ec.bias = cls_.bias();
     {
       profile_scope ps("Conv2DPred");  // unfolded
-      gemm(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, cls_.weights(), nchw ? nhwc.data() : logits, classes_, ec);
+      classifier(ch).run_prefix(m0, classes_, ch.pred_in, fused.data(), ch.pred_in, nchw ? nhwc.data() : logits,
+                                classes_);
     }
     if (nchw)
       for (std::size_t b = 0; b < n; ++b)
@@ -325,6 +327,7 @@ private:
     }
     const bool stage0 = stage_outputs_kept(0, ch.fuse_in) != 0;
     const linear& m0 = stage_weights(0, ch);
+    const linear& cls = classifier(ch);
     const precision arith = ch.arithmetic;
     const bilinear_sum sum(up, n, p, h0, w0, stage0 ? nullptr : bias, activation::relu);
     // Blocks of about one GEMM row block of pixels: the block's [pixels x P] stays in L2 from stage
@@ -347,7 +350,7 @@ private:
           sum.rows(r0, r1, y);
           if (!logits) return;
           if (!nchw) {
-            cls_.run_prefix(px, classes_, p, y, p, logits + r0 * w0 * classes_, classes_, activation::none, nullptr, 0,
+            cls.run_prefix(px, classes_, p, y, p, logits + r0 * w0 * classes_, classes_, activation::none, nullptr, 0,
                             nullptr, arith, false);
             return;
           }
@@ -355,7 +358,7 @@ private:
           // per image (a block may end one image and start the next).
           thread_local detail::aligned_vector<float> block;
           block.resize(px * classes_);
-          cls_.run_prefix(px, classes_, p, y, p, block.data(), classes_, activation::none, nullptr, 0, nullptr, arith,
+          cls.run_prefix(px, classes_, p, y, p, block.data(), classes_, activation::none, nullptr, 0, nullptr, arith,
                           false);
           const std::size_t hw = h0 * w0;
           for (std::size_t i0 = 0; i0 < px;) {
@@ -369,6 +372,11 @@ private:
           }
         },
         work);
+  }
+
+  /// The classifier of the path: its refit one, else the model's.
+  const linear& classifier(const decode_head_channels& ch) const noexcept {
+    return ch.classifier ? *ch.classifier : cls_;
   }
 
   /// M_s of the path: the composed one for the stage whose slot `fuse_in` cuts, else the model's.

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,9 @@ struct upernet_head_channels {
   std::vector<std::size_t> lateral_kept;
   std::size_t fpn_in = 0;   ///< fpn_convs input channels kept (0 = all)
   std::size_t pred_in = 0;  ///< fpn_bottleneck outputs computed = classifier inputs (0 = all)
+  /// The path's classifier over its pred_in inputs, refit by least squares (dynamic/refit.hpp); null:
+  /// the model's own, on the prefix.
+  std::shared_ptr<const linear> classifier;
 };
 
 namespace detail {
@@ -158,6 +162,8 @@ public:
   const std::vector<std::size_t>& pool_scales() const noexcept { return scales_; }
   const conv_bn_relu& bottleneck() const noexcept { return bottleneck_; }
   const conv_bn_relu& fpn_bottleneck() const noexcept { return fpn_bottleneck_; }
+  /// The classifier [K, D, 1, 1] as a linear over pixels.
+  const linear& classifier() const noexcept { return cls_; }
 
   /// fpn_bottleneck input channels of level i's slice that `ch` keeps (0: the level is unused).
   std::size_t level_kept(const upernet_head_channels& ch, std::size_t i) const noexcept {
@@ -289,9 +295,7 @@ public:
       fpn_bottleneck_.run_runs(cat.data(), K, n, h0, w0, runs, fused.data(), pred, pred);
     }
     profile_scope ps("classifier");
-    gemm_epilogue ec;
-    ec.bias = cls_.bias();
-    gemm(m0, classes_, pred, fused.data(), pred, cls_.weights(), logits, classes_, ec);
+    (ch.classifier ? *ch.classifier : cls_).run_prefix(m0, classes_, pred, fused.data(), pred, logits, classes_);
   }
 
 private:

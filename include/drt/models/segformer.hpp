@@ -131,6 +131,8 @@ public:
     build_.order = resolve_order(build_.order, source, groups);
     weight_reader get(build_.order.is_identity() ? source : permuted_source(source, build_.order, groups));
     build(get);
+    if (auto m = build_.order.moments.find(classifier_group); m != build_.order.moments.end())
+      classifier_refit_ = linear_refit(m->second, head_.classifier());
     if (build_.int8) apply_int8_calibration(*this, *build_.int8, "int8 calibration (" + build_.int8->source + ")");
   }
 
@@ -247,17 +249,35 @@ public:
                         {m + ".dense1.bias", {H}, 0, false},
                         {m + ".dwconv.dwconv.weight", {H, 1, 3, 3}, 0, false},
                         {m + ".dwconv.dwconv.bias", {H}, 0, false},
-                        {m + ".dense2.weight", {C, H}, 1, true}}});
+                        {m + ".dense2.weight", {C, H}, 1, true}},
+                       false,
+                       ""});
       }
     }
+    // The classifier's inputs (pred_in): Conv2DFuse's outputs and their BatchNorm, a refit group.
+    const auto D = static_cast<std::int64_t>(c.decoder_hidden_size), K = static_cast<std::int64_t>(c.num_classes());
+    const std::string h = "decode_head.";
+    channel_group cls;
+    cls.name = classifier_group;
+    cls.units = static_cast<std::size_t>(D);
+    cls.tensors.push_back({h + "linear_fuse.weight", {D, c.num_encoder_blocks * D, 1, 1}, 0, false});
+    for (const char* t : {"weight", "bias", "running_mean", "running_var"})
+      cls.tensors.push_back({h + "batch_norm." + t, {D}, 0, false});
+    cls.tensors.push_back({h + "classifier.weight", {K, D, 1, 1}, 1, true});
+    cls.refit = true;
+    cls.consumer_bias = h + "classifier.bias";
+    out.push_back(std::move(cls));
     return out;
   }
+  /// The refit group of the classifier's inputs (a path's `pred_in` prefix of them).
+  static constexpr const char* classifier_group = "decode_head.classifier";
   /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
   std::map<const void*, std::string> group_layers() const {
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
       for (std::size_t j = 0; j < blocks_[s].size(); ++j)
         out[&blocks_[s][j].ffn.dense2()] = group_name(s, j);  // its inputs are the hidden units
+    out[&head_.classifier()] = classifier_group;
     return out;
   }
   /// Every GEMM layer a precision lowers, with its checkpoint module name (the folded decoder's
@@ -323,6 +343,7 @@ public:
     e.head.propagate = path.propagate;
     e.head.arithmetic = path.precision.of("decoder");
     e.head = head_.resolve(e.head);
+    e.head.classifier = classifier_refit_.on(e.head.pred_in, head_.classifier(), e.head.arithmetic);
     e.encoder = path.precision.of("encoder");
     e.attention = path.attention_arithmetic();
     if (e.encoder != precision::fp32) {
@@ -532,6 +553,7 @@ private:
   std::vector<std::vector<segformer_block>> blocks_;
   std::vector<layer_norm> stage_norms_;
   mlp_decode_head head_;
+  linear_refit classifier_refit_;  ///< the classifier refit on pred_in prefixes (a calibrated order with its moments)
 };
 
 }  // namespace drt

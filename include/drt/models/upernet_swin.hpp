@@ -124,6 +124,8 @@ public:
     order_ = resolve_order(order, source, groups);
     weight_reader get(order_.is_identity() ? source : permuted_source(source, order_, groups));
     build(get);
+    if (auto m = order_.moments.find(classifier_group); m != order_.moments.end())
+      classifier_refit_ = linear_refit(m->second, head_.classifier());
   }
 
   /// The group of block j of stage s's MLP hidden units (intermediate.dense rows, output.dense columns).
@@ -144,16 +146,35 @@ public:
                        static_cast<std::size_t>(H),
                        {{b + "intermediate.dense.weight", {H, C}, 0, false},
                         {b + "intermediate.dense.bias", {H}, 0, false},
-                        {b + "output.dense.weight", {C, H}, 1, true}}});
+                        {b + "output.dense.weight", {C, H}, 1, true}},
+                       false,
+                       ""});
       }
     }
+    // The classifier's inputs (pred_in): fpn_bottleneck's outputs and their BatchNorm, a refit group.
+    const auto D = static_cast<std::int64_t>(c.hidden_size), K = static_cast<std::int64_t>(c.num_classes());
+    const auto L = static_cast<std::int64_t>(s.out_indices.size());
+    const std::string h = "decode_head.";
+    channel_group cls;
+    cls.name = classifier_group;
+    cls.units = static_cast<std::size_t>(D);
+    cls.tensors.push_back({h + "fpn_bottleneck.conv.weight", {D, L * D, 3, 3}, 0, false});
+    for (const char* t : {"weight", "bias", "running_mean", "running_var"})
+      cls.tensors.push_back({h + "fpn_bottleneck.batch_norm." + t, {D}, 0, false});
+    cls.tensors.push_back({h + "classifier.weight", {K, D, 1, 1}, 1, true});
+    cls.refit = true;
+    cls.consumer_bias = h + "classifier.bias";
+    out.push_back(std::move(cls));
     return out;
   }
+  /// The refit group of the classifier's inputs (a path's `pred_in` prefix of them).
+  static constexpr const char* classifier_group = "decode_head.classifier";
   /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
   std::map<const void*, std::string> group_layers() const {
     std::map<const void*, std::string> out;
     for (std::size_t s = 0; s < blocks_.size(); ++s)
       for (std::size_t j = 0; j < blocks_[s].size(); ++j) out[&blocks_[s][j].fc2] = group_name(s, j);  // reads the units
+    out[&head_.classifier()] = classifier_group;
     return out;
   }
   /// The channel order the model is packed in (resolved: the permutations, or empty for the checkpoint's).
@@ -308,6 +329,7 @@ public:
     const std::size_t fout = path.fpn_out ? static_cast<std::size_t>(path.fpn_out) : D;
     e.fpn_in = path.fpn_in ? static_cast<std::size_t>(path.fpn_in) : D;
     e.pred_in = path.pred_in ? static_cast<std::size_t>(path.pred_in) : D;
+    e.classifier = classifier_refit_.on(e.pred_in, head_.classifier(), precision::fp32);
     for (std::size_t i = 0; i < L; ++i) e.level_kept.push_back(bin <= i * D ? 0 : std::min({D, bin - i * D, fout}));
     // Level 0 is always kept and sums every coarser level through the top-down path: each lateral
     // computes the fpn_in channels the fpn convs read; the last level also feeds its own slice.
@@ -639,6 +661,7 @@ private:
   std::vector<std::size_t> in_channels_, scales_;  ///< channels per feature level, pool scales
   std::size_t d_ = 0, classes_ = 0;
   upernet_head head_;
+  linear_refit classifier_refit_;  ///< the classifier refit on pred_in prefixes (a calibrated order with its moments)
 };
 
 }  // namespace drt
