@@ -31,6 +31,7 @@ double grid_difference(const drt::segformer_model& model, const drt::shared_deco
       drt::decode_head_channels ch;
       ch.fuse_in = fs[fi];
       ch.pred_in = ps[pi];
+      ch.classifier = model.refit_classifier(ps[pi]);  // as compile sets it (null: no refit)
       const auto ref = model.decode(feats, ch);  // [N, K, h, w]
       const std::size_t n = ref.shape(0), hw = ref.shape(2) * ref.shape(3);
       const auto& got = logits[fi * ps.size() + pi];  // [N, h, w, K]
@@ -67,6 +68,26 @@ TEST_SUITE("engine") {
           CHECK_THROWS_WITH_AS(grid_difference(model, dec, x, {}, {3 * w}, ps),
                                ("shared_decoder: fuse_in=" + std::to_string(3 * w) + " was not prepared").c_str(),
                                drt::invalid_input);
+      }
+      SUBCASE("a classifier refit on every pred_in (a calibrated order with its moments)") {
+        const auto cfg = drt::standard_segformer_config("segformer-b0", 5);
+        const auto groups = drt::segformer_model::channel_groups(cfg);
+        const drt::segformer_model plain(cfg, drt::random_source(5), build);
+        const auto x = drt_test::random_image(1, 3, 64, 96, 3);
+        const auto stats = drt::collect_unit_statistics(
+            plain.group_layers(), [&] { (void)plain.forward(x); }, drt::refit_group_names(groups));
+        drt::segformer_options ordered = build;
+        ordered.order = drt::calibrated_order(drt::random_source(5), groups, stats, "one image");
+        const drt::segformer_model model(cfg, drt::random_source(5), ordered);
+        REQUIRE(model.refit_classifier(3 * w) != nullptr);
+        CHECK(model.refit_classifier(256) == nullptr);
+        drt::shared_decoder dec(model);
+        const std::vector<std::size_t> fs{256, 1024}, ps{w, 3 * w, 256};
+        dec.prepare(fs, ps);
+        CHECK(grid_difference(model, dec, x, {}, fs, ps) == 0.0);
+        drt::shared_decoder unrefit(model);  // prepared without the pred_in grid: the model's own classifier
+        unrefit.prepare(fs);
+        CHECK(grid_difference(model, unrefit, x, {}, fs, ps) > 1e-3);
       }
       SUBCASE("a narrow decoder: pred_in inside one panel, classes fewer than a panel") {
         auto cfg = drt::standard_segformer_config("segformer-b0", 3);

@@ -68,14 +68,19 @@ namespace drt {
 /// Logits of every decoder path of a grid (Conv2DFuse inputs F x Conv2DPred inputs P) on one
 /// encoding. Unfolded head: for the cost of one full decoder (the fuse reduction is read out at
 /// every F). Folded head: one folded decoder per F (each a small fraction of the unfolded one; the
-/// weights of every F are composed once, by `prepare`), the classifier read out at every P.
+/// weights of every F are composed once, by `prepare`), the classifier read out at every P. A model
+/// whose order refits the classifier on pred_in prefixes (dynamic/refit.hpp) runs each P's refit
+/// classifier instead of reading the P-th checkpoint out.
 class shared_decoder {
 public:
   explicit shared_decoder(const segformer_model& model) : model_(&model) {}
 
-  /// Composes the folded head's weights of every F of the grid (nothing to do when unfolded). Call
-  /// once before `run` with the grid `run` will get.
-  void prepare(const std::vector<std::size_t>& fuse_in) {
+  /// Composes the folded head's weights of every F of the grid (nothing to do when unfolded) and the
+  /// refit classifiers of every P. Call once before `run` with the grid `run` will get.
+  void prepare(const std::vector<std::size_t>& fuse_in, const std::vector<std::size_t>& pred_in = {}) {
+    refits_.clear();
+    for (const std::size_t p : pred_in)
+      if (auto l = model_->refit_classifier(p)) refits_[p] = std::move(l);
     cuts_.clear();
     if (!model_->decoder_folded()) return;
     for (const std::size_t f : fuse_in) {
@@ -121,6 +126,27 @@ public:
     gemm_epilogue cls_ep;
     cls_ep.bias = head.classifier().bias();
     const packed_matrix& cls = head.classifier().weights();
+    // The classifier at every P: the P's without a refit read out of one reduction's checkpoints,
+    // the refit ones each run their own weights.
+    std::vector<std::size_t> plain, plain_index;
+    std::vector<std::pair<std::size_t, const linear*>> refit;
+    for (std::size_t pi = 0; pi < np; ++pi) {
+      const auto r = refits_.find(pred_in[pi]);
+      if (r != refits_.end())
+        refit.push_back({pi, r->second.get()});
+      else
+        plain.push_back(pred_in[pi]), plain_index.push_back(pi);
+    }
+    auto classify = [&](std::size_t rows, const float* x, std::size_t ldx, auto&& out) {
+      if (!plain.empty())
+        gemm_checkpoints<activation::none>(rows, x, ldx, cls, K, plain, cls_ep, tiles.data(),
+                                           [&](std::size_t i) { return out(plain_index[i]); }, K);
+      for (const auto& [pi, l] : refit) {
+        gemm_epilogue ep;
+        ep.bias = l->bias();
+        gemm(rows, K, pred_in[pi], x, ldx, l->weights(), out(pi), K, ep, false);
+      }
+    };
     if (head.folded()) {
       // Per F: the folded decoder up to the ReLU at pmax outputs (each output channel is computed
       // independently, so its first P columns are the path (F, P)'s), then the classifier read out at every P.
@@ -138,9 +164,8 @@ public:
         ch.cut = it->second;
         head.run_fused(fp, n, f.hs, f.ws, fused.data(), ch);
         for (std::size_t r0 = 0; r0 < m0; r0 += MC)
-          gemm_checkpoints<activation::none>(
-              std::min(MC, m0 - r0), fused.data() + r0 * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
-              [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
+          classify(std::min(MC, m0 - r0), fused.data() + r0 * pmax, pmax,
+                   [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; });
       }
       return;
     }
@@ -175,9 +200,8 @@ public:
           rows, concat.data() + r0 * full, full, head.fuse_weights(), pmax, fuse_in, fuse_ep, tiles.data(),
           [&](std::size_t fi) { return fused.data() + fi * MC * pmax; }, pmax);
       for (std::size_t fi = 0; fi < nf; ++fi)
-        gemm_checkpoints<activation::none>(
-            rows, fused.data() + fi * MC * pmax, pmax, cls, K, pred_in, cls_ep, tiles.data(),
-            [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; }, K);
+        classify(rows, fused.data() + fi * MC * pmax, pmax,
+                 [&](std::size_t pi) { return logits[fi * np + pi].data() + r0 * K; });
     }
   }
 
@@ -186,6 +210,7 @@ public:
 private:
   const segformer_model* model_;
   std::map<std::size_t, std::shared_ptr<const folded_head_cut>> cuts_;  ///< folded head: per F of the grid
+  std::map<std::size_t, std::shared_ptr<const linear>> refits_;          ///< refit classifiers: per P of the grid
 };
 
 namespace detail {
@@ -322,7 +347,7 @@ inline sweep_result sweep_segformer(const std::vector<std::string>& model_dirs, 
     m.pred_grid.erase(std::unique(m.pred_grid.begin(), m.pred_grid.end()), m.pred_grid.end());
     try {
       m.decoder->check_grid(m.fuse_grid, m.pred_grid);
-      m.decoder->prepare(m.fuse_grid);
+      m.decoder->prepare(m.fuse_grid, m.pred_grid);
     } catch (const invalid_input& e) {
       throw invalid_input("sweep: model '" + m.name + "': " + e.what());
     }

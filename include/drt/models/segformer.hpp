@@ -269,6 +269,11 @@ public:
     out.push_back(std::move(cls));
     return out;
   }
+  /// The classifier refit on its first `pred_in` inputs and packed for `p` (dynamic/refit.hpp): null
+  /// when pred_in keeps every input or the model's order holds no moments of them.
+  std::shared_ptr<const linear> refit_classifier(std::size_t pred_in, precision p = precision::fp32) const {
+    return classifier_refit_.on(pred_in, head_.classifier(), p);
+  }
   /// The refit group of the classifier's inputs (a path's `pred_in` prefix of them).
   static constexpr const char* classifier_group = "decode_head.classifier";
   /// The layer object that reports each group's activations (core/observer.hpp), with the group's name.
@@ -343,7 +348,7 @@ public:
     e.head.propagate = path.propagate;
     e.head.arithmetic = path.precision.of("decoder");
     e.head = head_.resolve(e.head);
-    e.head.classifier = classifier_refit_.on(e.head.pred_in, head_.classifier(), e.head.arithmetic);
+    e.head.classifier = refit_classifier(e.head.pred_in, e.head.arithmetic);
     e.encoder = path.precision.of("encoder");
     e.attention = path.attention_arithmetic();
     if (e.encoder != precision::fp32) {
