@@ -129,9 +129,10 @@ inline void add_no_fold_option(CLI::App& app) {
               "build SegFormer's decoder as published (linear_c, upsample, concat, Conv2DFuse) instead of folding it "
               "exactly into per-stage GEMMs (docs/decoder_fold.md): the paper's accounting and its fuse_in knob");
   value_option(app, "--order", "ORDER",
-               "order of the Mix-FFN hidden units that `mlp=` prefixes keep (docs/channel_order.md): weight "
-               "(default, from the weights), checkpoint, or a JSON file (a calibrated order from 'drt calibrate', or "
-               "a lookup table that records one)");
+               "order of the channels that `mlp=` and `pred_in=` prefixes keep (docs/channel_order.md): weight "
+               "(from the weights), checkpoint, or a JSON file (a calibrated order from 'drt calibrate', with the "
+               "classifier refit for pred_in, or a lookup table that records one); default: MODEL_DIR/channel_order.json "
+               "when the model directory holds one, else weight");
   value_option(app, "--int8-ranges", "FILE",
                "calibrated int8 input ranges of the GEMM layers ('drt calibrate --int8'), for paths with "
                "precision=int8 (default: each layer call's own range; docs/precision.md)");

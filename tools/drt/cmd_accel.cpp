@@ -29,7 +29,7 @@ accel_subject accel_model(const std::string& cmd, const parsed_args& args) {
   if (args.has("--arch"))
     return {drt::standard_model(args.get("--arch"), accel_classes(cmd, args), 0, segformer_build(args)),
             args.get("--arch")};
-  return {drt::load_model(args.positional[0], {}, segformer_build(args)), args.positional[0]};
+  return {drt::load_model(args.positional[0], {}, segformer_build(args, args.positional[0])), args.positional[0]};
 }
 
 /// --size, else the paper's input for the family (512x512; ResNet 480x640).

@@ -102,6 +102,15 @@ int calibrate_main(const parsed_args& args) {
   auto order = drt::calibrated_order(drt::safetensors_source(checkpoint), groups, stats, source);
   // Mean compensation is measured to cost accuracy on CamVid (docs/channel_order.md): opt-in.
   if (!args.has("--compensate")) order.means.clear();
+  if (args.has("--mlp-order") && args.get("--mlp-order") != "calibrated") {
+    if (args.get("--mlp-order") != "weight")
+      throw usage_error(cmd, "--mlp-order is 'calibrated' or 'weight', not '" + args.get("--mlp-order") + "'");
+    // the MLP groups in the data-free weight order, the refit groups as calibrated
+    const auto weight = drt::weight_order(drt::safetensors_source(checkpoint), groups);
+    for (const auto& [name, p] : weight.groups) order.groups[name] = p;
+    order.means.clear();
+    order.method = "weight+calibrated";
+  }
   if (args.has("--no-refit"))  // the classifier's inputs stay in checkpoint order, pred_in unrefit
     for (const auto& name : drt::refit_group_names(groups)) {
       order.groups.erase(name);
@@ -147,6 +156,9 @@ command add_calibrate_command(CLI::App& drt) {
   flag_option(*app, "--compensate",
               "also store the units' mean activations: a path that drops units adds their expected contribution to "
               "dense2's bias (measured to cost accuracy on CamVid; see docs/channel_order.md)");
+  value_option(*app, "--mlp-order", "ORDER",
+               "calibrated (default: activation RMS x output-column norm) or weight (the data-free order, with the "
+               "classifier's inputs still calibrated and refit)");
   flag_option(*app, "--no-refit",
               "leave the classifier's inputs in checkpoint order, without the moments a pred_in path refits the "
               "classifier from (docs/channel_order.md)");

@@ -30,7 +30,7 @@ int eval_main(const parsed_args& args) {
   if (args.has("--json")) drt::check_writable("json", args.get("--json"));  // before minutes of evaluation
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
   const std::size_t pixel_limit = max_pixels(cmd, args);
-  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args));
+  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args, model_dir));
   const auto items = drt::list_labelled_dataset(data, limit);
   progress_line line("drt eval");
   auto progress = [&](std::size_t done, std::size_t total, double seconds) {

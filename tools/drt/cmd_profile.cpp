@@ -35,7 +35,7 @@ int profile_main(const parsed_args& args) {
   const std::string name = args.has("--arch") ? args.get("--arch") : args.positional[0];
   std::cerr << "drt profile: building " << name << "...\n";
   const drt::any_model model = [&] {
-    if (!args.has("--arch")) return drt::load_model(name, {}, segformer_build(args));
+    if (!args.has("--arch")) return drt::load_model(name, {}, segformer_build(args, name));
     const std::size_t classes = args.has("--classes") ? parse_positive(cmd, "--classes", args.get("--classes")) : 0;
     return drt::standard_model(name, classes, 0, segformer_build(args));
   }();

@@ -44,7 +44,7 @@ int run_main(const parsed_args& args) {
   drt::tensor4 pixel_values = drt::tensor4::from_shape({n, std::size_t{3}, h, w});
   std::copy(px.data.begin(), px.data.end(), pixel_values.begin());
 
-  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args));
+  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args, model_dir));
   std::cerr << "drt run: model " << model_dir << " (" << drt::family_name(any) << ", " << drt::max_threads()
             << " threads)\n"
             << "drt run: input " << input << " pixel_values " << drt::shape_str(px.shape) << '\n';

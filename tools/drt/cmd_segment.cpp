@@ -36,7 +36,7 @@ int segment_main(const parsed_args& args) {
   drt::check_writable("png", mask_path);  // before loading and running anything
   if (!overlay_path.empty()) drt::check_writable("png", overlay_path);
 
-  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args));
+  const drt::any_model any = drt::load_model(model_dir, weight_options(args), segformer_build(args, model_dir));
   if (std::holds_alternative<drt::resnet_model>(any))
     throw drt::invalid_input("drt segment: model '" + model_dir + "' is a resnet classifier, not a segmentation model");
   const drt::rgb_image original = drt::load_image(image_path, drt::channel_policy::convert, max_pixels(cmd, args));

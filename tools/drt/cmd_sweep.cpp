@@ -180,7 +180,8 @@ int sweep_main(const parsed_args& args) {
   if (args.has("--int8-ranges") && args.positional.size() > 1)
     throw usage_error(cmd, "option '--int8-ranges' calibrates one model's layers: sweep the models apart (each with "
                            "its own ranges) and join the tables with 'drt lut merge'");
-  const drt::segformer_options build = segformer_build(args);
+  // one model: the order beside it, as every command loads that model with
+  const drt::segformer_options build = segformer_build(args, args.positional.size() == 1 ? args.positional[0] : "");
   o.order = build.order;  // --order: the channel order mlp= prefixes keep
   o.int8 = build.int8;    // --int8-ranges: the model's calibrated int8 ranges (recorded in the table)
   if (args.has("--fuse-in")) o.fuse_in = parse_size_list(cmd, "--fuse-in", args.get("--fuse-in"));

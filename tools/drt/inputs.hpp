@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -55,11 +56,24 @@ inline drt::channel_order channel_order_arg(const std::string& text) {
   return drt::channel_order::from_json(j, "channel order '" + text + "'");
 }
 
-/// How the command builds SegFormer graphs (--no-fold, --order).
-inline drt::segformer_options segformer_build(const parsed_args& args) {
+/// Where a model directory keeps its calibrated channel order (`drt calibrate ... --out
+/// MODEL_DIR/channel_order.json`): the order a command loads that model in when no --order is given.
+inline const char* const model_order_file = "channel_order.json";
+
+/// How the command builds SegFormer graphs (--no-fold, --order). `model_dir` (when the command
+/// loads one model directory): without --order, the order in MODEL_DIR/channel_order.json if there
+/// is one (named on stderr), else the data-free weight order.
+inline drt::segformer_options segformer_build(const parsed_args& args, const std::string& model_dir = "") {
   drt::segformer_options o;
   o.fold_decoder = !args.has("--no-fold");
-  if (args.has("--order")) o.order = channel_order_arg(args.get("--order"));
+  std::error_code ec;
+  const std::string beside = model_dir.empty() ? std::string() : model_dir + "/" + model_order_file;
+  if (args.has("--order")) {
+    o.order = channel_order_arg(args.get("--order"));
+  } else if (!beside.empty() && std::filesystem::is_regular_file(beside, ec)) {
+    o.order = channel_order_arg(beside);
+    std::cerr << "drt: channel order " << o.order.fingerprint() << " from " << beside << "\n";
+  }
   if (args.has("--int8-ranges")) {
     const std::string f = args.get("--int8-ranges");
     o.int8 = std::make_shared<drt::int8_calibration>(
