@@ -100,6 +100,14 @@ TEST_SUITE("dynamic") {
     CHECK(q.moment(0, 2) == doctest::Approx(s.moment(0, 1)));
     CHECK_THROWS_WITH_AS(drt::input_moments::from_json({{"inputs", 3}, {"rows", 5}, {"moments", {1.0, 2.0}}}, "f.json"),
                          doctest::Contains("f.json: 2 moments over 5 rows, expected 10"), drt::invalid_input);
+    auto broken = s.to_json();
+    broken["moments"][0] = -1.0;  // a negative mean square
+    CHECK_THROWS_WITH_AS(drt::input_moments::from_json(broken, "g.json"),
+                         doctest::Contains("g.json: moment (0, 0) is -1"), drt::invalid_input);
+    std::vector<float> bad = {1.f, std::nanf("")};
+    drt::input_moments m2(2);
+    CHECK_THROWS_WITH_AS(m2.add(bad.data(), 1, 2, 2), "input moments: input 1 of row 0 is not finite",
+                         drt::invalid_input);
   }
 
   TEST_CASE("least-squares refit: nothing dropped gives the layer back") {

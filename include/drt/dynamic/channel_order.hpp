@@ -320,7 +320,11 @@ public:
     if (it == layers_.end()) return;
     if (std::find(moment_groups_.begin(), moment_groups_.end(), it->second) != moment_groups_.end()) {
       auto m = stats_.moments.try_emplace(it->second, channels).first;
-      m->second.add(x, rows, channels, ld);
+      try {
+        m->second.add(x, rows, channels, ld);
+      } catch (const invalid_input& e) {  // name the group: the layer whose inputs broke
+        throw invalid_input("calibration of group '" + it->second + "': " + e.what());
+      }
     }
     auto& s = stats_.sum_sq[it->second];
     auto& s1 = stats_.sum[it->second];

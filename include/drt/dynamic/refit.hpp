@@ -60,7 +60,13 @@ struct input_moments {
       const std::size_t rb = std::min(block, m - r0);
       for (std::size_t r = 0; r < rb; ++r) {  // z^T: [d][rb]
         zt[r] = 1.f;
-        for (std::size_t c = 0; c < dim; ++c) zt[(c + 1) * rb + r] = x[(r0 + r) * ld + c];
+        for (std::size_t c = 0; c < dim; ++c) {
+          const float v = x[(r0 + r) * ld + c];
+          if (!std::isfinite(v))
+            throw invalid_input("input moments: input " + std::to_string(c) + " of row " + std::to_string(r0 + r) +
+                                " is not finite");
+          zt[(c + 1) * rb + r] = v;
+        }
       }
       const packed_matrix b = packed_matrix::from_nk(zt.data(), d, rb, rb);
       gemm(d, d, rb, zt.data(), rb, b, prod.data(), d, {}, false);
@@ -101,7 +107,12 @@ struct input_moments {
                             " rows, expected " + std::to_string(d * (d + 1) / 2) + " (the upper triangle of " +
                             std::to_string(d) + " x " + std::to_string(d) + ") over at least one row");
       for (std::size_t i = 0, t = 0; i < d; ++i)
-        for (std::size_t j = i; j < d; ++j, ++t) m.sum[i * d + j] = m.sum[j * d + i] = double(upper[t]) * m.rows;
+        for (std::size_t j = i; j < d; ++j, ++t) {
+          if (!std::isfinite(upper[t]) || (i == j && upper[t] < 0))
+            throw invalid_input(where + ": moment (" + std::to_string(i) + ", " + std::to_string(j) + ") is " +
+                                std::to_string(upper[t]) + ", not a finite second moment");
+          m.sum[i * d + j] = m.sum[j * d + i] = double(upper[t]) * m.rows;
+        }
     } catch (const nlohmann::json::exception& e) {
       throw invalid_input(where + ": not input moments (" + e.what() + ")");
     }
@@ -238,6 +249,10 @@ public:
         for (std::size_t t = ii + 1; t < m; ++t) v -= l_[t * d + ii] * u[t * n_ + o];
         u[ii * n_ + o] = v / l_[ii * d + ii];
       }
+    for (double v : u)
+      if (!std::isfinite(v))
+        throw invalid_input("least-squares refit on " + std::to_string(k) + " of " + std::to_string(k_) +
+                            " inputs: the solution is not finite (are the calibration moments broken?)");
     w.assign(n_ * k, 0.f);
     b.assign(n_, 0.f);
     for (std::size_t o = 0; o < n_; ++o) {
