@@ -62,6 +62,26 @@ struct channel_group {
   std::string consumer_bias;
 };
 
+/// The refit group `name` of a classifier's D inputs: the outputs (axis 0) of the `producer` conv
+/// (its weight of `producer_shape`) and of its BatchNorm (`batch_norm` + weight, bias, running_mean,
+/// running_var), consumed by the 1x1 `classifier` ([classes, D, 1, 1] + bias).
+inline channel_group classifier_input_group(const std::string& name, const std::string& producer,
+                                            const std::vector<std::int64_t>& producer_shape,
+                                            const std::string& batch_norm, const std::string& classifier,
+                                            std::int64_t classes) {
+  channel_group g;
+  g.name = name;
+  const std::int64_t d = producer_shape.at(0);
+  g.units = static_cast<std::size_t>(d);
+  g.tensors.push_back({producer + ".weight", producer_shape, 0, false});
+  for (const char* t : {"weight", "bias", "running_mean", "running_var"})
+    g.tensors.push_back({batch_norm + "." + t, {d}, 0, false});
+  g.tensors.push_back({classifier + ".weight", {classes, d, 1, 1}, 1, true});
+  g.refit = true;
+  g.consumer_bias = classifier + ".bias";
+  return g;
+}
+
 /// perm[i] = the checkpoint's unit that stands at position i of the new order, per group.
 struct channel_order {
   std::string method = "checkpoint";  ///< "checkpoint", "weight" or "calibrated"

@@ -256,17 +256,9 @@ public:
     }
     // The classifier's inputs (pred_in): Conv2DFuse's outputs and their BatchNorm, a refit group.
     const auto D = static_cast<std::int64_t>(c.decoder_hidden_size), K = static_cast<std::int64_t>(c.num_classes());
-    const std::string h = "decode_head.";
-    channel_group cls;
-    cls.name = classifier_group;
-    cls.units = static_cast<std::size_t>(D);
-    cls.tensors.push_back({h + "linear_fuse.weight", {D, c.num_encoder_blocks * D, 1, 1}, 0, false});
-    for (const char* t : {"weight", "bias", "running_mean", "running_var"})
-      cls.tensors.push_back({h + "batch_norm." + t, {D}, 0, false});
-    cls.tensors.push_back({h + "classifier.weight", {K, D, 1, 1}, 1, true});
-    cls.refit = true;
-    cls.consumer_bias = h + "classifier.bias";
-    out.push_back(std::move(cls));
+    out.push_back(classifier_input_group(classifier_group, "decode_head.linear_fuse",
+                                         {D, c.num_encoder_blocks * D, 1, 1}, "decode_head.batch_norm",
+                                         "decode_head.classifier", K));
     return out;
   }
   /// The classifier refit on its first `pred_in` inputs and packed for `p` (dynamic/refit.hpp): null

@@ -154,17 +154,8 @@ public:
     // The classifier's inputs (pred_in): fpn_bottleneck's outputs and their BatchNorm, a refit group.
     const auto D = static_cast<std::int64_t>(c.hidden_size), K = static_cast<std::int64_t>(c.num_classes());
     const auto L = static_cast<std::int64_t>(s.out_indices.size());
-    const std::string h = "decode_head.";
-    channel_group cls;
-    cls.name = classifier_group;
-    cls.units = static_cast<std::size_t>(D);
-    cls.tensors.push_back({h + "fpn_bottleneck.conv.weight", {D, L * D, 3, 3}, 0, false});
-    for (const char* t : {"weight", "bias", "running_mean", "running_var"})
-      cls.tensors.push_back({h + "fpn_bottleneck.batch_norm." + t, {D}, 0, false});
-    cls.tensors.push_back({h + "classifier.weight", {K, D, 1, 1}, 1, true});
-    cls.refit = true;
-    cls.consumer_bias = h + "classifier.bias";
-    out.push_back(std::move(cls));
+    out.push_back(classifier_input_group(classifier_group, "decode_head.fpn_bottleneck.conv", {D, L * D, 3, 3},
+                                         "decode_head.fpn_bottleneck.batch_norm", "decode_head.classifier", K));
     return out;
   }
   /// The refit group of the classifier's inputs (a path's `pred_in` prefix of them).
