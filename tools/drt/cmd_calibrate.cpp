@@ -30,6 +30,8 @@ int calibrate_main(const parsed_args& args) {
   apply_threads(args);
   const std::string model_dir = args.positional.at(0), calib = args.get("--calib"), out = args.get("--out");
   drt::check_writable("channel order", out);
+  if (args.has("--mlp-order") && args.get("--mlp-order") != "calibrated" && args.get("--mlp-order") != "weight")
+    throw usage_error(cmd, "--mlp-order is 'calibrated' or 'weight', not '" + args.get("--mlp-order") + "'");
   const std::size_t limit = args.has("--limit") ? parse_positive(cmd, "--limit", args.get("--limit")) : 0;
   const std::size_t pixel_limit = max_pixels(cmd, args);
   // The images: DIR/images/ when DIR is a labelled folder, else DIR itself.
@@ -102,9 +104,7 @@ int calibrate_main(const parsed_args& args) {
   auto order = drt::calibrated_order(drt::safetensors_source(checkpoint), groups, stats, source);
   // Mean compensation is measured to cost accuracy on CamVid (docs/channel_order.md): opt-in.
   if (!args.has("--compensate")) order.means.clear();
-  if (args.has("--mlp-order") && args.get("--mlp-order") != "calibrated") {
-    if (args.get("--mlp-order") != "weight")
-      throw usage_error(cmd, "--mlp-order is 'calibrated' or 'weight', not '" + args.get("--mlp-order") + "'");
+  if (args.has("--mlp-order") && args.get("--mlp-order") == "weight") {
     // the MLP groups in the data-free weight order, the refit groups as calibrated
     const auto weight = drt::weight_order(drt::safetensors_source(checkpoint), groups);
     for (const auto& [name, p] : weight.groups) order.groups[name] = p;
