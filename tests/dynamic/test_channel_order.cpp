@@ -5,6 +5,7 @@
 // statistics cover every group, and the JSON form and fingerprint round-trip.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,12 +52,17 @@ TEST_SUITE("dynamic") {
     const auto cfg = small_config();
     const auto base = drt::random_source(7);
     const auto groups = drt::segformer_model::channel_groups(cfg);
-    REQUIRE(groups.size() == 6);  // one group per block, and the classifier's inputs
-    CHECK(groups[5].name == "decode_head.classifier");
-    CHECK(groups[5].refit);
+    REQUIRE(groups.size() == 11);  // per block its Mix-FFN's units and its heads, and the classifier's inputs
+    CHECK(groups[10].name == "decode_head.classifier");
+    CHECK(groups[10].refit);
     CHECK(!groups[1].refit);
     CHECK(groups[1].name == "segformer.encoder.block.1.0.mlp");
     CHECK(groups[1].units == 64 * 4);
+    CHECK(groups[5].name == "segformer.encoder.block.0.0.attention");
+    CHECK(groups[5].units == 1);
+    CHECK(groups[9].name == "segformer.encoder.block.3.0.attention");
+    CHECK(groups[9].units == 8);
+    CHECK(drt::group_unit_size(groups[9]) == 256 / 8);
 
     const drt::segformer_model plain(cfg, base, checkpoint_order());
     CHECK(plain.order().is_identity());
@@ -102,9 +108,10 @@ TEST_SUITE("dynamic") {
     const auto cfg = small_config();
     const auto base = drt::random_source(9);
     const auto groups = drt::segformer_model::channel_groups(cfg);
-    drt::channel_order swap;  // swap the halves of every group, then keep the first half
+    drt::channel_order swap;  // swap the halves of every Mix-FFN, then keep the first half
     swap.method = "test";
     for (const auto& g : groups) {
+      if (g.name.size() < 4 || g.name.compare(g.name.size() - 4, 4, ".mlp") != 0) continue;
       std::vector<std::uint32_t> p(g.units);
       for (std::size_t i = 0; i < g.units; ++i) p[i] = std::uint32_t((i + g.units / 2) % g.units);
       swap.groups[g.name] = p;
@@ -129,6 +136,70 @@ TEST_SUITE("dynamic") {
       if (l.name == "Stage2 Block1 mlp.dense1") CHECK(l.k == 128);
   }
 
+  TEST_CASE("channel order: attention heads move as whole units; heads=e keeps the heads the order puts first") {
+    const auto cfg = small_config();
+    const auto base = drt::random_source(17);
+    const auto groups = drt::segformer_model::channel_groups(cfg);
+    drt::channel_order reversed;  // every block's heads in reverse, the other groups as stored
+    reversed.method = "test";
+    for (const auto& g : groups)
+      if (g.name.size() > 10 && g.name.compare(g.name.size() - 10, 10, ".attention") == 0) {
+        std::vector<std::uint32_t> p(g.units);
+        for (std::size_t i = 0; i < g.units; ++i) p[i] = std::uint32_t(g.units - 1 - i);
+        reversed.groups[g.name] = p;
+      }
+    REQUIRE(reversed.groups.size() == 5);
+    const drt::segformer_model plain(cfg, base, checkpoint_order()), rev(cfg, base, packed(reversed));
+    const auto x = input(6);
+    const auto full = plain.forward(x).logits, full_rev = rev.forward(x).logits;
+    drt_test::check_close(full_rev.data(), full.data(), full.size(), "logits, heads reversed", 1e-5, 1e-4);
+
+    // whole heads move: query rows and output-projection columns in blocks of head_dim
+    const std::string a = "segformer.encoder.block.3.0.attention";
+    const std::size_t C = 256, d = 32;
+    const auto src = drt::permuted_source(base, reversed, groups);
+    const auto qw = base(a + ".self.query.weight", {256, 256}), qwp = src(a + ".self.query.weight", {256, 256});
+    const auto ow = base(a + ".output.dense.weight", {256, 256}), owp = src(a + ".output.dense.weight", {256, 256});
+    for (std::size_t i : {std::size_t{0}, std::size_t{5}, d + 3, C - 1}) {
+      const std::size_t from = (7 - i / d) * d + i % d;  // head h <- head 7 - h, same channel within the head
+      CHECK(qwp[i * C + 9] == qw[from * C + 9]);
+      CHECK(owp[4 * C + i] == ow[4 * C + from]);
+    }
+
+    // heads=0.5 under the reversed order = the checkpoint model whose output projections ignore the
+    // heads the reversed order puts last (their columns zeroed)
+    const auto half = drt::segformer_path::parse("heads=0.5");
+    std::map<std::string, std::size_t> kept_first;  // the checkpoint head index below which heads are dropped
+    for (std::size_t s = 0, g = 0; s < cfg.depths.size(); ++s)
+      for (int j = 0; j < cfg.depths[s]; ++j, ++g) {
+        const std::size_t h = drt::segformer_path::attention_heads(cfg, s), k = half.heads_kept(cfg, s, g);
+        kept_first[drt::segformer_model::head_group_name(s, std::size_t(j)) + ".output.dense.weight"] = h - k;
+      }
+    CHECK(kept_first.at(a + ".output.dense.weight") == 4);
+    const drt::weight_source zeroed = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+      auto v = base(name, shape);
+      auto it = kept_first.find(name);
+      if (it == kept_first.end()) return v;
+      const std::size_t c = std::size_t(shape[1]), hd = c / (c == 256 ? 8 : c == 160 ? 5 : c == 64 ? 2 : 1);
+      for (std::size_t o = 0; o < std::size_t(shape[0]); ++o)
+        for (std::size_t i = 0; i < it->second * hd; ++i) v[o * c + i] = 0.f;
+      return v;
+    };
+    const auto pruned = rev.forward(x, half).logits;
+    const auto ref = drt::segformer_model(cfg, zeroed, checkpoint_order()).forward(x).logits;
+    drt_test::check_close(pruned.data(), ref.data(), ref.size(), "heads=0.5, reversed order vs zeroed heads", 1e-5,
+                          1e-4);
+    CHECK(drt_test::compare(pruned.data(), full.data(), full.size()).rel_l2 > 1e-3);
+    // the layer list counts the kept heads' channels
+    for (const auto& l : rev.layers(64, 96, rev.compile(half))) {
+      if (l.name == "Stage4 Block1 attention.query") CHECK(l.k == 4 * d);
+      if (l.name == "Stage4 Block1 attention.output") CHECK(l.c == 4 * d);
+      if (l.name == "Stage1 Block1 attention.query") CHECK(l.k == 32);  // a single head stays
+    }
+    // the data-free weight order ranks heads too
+    CHECK(drt::weight_order(base, groups).groups.count(a) == 1);
+  }
+
   TEST_CASE("channel order: calibration statistics, refusals, JSON and fingerprint") {
     const auto cfg = small_config();
     const auto base = drt::random_source(11);
@@ -142,7 +213,7 @@ TEST_SUITE("dynamic") {
         },
         drt::refit_group_names(groups));
     (void)m.forward(input(5));  // no session: nothing observed
-    REQUIRE(stats.sum_sq.size() == groups.size());
+    REQUIRE(stats.sum_sq.size() == groups.size() - 5);  // not the heads: calibration keeps their weight order
     CHECK(stats.rows.at("segformer.encoder.block.0.0.mlp") == 2 * 16 * 24);  // two images, stage 0 tokens
     // the statistics are the activations' sums of squares: positive for every unit
     for (double v : stats.sum_sq.at("segformer.encoder.block.3.0.mlp")) CHECK(v > 0);
@@ -155,7 +226,10 @@ TEST_SUITE("dynamic") {
     }
     // means, in the new order, for every group: what a prefix path's compensation reads
     for (const auto& g : groups)
-      if (!g.refit) REQUIRE(order.means.at(g.name).size() == g.units);
+      if (!g.refit && drt::group_unit_size(g) == 1) REQUIRE(order.means.at(g.name).size() == g.units);
+    CHECK(order.means.count("segformer.encoder.block.3.0.attention") == 0);  // heads: no compensation
+    CHECK(order.groups.at("segformer.encoder.block.3.0.attention") ==
+          drt::weight_order(base, groups).groups.at("segformer.encoder.block.3.0.attention"));
     // moments of the classifier's inputs, in the new order, over every decoder pixel of both images
     const auto& mo = order.moments.at("decode_head.classifier");
     CHECK(mo.dim == 256);
@@ -294,7 +368,7 @@ TEST_SUITE("dynamic") {
     const auto seg_groups = drt::segformer_model::channel_groups(small_config());
     const auto seg_order = drt::weight_order(drt::random_source(1), seg_groups);
     CHECK_THROWS_WITH_AS(drt::upernet_swin_model(cfg, base, {}, seg_order),
-                         "channel order (weight): none of its 5 groups (first: 'segformer.encoder.block.0.0.mlp') is "
+                         "channel order (weight): none of its 10 groups (first: 'segformer.encoder.block.0.0.attention') is "
                          "a group of this model (first: 'backbone.encoder.layers.0.blocks.0.intermediate')",
                          drt::invalid_input);
   }

@@ -25,6 +25,7 @@ drt::segformer_config tiny_segformer() {  // B0's geometry, no weights needed
   c.hidden_sizes = {32, 64, 160, 256};
   c.decoder_hidden_size = 256;
   c.mlp_ratios = {4, 4, 4, 4};
+  c.num_attention_heads = {1, 2, 5, 8};
   return c;
 }
 
@@ -64,9 +65,10 @@ TEST_SUITE("dynamic") {
     CHECK(drt::resnet_path::family().keys() == drt::resnet_path::keys);
     using K = drt::knob_kind;
     const auto& s = drt::segformer_path::family().knobs;
-    REQUIRE(s.size() == 8);
+    REQUIRE(s.size() == 9);
     CHECK(s[6].kind() == K::fractions);
-    CHECK(s[7].kind() == K::precision);
+    CHECK(s[7].kind() == K::fractions);  // heads
+    CHECK(s[8].kind() == K::precision);
     CHECK(s[0].kind() == K::int_list);
     CHECK(s[1].kind() == K::skip_pairs);
     CHECK(s[2].kind() == K::integer);
@@ -120,7 +122,7 @@ TEST_SUITE("dynamic") {
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("mid=3"),
                          "path 'mid=3': key 'mid' does not apply to segformer (keys: depths, skip, fuse_in, pred_in, "
-                         "linear0_in, propagate, mlp, precision)",
+                         "linear0_in, propagate, mlp, heads, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse("propagate=0"),
                          "path 'propagate=0': key 'propagate' does not apply to upernet (keys: depths, skip, "
@@ -173,7 +175,12 @@ TEST_SUITE("dynamic") {
     using K = drt::knob_kind;
     using L = drt::knob_layout;
     const auto s = drt::path_knobs<drt::segformer_path>(tiny_segformer());
-    REQUIRE(s.size() == 8);
+    REQUIRE(s.size() == 9);
+    const auto& heads = find(s, "heads");
+    CHECK(heads.kind == K::fractions);
+    CHECK(heads.layout == L::per_block);
+    REQUIRE(heads.entries.size() == 8);
+    CHECK(heads.entries.back().range.step == doctest::Approx(1.0 / 8));  // stage 3: 8 heads
     const auto& mlp = find(s, "mlp");
     CHECK(mlp.kind == K::fractions);
     CHECK(mlp.layout == L::per_block);

@@ -199,6 +199,24 @@ TEST_SUITE("layers") {
       check_close(out.data(), ref.data(), ref.size(), what, att_rel, att_abs);
       // The attention term is not negligible next to the residual: the check can fail.
       CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);
+
+      // A head prefix equals the full layer whose output projection ignores the other heads (their
+      // columns zeroed): the kept heads' query, key and value channels are computed alike.
+      const std::size_t d = c / e.heads;
+      for (std::size_t kept = 1; kept < e.heads; ++kept) {
+        INFO("heads kept " << kept);
+        auto ow0 = ow;
+        for (std::size_t o = 0; o < c; ++o)
+          for (std::size_t i = kept * d; i < c; ++i) ow0[o * c + i] = 0.f;
+        auto w0 = wts;
+        w0.o_w = ow0.data();
+        const drt::efficient_self_attention zeroed(w0, c, e.heads, e.sr, eps);
+        std::vector<float> pre = residual, full = residual;
+        att.run(x.data(), e.n, e.h, e.w, pre.data(), drt::precision::fp32, drt::precision::fp32, kept);
+        zeroed.run(x.data(), e.n, e.h, e.w, full.data());
+        check_close(pre.data(), full.data(), full.size(), what + " head prefix", 1e-5f, 1e-5f);
+        CHECK(compare(pre.data(), out.data(), out.size()).rel_l2 > 1e-3);  // dropping heads changes the output
+      }
     }
   }
 

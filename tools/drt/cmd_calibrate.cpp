@@ -8,6 +8,7 @@
 #include <drt/io/image.hpp>
 #include <drt/models/any_model.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -116,6 +117,9 @@ int calibrate_main(const parsed_args& args) {
       order.groups.erase(name);
       order.moments.erase(name);
     }
+  const bool heads = std::any_of(order.groups.begin(), order.groups.end(), [](const auto& g) {
+    return g.first.size() > 10 && g.first.compare(g.first.size() - 10, 10, ".attention") == 0;
+  });
   nlohmann::json j = order.to_json();
   j["fingerprint"] = order.fingerprint();
   j["model"] = model_dir;
@@ -124,7 +128,7 @@ int calibrate_main(const parsed_args& args) {
   files_out.add("channel order", out, text.data(), text.size());
   files_out.commit();
   std::cout << "model        " << model_dir << "\ncalibration  " << files.size() << " images of " << calib
-            << "\ngroups       " << order.groups.size() << " (MLP hidden units"
+            << "\ngroups       " << order.groups.size() << " (MLP hidden units" << (heads ? ", attention heads" : "")
             << (order.moments.empty() ? "" : "; the classifier's inputs, with their moments for the pred_in refit")
             << ")\norder        "
             << order.fingerprint() << "\nwrote        " << out << "\n";
@@ -137,10 +141,11 @@ command add_calibrate_command(CLI::App& drt) {
   CLI::App* app = add_command(
       drt, "calibrate", "importance order of the prunable channels, from calibration images",
       "Run calibration images through the model, rank every MLP's hidden units (SegFormer's Mix-FFN,\n"
-      "Swin's MLP) by their activation RMS times the norm of their output-layer column, rank the\n"
+      "Swin's MLP) by their activation RMS times the norm of their output-layer column (SegFormer's\n"
+      "attention heads by their weight norms, measured better), rank the\n"
       "classifier's inputs greedily by the output error of a least-squares refit and store their\n"
       "moments, and write the order as JSON. Every command that takes a path reads it with --order\n"
-      "FILE; `mlp=` prefixes then keep the most important units and `pred_in=` prefixes get a refit\n"
+      "FILE; `mlp=` and `heads=` prefixes then keep the most important units and `pred_in=` prefixes get a refit\n"
       "classifier (docs/channel_order.md). Calibrate on images the accuracy is not measured on.");
   positional_option(*app, "MODEL_DIR", "SegFormer or Swin + UPerNet model directory (config.json, model.safetensors)")
       ->required();

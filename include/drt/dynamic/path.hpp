@@ -16,6 +16,10 @@
 /// - mlp: Mix-FFN hidden units kept, as fractions of each block's hidden width (1 value, one per
 ///   stage or one per block): `mlp=0.5` or `mlp=1,1,0.75,0.5`. The units kept are a prefix of the
 ///   order the model was loaded in (dynamic/channel_order.hpp: by importance by default).
+/// - heads: attention heads kept, as fractions of each block's heads (1 value, one per stage or one
+///   per block, like mlp): `heads=0.5`. Query, key and value compute only the kept heads' channels
+///   and the output projection reads only those; the heads kept are a prefix of the model's order
+///   (by importance by default). Stage 0 of the SegFormer family has a single head, which stays.
 /// - precision: the arithmetic of the GEMM layers, for the whole model or per region
 ///   (`precision=int8`, `precision=encoder:int8,decoder:bf16`; regions encoder and decoder), and of
 ///   the attention products (region `attention`: fp32 or bf16, by default bf16 on a bf16 or int8
@@ -46,9 +50,10 @@ struct segformer_path {
   int linear0_in = 0;                       ///< DecodeLinear0 input channels kept
   bool propagate = true;                    ///< propagate dropped fuse inputs back to the linears
   std::vector<double> mlp;                  ///< Mix-FFN hidden units kept as fractions (1, per stage or per block)
+  std::vector<double> heads;                ///< attention heads kept as fractions (1, per stage or per block)
   precision_plan precision;                 ///< arithmetic per region (fp32 everywhere by default)
 
-  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, precision";
+  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<segformer_path, segformer_config>& family() {
@@ -84,6 +89,12 @@ struct segformer_path {
              },
              "Mix-FFN hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
              "dense1 computes, the depthwise conv and dense2 read only those"},
+            {"heads", &segformer_path::heads, knob_layout::per_block,
+             [](const C& c, std::size_t s, std::size_t) {
+               return knob_range{0, 1, 1.0 / double(std::max<std::size_t>(1, attention_heads(c, s)))};
+             },
+             "attention heads kept as a fraction of the block's (round(e * heads), at least 1)",
+             "query, key and value compute, the attention and the output projection read only those"},
             {"precision", &segformer_path::precision, knob_layout::scalar, nullptr,
              "arithmetic of the GEMM layers: fp32, bf16 or int8, whole model or per region (encoder, decoder); "
              "attention:fp32|bf16 the attention products' (default bf16 under a bf16 or int8 encoder)",
@@ -117,6 +128,14 @@ struct segformer_path {
   static std::size_t mlp_hidden(const segformer_config& c, std::size_t s) {
     if (s >= c.hidden_sizes.size() || s >= c.mlp_ratios.size()) return 0;  // a config load_segformer_config refuses
     return static_cast<std::size_t>(c.hidden_sizes[s]) * static_cast<std::size_t>(c.mlp_ratios[s]);
+  }
+  /// Attention heads of stage s's blocks in the full model.
+  static std::size_t attention_heads(const segformer_config& c, std::size_t s) {
+    return s < c.num_attention_heads.size() ? static_cast<std::size_t>(c.num_attention_heads[s]) : 0;
+  }
+  /// Attention heads kept by block b of stage s (global block index g); the path must be valid for c.
+  std::size_t heads_kept(const segformer_config& c, std::size_t s, std::size_t g) const {
+    return detail::fraction_kept(heads, c.depths.size(), s, g, attention_heads(c, s));
   }
   /// Mix-FFN hidden units kept by block b of stage s (global block index g in stage order); the path
   /// must be valid for c.

@@ -233,20 +233,23 @@ public:
   /// x: layer-normed tokens [N, H*W, C]; out: [N, H*W, C] receives residual + attention(x)
   /// (`out` holds the residual on entry; x and out must differ). `p`: the arithmetic of the
   /// projections and the spatial reduction; `products`: that of the attention products (by default
-  /// the same).
+  /// the same). `heads_kept` (0 = all): only the first heads run -- query, key and value compute
+  /// only their channels and the output projection reads only those (a head prefix of the model's
+  /// head order, dynamic/channel_order.hpp).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p = precision::fp32) const {
     run(x, n, h, w, out, p, p);
   }
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p,
-           precision products) const {
+           precision products, std::size_t heads_kept = 0) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
-    detail::aligned_vector<float> q(t * c), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
-        k(s * c), v(s * c), ctx(t * c);
+    const std::size_t hk = heads_kept == 0 ? heads_ : std::min(heads_kept, heads_), ch = hk * d;
+    detail::aligned_vector<float> q(t * ch), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
+        k(s * ch), v(s * ch), ctx(t * ch);
     for (std::size_t b = 0; b < n; ++b) {
       const float* xb = x + b * t * c;
       {
         profile_scope ps("attention.query");
-        query_.run(t, xb, c, q.data(), c, activation::none, nullptr, 0, true, p);
+        query_.run_prefix(t, ch, c, xb, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p);
       }
       const float* kv_in = xb;
       if (sr_ > 1) {
@@ -261,24 +264,26 @@ public:
       }
       {
         profile_scope ps("attention.key");
-        key_.run(s, kv_in, c, k.data(), c, activation::none, nullptr, 0, true, p);
+        key_.run_prefix(s, ch, c, kv_in, c, k.data(), ch, activation::none, nullptr, 0, nullptr, p);
       }
       {
         profile_scope ps("attention.value");
-        value_.run(s, kv_in, c, v.data(), c, activation::none, nullptr, 0, true, p);
+        value_.run_prefix(s, ch, c, kv_in, c, v.data(), ch, activation::none, nullptr, 0, nullptr, p);
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
-        multi_head_attention(t, s, heads_, d, q.data(), c, k.data(), v.data(), c, ctx.data(), c, products);
+        multi_head_attention(t, s, hk, d, q.data(), ch, k.data(), v.data(), ch, ctx.data(), ch, products);
       }
       float* ob = out + b * t * c;
       profile_scope ps("attention.output");
-      out_.run(t, ctx.data(), c, ob, c, activation::none, ob, c, true, p);
+      out_.run_prefix(t, c, ch, ctx.data(), ch, ob, c, activation::none, ob, c, nullptr, p);
     }
   }
 
   /// The GEMM layers with their checkpoint module names (relative to the attention module); the
   /// spatial reduction ("self.sr", a conv in the checkpoint) where sr > 1.
+  /// The output projection (its inputs are the heads' channels).
+  const linear& output() const noexcept { return out_; }
   template <class F>
   void for_each_linear(F&& f) {
     f("self.query", query_), f("self.key", key_), f("self.value", value_);

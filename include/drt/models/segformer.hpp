@@ -94,6 +94,8 @@ struct segformer_execution {
   std::vector<std::vector<unsigned char>> skip;
   /// Mix-FFN hidden units each block computes (a prefix), and dense2's compensated biases.
   unit_prefixes mlp;
+  /// Attention heads each block runs (a prefix of the head order; 0 = all).
+  unit_prefixes heads;
   decode_head_channels head;  ///< channel prefixes of the decode head (and its arithmetic)
   precision encoder = precision::fp32;  ///< the encoder's linears' arithmetic (path knob `precision`)
   precision attention = precision::fp32;  ///< the attention products' (region `attention`, fp32 or bf16)
@@ -231,10 +233,16 @@ public:
   const channel_order& order() const noexcept { return build_.order; }
 
   /// The prunable channel groups (dynamic/channel_order.hpp): every block's Mix-FFN hidden units,
-  /// produced by dense1 (rows) and the depthwise conv, consumed by dense2 (columns).
+  /// produced by dense1 (rows) and the depthwise conv, consumed by dense2 (columns); every block's
+  /// attention heads (units of head_dim channels), produced by query, key and value (rows),
+  /// consumed by the output projection (columns); the classifier's inputs.
   /// The group of block j of stage s's Mix-FFN hidden units.
   static std::string group_name(std::size_t s, std::size_t j) {
     return "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".mlp";
+  }
+  /// The group of block j of stage s's attention heads.
+  static std::string head_group_name(std::size_t s, std::size_t j) {
+    return "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".attention";
   }
   static std::vector<channel_group> channel_groups(const segformer_config& c) {
     std::vector<channel_group> out;
@@ -252,6 +260,20 @@ public:
                         {m + ".dense2.weight", {C, H}, 1, true}},
                        false,
                        ""});
+      }
+    }
+    for (std::size_t s = 0; s < c.depths.size(); ++s) {
+      const auto C = static_cast<std::int64_t>(c.hidden_sizes[s]);
+      const std::size_t heads = segformer_path::attention_heads(c, s), d = static_cast<std::size_t>(C) / heads;
+      for (int j = 0; j < c.depths[s]; ++j) {
+        const std::string a = head_group_name(s, static_cast<std::size_t>(j)), q = a + ".self.";
+        channel_group g{a, heads, {}, false, ""};
+        for (const char* p : {"query", "key", "value"}) {
+          g.tensors.push_back({q + p + ".weight", {C, C}, 0, false, d});
+          g.tensors.push_back({q + p + ".bias", {C}, 0, false, d});
+        }
+        g.tensors.push_back({a + ".output.dense.weight", {C, C}, 1, true, d});
+        out.push_back(std::move(g));
       }
     }
     // The classifier's inputs (pred_in): Conv2DFuse's outputs and their BatchNorm, a refit group.
@@ -334,6 +356,10 @@ public:
       e.mlp = unit_prefixes::plan(
           per_stage, build_.order, [&](std::size_t s, std::size_t g) { return path.mlp_kept(cfg_, s, g); }, &group_name,
           [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].ffn.dense2(); });
+    if (!path.heads.empty())  // no compensation: the order holds no means of multi-channel units
+      e.heads = unit_prefixes::plan(
+          per_stage, build_.order, [&](std::size_t s, std::size_t g) { return path.heads_kept(cfg_, s, g); },
+          &head_group_name, [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].attention.output(); });
     e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
     e.head.linear0_in = static_cast<std::size_t>(path.linear0_in);
@@ -381,21 +407,23 @@ public:
         if (exec.is_skipped(s, j)) continue;
         const auto& a = blocks_[s][j].attention;
         const auto& f = blocks_[s][j].ffn;
-        const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), heads = a.heads(), d = C / heads;
+        const std::size_t sr = a.sr_ratio(), S = a.reduced_tokens(oh, ow), d = C / a.heads();
+        const std::size_t heads = exec.heads.at(s, j) ? std::min(exec.heads.at(s, j), a.heads()) : a.heads(),
+                          ch = heads * d;  // the channels of the heads kept
         const std::size_t hid = exec.mlp.at(s, j) ? std::min(exec.mlp.at(s, j), f.hidden()) : f.hidden();
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
         const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
         const std::string ma = mb + "attention.self";
         add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_1";
-        add(b + "attention.query", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = ma + ".query";
+        add(b + "attention.query", layer_kind::linear, enc, ch, C, T, 1, 1, 1, ch * C + ch) = ma + ".query";
         if (sr > 1) {
           add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C) =
               ma + ".sr";
           out.back().arithmetic = exec.encoder;  // a linear over gathered patches (layers/attention.hpp)
           add(b + "attention.sr_layer_norm", layer_kind::norm, enc, C, C, S, 1, 1, 1, 2 * C) = ma + ".layer_norm";
         }
-        add(b + "attention.key", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C) = ma + ".key";
-        add(b + "attention.value", layer_kind::linear, enc, C, C, S, 1, 1, 1, C * C + C) = ma + ".value";
+        add(b + "attention.key", layer_kind::linear, enc, ch, C, S, 1, 1, 1, ch * C + ch) = ma + ".key";
+        add(b + "attention.value", layer_kind::linear, enc, ch, C, S, 1, 1, 1, ch * C + ch) = ma + ".value";
         add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads) = ma;
         add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads) = ma;
         add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads) = ma;
@@ -404,7 +432,7 @@ public:
           // the products in the `attention` region's arithmetic, the softmax in fp32 (multi_head_attention)
           if (out[i].kind == layer_kind::attention_matmul) out[i].arithmetic = exec.attention;
         }
-        add(b + "attention.output", layer_kind::linear, enc, C, C, T, 1, 1, 1, C * C + C) = mb + "attention.output.dense";
+        add(b + "attention.output", layer_kind::linear, enc, C, ch, T, 1, 1, 1, C * ch + C) = mb + "attention.output.dense";
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
         add(b + "mlp.dense1", layer_kind::linear, enc, hid, C, T, 1, 1, 1, hid * C + hid) = mb + "mlp.dense1";
         add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, hid, 1, oh, ow, 3, 1, hid * 10) =
@@ -512,7 +540,7 @@ public:
           profile_scope ps("attention.layer_norm_1");
           blk.norm1.run(m, f.data(), C, normed.data(), C);
         }
-        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention);
+        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention, exec.heads.at(s, j));
         {
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
