@@ -328,9 +328,11 @@ TEST_SUITE("dynamic") {
     const auto groups = drt::upernet_swin_model::channel_groups(cfg);
     std::size_t blocks = 0;
     for (int d : cfg.backbone.depths) blocks += std::size_t(d);
-    REQUIRE(groups.size() == blocks + 1);  // and the classifier's inputs
+    REQUIRE(groups.size() == 2 * blocks + 1);  // MLP units and heads per block, and the classifier's inputs
     CHECK(groups[0].name == "backbone.encoder.layers.0.blocks.0.intermediate");
     CHECK(groups[0].units == cfg.backbone.mlp_hidden(0));
+    CHECK(groups[blocks].name == "backbone.encoder.layers.0.blocks.0.attention");
+    CHECK(groups[blocks].units == std::size_t(cfg.backbone.num_heads[0]));
 
     const drt::upernet_swin_model plain(cfg, base, {}, drt::channel_order{});  // checkpoint order
     const drt::upernet_swin_model ordered(cfg, base);                          // default: weight order
@@ -352,7 +354,7 @@ TEST_SUITE("dynamic") {
     // calibrated: statistics from fc1's outputs, means for compensation, a SegFormer order refused
     const auto stats = drt::collect_unit_statistics(
         plain.group_layers(), [&] { (void)plain.forward(x); }, drt::refit_group_names(groups));
-    REQUIRE(stats.sum_sq.size() == blocks + 1);
+    REQUIRE(stats.sum_sq.size() == blocks + 1);  // not the heads: they keep their weight order
     const auto cal = drt::calibrated_order(base, groups, stats, "one random image");
     const drt::upernet_swin_model calibrated(cfg, base, {}, cal);
     CHECK(calibrated.compile(half).mlp.bias_at(0, 0) != nullptr);
@@ -365,6 +367,50 @@ TEST_SUITE("dynamic") {
                pc = plain.forward(x, pred).logits;
     CHECK(drt_test::compare(pr.data(), full.data(), full.size()).rel_l2 <
           0.7 * drt_test::compare(pc.data(), full.data(), full.size()).rel_l2);
+
+    // heads: reversed in every block with more than one, an exact rewrite (q/k/v rows, the bias
+    // table's columns, output columns); heads=0.5 under it equals the checkpoint model whose output
+    // projections ignore the heads the reversed order puts last
+    drt::channel_order reversed;
+    reversed.method = "test";
+    std::map<std::string, std::size_t> dropped_below;  // output.dense.weight -> checkpoint heads dropped: [0, n)
+    const auto hpath = drt::upernet_path::parse("heads=0.5");
+    std::size_t multi = 0;
+    for (std::size_t st = 0, gi = 0; st < cfg.backbone.depths.size(); ++st)
+      for (int j = 0; j < cfg.backbone.depths[st]; ++j, ++gi) {
+        const std::size_t h = std::size_t(cfg.backbone.num_heads[st]);
+        std::vector<std::uint32_t> p(h);
+        for (std::size_t i = 0; i < h; ++i) p[i] = std::uint32_t(h - 1 - i);
+        const std::string a = drt::upernet_swin_model::head_group_name(st, std::size_t(j));
+        reversed.groups[a] = p;
+        dropped_below[a + ".output.dense.weight"] = h - hpath.heads_kept(cfg, st, gi);
+        multi += h > 1;
+      }
+    REQUIRE(multi > 0);
+    const drt::upernet_swin_model rev(cfg, base, {}, reversed);
+    const auto fr = rev.forward(x).logits;
+    drt_test::check_close(fr.data(), full.data(), full.size(), "swin logits, heads reversed", 1e-5, 1e-4);
+    const drt::weight_source zeroed = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+      auto v = base(name, shape);
+      auto it = dropped_below.find(name);
+      if (it == dropped_below.end()) return v;
+      const std::size_t c = std::size_t(shape[1]);
+      std::size_t heads = 0;
+      for (std::size_t st = 0; st < cfg.backbone.depths.size(); ++st)
+        if (cfg.backbone.stage_channels(st) == c) heads = std::size_t(cfg.backbone.num_heads[st]);
+      for (std::size_t o = 0; o < std::size_t(shape[0]); ++o)
+        for (std::size_t i = 0; i < it->second * (c / heads); ++i) v[o * c + i] = 0.f;
+      return v;
+    };
+    const auto ph = rev.forward(x, hpath).logits;
+    const auto pz = drt::upernet_swin_model(cfg, zeroed, {}, drt::channel_order{}).forward(x).logits;
+    drt_test::check_close(ph.data(), pz.data(), pz.size(), "swin heads=0.5, reversed order vs zeroed heads", 1e-5,
+                          1e-4);
+    CHECK(drt_test::compare(ph.data(), full.data(), full.size()).rel_l2 > 1e-4);
+    for (const auto& l : rev.layers(72, 100, rev.compile(hpath)))
+      if (l.name == "Stage2 Block1 attention.qkv")  // stage 1's first block: 1 of its 2 heads
+        CHECK(l.k == 3 * cfg.backbone.stage_channels(1) / 2);
+
     const auto seg_groups = drt::segformer_model::channel_groups(small_config());
     const auto seg_order = drt::weight_order(drt::random_source(1), seg_groups);
     CHECK_THROWS_WITH_AS(drt::upernet_swin_model(cfg, base, {}, seg_order),

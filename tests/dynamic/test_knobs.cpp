@@ -75,7 +75,8 @@ TEST_SUITE("dynamic") {
     CHECK(s[5].kind() == K::boolean);
     CHECK(drt::resnet_path::family().knobs[2].kind() == K::fractions);
     CHECK(knob_names<drt::upernet_path>() ==
-          std::vector<std::string>{"depths", "skip", "bottleneck_in", "fpn_out", "fpn_in", "pred_in", "mlp", "precision"});
+          std::vector<std::string>{"depths", "skip", "bottleneck_in", "fpn_out", "fpn_in", "pred_in", "mlp", "heads",
+                                   "precision"});
     for (const auto& k : drt::resnet_path::family().knobs) CHECK(std::string(k.prunes).size() > 0);
   }
 
@@ -126,7 +127,7 @@ TEST_SUITE("dynamic") {
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse("propagate=0"),
                          "path 'propagate=0': key 'propagate' does not apply to upernet (keys: depths, skip, "
-                         "bottleneck_in, fpn_out, fpn_in, pred_in, mlp, precision)",
+                         "bottleneck_in, fpn_out, fpn_in, pred_in, mlp, heads, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::resnet_path::from_json(nlohmann::json{{"fuse_in", 3}}),
                          "path JSON: key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width)", E);
@@ -228,13 +229,14 @@ TEST_SUITE("dynamic") {
     auto t = drt::standard_upernet_swin_config("swin-t-upernet");
     const auto u = drt::path_knobs<drt::upernet_path>(t);
     CHECK(find(u, "bottleneck_in").max == 2048);
-    CHECK(u.size() == 8);
+    CHECK(u.size() == 9);
     CHECK(find(u, "precision").kind == K::precision);  // issue 20: the Swin backbone's arithmetic
+    CHECK(find(u, "heads").entries.back().range.step == doctest::Approx(1.0 / 24));  // Swin-T stage 3: 24 heads
     CHECK(find(u, "mlp").entries.size() == 12);  // Swin-T: 2 + 2 + 6 + 2 blocks
     CHECK(find(u, "mlp").entries.back().range.step == doctest::Approx(1.0 / 3072));
     t.backbone.out_indices = {4};  // one level: no fpn convs, so no fpn_in knob
     const auto one = drt::path_knobs<drt::upernet_path>(t);
-    CHECK(one.size() == 7);
+    CHECK(one.size() == 8);
     for (const auto& k : one) CHECK(k.name != "fpn_in");
   }
 

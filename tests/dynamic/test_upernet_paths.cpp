@@ -113,7 +113,7 @@ TEST_SUITE("dynamic") {
     CHECK_THROWS_WITH_AS(
         P::parse("fuse_in=512"),
         "path 'fuse_in=512': key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, "
-        "fpn_out, fpn_in, pred_in, mlp, precision)",
+        "fpn_out, fpn_in, pred_in, mlp, heads, precision)",
         E);
     CHECK_THROWS_WITH_AS(P::parse("bottleneck_in=0"), "path 'bottleneck_in=0': bottleneck_in=0 keeps no channels", E);
     CHECK_THROWS_WITH_AS(P::parse("fpn_out=0"), "path 'fpn_out=0': fpn_out=0 keeps no channels", E);
@@ -129,7 +129,7 @@ TEST_SUITE("dynamic") {
     CHECK_THROWS_WITH_AS(
         P::from_json(nlohmann::json{{"fuse_in", 3}}),
         "path JSON: key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, fpn_out, "
-        "fpn_in, pred_in, mlp, precision)",
+        "fpn_in, pred_in, mlp, heads, precision)",
         E);
     CHECK_THROWS_WITH_AS(P::from_json(nlohmann::json::array()), "path JSON [] is not an object", E);
 

@@ -43,7 +43,7 @@ TEST_SUITE("engine") {
     o.knob_grid = {{"fuse_in", {64}}};
     CHECK_THROWS_WITH_AS(drt::sweep_paths(m, o),
                          "path: key 'fuse_in' does not apply to upernet (keys: depths, skip, bottleneck_in, fpn_out, "
-                         "fpn_in, pred_in, mlp, precision)",
+                         "fpn_in, pred_in, mlp, heads, precision)",
                          drt::invalid_input);
     o.knob_grid = {{"bottleneck_in", {512}}};
     CHECK_THROWS_WITH_AS(drt::sweep_paths(m, o), "path 'bottleneck_in=512': bottleneck_in=512 must be between 1 and 256",

@@ -50,7 +50,7 @@ TEST_SUITE("io") {
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse(text),
                          "path 'fuse_in=512 \\x00propagate=0': key 'fuse_in' does not apply to upernet (keys: depths, "
-                         "skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp, precision)",
+                         "skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp, heads, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::resnet_path::parse(text),
                          "path 'fuse_in=512 \\x00propagate=0': key 'fuse_in' does not apply to resnet (keys: depths, "

@@ -56,9 +56,26 @@ void check_attention(const attn_case& a, unsigned seed) {
   const auto residual = random_vector(m * C, seed + 10);
   const auto g = drt::make_window_geometry(a.h, a.w, a.window, a.shift, a.policy);
   std::vector<float> got(residual), ref(residual);
-  drt::window_attention(w, C, a.heads, a.window).run(normed.data(), a.n, g, got.data());
+  const drt::window_attention att(w, C, a.heads, a.window);
+  att.run(normed.data(), a.n, g, got.data());
   drt::window_attention_ref(normed.data(), a.n, C, a.heads, a.window, w, g, ref.data());
   check_close(got.data(), ref.data(), ref.size(), describe(a), wa_rel, wa_abs);
+  // A head prefix equals the reference whose output projection ignores the other heads (their
+  // columns zeroed): the fused projection's head-grouped rows keep each head's q, k and v together.
+  const std::size_t d = C / a.heads;
+  for (std::size_t kept = 1; kept < a.heads; ++kept) {
+    CAPTURE(kept);
+    auto ow0 = ow;
+    for (std::size_t o = 0; o < C; ++o)
+      for (std::size_t i = kept * d; i < C; ++i) ow0[o * C + i] = 0.f;
+    auto w0 = w;
+    w0.o_w = ow0.data();
+    std::vector<float> pre(residual), zeroed(residual);
+    att.run(normed.data(), a.n, g, pre.data(), drt::precision::fp32, kept);
+    drt::window_attention_ref(normed.data(), a.n, C, a.heads, a.window, w0, g, zeroed.data());
+    check_close(pre.data(), zeroed.data(), zeroed.size(), describe(a) + " head prefix", wa_rel, wa_abs);
+    CHECK(compare(pre.data(), got.data(), got.size()).rel_l2 > 1e-3);  // dropping heads changes the output
+  }
 }
 }  // namespace
 

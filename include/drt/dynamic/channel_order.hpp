@@ -53,6 +53,9 @@ struct group_tensor {
   /// Consecutive entries of the axis that form one unit (an attention head's channels); the axis
   /// holds units x unit_size entries and a permutation moves whole units.
   std::size_t unit_size = 1;
+  /// false: the tensor moves with its units but its slices' norms do not score them (a per-head
+  /// bias table, which shifts the unit's scores but does not scale its signal).
+  bool weighs = true;
 };
 
 /// The units of one prunable group (e.g. a Mix-FFN's hidden units, an attention's heads), named by
@@ -294,7 +297,7 @@ namespace detail {
 inline std::vector<std::uint32_t> weight_rank(const weight_source& source, const channel_group& g) {
   std::vector<double> score(g.units, 1.0);
   for (const auto& t : g.tensors) {
-    if (t.shape.size() < 2) continue;  // biases do not scale the unit's signal
+    if (t.shape.size() < 2 || !t.weighs) continue;  // biases do not scale the unit's signal
     const auto sq = slice_sq_norms(t, source(t.name, t.shape));
     for (std::size_t u = 0; u < g.units; ++u) score[u] *= std::sqrt(sq[u]);
   }

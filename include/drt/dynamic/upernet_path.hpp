@@ -25,6 +25,9 @@
 /// - pred_in: classifier input channels kept = fpn_bottleneck output channels computed.
 /// - mlp: Swin MLP hidden units kept, as fractions of each block's hidden width (1 value, one per
 ///   stage or one per block), a prefix of the order the model was loaded in (dynamic/channel_order.hpp).
+/// - heads: Swin window-attention heads kept, as fractions of each block's heads (like mlp), a prefix
+///   of the model's head order: the fused q/k/v projection computes only those heads and the output
+///   projection reads only their channels.
 /// - precision: the arithmetic of the Swin backbone's GEMM layers (q/k/v, output, fc1, fc2, patch
 ///   merging reductions): `precision=int8`, `precision=bf16`, or `precision=encoder:int8`. The one
 ///   region is `encoder`: the UPerNet head's convolutions run fp32 on every path (docs/precision.md).
@@ -54,9 +57,10 @@ struct upernet_path {
   int fpn_in = 0;                         ///< fpn_convs input channels kept (= lateral outputs computed)
   int pred_in = 0;                        ///< classifier inputs kept (= fpn_bottleneck outputs computed)
   std::vector<double> mlp;                ///< Swin MLP hidden units kept as fractions (1, per stage or per block)
+  std::vector<double> heads;              ///< window-attention heads kept as fractions (1, per stage or per block)
   precision_plan precision;               ///< the backbone's arithmetic (fp32 by default)
 
-  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp, precision";
+  static constexpr const char* keys = "depths, skip, bottleneck_in, fpn_out, fpn_in, pred_in, mlp, heads, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<upernet_path, upernet_config>& family() {
@@ -96,6 +100,13 @@ struct upernet_path {
              },
              "Swin MLP hidden units kept as a fraction of the block's (round(e * hidden), at least 1)",
              "fc1 computes and fc2 reads only those"},
+            {"heads", &upernet_path::heads, knob_layout::per_block,
+             [](const C& c, std::size_t s, std::size_t) {
+               const std::size_t h = s < c.backbone.num_heads.size() ? std::size_t(c.backbone.num_heads[s]) : 1;
+               return knob_range{0, 1, 1.0 / double(std::max<std::size_t>(1, h))};
+             },
+             "window-attention heads kept as a fraction of the block's (round(e * heads), at least 1)",
+             "the fused q/k/v projection computes, the output projection reads only those"},
             {"precision", &upernet_path::precision, knob_layout::scalar, nullptr,
              "arithmetic of the Swin backbone's GEMM layers: fp32, bf16 or int8 (region: encoder; the head "
              "stays fp32)",
@@ -118,6 +129,11 @@ struct upernet_path {
 
   bool block_runs(std::size_t s, std::size_t b) const noexcept { return detail::block_kept(depths, skip, s, b); }
 
+  /// Window-attention heads kept by block b of stage s (global block index g in stage order).
+  std::size_t heads_kept(const upernet_config& c, std::size_t s, std::size_t g) const {
+    const std::size_t h = s < c.backbone.num_heads.size() ? std::size_t(c.backbone.num_heads[s]) : 0;
+    return detail::fraction_kept(heads, c.backbone.depths.size(), s, g, h);
+  }
   /// Swin MLP hidden units kept by block b of stage s (global block index g in stage order).
   std::size_t mlp_kept(const upernet_config& c, std::size_t s, std::size_t g) const {
     return detail::fraction_kept(mlp, c.backbone.depths.size(), s, g, c.backbone.mlp_hidden(s));

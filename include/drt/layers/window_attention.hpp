@@ -287,18 +287,20 @@ public:
     if (heads == 0 || channels % heads)
       throw invalid_input("window attention: " + std::to_string(channels) + " channels are not a multiple of " +
                           std::to_string(heads) + " heads");
-    // q, k and v in one GEMM: weight rows [q; k; v] -> outputs [T, 3C]
+    // q, k and v in one GEMM, rows grouped by head: [q_0; k_0; v_0; q_1; k_1; v_1; ...] (d rows
+    // each) -> outputs [T, 3C], so that the first h heads are the first 3 h d outputs (`heads_kept`).
+    const std::size_t d = channels / heads;
     std::vector<float> wqkv(3 * channels * channels);
-    std::copy(w.q_w, w.q_w + channels * channels, wqkv.begin());
-    std::copy(w.k_w, w.k_w + channels * channels, wqkv.begin() + static_cast<std::ptrdiff_t>(channels * channels));
-    std::copy(w.v_w, w.v_w + channels * channels, wqkv.begin() + static_cast<std::ptrdiff_t>(2 * channels * channels));
-    std::vector<float> bqkv;
-    if (w.q_b || w.k_b || w.v_b) {
-      bqkv.assign(3 * channels, 0.f);
-      if (w.q_b) std::copy(w.q_b, w.q_b + channels, bqkv.begin());
-      if (w.k_b) std::copy(w.k_b, w.k_b + channels, bqkv.begin() + static_cast<std::ptrdiff_t>(channels));
-      if (w.v_b) std::copy(w.v_b, w.v_b + channels, bqkv.begin() + static_cast<std::ptrdiff_t>(2 * channels));
-    }
+    const bool has_bias = w.q_b || w.k_b || w.v_b;
+    std::vector<float> bqkv(has_bias ? 3 * channels : 0, 0.f);
+    const float* ws[3] = {w.q_w, w.k_w, w.v_w};
+    const float* bs[3] = {w.q_b, w.k_b, w.v_b};
+    for (std::size_t h = 0; h < heads; ++h)
+      for (std::size_t part = 0; part < 3; ++part) {
+        const std::size_t dst = (3 * h + part) * d, src = h * d;
+        std::copy_n(ws[part] + src * channels, d * channels, wqkv.begin() + static_cast<std::ptrdiff_t>(dst * channels));
+        if (bs[part]) std::copy_n(bs[part] + src, d, bqkv.begin() + static_cast<std::ptrdiff_t>(dst));
+      }
     qkv_ = linear(wqkv.data(), bqkv.empty() ? nullptr : bqkv.data(), 3 * channels, channels);
     const std::size_t rows = (2 * window - 1) * (2 * window - 1);
     table_.assign(w.rel_table, w.rel_table + rows * heads);
@@ -318,16 +320,19 @@ public:
   /// normed: layer-normed tokens [N, H, W, C]; x: [N, H, W, C] holds the residual on entry and
   /// receives x + attention(normed). g: from make_window_geometry(H, W, ...). normed and x differ.
   /// `p`: the arithmetic of the q/k/v and output projections (the window products, 49-64 keys per
-  /// query, and the softmax stay fp32: docs/precision.md).
-  void run(const float* normed, std::size_t n, const window_geometry& g, float* x,
-           precision p = precision::fp32) const {
+  /// query, and the softmax stay fp32: docs/precision.md). `heads_kept` (0 = all): only the first
+  /// heads run -- the fused projection computes only their q, k and v, and the output projection
+  /// reads only their channels (a head prefix of the model's head order, dynamic/channel_order.hpp).
+  void run(const float* normed, std::size_t n, const window_geometry& g, float* x, precision p = precision::fp32,
+           std::size_t heads_kept = 0) const {
     if (g.window > window_)
       throw shape_error("window attention: window " + std::to_string(g.window) + " exceeds the configured " +
                         std::to_string(window_));
-    const std::size_t C = c_, C3 = 3 * c_, T = g.tokens(), nw = g.windows(), hw = g.height * g.width;
+    const std::size_t C = c_, T = g.tokens(), nw = g.windows(), hw = g.height * g.width;
     const std::size_t d = C / heads_, nwin = n * nw, rows = nwin * T;
+    const std::size_t hk = heads_kept == 0 ? heads_ : std::min(heads_kept, heads_), ch = hk * d, C3 = 3 * ch;
     const auto map = window_token_map(g);
-    detail::aligned_vector<float> xw(rows * C), qkv(rows * C3), ctxw(rows * C), ctx(n * hw * C);
+    detail::aligned_vector<float> xw(rows * C), qkv(rows * C3), ctxw(rows * ch), ctx(n * hw * ch);
     // 1. gather the (padded, rolled) windows; padding tokens are zero
     parallel_for(
         nwin,
@@ -344,23 +349,23 @@ public:
         },
         double(rows) * C);
     // 2. q, k, v for every window token
-    qkv_.run(rows, xw.data(), C, qkv.data(), C3, activation::none, nullptr, 0, true, p);
+    qkv_.run_prefix(rows, C3, C, xw.data(), C, qkv.data(), C3, activation::none, nullptr, 0, nullptr, p);
     // 3. relative position bias + shift mask, one table per window kind (last row / last column)
     const std::vector<float> sub_bias = g.window == window_
                                             ? std::vector<float>()
                                             : detail::relative_position_bias(table_.data(), window_, heads_, g.window);
     const float* bias = g.window == window_ ? bias_.data() : sub_bias.data();
     const std::size_t kinds = g.shift > 0 ? 4 : 1;
-    std::vector<float> bias_mask(kinds * heads_ * T * T);
+    std::vector<float> bias_mask(kinds * hk * T * T);
     std::vector<int> lab(T);
     for (std::size_t kind = 0; kind < kinds; ++kind) {
       // kind bit 0: the window is in the last row of windows; bit 1: in the last column
       const std::size_t wy = (kind & 1) ? g.windows_h() - 1 : 0, wx = (kind & 2) ? g.windows_w() - 1 : 0;
       detail::window_region_labels(g, wy * g.windows_w() + wx, lab.data());
-      for (std::size_t h = 0; h < heads_; ++h)
+      for (std::size_t h = 0; h < hk; ++h)
         for (std::size_t i = 0; i < T; ++i)
           for (std::size_t j = 0; j < T; ++j)
-            bias_mask[((kind * heads_ + h) * T + i) * T + j] =
+            bias_mask[((kind * hk + h) * T + i) * T + j] =
                 bias[(h * T + i) * T + j] + (lab[i] == lab[j] ? 0.f : shifted_window_mask_value);
     }
     auto kind_of = [&](std::size_t local) -> std::size_t {
@@ -371,24 +376,24 @@ public:
     // 4. softmax(q k^T / sqrt(d) + bias + mask) v per window and head
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     parallel_for(
-        nwin * heads_,
+        nwin * hk,
         [&](std::size_t task) {
           thread_local packed_matrix kt, vp;
           thread_local detail::aligned_vector<float> scores;
-          const std::size_t wi = task / heads_, h = task % heads_;
+          const std::size_t wi = task / hk, h = task % hk;
           if (scores.size() < T * T) scores.resize(T * T);
-          const float* base = qkv.data() + wi * T * C3;
-          kt.assign_nk(base + C + h * d, T, d, C3);      // B = K^T: [d][T]
-          vp.assign_kn(base + 2 * C + h * d, T, d, C3);  // B = V:   [T][d]
+          const float* base = qkv.data() + wi * T * C3 + 3 * h * d;  // head h's q, then k, then v
+          kt.assign_nk(base + d, T, d, C3);      // B = K^T: [d][T]
+          vp.assign_kn(base + 2 * d, T, d, C3);  // B = V:   [T][d]
           gemm_epilogue ep;
           ep.alpha = scale;
-          ep.residual = bias_mask.data() + (kind_of(wi % nw) * heads_ + h) * T * T;
+          ep.residual = bias_mask.data() + (kind_of(wi % nw) * hk + h) * T * T;
           ep.ldr = T;
-          gemm(T, T, d, base + h * d, C3, kt, scores.data(), T, ep, false);
+          gemm(T, T, d, base, C3, kt, scores.data(), T, ep, false);
           for (std::size_t i = 0; i < T; ++i) softmax_row(scores.data() + i * T, T);
-          gemm(T, d, T, scores.data(), T, vp, ctxw.data() + wi * T * C + h * d, C, {}, false);
+          gemm(T, d, T, scores.data(), T, vp, ctxw.data() + wi * T * ch + h * d, ch, {}, false);
         },
-        4.0 * double(rows) * T * C);
+        4.0 * double(rows) * T * ch);
     // 5. reverse + roll back + crop: scatter the real tokens back to the grid
     parallel_for(
         nwin,
@@ -397,15 +402,17 @@ public:
           for (std::size_t t = 0; t < T; ++t) {
             const std::int64_t src = map[local * T + t];
             if (src >= 0)
-              std::memcpy(ctx.data() + (b * hw + static_cast<std::size_t>(src)) * C, ctxw.data() + (wi * T + t) * C,
-                          C * sizeof(float));
+              std::memcpy(ctx.data() + (b * hw + static_cast<std::size_t>(src)) * ch, ctxw.data() + (wi * T + t) * ch,
+                          ch * sizeof(float));
           }
         },
-        double(rows) * C);
+        double(rows) * ch);
     // 6. output projection, residual added in the epilogue
-    out_.run(n * hw, ctx.data(), C, x, C, activation::none, x, C, true, p);
+    out_.run_prefix(n * hw, C, ch, ctx.data(), ch, x, C, activation::none, x, C, nullptr, p);
   }
 
+  /// The output projection (its inputs are the heads' channels).
+  const linear& output() const noexcept { return out_; }
   /// The two GEMM layers a precision lowers: "qkv" (query, key and value in one) and "output".
   template <class F>
   void for_each_linear(F&& f) const {

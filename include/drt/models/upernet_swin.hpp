@@ -90,6 +90,8 @@ struct upernet_execution : upernet_head_channels {
   std::vector<std::vector<unsigned char>> skip;
   /// MLP hidden units each Swin block computes (a prefix), and fc2's compensated biases.
   unit_prefixes mlp;
+  /// Window-attention heads each Swin block runs (a prefix of the head order; 0 = all).
+  unit_prefixes heads;
   /// The arithmetic of the backbone's GEMM layers (path knob `precision`, region encoder).
   precision encoder = precision::fp32;
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
@@ -132,7 +134,13 @@ public:
   static std::string group_name(std::size_t s, std::size_t j) {
     return "backbone.encoder.layers." + std::to_string(s) + ".blocks." + std::to_string(j) + ".intermediate";
   }
-  /// The prunable channel groups (dynamic/channel_order.hpp): every Swin block's MLP hidden units.
+  /// The group of block j of stage s's window-attention heads.
+  static std::string head_group_name(std::size_t s, std::size_t j) {
+    return "backbone.encoder.layers." + std::to_string(s) + ".blocks." + std::to_string(j) + ".attention";
+  }
+  /// The prunable channel groups (dynamic/channel_order.hpp): every Swin block's MLP hidden units;
+  /// every block's heads (units of head_dim query, key and value rows and output-projection
+  /// columns, and one column of the relative position bias table); the classifier's inputs.
   static std::vector<channel_group> channel_groups(const upernet_config& c) {
     std::vector<channel_group> out;
     const swin_config& s = c.backbone;
@@ -149,6 +157,23 @@ public:
                         {b + "output.dense.weight", {C, H}, 1, true}},
                        false,
                        ""});
+      }
+    }
+    const auto ws = static_cast<std::int64_t>(s.window_size), table = (2 * ws - 1) * (2 * ws - 1);
+    for (std::size_t st = 0; st < s.depths.size(); ++st) {
+      const auto C = static_cast<std::int64_t>(s.stage_channels(st)), heads = std::int64_t(s.num_heads[st]);
+      const auto d = static_cast<std::size_t>(C / heads);
+      for (int j = 0; j < s.depths[st]; ++j) {
+        const std::string a = head_group_name(st, static_cast<std::size_t>(j)), q = a + ".self.";
+        channel_group g{a, static_cast<std::size_t>(heads), {}, false, ""};
+        for (const char* p : {"query", "key", "value"}) {
+          g.tensors.push_back({q + p + ".weight", {C, C}, 0, false, d});
+          if (s.qkv_bias) g.tensors.push_back({q + p + ".bias", {C}, 0, false, d});
+        }
+        // a bias per head and relative position: moves with its head, scores nothing
+        g.tensors.push_back({q + "relative_position_bias_table", {table, heads}, 1, false, 1, false});
+        g.tensors.push_back({a + ".output.dense.weight", {C, C}, 1, true, d});
+        out.push_back(std::move(g));
       }
     }
     // The classifier's inputs (pred_in): fpn_bottleneck's outputs and their BatchNorm, a refit group.
@@ -315,6 +340,10 @@ public:
       e.mlp = unit_prefixes::plan(
           per_stage, order_, [&](std::size_t s, std::size_t g) { return path.mlp_kept(cfg_, s, g); }, &group_name,
           [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].fc2; });
+    if (!path.heads.empty())  // no compensation: the order holds no means of multi-channel units
+      e.heads = unit_prefixes::plan(
+          per_stage, order_, [&](std::size_t s, std::size_t g) { return path.heads_kept(cfg_, s, g); },
+          &head_group_name, [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].attention.output(); });
     const std::size_t L = levels(), D = d_;
     const std::size_t bin = path.bottleneck_in ? static_cast<std::size_t>(path.bottleneck_in) : L * D;
     const std::size_t fout = path.fpn_out ? static_cast<std::size_t>(path.fpn_out) : D;
@@ -387,20 +416,23 @@ public:
         if (exec.is_skipped(st, j)) continue;
         const auto& blk = blocks_[st][j];
         const auto g = make_window_geometry(h, w, ws, j % 2 == 1 ? ws / 2 : 0, s.policy);
-        const std::size_t T = g.tokens(), rows = g.windows() * T, heads = blk.attention.heads(), d = C / heads;
-        const std::size_t full_hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * C : 0;
+        const std::size_t T = g.tokens(), rows = g.windows() * T, d = C / blk.attention.heads();
+        const std::size_t heads = exec.heads.at(st, j) ? std::min(exec.heads.at(st, j), blk.attention.heads())
+                                                       : blk.attention.heads(),
+                          ch = heads * d;  // the channels of the heads kept
+        const std::size_t full_hid = blk.fc1.out_features(), bias = s.qkv_bias ? 3 * ch : 0;
         const std::size_t hid = exec.mlp.at(st, j) ? std::min(exec.mlp.at(st, j), full_hid) : full_hid;
         const std::string b = sn + " Block" + std::to_string(j + 1) + " ", att = b + "attention";
         const std::string mb = "backbone.encoder.layers." + std::to_string(st) + ".blocks." + std::to_string(j) + ".";
         const std::size_t wh = g.windows() * heads;
         add(b + "layernorm_before", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C) = mb + "layernorm_before";
         // query, key and value run as one GEMM: the layer names the first module it fuses
-        add(b + "attention.qkv", layer_kind::linear, enc, 3 * C, C, rows, 1, 1, 1, 3 * C * C + bias, 1, att) =
+        add(b + "attention.qkv", layer_kind::linear, enc, 3 * ch, C, rows, 1, 1, 1, 3 * ch * C + bias, 1, att) =
             mb + "attention.self.query";
         add(b + "attention.qk", layer_kind::attention_matmul, enc, T, d, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
         add(b + "attention.softmax", layer_kind::softmax, enc, T, T, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
         add(b + "attention.pv", layer_kind::attention_matmul, enc, d, T, T, 1, 1, 1, 0, wh, att) = mb + "attention.self";
-        add(b + "attention.output", layer_kind::linear, enc, C, C, h * w, 1, 1, 1, C * C + C, 1, att) =
+        add(b + "attention.output", layer_kind::linear, enc, C, ch, h * w, 1, 1, 1, C * ch + C, 1, att) =
             mb + "attention.output.dense";
         add(b + "layernorm_after", layer_kind::norm, enc, C, C, h * w, 1, 1, 1, 2 * C) = mb + "layernorm_after";
         add(b + "mlp.fc1", layer_kind::linear, enc, hid, C, h * w, 1, 1, 1, hid * C + hid) = mb + "intermediate.dense";
@@ -560,7 +592,7 @@ public:
         }
         {
           profile_scope ps("attention");
-          blk.attention.run(normed.data(), n, g, cur.data(), exec.encoder);
+          blk.attention.run(normed.data(), n, g, cur.data(), exec.encoder, exec.heads.at(st, j));
         }
         {
           profile_scope ps("layernorm_after");
