@@ -432,8 +432,9 @@ inline std::size_t group_unit_size(const channel_group& g) {
 }
 
 /// Calibrated order: each unit scored by its activation RMS over the calibration rows times the L2
-/// norm of its consumer slice; groups of multi-channel units (heads) in their weight order (the unit's expected share of the consumer's output energy, units
-/// taken as uncorrelated). `stats` must cover every group.
+/// norm of its consumer slice (the unit's expected share of the consumer's output energy, units
+/// taken as uncorrelated); groups of multi-channel units (attention heads) keep their weight order,
+/// refit groups their greedy one. `stats` must cover every other group.
 inline channel_order calibrated_order(const weight_source& source, const std::vector<channel_group>& groups,
                                       const unit_statistics& stats, const std::string& calibration) {
   channel_order o;

@@ -280,10 +280,10 @@ public:
     }
   }
 
-  /// The GEMM layers with their checkpoint module names (relative to the attention module); the
-  /// spatial reduction ("self.sr", a conv in the checkpoint) where sr > 1.
   /// The output projection (its inputs are the heads' channels).
   const linear& output() const noexcept { return out_; }
+  /// The GEMM layers with their checkpoint module names (relative to the attention module); the
+  /// spatial reduction ("self.sr", a conv in the checkpoint) where sr > 1.
   template <class F>
   void for_each_linear(F&& f) {
     f("self.query", query_), f("self.key", key_), f("self.value", value_);
