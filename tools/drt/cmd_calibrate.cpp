@@ -117,8 +117,8 @@ int calibrate_main(const parsed_args& args) {
       order.groups.erase(name);
       order.moments.erase(name);
     }
-  const bool heads = std::any_of(order.groups.begin(), order.groups.end(), [](const auto& g) {
-    return g.first.size() > 10 && g.first.compare(g.first.size() - 10, 10, ".attention") == 0;
+  const bool heads = std::any_of(groups.begin(), groups.end(), [&](const drt::channel_group& g) {
+    return drt::group_unit_size(g) > 1 && order.groups.count(g.name);  // units of several channels: heads
   });
   nlohmann::json j = order.to_json();
   j["fingerprint"] = order.fingerprint();
