@@ -188,6 +188,55 @@ TEST_CASE("segformer: the attention region sets the attention products' arithmet
   }
 }
 
+TEST_CASE("segformer: tokens= merges each block's similar tokens (layers count them; images merge alone)") {
+  const std::string dir = source_dir() + "/data/models/segformer-b0-camvid";
+  const auto model = drt::segformer_model::from_dir(dir);
+  const drt::safetensors_file io(dir + "/case_camvid_val1.safetensors");
+  const auto x = as_tensor4(io.read_float("pixel_values"));
+  const std::size_t H = x.shape(2), W = x.shape(3), K = model.config().num_classes();
+  const auto full = model.forward(x).logits;
+  const auto ones = model.forward(x, drt::segformer_path::parse("tokens=1")).logits;
+  CHECK(compare(ones.data(), full.data(), full.size()).max_abs == 0.0);
+  const auto half_path = drt::segformer_path::parse("tokens=0.5");
+  CHECK(half_path.to_string() == "tokens=0.5");
+  const auto half = model.forward(x, half_path).logits;
+  const auto d = compare(half.data(), full.data(), full.size());
+  CHECK(d.rel_l2 > 1e-3);  // merging changes the result...
+  const double agree = argmax_agreement(half.data(), full.data(), 1, K, half.shape(2) * half.shape(3));
+  CHECK(agree > 0.9);  // ...but keeps most of the prediction
+  // two images in one batch merge each on its own: the same as one at a time
+  auto two = drt::tensor4::from_shape({2, x.shape(1), H, W});
+  std::copy(x.data(), x.data() + x.size(), two.data());
+  for (std::size_t c = 0; c < x.shape(1); ++c)  // the second image mirrored
+    for (std::size_t y = 0; y < H; ++y)
+      for (std::size_t xx = 0; xx < W; ++xx) two(1, c, y, xx) = x(0, c, y, W - 1 - xx);
+  const auto both = model.forward(two, half_path).logits;
+  auto second = drt::tensor4::from_shape({1, x.shape(1), H, W});
+  std::copy(two.data() + x.size(), two.data() + 2 * x.size(), second.data());
+  const auto alone = model.forward(second, half_path).logits;
+  check_close(both.data(), half.data(), half.size(), "tokens=0.5, image 0 of a batch of 2", 1e-5, 1e-4);
+  check_close(both.data() + half.size(), alone.data(), alone.size(), "tokens=0.5, image 1 of a batch of 2", 1e-5, 1e-4);
+  // the layer list: queries, output projection, dense1 and dense2 on the merged tokens; keys, the
+  // depthwise conv and the norms on all; the plan's similarities listed
+  const auto exec = model.compile(drt::segformer_path::parse("tokens=1,1,0.5,0.4"));
+  const auto sizes = model.stage_sizes(H, W);
+  const std::size_t T2 = sizes[2].first * sizes[2].second, T3 = sizes[3].first * sizes[3].second;
+  const auto layers = model.layers(H, W, exec);
+  const auto* q0 = find_layer(layers, "Stage1 Block1 attention.query");
+  const auto* q2 = find_layer(layers, "Stage3 Block1 attention.query");
+  const auto* f3 = find_layer(layers, "Stage4 Block2 mlp.dense2");
+  const auto* c2 = find_layer(layers, "Stage3 Block1 mlp.dwconv");
+  REQUIRE((q0 && q2 && f3 && c2));
+  CHECK(q0->p * q0->q == sizes[0].first * sizes[0].second);
+  CHECK(q2->p == (T2 + 1) / 2);
+  CHECK(f3->p == drt::token_merge::kept_tokens(sizes[3].first, sizes[3].second, std::size_t(std::lround(0.4 * T3))));
+  CHECK(c2->p * c2->q == T2);
+  CHECK(find_layer(layers, "Stage3 Block1 tokens.merge") != nullptr);
+  CHECK(find_layer(layers, "Stage1 Block1 tokens.merge") == nullptr);
+  CHECK_THROWS_WITH_AS(drt::segformer_path::parse("tokens=0.25").validate(model.config()),
+                       "path 'tokens=0.25': block 0.0 tokens=0.25 must be a fraction in (0.25, 1]", drt::invalid_input);
+}
+
 // The CamVid B1 / B2 cases (../shared). Measured (as above): B1 bf16 8.8e-4 / 99.991 %, int8
 // 5.9e-3 / 99.881 %; B2 bf16 8.2e-4 / 99.989 %, int8 6.0e-3 / 99.921 %.
 // Not in the sanitized build (minutes per forward under ASan; the vendored B0 case above runs there).

@@ -20,6 +20,11 @@
 ///   per block, like mlp): `heads=0.5`. Query, key and value compute only the kept heads' channels
 ///   and the output projection reads only those; the heads kept are a prefix of the model's order
 ///   (by importance by default). Stage 0 of the SegFormer family has a single head, which stays.
+/// - tokens: image tokens kept by each block's attention and Mix-FFN, as fractions of the stage's
+///   grid (1 value, one per stage or one per block): `tokens=1,1,0.5,0.5`. Similar neighbouring
+///   tokens are merged (averaged) for the block's queries, output projection, dense1 and dense2, and
+///   every token gets its merged token's result back (layers/token_merge.hpp: at least one token per
+///   2 x 2 window stays, so fractions must exceed 0.25). Keys and values still come from every token.
 /// - precision: the arithmetic of the GEMM layers, for the whole model or per region
 ///   (`precision=int8`, `precision=encoder:int8,decoder:bf16`; regions encoder and decoder), and of
 ///   the attention products (region `attention`: fp32 or bf16, by default bf16 on a bf16 or int8
@@ -51,9 +56,10 @@ struct segformer_path {
   bool propagate = true;                    ///< propagate dropped fuse inputs back to the linears
   std::vector<double> mlp;                  ///< Mix-FFN hidden units kept as fractions (1, per stage or per block)
   std::vector<double> heads;                ///< attention heads kept as fractions (1, per stage or per block)
+  std::vector<double> tokens;               ///< image tokens kept (merged) as fractions (1, per stage or per block)
   precision_plan precision;                 ///< arithmetic per region (fp32 everywhere by default)
 
-  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, precision";
+  static constexpr const char* keys = "depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, tokens, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<segformer_path, segformer_config>& family() {
@@ -95,6 +101,12 @@ struct segformer_path {
              },
              "attention heads kept as a fraction of the block's (round(e * heads), at least 1)",
              "query, key and value compute, the attention and the output projection read only those"},
+            {"tokens", &segformer_path::tokens, knob_layout::per_block,
+             [](const C&, std::size_t, std::size_t) { return knob_range{0.25, 1, 0}; },
+             "image tokens kept by the block as a fraction of its grid (similar neighbours merged; > 0.25: one "
+             "token per 2x2 window stays)",
+             "queries, the output projection, dense1 and dense2 run on the merged tokens; keys, values and the "
+             "depthwise conv on all"},
             {"precision", &segformer_path::precision, knob_layout::scalar, nullptr,
              "arithmetic of the GEMM layers: fp32, bf16 or int8, whole model or per region (encoder, decoder); "
              "attention:fp32|bf16 the attention products' (default bf16 under a bf16 or int8 encoder)",
@@ -136,6 +148,11 @@ struct segformer_path {
   /// Attention heads kept by block b of stage s (global block index g); the path must be valid for c.
   std::size_t heads_kept(const segformer_config& c, std::size_t s, std::size_t g) const {
     return detail::fraction_kept(heads, c.depths.size(), s, g, attention_heads(c, s));
+  }
+  /// Tokens block g (global index, stage s) keeps of a grid of `grid` tokens (before the merge's own
+  /// floor of one per 2 x 2 window); the path must be valid for c.
+  std::size_t tokens_kept(const segformer_config& c, std::size_t s, std::size_t g, std::size_t grid) const {
+    return detail::fraction_kept(tokens, c.depths.size(), s, g, grid);
   }
   /// Mix-FFN hidden units kept by block b of stage s (global block index g in stage order); the path
   /// must be valid for c.

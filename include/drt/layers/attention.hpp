@@ -21,6 +21,7 @@
 #include "layer_norm.hpp"
 #include "linear.hpp"
 #include "softmax.hpp"
+#include "token_merge.hpp"
 
 namespace drt {
 
@@ -235,21 +236,31 @@ public:
   /// projections and the spatial reduction; `products`: that of the attention products (by default
   /// the same). `heads_kept` (0 = all): only the first heads run -- query, key and value compute
   /// only their channels and the output projection reads only those (a head prefix of the model's
-  /// head order, dynamic/channel_order.hpp).
+  /// head order, dynamic/channel_order.hpp). `merges` (null = none; else one plan per image):
+  /// queries, the attention and the output projection run on each image's merged tokens, keys and
+  /// values on all of them (through the spatial reduction), and every token receives its merged
+  /// token's result (layers/token_merge.hpp).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p = precision::fp32) const {
     run(x, n, h, w, out, p, p);
   }
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p,
-           precision products, std::size_t heads_kept = 0) const {
+           precision products, std::size_t heads_kept = 0, const token_merge* merges = nullptr) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
     const std::size_t hk = heads_kept == 0 ? heads_ : std::min(heads_kept, heads_), ch = hk * d;
     detail::aligned_vector<float> q(t * ch), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
-        k(s * ch), v(s * ch), ctx(t * ch);
+        k(s * ch), v(s * ch), ctx(t * ch), merged(merges ? t * c : 0), projected(merges ? t * c : 0);
     for (std::size_t b = 0; b < n; ++b) {
       const float* xb = x + b * t * c;
+      const token_merge* tm = merges ? merges + b : nullptr;
+      const std::size_t tq = tm ? tm->kept() : t;  // query tokens
+      if (tm && tm->tokens() != t)
+        throw shape_error("efficient_self_attention: a token merge plan of " + std::to_string(tm->tokens()) +
+                          " tokens for a " + std::to_string(h) + "x" + std::to_string(w) + " grid");
       {
         profile_scope ps("attention.query");
-        query_.run_prefix(t, ch, c, xb, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p);
+        const float* xq = xb;
+        if (tm) tm->merge(xb, c, c, merged.data(), c), xq = merged.data();
+        query_.run_prefix(tq, ch, c, xq, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p);
       }
       const float* kv_in = xb;
       if (sr_ > 1) {
@@ -272,11 +283,16 @@ public:
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks
-        multi_head_attention(t, s, hk, d, q.data(), ch, k.data(), v.data(), ch, ctx.data(), ch, products);
+        multi_head_attention(tq, s, hk, d, q.data(), ch, k.data(), v.data(), ch, ctx.data(), ch, products);
       }
       float* ob = out + b * t * c;
       profile_scope ps("attention.output");
-      out_.run_prefix(t, c, ch, ctx.data(), ch, ob, c, activation::none, ob, c, nullptr, p);
+      if (tm) {
+        out_.run_prefix(tq, c, ch, ctx.data(), ch, projected.data(), c, activation::none, nullptr, 0, nullptr, p);
+        tm->unmerge_add(projected.data(), c, c, ob, c);
+      } else {
+        out_.run_prefix(t, c, ch, ctx.data(), ch, ob, c, activation::none, ob, c, nullptr, p);
+      }
     }
   }
 

@@ -15,6 +15,7 @@
 #include "conv2d.hpp"
 #include "gemm.hpp"
 #include "linear.hpp"
+#include "token_merge.hpp"
 
 namespace drt {
 
@@ -135,6 +136,35 @@ public:
       }
     };
     parallel_for(n * runs, [&](std::size_t i) { sweep(i / runs, i % runs); }, 1e9);
+  }
+
+  /// The Mix-FFN of one image whose tokens are merged (`tm`, layers/token_merge.hpp; path knob
+  /// `tokens`): x holds its layer-normed tokens [h*w, C], averaged per merged token for dense1;
+  /// its outputs go back to the h x w grid (each token its merged token's) for the depthwise conv
+  /// and activation, whose outputs are averaged over each merged token's members for dense2; `out`
+  /// ([h*w, C], the residual) receives each token's merged result. dense1 and dense2 do tm.kept()
+  /// rows of work instead of h*w; the conv runs on the whole grid (unfused: the grid is rebuilt from
+  /// the merged rows). kept, bias2, p: as `run`.
+  void run_merged(const float* x, const token_merge& tm, std::size_t h, std::size_t w, float* out,
+                  std::size_t kept = 0, const float* bias2 = nullptr, precision p = precision::fp32) const {
+    const std::size_t r = kept ? std::min(kept, hidden()) : hidden(), c = channels(), t = h * w, m = tm.kept();
+    if (tm.tokens() != t)
+      throw shape_error("mix_ffn: a token merge plan of " + std::to_string(tm.tokens()) + " tokens for a " +
+                        std::to_string(h) + "x" + std::to_string(w) + " grid");
+    if (t == 0) return;
+    profile_scope ps("mlp");
+    detail::aligned_vector<float> merged(m * c), hidden_m(m * r), grid(t * r), conv(t * r), y(m * c);
+    tm.merge(x, c, c, merged.data(), c);
+    dense1_.run_prefix(m, r, c, merged.data(), c, hidden_m.data(), r, activation::none, nullptr, 0, nullptr, p);
+    tm.unmerge(hidden_m.data(), r, r, grid.data(), r);
+    switch (act_) {
+      case activation::gelu: dw_.run<activation::gelu>(grid.data(), 1, h, w, conv.data(), r); break;
+      case activation::relu: dw_.run<activation::relu>(grid.data(), 1, h, w, conv.data(), r); break;
+      case activation::none: dw_.run<activation::none>(grid.data(), 1, h, w, conv.data(), r); break;
+    }
+    tm.merge(conv.data(), r, r, hidden_m.data(), r);
+    dense2_.run_prefix(m, c, r, hidden_m.data(), r, y.data(), c, activation::none, nullptr, 0, bias2, p);
+    tm.unmerge_add(y.data(), c, c, out, c);
   }
 
   /// Image rows per band: enough that a band's hidden units (R + 2 rows of dense1's outputs, R of the

@@ -28,6 +28,7 @@
 #include "../layers/mix_ffn.hpp"
 #include "../layers/patch_embed.hpp"
 #include "../layers/resize.hpp"
+#include "../layers/token_merge.hpp"
 
 namespace drt {
 
@@ -96,11 +97,20 @@ struct segformer_execution {
   unit_prefixes mlp;
   /// Attention heads each block runs (a prefix of the head order; 0 = all).
   unit_prefixes heads;
+  /// The fraction of its grid's tokens each block keeps, merging the others (path knob `tokens`,
+  /// layers/token_merge.hpp): [stage][block], empty = all.
+  std::vector<std::vector<double>> tokens;
   decode_head_channels head;  ///< channel prefixes of the decode head (and its arithmetic)
   precision encoder = precision::fp32;  ///< the encoder's linears' arithmetic (path knob `precision`)
   precision attention = precision::fp32;  ///< the attention products' (region `attention`, fp32 or bf16)
   bool is_skipped(std::size_t s, std::size_t j) const noexcept {
     return s < skip.size() && j < skip[s].size() && skip[s][j] != 0;
+  }
+  /// Tokens block j of stage s keeps of an h x w grid (all of them unless the path merges).
+  std::size_t tokens_kept(std::size_t s, std::size_t j, std::size_t h, std::size_t w) const noexcept {
+    if (s >= tokens.size() || j >= tokens[s].size() || tokens[s][j] >= 1.0) return h * w;
+    const double want = std::round(tokens[s][j] * static_cast<double>(h * w));
+    return token_merge::kept_tokens(h, w, static_cast<std::size_t>(std::max(1.0, want)));
   }
 };
 
@@ -360,6 +370,12 @@ public:
       e.heads = unit_prefixes::plan(
           per_stage, build_.order, [&](std::size_t s, std::size_t g) { return path.heads_kept(cfg_, s, g); },
           &head_group_name, [&](std::size_t s, std::size_t j) -> const linear& { return blocks_[s][j].attention.output(); });
+    if (!path.tokens.empty())
+      for (std::size_t st = 0, g = 0; st < per_stage.size(); ++st) {
+        e.tokens.emplace_back();
+        for (std::size_t j = 0; j < per_stage[st]; ++j, ++g)
+          e.tokens[st].push_back(path.tokens[detail::per_block_index(path.tokens.size(), per_stage.size(), st, g)]);
+      }
     e.head.fuse_in = static_cast<std::size_t>(path.fuse_in);
     e.head.pred_in = static_cast<std::size_t>(path.pred_in);
     e.head.linear0_in = static_cast<std::size_t>(path.linear0_in);
@@ -411,11 +427,16 @@ public:
         const std::size_t heads = exec.heads.at(s, j) ? std::min(exec.heads.at(s, j), a.heads()) : a.heads(),
                           ch = heads * d;  // the channels of the heads kept
         const std::size_t hid = exec.mlp.at(s, j) ? std::min(exec.mlp.at(s, j), f.hidden()) : f.hidden();
+        const std::size_t M = exec.tokens_kept(s, j, oh, ow);  // the tokens the merged layers run on
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
         const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
         const std::string ma = mb + "attention.self";
         add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_1";
-        add(b + "attention.query", layer_kind::linear, enc, ch, C, T, 1, 1, 1, ch * C + ch) = ma + ".query";
+        if (M < T) {  // 9 cosine similarities per token (layers/token_merge.hpp), timed as the plan
+          add(b + "tokens.merge", layer_kind::elementwise, enc, 9, C, T, 1, 1, 1, 0) = mb + "tokens";
+          out.back().timed_as = b + "tokens.merge";
+        }
+        add(b + "attention.query", layer_kind::linear, enc, ch, C, M, 1, 1, 1, ch * C + ch) = ma + ".query";
         if (sr > 1) {
           add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C) =
               ma + ".sr";
@@ -424,20 +445,20 @@ public:
         }
         add(b + "attention.key", layer_kind::linear, enc, ch, C, S, 1, 1, 1, ch * C + ch) = ma + ".key";
         add(b + "attention.value", layer_kind::linear, enc, ch, C, S, 1, 1, 1, ch * C + ch) = ma + ".value";
-        add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, T, 1, 1, 1, 0, heads) = ma;
-        add(b + "attention.softmax", layer_kind::softmax, enc, S, S, T, 1, 1, 1, 0, heads) = ma;
-        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, T, 1, 1, 1, 0, heads) = ma;
+        add(b + "attention.qk", layer_kind::attention_matmul, enc, S, d, M, 1, 1, 1, 0, heads) = ma;
+        add(b + "attention.softmax", layer_kind::softmax, enc, S, S, M, 1, 1, 1, 0, heads) = ma;
+        add(b + "attention.pv", layer_kind::attention_matmul, enc, d, S, M, 1, 1, 1, 0, heads) = ma;
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) {
           out[i].timed_as = b + "attention.qk_softmax_pv";
           // the products in the `attention` region's arithmetic, the softmax in fp32 (multi_head_attention)
           if (out[i].kind == layer_kind::attention_matmul) out[i].arithmetic = exec.attention;
         }
-        add(b + "attention.output", layer_kind::linear, enc, C, ch, T, 1, 1, 1, C * ch + C) = mb + "attention.output.dense";
+        add(b + "attention.output", layer_kind::linear, enc, C, ch, M, 1, 1, 1, C * ch + C) = mb + "attention.output.dense";
         add(b + "mlp.layer_norm_2", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_2";
-        add(b + "mlp.dense1", layer_kind::linear, enc, hid, C, T, 1, 1, 1, hid * C + hid) = mb + "mlp.dense1";
+        add(b + "mlp.dense1", layer_kind::linear, enc, hid, C, M, 1, 1, 1, hid * C + hid) = mb + "mlp.dense1";
         add(b + "mlp.dwconv", layer_kind::depthwise_conv, enc, hid, 1, oh, ow, 3, 1, hid * 10) =
             mb + "mlp.dwconv.dwconv";
-        add(b + "mlp.dense2", layer_kind::linear, enc, C, hid, T, 1, 1, 1, hid * C + C) = mb + "mlp.dense2";
+        add(b + "mlp.dense2", layer_kind::linear, enc, C, hid, M, 1, 1, 1, hid * C + C) = mb + "mlp.dense2";
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "mlp";  // fused (mix_ffn::run)
       }
       add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
@@ -540,12 +561,26 @@ public:
           profile_scope ps("attention.layer_norm_1");
           blk.norm1.run(m, f.data(), C, normed.data(), C);
         }
-        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention, exec.heads.at(s, j));
+        // Token merging (path knob `tokens`): one plan per image from the attention's inputs, used by
+        // the attention and the Mix-FFN.
+        std::vector<token_merge> merges;
+        if (const std::size_t keep = exec.tokens_kept(s, j, oh, ow); keep < oh * ow) {
+          profile_scope ps("tokens.merge");
+          for (std::size_t b = 0; b < n; ++b)
+            merges.push_back(token_merge::plan(normed.data() + b * oh * ow * C, C, oh, ow, C, keep));
+        }
+        blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention, exec.heads.at(s, j),
+                          merges.empty() ? nullptr : merges.data());
         {
           profile_scope ps("mlp.layer_norm_2");
           blk.norm2.run(m, f.data(), C, normed.data(), C);
         }
-        blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder);
+        if (merges.empty())
+          blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder);
+        else
+          for (std::size_t b = 0; b < n; ++b)
+            blk.ffn.run_merged(normed.data() + b * oh * ow * C, merges[b], oh, ow, f.data() + b * oh * ow * C,
+                               exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder);
       }
       {
         const std::string name = prof ? st + "_LayerNorm" : std::string();
