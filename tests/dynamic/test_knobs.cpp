@@ -65,10 +65,11 @@ TEST_SUITE("dynamic") {
     CHECK(drt::resnet_path::family().keys() == drt::resnet_path::keys);
     using K = drt::knob_kind;
     const auto& s = drt::segformer_path::family().knobs;
-    REQUIRE(s.size() == 9);
+    REQUIRE(s.size() == 10);
     CHECK(s[6].kind() == K::fractions);
     CHECK(s[7].kind() == K::fractions);  // heads
-    CHECK(s[8].kind() == K::precision);
+    CHECK(s[8].kind() == K::fractions);  // tokens
+    CHECK(s[9].kind() == K::precision);
     CHECK(s[0].kind() == K::int_list);
     CHECK(s[1].kind() == K::skip_pairs);
     CHECK(s[2].kind() == K::integer);
@@ -123,7 +124,7 @@ TEST_SUITE("dynamic") {
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("mid=3"),
                          "path 'mid=3': key 'mid' does not apply to segformer (keys: depths, skip, fuse_in, pred_in, "
-                         "linear0_in, propagate, mlp, heads, precision)",
+                         "linear0_in, propagate, mlp, heads, tokens, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse("propagate=0"),
                          "path 'propagate=0': key 'propagate' does not apply to upernet (keys: depths, skip, "
@@ -176,7 +177,12 @@ TEST_SUITE("dynamic") {
     using K = drt::knob_kind;
     using L = drt::knob_layout;
     const auto s = drt::path_knobs<drt::segformer_path>(tiny_segformer());
-    REQUIRE(s.size() == 9);
+    REQUIRE(s.size() == 10);
+    const auto& tokens = find(s, "tokens");
+    CHECK(tokens.layout == L::per_block);
+    REQUIRE(tokens.entries.size() == 8);
+    CHECK(tokens.entries.front().range.min == 0.25);  // one token per 2x2 window stays
+    CHECK(tokens.step == 0);                           // continuous: the grid is the image's
     const auto& heads = find(s, "heads");
     CHECK(heads.kind == K::fractions);
     CHECK(heads.layout == L::per_block);

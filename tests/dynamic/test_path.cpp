@@ -32,7 +32,7 @@ TEST_CASE("segformer path: malformed text and impossible values are named") {
   CHECK_THROWS_WITH_AS(P::parse("depths"), "path 'depths': cannot parse 'depths' (expected key=value)", drt::invalid_input);
   CHECK_THROWS_WITH_AS(P::parse("bottleneck_in=512"),
                        "path 'bottleneck_in=512': key 'bottleneck_in' does not apply to segformer (keys: depths, skip, "
-                       "fuse_in, pred_in, linear0_in, propagate, mlp, heads, precision)",
+                       "fuse_in, pred_in, linear0_in, propagate, mlp, heads, tokens, precision)",
                        drt::invalid_input);
   CHECK_THROWS_WITH_AS(P::parse("fuse_in=0"), "path 'fuse_in=0': fuse_in=0 keeps no channels", drt::invalid_input);
   CHECK_THROWS_WITH_AS(P::parse("skip=3"), "path 'skip=3': skip entry '3' must be stage.block (e.g. 0.1)",

@@ -199,7 +199,7 @@ TEST_SUITE("engine") {
                                                 return o;
                                               }()),
                            "path 'bottleneck_in=64': key 'bottleneck_in' does not apply to segformer (keys: depths, "
-                           "skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, precision)",
+                           "skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, tokens, precision)",
                            drt::invalid_input);
     }
 

@@ -46,7 +46,7 @@ TEST_SUITE("io") {
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse(text),
                          "path 'fuse_in=512 \\x00propagate=0': key '\\x00propagate' does not apply to segformer "
-                         "(keys: depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, precision)",
+                         "(keys: depths, skip, fuse_in, pred_in, linear0_in, propagate, mlp, heads, tokens, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::upernet_path::parse(text),
                          "path 'fuse_in=512 \\x00propagate=0': key 'fuse_in' does not apply to upernet (keys: depths, "

@@ -486,6 +486,29 @@ public:
         2.0 * n * h * w * c * K * K);
   }
 
+  /// One output point from its K*K taps: `taps[ky * K + kx]` holds the c input channels under that
+  /// tap (null on the padding); out[c] = act(bias + sum of weight x tap). The unit of callers whose
+  /// input is not a grid in memory (the merged Mix-FFN gathers each tap from its merged tokens,
+  /// layers/mix_ffn.hpp).
+  template <activation A = activation::none>
+  void run_point(const float* const* taps, std::size_t c, float* out) const noexcept {
+    using simd = xsimd::batch<float>;
+    constexpr std::size_t W = simd::size;
+    std::size_t j = 0;
+    for (; j + W <= c; j += W) {
+      simd acc = simd::load_unaligned(bias_.data() + j);
+      for (std::size_t t = 0; t < K * K; ++t)
+        if (taps[t]) acc = xsimd::fma(simd::load_unaligned(taps[t] + j), simd::load_unaligned(w_.data() + t * c_ + j), acc);
+      activate<A>(acc).store_unaligned(out + j);
+    }
+    for (; j < c; ++j) {
+      float acc = bias_[j];
+      for (std::size_t t = 0; t < K * K; ++t)
+        if (taps[t]) acc += taps[t][j] * w_[t * c_ + j];
+      out[j] = activate<A>(acc);
+    }
+  }
+
   /// One output row: `rows[ky]` is input row oy + ky - K/2 ([w, c] floats), null where it falls on
   /// the padding; `out` receives [w, c]. The unit of `run` and of callers that produce the input a
   /// few rows at a time (the fused Mix-FFN, layers/mix_ffn.hpp).

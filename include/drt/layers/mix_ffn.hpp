@@ -139,12 +139,12 @@ public:
   }
 
   /// The Mix-FFN of one image whose tokens are merged (`tm`, layers/token_merge.hpp; path knob
-  /// `tokens`): x holds its layer-normed tokens [h*w, C], averaged per merged token for dense1;
-  /// its outputs go back to the h x w grid (each token its merged token's) for the depthwise conv
-  /// and activation, whose outputs are averaged over each merged token's members for dense2; `out`
-  /// ([h*w, C], the residual) receives each token's merged result. dense1 and dense2 do tm.kept()
-  /// rows of work instead of h*w; the conv runs on the whole grid (unfused: the grid is rebuilt from
-  /// the merged rows). kept, bias2, p: as `run`.
+  /// `tokens`): x holds its layer-normed tokens [h*w, C], averaged per merged token for dense1.
+  /// The depthwise conv and activation run at every grid position, each tap reading its token's
+  /// merged dense1 output (the grid is never written out: its 4C-wide rows would cross memory three
+  /// times), and are averaged over each merged token's members for dense2; `out` ([h*w, C], the
+  /// residual) receives each token's merged result. dense1 and dense2 do tm.kept() rows of work
+  /// instead of h*w. kept, bias2, p: as `run`.
   void run_merged(const float* x, const token_merge& tm, std::size_t h, std::size_t w, float* out,
                   std::size_t kept = 0, const float* bias2 = nullptr, precision p = precision::fp32) const {
     const std::size_t r = kept ? std::min(kept, hidden()) : hidden(), c = channels(), t = h * w, m = tm.kept();
@@ -153,17 +153,15 @@ public:
                         std::to_string(h) + "x" + std::to_string(w) + " grid");
     if (t == 0) return;
     profile_scope ps("mlp");
-    detail::aligned_vector<float> merged(m * c), hidden_m(m * r), grid(t * r), conv(t * r), y(m * c);
+    detail::aligned_vector<float> merged(m * c), hidden_m(m * r), conv_m(m * r), y(m * c);
     tm.merge(x, c, c, merged.data(), c);
     dense1_.run_prefix(m, r, c, merged.data(), c, hidden_m.data(), r, activation::none, nullptr, 0, nullptr, p);
-    tm.unmerge(hidden_m.data(), r, r, grid.data(), r);
-    switch (act_) {
-      case activation::gelu: dw_.run<activation::gelu>(grid.data(), 1, h, w, conv.data(), r); break;
-      case activation::relu: dw_.run<activation::relu>(grid.data(), 1, h, w, conv.data(), r); break;
-      case activation::none: dw_.run<activation::none>(grid.data(), 1, h, w, conv.data(), r); break;
+    switch (act_) {  // the kernel is compiled per activation
+      case activation::gelu: merged_conv<activation::gelu>(tm, h, w, r, hidden_m.data(), conv_m.data()); break;
+      case activation::relu: merged_conv<activation::relu>(tm, h, w, r, hidden_m.data(), conv_m.data()); break;
+      case activation::none: merged_conv<activation::none>(tm, h, w, r, hidden_m.data(), conv_m.data()); break;
     }
-    tm.merge(conv.data(), r, r, hidden_m.data(), r);
-    dense2_.run_prefix(m, c, r, hidden_m.data(), r, y.data(), c, activation::none, nullptr, 0, bias2, p);
+    dense2_.run_prefix(m, c, r, conv_m.data(), r, y.data(), c, activation::none, nullptr, 0, bias2, p);
     tm.unmerge_add(y.data(), c, c, out, c);
   }
 
@@ -191,6 +189,35 @@ public:
   }
 
 private:
+  /// out[k] = the mean over merged token k's members of act(depthwise conv) at the member's grid
+  /// position, each tap reading the merged row of the token under it (hidden: [tm.kept(), r]).
+  template <activation A>
+  void merged_conv(const token_merge& tm, std::size_t h, std::size_t w, std::size_t r, const float* hidden,
+                   float* out) const {
+    parallel_for(tm.kept(), [&](std::size_t k) {
+      thread_local detail::aligned_vector<float> point;
+      if (point.size() < r) point.resize(r);
+      float* o = out + k * r;
+      const std::size_t size = tm.size(k);
+      for (std::size_t t = 0; t < size; ++t) {
+        const std::size_t i = tm.members(k)[t], y = i / w, xq = i % w;
+        const float* taps[9];
+        for (std::size_t ky = 0; ky < 3; ++ky)
+          for (std::size_t kx = 0; kx < 3; ++kx) {
+            const bool in = y + ky >= 1 && y + ky - 1 < h && xq + kx >= 1 && xq + kx - 1 < w;
+            taps[ky * 3 + kx] = in ? hidden + std::size_t(tm.representative((y + ky - 1) * w + xq + kx - 1)) * r : nullptr;
+          }
+        dw_.run_point<A>(taps, r, t == 0 ? o : point.data());
+        if (t > 0)
+          for (std::size_t j = 0; j < r; ++j) o[j] += point[j];
+      }
+      if (size > 1) {
+        const float s = 1.f / static_cast<float>(size);
+        for (std::size_t j = 0; j < r; ++j) o[j] *= s;
+      }
+    }, 18.0 * double(h) * w * r);
+  }
+
   linear dense1_;
   conv2d_dw<3> dw_;
   linear dense2_;

@@ -21,10 +21,24 @@
 #include <numeric>
 #include <vector>
 
+#include "../core/buffer_pool.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../core/simd.hpp"
 
 namespace drt {
+
+namespace detail {
+inline float dot(const float* a, const float* b, std::size_t c) noexcept {
+  using B = xsimd::batch<float>;
+  B acc(0.f);
+  std::size_t j = 0;
+  for (; j + B::size <= c; j += B::size) acc = xsimd::fma(B::load_unaligned(a + j), B::load_unaligned(b + j), acc);
+  float s = xsimd::hadd(acc);
+  for (; j < c; ++j) s += a[j] * b[j];
+  return s;
+}
+}  // namespace detail
 
 /// Which of an image's h x w tokens are merged into which: `kept()` merged tokens, each the mean of
 /// its members (a destination token and the sources merged into it, or one unmerged source).
@@ -54,13 +68,13 @@ public:
       m.finish(n);
       return m;
     }
-    // 1 / |x_i| (a zero token has no direction: similarity 0 with everything)
-    std::vector<float> inv(n);
+    // Unit-length copies of the tokens (a zero token has no direction: similarity 0 with everything).
+    std::vector<float, pool_allocator<float>> unit(n * c);
     parallel_for(n, [&](std::size_t i) {
-      double s = 0;
-      for (std::size_t k = 0; k < c; ++k) s += double(x[i * ldx + k]) * x[i * ldx + k];
-      inv[i] = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.f;
-    }, double(n) * c);
+      const float* xi = x + i * ldx;
+      const float sq = detail::dot(xi, xi, c), inv = sq > 0.f ? 1.f / std::sqrt(sq) : 0.f;
+      for (std::size_t k = 0; k < c; ++k) unit[i * c + k] = xi[k] * inv;
+    }, 2.0 * double(n) * c);
     auto is_dst = [&](std::size_t i) { return (i / w) % 2 == 0 && (i % w) % 2 == 0; };
     // Each source's best destination among the 3 x 3 windows around its own.
     std::vector<float> score(n, -2.f);
@@ -75,9 +89,7 @@ public:
         for (std::size_t ay = wy ? wy - 1 : 0; ay <= std::min(wh - 1, wy + 1); ++ay)
           for (std::size_t ax = wx ? wx - 1 : 0; ax <= std::min(ww - 1, wx + 1); ++ax) {
             const std::size_t d = (2 * ay) * w + 2 * ax;
-            float dot = 0.f;
-            for (std::size_t k = 0; k < c; ++k) dot += x[i * ldx + k] * x[d * ldx + k];
-            const float sim = dot * inv[i] * inv[d];
+            const float sim = detail::dot(unit.data() + i * c, unit.data() + d * c, c);
             if (sim > top) top = sim, arg = static_cast<std::uint32_t>(d);
           }
         score[i] = top;
