@@ -339,4 +339,27 @@ TEST_SUITE("layers") {
     for (float v : y) CHECK(v == conv_sentinel);
   }
 
+  TEST_CASE("conv2d_dw<3>::run_point gives run's output at every position, bit for bit") {
+    // the merged Mix-FFN (layers/mix_ffn.hpp) computes the conv one point at a time from gathered taps
+    for (std::size_t c : {std::size_t(5), std::size_t(16), std::size_t(37)}) {
+      const std::size_t h = 4, w = 6;
+      const auto weight = random_vector(c * 9, unsigned(c)), bias = random_vector(c, unsigned(c + 1));
+      const auto x = random_vector(h * w * c, unsigned(c + 2), -2.f, 2.f);
+      const drt::conv2d_dw<3> dw(weight.data(), bias.data(), c);
+      std::vector<float> y(h * w * c), point(c);
+      dw.run<drt::activation::gelu>(x.data(), 1, h, w, y.data());
+      for (std::size_t i = 0; i < h * w; ++i) {
+        const std::size_t oy = i / w, ox = i % w;
+        const float* taps[9];
+        for (std::size_t t = 0; t < 9; ++t) {
+          const std::size_t ky = t / 3, kx = t % 3;
+          const bool in = oy + ky >= 1 && oy + ky - 1 < h && ox + kx >= 1 && ox + kx - 1 < w;
+          taps[t] = in ? x.data() + ((oy + ky - 1) * w + ox + kx - 1) * c : nullptr;
+        }
+        dw.run_point<drt::activation::gelu>(taps, c, point.data());
+        for (std::size_t j = 0; j < c; ++j) CHECK(point[j] == y[i * c + j]);
+      }
+    }
+  }
+
 }  // TEST_SUITE("layers")
