@@ -105,7 +105,7 @@ TEST_SUITE("engine") {
     // the full path in int8: the GEMMs a and b faster; the norm is fp32 in every path
     drt::layer_timings t8;
     t8.layer_ms = {{"a", 0.5}, {"b", 2.0}, {"norm", 1.5}};
-    lm.add_precision({layer("a", 100, i8), layer("b", 300, i8), layer("norm", 0, f32)}, t8);
+    lm.add_reference({layer("a", 100, i8), layer("b", 300, i8), layer("norm", 0, f32)}, t8);
     CHECK(lm.predict_ms(full) == doctest::Approx(9.0));  // fp32 paths unchanged
     CHECK(lm.predict_ms({layer("a", 100, i8), layer("b", 150, i8), layer("norm", 0, f32)}) ==
           doctest::Approx(0.5 + 1.0 + 1.0));  // the norm from the fp32 profile
@@ -115,6 +115,45 @@ TEST_SUITE("engine") {
     const auto w = drt::layer_latency_model::work_by_scope({layer("g", 10, i8, "pass"), layer("up", 0, f32, "pass")});
     REQUIRE(w.size() == 1);
     CHECK(w.begin()->first == "pass@int8");
+  }
+
+  TEST_CASE("layer_latency_model: scopes in a variant (merged tokens) are predicted from a reference run in it") {
+    auto layer = [](const std::string& name, double macs, drt::precision p, const std::string& variant) {
+      drt::layer_info l;
+      l.name = name;
+      l.macs = macs;
+      l.k = 8;
+      l.p = 10;
+      l.arithmetic = p;
+      l.variant = variant;
+      return l;
+    };
+    const auto f32 = drt::precision::fp32, i8 = drt::precision::int8;
+    const std::vector<drt::layer_info> full = {layer("mlp", 400, f32, ""), layer("norm", 0, f32, "")};
+    drt::layer_timings t;
+    t.layer_ms = {{"mlp", 8.0}, {"norm", 1.0}};
+    t.total = drt::timing_stats::of({9.0, 9.0, 9.0});
+    drt::layer_latency_model lm(full, t);
+    // tokens=0.5 halves the mlp's MACs but it runs at 5 ms, not 4 (gathers), and adds a merge scope
+    drt::layer_timings tm;
+    tm.layer_ms = {{"mlp", 5.0}, {"norm", 1.0}, {"merge", 0.5}};
+    lm.add_reference({layer("mlp", 200, f32, "tokens=0.5"), layer("merge", 0, f32, "tokens=0.5"), layer("norm", 0, f32, "")},
+                     tm);
+    drt::layer_timings tm8;  // and in int8
+    tm8.layer_ms = {{"mlp", 3.0}, {"norm", 1.0}, {"merge", 0.5}};
+    lm.add_reference({layer("mlp", 200, i8, "tokens=0.5"), layer("merge", 0, f32, "tokens=0.5"), layer("norm", 0, f32, "")},
+                     tm8);
+    const auto w = drt::layer_latency_model::work_by_scope({layer("mlp", 200, i8, "tokens=0.5")});
+    REQUIRE(w.size() == 1);
+    CHECK(w.begin()->first == "mlp@int8#tokens=0.5");
+    CHECK(lm.predict_ms(full) == doctest::Approx(9.0));
+    // the merged mlp at half its width: half the reference's time, plus the merge and the norm
+    CHECK(lm.predict_ms({layer("mlp", 100, f32, "tokens=0.5"), layer("merge", 0, f32, "tokens=0.5"),
+                         layer("norm", 0, f32, "")}) == doctest::Approx(2.5 + 0.5 + 1.0));
+    CHECK(lm.predict_ms({layer("mlp", 200, i8, "tokens=0.5"), layer("merge", 0, f32, "tokens=0.5"),
+                         layer("norm", 0, f32, "")}) == doctest::Approx(3.0 + 0.5 + 1.0));
+    // a variant no reference ran: from the plain full path's time, scaled by work
+    CHECK(lm.predict_ms({layer("mlp", 200, f32, "tokens=0.6"), layer("norm", 0, f32, "")}) == doctest::Approx(4.0 + 1.0));
   }
 
   TEST_CASE("sweep_family: Swin + UPerNet, fidelity to the full model, checked by hand") {

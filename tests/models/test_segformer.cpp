@@ -232,6 +232,11 @@ TEST_CASE("segformer: tokens= merges each block's similar tokens (layers count t
   CHECK(f3->p == drt::token_merge::kept_tokens(sizes[3].first, sizes[3].second, std::size_t(std::lround(0.4 * T3))));
   CHECK(c2->p * c2->q == T2);
   CHECK(find_layer(layers, "Stage3 Block1 tokens.merge") != nullptr);
+  // the merged blocks' layers are timed as their own variant by the sweep's latency model
+  CHECK(q2->variant == "tokens=0.5");
+  CHECK(f3->variant == "tokens=0.4");
+  CHECK(q0->variant.empty());
+  CHECK(find_layer(layers, "Stage3 Block1 mlp.layer_norm_2")->variant.empty());
   CHECK(find_layer(layers, "Stage1 Block1 tokens.merge") == nullptr);
   CHECK_THROWS_WITH_AS(drt::segformer_path::parse("tokens=0.25").validate(model.config()),
                        "path 'tokens=0.25': block 0.0 tokens=0.25 must be a fraction in (0.25, 1]", drt::invalid_input);

@@ -595,6 +595,16 @@ void set_path_knob(Path& p, const std::string& name, double value) {
   set_path_knob(p, name, std::vector<double>{value});
 }
 
+/// Sets knob `name` of `dst` to its value in `src`; false when the family has no such knob.
+template <class Path>
+bool copy_path_knob(Path& dst, const Path& src, const std::string& name) {
+  const auto& fam = Path::family();
+  const auto k = std::find_if(fam.knobs.begin(), fam.knobs.end(), [&](const auto& x) { return name == x.name; });
+  if (k == fam.knobs.end()) return false;
+  std::visit([&](auto m) { dst.*m = src.*m; }, k->field);
+  return true;
+}
+
 /// Throws drt::invalid_input naming the path and the rule it breaks for the model of config `c`:
 /// per knob in table order, whether it applies, its exclusions, its entry count and every entry's
 /// range (`path_knob::range`).

@@ -158,27 +158,32 @@ public:
     p95_ratio_ = full_.total.median_ms > 0 ? full_.total.p95_ms / full_.total.median_ms : 1.0;
   }
 
-  /// Adds the times of the full path run in a low precision (`layers` its layer list, `t` its
-  /// profile): a path's scopes that compute in that precision are then predicted from them.
-  void add_precision(const std::vector<layer_info>& layers, const layer_timings& t) {
+  /// Adds a timing reference: the profile `t` of a path whose layers (`layers`) compute in a low
+  /// precision or in a variant (`layer_info::variant`, e.g. merged tokens) -- in practice the full
+  /// path with the path's precision and tokens. A path's scopes computed that way are then
+  /// predicted from it, scaled by their work; its plain fp32 scopes stay the full path's.
+  void add_reference(const std::vector<layer_info>& layers, const layer_timings& t) {
     for (const auto& [key, work] : work_by_scope(layers)) {
-      const auto at = key.find('@');
+      const auto at = key.find_first_of("@#");
       if (at == std::string::npos) continue;
       const auto ms = t.layer_ms.find(key.substr(0, at));
       if (ms == t.layer_ms.end()) continue;
-      lowp_ms_[key] = ms->second;
+      ref_ms_[key] = ms->second;
       full_work_[key] = work;
     }
   }
 
-  /// Predicted median ms of a path whose layers are `layers`.
+  /// Predicted median ms of a path whose layers are `layers`. A scope in a precision or variant no
+  /// reference ran is predicted from the plain full path's time of the scope (scaled by work).
   double predict_ms(const std::vector<layer_info>& layers) const {
     double t = 0;
-    for (const auto& [scope, work] : work_by_scope(layers)) {
-      const auto low = lowp_ms_.find(scope), fp32 = full_.layer_ms.find(scope);
-      const double* ms = low != lowp_ms_.end() ? &low->second : fp32 != full_.layer_ms.end() ? &fp32->second : nullptr;
+    for (const auto& [key, work] : work_by_scope(layers)) {
+      const auto ref = ref_ms_.find(key);
+      const std::string scope = ref != ref_ms_.end() ? key : key.substr(0, key.find_first_of("@#"));
+      const auto plain = full_.layer_ms.find(scope);
+      const double* ms = ref != ref_ms_.end() ? &ref->second : plain != full_.layer_ms.end() ? &plain->second : nullptr;
       const auto fw = full_work_.find(scope);
-      if (!ms || fw == full_work_.end()) continue;  // not timed in the full path
+      if (!ms || fw == full_work_.end()) continue;  // not timed in the full path or a reference
       t += *ms * (fw->second > 0 ? work / fw->second : 1.0);
     }
     return scale_ * t + overhead_ms_;
@@ -188,15 +193,18 @@ public:
   const layer_timings& full() const noexcept { return full_; }
 
   /// Work per profiler scope: MACs, or output elements for layers without MACs (norms, resizes).
-  /// A scope holding layers in a low precision P is keyed "scope@P" (timed from the full path in P).
+  /// A scope holding layers in a low precision P is keyed "scope@P", one holding a variant V
+  /// "scope#V" (or "scope@P#V"): timed from a reference (`add_reference`).
   static std::map<std::string, double> work_by_scope(const std::vector<layer_info>& layers) {
-    std::map<std::string, precision> lowp;
-    for (const auto& l : layers)
-      if (l.arithmetic != precision::fp32) lowp[l.timing_name()] = l.arithmetic;
+    std::map<std::string, std::string> tag;
+    for (const auto& l : layers) {
+      std::string& t = tag[l.timing_name()];
+      if (l.arithmetic != precision::fp32 && t.find('@') == std::string::npos) t = "@" + std::string(to_string(l.arithmetic)) + t;
+      if (!l.variant.empty() && t.find('#') == std::string::npos) t += "#" + l.variant;
+    }
     std::map<std::string, double> w;
     for (const auto& l : layers) {
-      const auto p = lowp.find(l.timing_name());
-      const std::string key = p == lowp.end() ? l.timing_name() : l.timing_name() + "@" + to_string(p->second);
+      const std::string key = l.timing_name() + tag[l.timing_name()];
       w[key] += l.macs > 0 ? l.macs : double(l.batch) * double(l.k) * double(l.p) * double(l.q);
     }
     return w;
@@ -204,7 +212,7 @@ public:
 
 private:
   layer_timings full_;
-  std::map<std::string, double> lowp_ms_;  ///< "scope@P" -> the full path's time of the scope in P
+  std::map<std::string, double> ref_ms_;  ///< "scope@P", "scope#V" -> the scope's time in its reference
   std::map<std::string, double> full_work_;
   double overhead_ms_ = 0, scale_ = 1, p95_ratio_ = 1;
 };
@@ -349,27 +357,29 @@ sweep_result sweep_family(const std::vector<std::string>& model_dirs, const swee
       report_progress(0);
       const auto& x = data.inputs[0];
       // The per-layer model is the full path's profile in fp32 (the first path, in fp32 if the grid
-      // puts it in another precision), and for each low precision the paths use, in that one.
+      // puts it in another precision) and, as timing references, the profile of that path with each
+      // combination of the paths' precision and tokens: those knobs change how a layer computes,
+      // not only its work.
       const auto& knobs = path_type::family().knobs;
       const bool has_precision =
           std::any_of(knobs.begin(), knobs.end(), [](const auto& k) { return k.kind() == knob_kind::precision; });
-      auto in_precision = [&](precision p) {
-        auto q = m.paths[0];
-        if (has_precision) set_path_knob(q, "precision", static_cast<double>(static_cast<int>(p)));
-        return family::compile(*m.model, q);
-      };
-      const auto e0 = in_precision(precision::fp32);
+      auto base = m.paths[0];
+      if (has_precision) set_path_knob(base, "precision", static_cast<double>(static_cast<int>(precision::fp32)));
+      const auto e0 = family::compile(*m.model, base);
       for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, e0);
       auto full = profile_runs([&] { family::logits(*m.model, x, e0); }, opt.repeats);
       m.latency = std::make_unique<layer_latency_model>(family::layers(*m.model, H, W, e0), std::move(full));
-      std::set<precision> lowp;
-      for (const auto& e : m.execs)
-        for (const auto& l : family::layers(*m.model, H, W, e))
-          if (l.arithmetic != precision::fp32) lowp.insert(l.arithmetic);
-      for (const precision p : lowp) {
-        const auto e = in_precision(p);
+      std::map<std::string, path_type> references;
+      for (const auto& p : m.paths) {
+        auto q = base;
+        bool timing = false;
+        for (const char* k : {"precision", "tokens"}) timing |= copy_path_knob(q, p, k);
+        if (timing && q.to_string() != base.to_string()) references.emplace(q.to_string(), q);
+      }
+      for (const auto& [text, q] : references) {
+        const auto e = family::compile(*m.model, q);
         for (std::size_t i = 0; i < opt.warmup; ++i) family::logits(*m.model, x, e);
-        m.latency->add_precision(family::layers(*m.model, H, W, e),
+        m.latency->add_reference(family::layers(*m.model, H, W, e),
                                  profile_runs([&] { family::logits(*m.model, x, e); }, opt.repeats));
       }
       for (const auto& e : m.execs) m.predicted_ms.push_back(m.latency->predict_ms(family::layers(*m.model, H, W, e)));

@@ -53,6 +53,10 @@ struct layer_info {
   std::string module;
   /// The arithmetic the layer computes in (a path's `precision` lowers GEMM layers only).
   precision arithmetic = precision::fp32;
+  /// How the layer computes when that changes its time beyond its work (e.g. "tokens=0.5": a
+  /// SegFormer block's merged tokens, gathered and scattered); empty = the plain form. The sweep's
+  /// latency model times each variant apart (engine/sweep_family.hpp).
+  std::string variant;
   const std::string& timing_name() const noexcept { return timed_as.empty() ? name : timed_as; }
 };
 

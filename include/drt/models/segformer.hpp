@@ -431,6 +431,7 @@ public:
         const std::string b = st + " Block" + std::to_string(j + 1) + " ";
         const std::string mb = "segformer.encoder.block." + std::to_string(s) + "." + std::to_string(j) + ".";
         const std::string ma = mb + "attention.self";
+        const std::size_t first = out.size();
         add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_1";
         if (M < T) {  // 9 cosine similarities per token (layers/token_merge.hpp), timed as the plan
           add(b + "tokens.merge", layer_kind::elementwise, enc, 9, C, T, 1, 1, 1, 0) = mb + "tokens";
@@ -460,6 +461,9 @@ public:
             mb + "mlp.dwconv.dwconv";
         add(b + "mlp.dense2", layer_kind::linear, enc, C, hid, M, 1, 1, 1, hid * C + C) = mb + "mlp.dense2";
         for (std::size_t i = out.size() - 3; i < out.size(); ++i) out[i].timed_as = b + "mlp";  // fused (mix_ffn::run)
+        if (M < T)  // the merged block: its layers gather and scatter rows (layers/token_merge.hpp)
+          for (std::size_t i = first; i < out.size(); ++i)
+            if (out[i].kind != layer_kind::norm) out[i].variant = "tokens=" + detail::fraction_string(exec.tokens[s][j]);
       }
       add(st + "_LayerNorm", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) =
           "segformer.encoder.layer_norm." + std::to_string(s);
