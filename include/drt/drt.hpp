@@ -35,6 +35,7 @@
 #include "layers/layer_norm.hpp"
 #include "layers/linear.hpp"
 #include "layers/mix_ffn.hpp"
+#include "layers/token_merge.hpp"
 #include "layers/patch_embed.hpp"
 #include "layers/patch_merging.hpp"
 #include "layers/pooling.hpp"

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,19 @@ TEST_SUITE("layers") {
     m.unmerge_add(y.data(), c, c, out.data(), c);
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < c; ++j) CHECK(out[i * c + j] == 1.f + y[m.representative(i) * c + j]);
+  }
+
+  TEST_CASE("token_merge: non-finite tokens are planned without harm (they merge locally)") {
+    const std::size_t h = 6, w = 6, c = 4, n = h * w;
+    auto x = random_vector(n * c, 41);
+    for (std::size_t i = 0; i < n * c; i += 3) x[i] = std::numeric_limits<float>::quiet_NaN();
+    x[5] = std::numeric_limits<float>::infinity();
+    const auto m = drt::token_merge::plan(x.data(), c, h, w, c, 14);
+    CHECK(m.kept() == 14);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t rep = m.members(m.representative(i))[0];  // the merged token's first member
+      CHECK(std::max(rep / w, i / w) - std::min(rep / w, i / w) <= 3);  // within the 3x3 windows
+    }
   }
 
   TEST_CASE("token_merge: an empty grid is refused by name") {

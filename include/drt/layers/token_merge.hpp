@@ -84,8 +84,10 @@ public:
         const std::size_t i = y * w + xq;
         if (is_dst(i)) continue;
         const std::size_t wy = y / 2, wx = xq / 2;
+        // its own window's destination unless another is more similar: a non-finite token (NaN
+        // similarities) stays local and its score finite, so the ranking below is a strict order
         float top = -2.f;
-        std::uint32_t arg = 0;
+        auto arg = static_cast<std::uint32_t>(2 * wy * w + 2 * wx);
         for (std::size_t ay = wy ? wy - 1 : 0; ay <= std::min(wh - 1, wy + 1); ++ay)
           for (std::size_t ax = wx ? wx - 1 : 0; ax <= std::min(ww - 1, wx + 1); ++ax) {
             const std::size_t d = (2 * ay) * w + 2 * ax;
