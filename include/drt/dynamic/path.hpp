@@ -149,11 +149,6 @@ struct segformer_path {
   std::size_t heads_kept(const segformer_config& c, std::size_t s, std::size_t g) const {
     return detail::fraction_kept(heads, c.depths.size(), s, g, attention_heads(c, s));
   }
-  /// Tokens block g (global index, stage s) keeps of a grid of `grid` tokens (before the merge's own
-  /// floor of one per 2 x 2 window); the path must be valid for c.
-  std::size_t tokens_kept(const segformer_config& c, std::size_t s, std::size_t g, std::size_t grid) const {
-    return detail::fraction_kept(tokens, c.depths.size(), s, g, grid);
-  }
   /// Mix-FFN hidden units kept by block b of stage s (global block index g in stage order); the path
   /// must be valid for c.
   std::size_t mlp_kept(const segformer_config& c, std::size_t s, std::size_t g) const {

@@ -259,7 +259,10 @@ public:
       {
         profile_scope ps("attention.query");
         const float* xq = xb;
-        if (tm) tm->merge(xb, c, c, merged.data(), c), xq = merged.data();
+        if (tm) {
+          tm->merge(xb, c, c, merged.data(), c);
+          xq = merged.data();
+        }
         query_.run_prefix(tq, ch, c, xq, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p);
       }
       const float* kv_in = xb;

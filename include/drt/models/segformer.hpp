@@ -433,10 +433,8 @@ public:
         const std::string ma = mb + "attention.self";
         const std::size_t first = out.size();
         add(b + "attention.layer_norm_1", layer_kind::norm, enc, C, C, T, 1, 1, 1, 2 * C) = mb + "layer_norm_1";
-        if (M < T) {  // 9 cosine similarities per token (layers/token_merge.hpp), timed as the plan
+        if (M < T)  // the plan: 9 cosine similarities per token (layers/token_merge.hpp)
           add(b + "tokens.merge", layer_kind::elementwise, enc, 9, C, T, 1, 1, 1, 0) = mb + "tokens";
-          out.back().timed_as = b + "tokens.merge";
-        }
         add(b + "attention.query", layer_kind::linear, enc, ch, C, M, 1, 1, 1, ch * C + ch) = ma + ".query";
         if (sr > 1) {
           add(b + "attention.sr", layer_kind::conv, enc, C, C, oh / sr, ow / sr, sr, sr, C * C * sr * sr + C) =
