@@ -16,6 +16,20 @@ namespace {
 drt::tensor4 input_of(const std::string& file, std::size_t h, std::size_t w) {
   return drt::normalize_imagenet(drt::resize_image(drt::load_image(file), h, w));
 }
+/// A layer for the latency model's tests: `macs` of work, in `p`, timed as `timed_as` (or itself),
+/// computed as `variant`.
+drt::layer_info model_layer(const std::string& name, double macs, drt::precision p = drt::precision::fp32,
+                            const std::string& timed_as = "", const std::string& variant = "") {
+  drt::layer_info l;
+  l.name = name;
+  l.macs = macs;
+  l.k = 8;
+  l.p = 10;
+  l.arithmetic = p;
+  l.timed_as = timed_as;
+  l.variant = variant;
+  return l;
+}
 }  // namespace
 
 TEST_SUITE("engine") {
@@ -87,14 +101,7 @@ TEST_SUITE("engine") {
 
   TEST_CASE("layer_latency_model: scopes in a low precision are predicted from the full path run in it") {
     auto layer = [](const std::string& name, double macs, drt::precision p, const std::string& timed_as = "") {
-      drt::layer_info l;
-      l.name = name;
-      l.macs = macs;
-      l.k = 8;
-      l.p = 10;
-      l.arithmetic = p;
-      l.timed_as = timed_as;
-      return l;
+      return model_layer(name, macs, p, timed_as);
     };
     const auto f32 = drt::precision::fp32, i8 = drt::precision::int8;
     const std::vector<drt::layer_info> full = {layer("a", 100, f32), layer("b", 300, f32), layer("norm", 0, f32)};
@@ -119,14 +126,7 @@ TEST_SUITE("engine") {
 
   TEST_CASE("layer_latency_model: scopes in a variant (merged tokens) are predicted from a reference run in it") {
     auto layer = [](const std::string& name, double macs, drt::precision p, const std::string& variant) {
-      drt::layer_info l;
-      l.name = name;
-      l.macs = macs;
-      l.k = 8;
-      l.p = 10;
-      l.arithmetic = p;
-      l.variant = variant;
-      return l;
+      return model_layer(name, macs, p, "", variant);
     };
     const auto f32 = drt::precision::fp32, i8 = drt::precision::int8;
     const std::vector<drt::layer_info> full = {layer("mlp", 400, f32, ""), layer("norm", 0, f32, "")};
