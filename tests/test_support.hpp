@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <drt/core/amx.hpp>
 #include <drt/core/tensor.hpp>
 #include <drt/io/safetensors.hpp>
 #include <drt/layers/gemm.hpp>
@@ -34,6 +35,15 @@ inline bool require_file(const std::string& path) {
   if (std::filesystem::exists(path)) return true;
   if (in_ci()) FAIL("missing fixture (CI=true makes this a failure): " << path);
   MESSAGE("skipped: missing fixture " << path << " (set DRT_SHARED)");
+  return false;
+}
+
+/// Whether a GEMM micro-kernel can run in this process (an AMX kernel needs the tiles granted); a
+/// kernel that cannot is skipped with a visible note.
+template <class Kernel>
+bool kernel_runs_here() {
+  if (!Kernel::needs_amx || drt::amx_usable()) return true;
+  MESSAGE("skipped: the AMX kernel (AMX not granted to this process, or DRT_AMX=0)");
   return false;
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <drt/layers/gemm_bf16.hpp>
+#include <drt/layers/linear.hpp>
 
 #include "test_support.hpp"
 
@@ -29,7 +30,11 @@ using namespace drt_test;
 namespace {
 
 constexpr std::size_t bf_nr = drt::packed_matrix_bf16::nr;
-constexpr std::size_t bf_mr = drt::detail::bf16_kernel::mr, bf_mc = 16 * bf_mr, bf_kc = drt::detail::bf16_kernel::kc;
+#if DRT_HAVE_AMX
+#define DRT_TEST_BF_KERNELS drt::detail::bf16_kernel, drt::detail::bf16_kernel_generic, drt::detail::bf16_kernel_amx
+#else
+#define DRT_TEST_BF_KERNELS drt::detail::bf16_kernel, drt::detail::bf16_kernel_generic
+#endif
 constexpr double bf_rel = 1e-5, bf_abs = 1e-4;
 constexpr float bf_sentinel = 12345.f;
 
@@ -61,10 +66,7 @@ template <class Kernel>
 void bf_run(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
             const drt::packed_matrix_bf16& b, float* c, std::size_t ldc, const drt::gemm_epilogue& ep = {},
             bool par = true) {
-  if constexpr (std::is_same_v<Kernel, drt::detail::bf16_kernel>)
-    drt::gemm_bf16(m, n, k, a, lda, b, c, ldc, ep, par);
-  else
-    drt::detail::gemm_bf16_with<Kernel>(m, n, k, a, lda, b, c, ldc, ep, par);
+  drt::detail::gemm_bf16_with<Kernel>(m, n, k, a, lda, b, c, ldc, ep, par);
 }
 
 /// A problem: float A [m][K] and W [N][K] (uniform), W packed to bf16; the reference reads both
@@ -194,7 +196,8 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_bf16 matches the double reference on bf16 inputs on odd shapes and tile edges", Kernel,
-                     drt::detail::bf16_kernel, drt::detail::bf16_kernel_generic) {
+                     DRT_TEST_BF_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
     struct dims {
       std::size_t m, k, n;
     };
@@ -202,12 +205,17 @@ TEST_SUITE("layers") {
                                    {7, 13, 17},
                                    {33, 100, 45},
                                    {130, 257, 33},
-                                   {bf_mr - 1, 2, bf_nr - 1},
-                                   {bf_mr, 3, bf_nr},
-                                   {bf_mr + 1, 5, bf_nr + 1},
-                                   {bf_mc + 1, 2 * bf_kc + 7, 70},
-                                   {2 * bf_mc - 1, bf_kc, 3 * bf_nr},
-                                   {5, bf_kc + 1, 11 * bf_nr + 9}};  // 12 panels: more than one group of panels
+                                   {Kernel::mr - 1, 2, bf_nr - 1},
+                                   {Kernel::mr, 3, bf_nr},
+                                   {Kernel::mr + 1, 5, bf_nr + 1},
+                                   {16 * Kernel::mr + 1, 2 * Kernel::kc + 7, 70},
+                                   {2 * 16 * Kernel::mr - 1, Kernel::kc, 3 * bf_nr},
+                                   {5, Kernel::kc + 1, 11 * bf_nr + 9},  // 12 panels: more than one group of panels
+                                   // AMX's edges: 16-row A tiles, 32-element reduction steps
+                                   {15, 32, 32},
+                                   {16, 33, 33},
+                                   {17, 31, 31},
+                                   {48, 65, 64}};
     unsigned seed = 600;
     for (const dims d : shapes) {
       const bf_problem p(d.m, d.k, d.n, seed += 2);
@@ -220,9 +228,10 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_bf16 on every (k, n) prefix of one packed matrix matches the reference on that prefix",
-                     Kernel, drt::detail::bf16_kernel, drt::detail::bf16_kernel_generic) {
+                     Kernel, DRT_TEST_BF_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
     SUBCASE("every k in 0..K and every n in 1..N") {
-      const std::size_t m = bf_mr + 1, K = 21, N = 2 * bf_nr + 5;
+      const std::size_t m = Kernel::mr + 1, K = 21, N = 2 * bf_nr + 5;
       const bf_problem p(m, K, N, 700);
       std::size_t runs = 0;
       for (std::size_t k = K + 1; k-- > 0;) {
@@ -240,10 +249,10 @@ TEST_SUITE("layers") {
       CHECK(runs == (K + 1) * N);
     }
     SUBCASE("sampled prefixes across the KC, MC and panel edges") {
-      const std::size_t m = bf_mc + 5, K = bf_kc + 9, N = 3 * bf_nr + 7;
+      const std::size_t m = 16 * Kernel::mr + 5, K = Kernel::kc + 9, N = 3 * bf_nr + 7;
       const bf_problem p(m, K, N, 701);
       for (std::size_t k :
-           {std::size_t(1), std::size_t(2), std::size_t(3), bf_kc - 1, bf_kc, bf_kc + 1, bf_kc + 2, K - 1, K}) {
+           {std::size_t(1), std::size_t(2), std::size_t(3), Kernel::kc - 1, Kernel::kc, Kernel::kc + 1, Kernel::kc + 2, K - 1, K}) {
         const auto full = p.ref(N, k);
         for (std::size_t n : {std::size_t(1), bf_nr - 1, bf_nr, bf_nr + 1, N}) {
           const auto ref = bf_cols(full, m, N, n);
@@ -255,8 +264,9 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_bf16 epilogues: alpha, bias, relu, gelu, residual (also aliasing C)", Kernel,
-                     drt::detail::bf16_kernel, drt::detail::bf16_kernel_generic) {
-    const std::size_t m = 2 * bf_mr + 3, n = 2 * bf_nr + 5, k = 45;
+                     DRT_TEST_BF_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
+    const std::size_t m = 2 * Kernel::mr + 3, n = 2 * bf_nr + 5, k = 45;
     const bf_problem p(m, k, n, 750);
     const auto bias = random_vector(n, 751);
     const std::size_t ldr = n + 2;
@@ -294,6 +304,23 @@ TEST_SUITE("layers") {
       CHECK(touched == 0);
       check_close(out.data(), ref.data(), ref.size(), bf_dims(m, n, k), bf_rel, bf_abs);
     }
+  }
+
+  TEST_CASE("gemm_bf16 runs this process's kernel: AMX where granted, else the compiled-in one") {
+    const bf_problem p(70, 130, 45, 4343);
+    std::vector<float> c(p.m * p.N), want(p.m * p.N);
+    drt::gemm_bf16(p.m, p.N, p.K, p.a.data(), p.K, p.b, c.data(), p.N);
+#if DRT_HAVE_AMX
+    if (drt::amx_usable())
+      drt::detail::gemm_bf16_with<drt::detail::bf16_kernel_amx>(p.m, p.N, p.K, p.a.data(), p.K, p.b, want.data(), p.N,
+                                                                {}, true);
+    else
+#endif
+      drt::detail::gemm_bf16_with<drt::detail::bf16_kernel>(p.m, p.N, p.K, p.a.data(), p.K, p.b, want.data(), p.N, {},
+                                                            true);
+    CHECK(c == want);
+    const std::string kernel = drt::kernel_description(drt::precision::bf16);
+    CHECK_MESSAGE((kernel.find("AMX") != std::string::npos) == drt::amx_usable(), kernel);
   }
 
   TEST_CASE("gemm_bf16 is within 1 % of the float32 product (Gaussian data)") {

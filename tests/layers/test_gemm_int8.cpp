@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <drt/layers/gemm_int8.hpp>
+#include <drt/layers/linear.hpp>
 
 #include "test_support.hpp"
 
@@ -30,7 +31,11 @@ using namespace drt_test;
 namespace {
 
 constexpr std::size_t s8_nr = drt::packed_matrix_s8::nr;
-constexpr std::size_t s8_mr = drt::detail::s8_kernel::mr, s8_mc = 16 * s8_mr, s8_kc = drt::detail::s8_kernel::kc;
+#if DRT_HAVE_AMX
+#define DRT_TEST_S8_KERNELS drt::detail::s8_kernel, drt::detail::s8_kernel_generic, drt::detail::s8_kernel_amx
+#else
+#define DRT_TEST_S8_KERNELS drt::detail::s8_kernel, drt::detail::s8_kernel_generic
+#endif
 constexpr float s8_sentinel = 12345.f;
 
 std::vector<float> s8_gaussian(std::size_t n, unsigned seed, float sigma = 1.f) {
@@ -58,25 +63,17 @@ std::string s8_dims(std::size_t m, std::size_t n, std::size_t k) {
   return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
 }
 
-/// Runs the int8 GEMM with Kernel: the public functions for the native kernel, detail::gemm_s8_with
-/// otherwise. With `a8` the u8 rows are given (gemm_s8_u8), else the float rows `a` are quantized.
+/// Runs the int8 GEMM with Kernel (detail::gemm_s8_with: each kernel directly, whichever the public
+/// functions pick in this process). With `a8` the u8 rows are given (gemm_s8_u8), else the float rows `a` are quantized.
 template <class Kernel>
 void s8_run(std::size_t m, std::size_t n, std::size_t k, const float* a, const std::uint8_t* a8, std::size_t lda,
             const drt::quant_params& aq, const drt::packed_matrix_s8& b, float* c, std::size_t ldc,
             const drt::gemm_epilogue& ep = {}, bool par = true) {
-  if constexpr (std::is_same_v<Kernel, drt::detail::s8_kernel>) {
-    if (a8)
-      drt::gemm_s8_u8(m, n, k, a8, lda, aq, b, c, ldc, ep, par);
-    else
-      drt::gemm_s8(m, n, k, a, lda, aq, b, c, ldc, ep, par);
-  } else {
-    if (a8)
-      drt::detail::gemm_s8_with<Kernel>(m, n, k, drt::detail::s8_rows_u8{a8, lda}, aq, b, {c, nullptr, ldc, {}}, ep,
-                                        par);
-    else
-      drt::detail::gemm_s8_with<Kernel>(m, n, k, drt::detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}},
-                                        ep, par);
-  }
+  if (a8)
+    drt::detail::gemm_s8_with<Kernel>(m, n, k, drt::detail::s8_rows_u8{a8, lda}, aq, b, {c, nullptr, ldc, {}}, ep, par);
+  else
+    drt::detail::gemm_s8_with<Kernel>(m, n, k, drt::detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}}, ep,
+                                      par);
 }
 
 /// A problem: float A [m][K] (Gaussian), float W [N][K] packed to int8, A quantized with the scalar
@@ -258,7 +255,8 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_s8 equals the exact integer reference bit for bit on odd shapes and tile edges", Kernel,
-                     drt::detail::s8_kernel, drt::detail::s8_kernel_generic) {
+                     DRT_TEST_S8_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
     struct dims {
       std::size_t m, k, n;
     };
@@ -266,12 +264,17 @@ TEST_SUITE("layers") {
                                    {7, 13, 17},
                                    {33, 100, 45},
                                    {130, 257, 33},
-                                   {s8_mr - 1, 3, s8_nr - 1},
-                                   {s8_mr, 4, s8_nr},
-                                   {s8_mr + 1, 5, s8_nr + 1},
-                                   {s8_mc + 1, 2 * s8_kc + 7, 70},
-                                   {2 * s8_mc - 1, s8_kc, 3 * s8_nr},
-                                   {5, s8_kc + 1, 11 * s8_nr + 9}};  // 12 panels: more than one group of panels
+                                   {Kernel::mr - 1, 3, s8_nr - 1},
+                                   {Kernel::mr, 4, s8_nr},
+                                   {Kernel::mr + 1, 5, s8_nr + 1},
+                                   {16 * Kernel::mr + 1, 2 * Kernel::kc + 7, 70},
+                                   {2 * 16 * Kernel::mr - 1, Kernel::kc, 3 * s8_nr},
+                                   {5, Kernel::kc + 1, 11 * s8_nr + 9},  // 12 panels: more than one group of panels
+                                   // AMX's edges: 16-row A tiles, 64-byte reduction steps
+                                   {15, 64, 32},
+                                   {16, 65, 33},
+                                   {17, 63, 31},
+                                   {48, 129, 64}};
     unsigned seed = 500;
     for (const dims d : shapes) {
       const s8_problem p(d.m, d.k, d.n, seed += 2);
@@ -286,12 +289,13 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_s8 on every (k, n) prefix of one packed matrix equals the reference on that prefix", Kernel,
-                     drt::detail::s8_kernel, drt::detail::s8_kernel_generic) {
+                     DRT_TEST_S8_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
     // The A rows hold K real values: a prefix k must read only its first k (the last group of 4 is
     // partly outside the prefix for k % 4 != 0). The quantized rows of a longer prefix stay in the
     // thread's buffer, so stale bytes past k are there too.
     SUBCASE("every k in 0..K and every n in 1..N") {
-      const std::size_t m = s8_mr + 1, K = 37, N = 2 * s8_nr + 5;
+      const std::size_t m = Kernel::mr + 1, K = 37, N = 2 * s8_nr + 5;
       const s8_problem p(m, K, N, 900);
       std::size_t bad = 0, runs = 0;
       for (std::size_t k = K + 1; k-- > 0;) {
@@ -311,10 +315,10 @@ TEST_SUITE("layers") {
       CHECK(bad == 0);
     }
     SUBCASE("sampled prefixes across the KC, MC and panel edges") {
-      const std::size_t m = s8_mc + 5, K = s8_kc + 9, N = 3 * s8_nr + 7;
+      const std::size_t m = 16 * Kernel::mr + 5, K = Kernel::kc + 9, N = 3 * s8_nr + 7;
       const s8_problem p(m, K, N, 901);
-      for (std::size_t k : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(4), std::size_t(5), s8_kc - 1,
-                            s8_kc, s8_kc + 1, s8_kc + 2, s8_kc + 3, K - 1, K}) {
+      for (std::size_t k : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(4), std::size_t(5), Kernel::kc - 1,
+                            Kernel::kc, Kernel::kc + 1, Kernel::kc + 2, Kernel::kc + 3, K - 1, K}) {
         const auto full = p.ref(N, k);
         for (std::size_t n : {std::size_t(1), s8_nr - 1, s8_nr, s8_nr + 1, N}) {
           const auto ref = s8_cols(full, m, N, n);
@@ -338,8 +342,9 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_s8 epilogues: alpha, bias, relu, gelu, residual (also aliasing C), strides", Kernel,
-                     drt::detail::s8_kernel, drt::detail::s8_kernel_generic) {
-    const std::size_t m = 2 * s8_mr + 3, n = 2 * s8_nr + 5, k = 45;
+                     DRT_TEST_S8_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
+    const std::size_t m = 2 * Kernel::mr + 3, n = 2 * s8_nr + 5, k = 45;
     const s8_problem p(m, k, n, 950);
     const auto bias = random_vector(n, 951);
     const std::size_t ldr = n + 2;
@@ -390,10 +395,11 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE_TEMPLATE("gemm_s8_requant / gemm_s8_u8_requant: the u8 output is quantize_u8 of the float output", Kernel,
-                     drt::detail::s8_kernel, drt::detail::s8_kernel_generic) {
+                     DRT_TEST_S8_KERNELS) {
+    if (!kernel_runs_here<Kernel>()) return;
     // Partial and full panels, a bottom edge, a reduction prefix; the output range is calibrated to
     // the float result so that some outputs saturate at 0 and 255.
-    const std::size_t m = s8_mr + 5, K = 41, N = 2 * s8_nr + 7, k = 39, n = 2 * s8_nr + 6;
+    const std::size_t m = Kernel::mr + 5, K = 41, N = 2 * s8_nr + 7, k = 39, n = 2 * s8_nr + 6;
     const s8_problem p(m, K, N, 960);
     const auto bias = random_vector(N, 961);
     const std::size_t ldr = n + 1;
@@ -461,6 +467,25 @@ TEST_SUITE("layers") {
     std::size_t bad = 0;
     for (std::size_t i = 0; i < m * n; ++i) bad += (c1[i] != drt::quantize_u8(ref[i], cq)) + (c2[i] != c1[i]);
     CHECK(bad == 0);
+  }
+
+  TEST_CASE("gemm_s8 / gemm_s8_u8 / the requantizing forms run this process's kernel: AMX where granted") {
+    const s8_problem p(70, 130, 45, 4242);
+    const auto ref = p.ref(p.N, p.K);
+    std::vector<float> c(p.m * p.N);
+    drt::gemm_s8(p.m, p.N, p.K, p.a.data(), p.K, p.aq, p.b, c.data(), p.N);
+    CHECK(s8_mismatches(c, ref) == 0);
+    drt::gemm_s8_u8(p.m, p.N, p.K, p.a8.data(), p.K, p.aq, p.b, c.data(), p.N);
+    CHECK(s8_mismatches(c, ref) == 0);
+    const drt::quant_params cq{0.05f, 128};
+    std::vector<std::uint8_t> c8(p.m * p.N), c8u(p.m * p.N), want(p.m * p.N);
+    drt::gemm_s8_requant(p.m, p.N, p.K, p.a.data(), p.K, p.aq, p.b, c8.data(), p.N, cq);
+    drt::gemm_s8_u8_requant(p.m, p.N, p.K, p.a8.data(), p.K, p.aq, p.b, c8u.data(), p.N, cq);
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] = drt::quantize_u8(ref[i], cq);
+    CHECK(c8 == want);
+    CHECK(c8u == want);
+    const std::string kernel = drt::kernel_description(drt::precision::int8);
+    CHECK_MESSAGE((kernel.find("AMX") != std::string::npos) == drt::amx_usable(), kernel);
   }
 
   TEST_CASE("gemm_s8 is within 2 % of the float32 product (Gaussian data, min/max activation range)") {

@@ -144,6 +144,17 @@ struct bf16_dot {
     return r;
   }
   static vec dot(vec acc, __m512i a, __m512i b) noexcept { return _mm512_dpbf16_ps(acc, as_bh(a), as_bh(b)); }
+#if DRT_HAVE_AMX
+  /// Accumulator tile I (0-3) += A tile 4 + I / 2 x B tile 6 + I % 2 (the tile numbers must be
+  /// literals: the intrinsic pastes them into the instruction).
+  template <int I>
+  static void tile_dot() noexcept {
+    if constexpr (I == 0) _tile_dpbf16ps(0, 4, 6);
+    if constexpr (I == 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (I == 2) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (I == 3) _tile_dpbf16ps(3, 5, 7);
+  }
+#endif
   /// alpha * acc for one panel.
   struct columns {
     simd alpha;
@@ -158,6 +169,10 @@ using bf16_kernel_generic = lowp_kernel_generic<bf16_dot>;
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 /// AVX-512 BF16 micro-kernel (`vdpbf16ps`: 2 bf16 products per fp32 lane).
 using bf16_kernel = lowp_kernel_avx512<bf16_dot>;
+#if DRT_HAVE_AMX
+/// AMX micro-kernel (`tdpbf16ps`: a 16 x 16 x 32 block of bf16 products, fp32 sums, per instruction).
+using bf16_kernel_amx = lowp_kernel_amx<bf16_dot>;
+#endif
 #else
 using bf16_kernel = bf16_kernel_generic;
 #endif
@@ -189,7 +204,7 @@ void gemm_bf16_with(std::size_t m, std::size_t n, std::size_t k, const float* a,
 
 }  // namespace detail
 
-/// Whether `gemm_bf16` runs the AVX-512 BF16 kernel (else the portable one: correct, slower).
+/// Whether `gemm_bf16` runs a native kernel, AVX-512 BF16 or AMX (else the portable one: correct, slower).
 inline constexpr bool gemm_bf16_native = !std::is_same_v<detail::bf16_kernel, detail::bf16_kernel_generic>;
 
 /// C[m, n] (row stride ldc) = epilogue(bf16(A[m, k]) (row stride lda) x B[:k, :n]), fp32 accumulation.
@@ -201,6 +216,9 @@ inline void gemm_bf16(std::size_t m, std::size_t n, std::size_t k, const float* 
   if (k > b.k() || n > b.n())
     throw shape_error("gemm_bf16: requested k=" + std::to_string(k) + ", n=" + std::to_string(n) +
                       " exceeds the packed matrix [k=" + std::to_string(b.k()) + ", n=" + std::to_string(b.n()) + "]");
+#if DRT_HAVE_AMX
+  if (amx_usable()) return detail::gemm_bf16_with<detail::bf16_kernel_amx>(m, n, k, a, lda, b, c, ldc, ep, allow_parallel);
+#endif
   detail::gemm_bf16_with<detail::bf16_kernel>(m, n, k, a, lda, b, c, ldc, ep, allow_parallel);
 }
 

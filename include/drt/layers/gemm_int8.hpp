@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/amx.hpp"
 #include "gemm.hpp"
 
 namespace drt {
@@ -356,11 +357,16 @@ struct lowp_kernel_generic {
   using acc_type = typename Dot::acc_type;
   static constexpr std::size_t mr = 4, group = Dot::group, kc = Dot::kc;
   static constexpr bool direct = false;
+  static constexpr bool needs_amx = false;  ///< runs only where `amx_usable()`
 
+  static void begin() noexcept {}
+  static void end() noexcept {}
   template <activation A>
-  static void micro(std::size_t k, const a_type* const* ar, const b_type* bp, acc_type* tile, bool accumulate,
-                    const lowp_out*) noexcept {
+  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, const b_type* bp,
+                    acc_type* tile, bool accumulate, const lowp_out*) noexcept {
     constexpr std::size_t NR = gemm_nr, G = group;
+    const a_type* ar[mr];
+    for (std::size_t r = 0; r < mr; ++r) ar[r] = a + (r < rows ? r : 0) * lda;  // edge rows: never stored
     acc_type acc[mr][NR];
     for (std::size_t r = 0; r < mr; ++r)
       for (std::size_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? tile[r * NR + j] : acc_type(0);
@@ -395,18 +401,21 @@ struct lowp_kernel_avx512 {
   using acc_type = typename Dot::acc_type;
   static constexpr std::size_t mr = 12, group = Dot::group, kc = Dot::kc;
   static constexpr bool direct = true;
+  static constexpr bool needs_amx = false;
   static_assert(gemm_nr == 32 && simd_width == 16, "the AVX-512 kernels assume 16-float vectors");
   static_assert(sizeof(a_type) * group == 4 && sizeof(b_type) * group == 4, "one group fills a 32-bit lane");
 
+  static void begin() noexcept {}
+  static void end() noexcept {}
   template <activation A>
-  static void micro(std::size_t k, const a_type* const* ar, const b_type* bp, acc_type* tile, bool accumulate,
-                    const lowp_out* out) noexcept {
+  static void micro(std::size_t k, const a_type* arows, std::size_t lda, std::size_t rows, const b_type* bp,
+                    acc_type* tile, bool accumulate, const lowp_out* out) noexcept {
     using vec = typename Dot::vec;
     constexpr std::size_t NR = gemm_nr, G = group, half = NR * G / 2;
     vec c0[mr], c1[mr];
     const a_type* a[mr];
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < mr; ++r) a[r] = ar[r];
+    for (std::size_t r = 0; r < mr; ++r) a[r] = arows + (r < rows ? r : 0) * lda;  // edge rows: never stored
     if (out) lowp_prefetch(*out);
     if (accumulate) {
 #pragma GCC unroll 16
@@ -464,6 +473,120 @@ struct lowp_kernel_avx512 {
 };
 #endif
 
+#if DRT_HAVE_AMX
+/// AMX micro-kernel: 32 rows x 32 columns in the four accumulator tiles (tiles 0-3: rows 0-15 /
+/// 16-31 x columns 0-15 / 16-31, amx.hpp's configuration). Per 64 bytes of reduction (`step`
+/// elements): two A tiles of 16 rows read in place with the rows' stride, two B tiles (the panel's
+/// two halves of 16 columns: 16 group rows of 64 bytes, stride 128 — the [groups][NR][group] layout
+/// of the AVX-512 kernels, unchanged, so every prefix property holds) and four `Dot::tile_dot`.
+/// Edges, never reading outside A's rows or the panel: with 16 < rows < 32 the second A tile starts
+/// at row rows - 16 (the rows both tiles hold are computed twice, identically, and stored twice);
+/// with rows < 16 the rows are copied into a zero-padded block first; a reduction that ends inside
+/// a step takes that step's A bytes (zero past k) and panel rows (zero past the last group) from
+/// zero-padded copies. The accumulators are stored to the tile buffer (`tile`, [MR][NR]) and, with
+/// `out`, go through the epilogue from there.
+template <class Dot>
+struct lowp_kernel_amx {
+  using a_type = typename Dot::a_type;
+  using b_type = typename Dot::b_type;
+  using acc_type = typename Dot::acc_type;
+  static constexpr std::size_t mr = 32, group = Dot::group, kc = Dot::kc;
+  static constexpr bool direct = true;
+  static constexpr bool needs_amx = true;
+  static constexpr std::size_t step = 64 / sizeof(a_type);  ///< reduction elements per A tile row
+  static_assert(gemm_nr == 32 && simd_width == 16, "the AMX kernels assume 16-float vectors");
+  static_assert(sizeof(acc_type) == 4 && sizeof(b_type) * group == 4, "one group fills a 32-bit lane");
+
+  static void begin() noexcept { amx_begin(); }
+  static void end() noexcept { amx_end(); }
+
+  template <activation A>
+  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, const b_type* bp,
+                    acc_type* tile, bool accumulate, const lowp_out* out) noexcept {
+    constexpr std::size_t NR = gemm_nr, G = group;
+    constexpr std::size_t c_stride = NR * sizeof(acc_type);  // tile buffer row: 128 bytes
+    constexpr std::size_t b_stride = NR * G * sizeof(b_type);  // one group row of a panel: 128 bytes
+    constexpr std::size_t b_step = (step / G) * NR * G;        // panel elements per step
+    const bool two = rows > 16;
+    const a_type* a0 = a;  // rows 0-15
+    std::size_t ld0 = lda;
+    if (rows < 16) {
+      thread_local aligned_vector<a_type> pad;
+      ld0 = (k + step - 1) / step * step;
+      pad.assign(16 * ld0, a_type(0));
+      for (std::size_t r = 0; r < rows; ++r) std::memcpy(pad.data() + r * ld0, a + r * lda, k * sizeof(a_type));
+      a0 = pad.data();
+    }
+    const std::size_t r1 = two ? rows - 16 : 0;  // first row of the second A tile (and of C tiles 2-3)
+    const a_type* a1 = a + r1 * lda;
+    acc_type* t1 = tile + r1 * NR;
+    if (accumulate) {
+      _tile_loadd(0, tile, c_stride);
+      _tile_loadd(1, tile + 16, c_stride);
+      if (two) {
+        _tile_loadd(2, t1, c_stride);
+        _tile_loadd(3, t1 + 16, c_stride);
+      }
+    } else {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+    const std::size_t steps = k / step, rem = k % step;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const b_type* b = bp + s * b_step;
+      _tile_loadd(6, b, b_stride);
+      _tile_loadd(7, b + 16 * G, b_stride);
+      _tile_loadd(4, a0 + s * step, ld0 * sizeof(a_type));
+      Dot::template tile_dot<0>();
+      Dot::template tile_dot<1>();
+      if (two) {
+        _tile_loadd(5, a1 + s * step, lda * sizeof(a_type));
+        Dot::template tile_dot<2>();
+        Dot::template tile_dot<3>();
+      }
+    }
+    if (rem) {
+      alignas(64) a_type at[32 * step] = {};
+      alignas(64) b_type bt[16 * NR * G] = {};
+      std::memcpy(bt, bp + steps * b_step, (rem + G - 1) / G * NR * G * sizeof(b_type));
+      for (std::size_t r = 0; r < 16; ++r) {
+        std::memcpy(at + r * step, a0 + r * ld0 + steps * step, rem * sizeof(a_type));
+        if (two) std::memcpy(at + (16 + r) * step, a1 + r * lda + steps * step, rem * sizeof(a_type));
+      }
+      _tile_loadd(6, bt, b_stride);
+      _tile_loadd(7, bt + 16 * G, b_stride);
+      _tile_loadd(4, at, 64);
+      Dot::template tile_dot<0>();
+      Dot::template tile_dot<1>();
+      if (two) {
+        _tile_loadd(5, at + 16 * step, 64);
+        Dot::template tile_dot<2>();
+        Dot::template tile_dot<3>();
+      }
+    }
+    _tile_stored(0, tile, c_stride);
+    _tile_stored(1, tile + 16, c_stride);
+    if (two) {
+      _tile_stored(2, t1, c_stride);
+      _tile_stored(3, t1 + 16, c_stride);
+    }
+    if (!out) return;
+    const typename Dot::columns cols(*out);
+    const simd bias0 = out->bias ? simd::load_unaligned(out->bias) : simd(0.f);
+    const simd bias1 = out->bias ? simd::load_unaligned(out->bias + 16) : simd(0.f);
+    for (std::size_t r = 0; r < out->rows; ++r)
+      lowp_store_row<A>(cols.to_float(Dot::load(tile + r * NR), 0), cols.to_float(Dot::load(tile + r * NR + 16), 1),
+                        bias0, bias1, *out, r);
+  }
+  static void dequantize(const acc_type* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
+                         float* out) noexcept {
+    Dot::dequantize(tile, rows, j0, cols, out);
+  }
+};
+#endif
+
 /// int8 accumulators of rows x NR (row stride NR) to the float values before bias:
 /// float(acc - corr_j) * scale_j.
 inline void s8_dequantize(const std::int32_t* tile, std::size_t rows, std::size_t j0, const lowp_columns& cols,
@@ -507,6 +630,17 @@ struct s8_dot {
   static vec load(const std::int32_t* p) noexcept { return _mm512_load_si512(p); }
   static void store(std::int32_t* p, vec v) noexcept { _mm512_store_si512(p, v); }
   static vec dot(vec acc, __m512i a, __m512i b) noexcept { return _mm512_dpbusd_epi32(acc, a, b); }
+#if DRT_HAVE_AMX
+  /// Accumulator tile I (0-3) += A tile 4 + I / 2 x B tile 6 + I % 2 (the tile numbers must be
+  /// literals: the intrinsic pastes them into the instruction).
+  template <int I>
+  static void tile_dot() noexcept {
+    if constexpr (I == 0) _tile_dpbusd(0, 4, 6);
+    if constexpr (I == 1) _tile_dpbusd(1, 4, 7);
+    if constexpr (I == 2) _tile_dpbusd(2, 5, 6);
+    if constexpr (I == 3) _tile_dpbusd(3, 5, 7);
+  }
+#endif
   /// float(acc - zp * colsum_j) * s_j for one panel.
   struct columns {
     __m512i corr[2];
@@ -554,6 +688,14 @@ struct s8_kernel_vnni : lowp_kernel_avx512<s8_dot> {
   }
 };
 using s8_kernel = s8_kernel_vnni;
+#if DRT_HAVE_AMX
+/// AMX micro-kernel (`tdpbusd`: a 16 x 16 x 64 block of u8 x s8 products per instruction).
+struct s8_kernel_amx : lowp_kernel_amx<s8_dot> {
+  static void column_sums(const packed_matrix_s8& b, std::size_t k, std::size_t panels, std::int32_t* out) noexcept {
+    s8_kernel_vnni::column_sums(b, k, panels, out);
+  }
+};
+#endif
 #else
 using s8_kernel = s8_kernel_generic;
 #endif
@@ -620,6 +762,7 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
     const std::size_t mb = t / pchunks, pc = t % pchunks;
     const std::size_t i0 = mb * MC, rows = std::min(MC, m - i0);
     const std::size_t p_end = std::min(panels, (pc + 1) * ppc);
+    Kernel::begin();
     const a_type* ab = nullptr;
     std::size_t ld = 0;
     for (std::size_t g0 = pc * ppc; g0 < p_end; g0 += group_panels) {
@@ -639,8 +782,7 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
           acc_type* pt = tiles.data() + (p - g0) * tile_elems;
           for (std::size_t i = 0; i < rows; i += MR) {
             const std::size_t rr = std::min(MR, rows - i);
-            const a_type* ar[MR];
-            for (std::size_t r = 0; r < MR; ++r) ar[r] = ab + (i + (r < rr ? r : 0)) * ld + k0;  // edge: never stored
+            const a_type* ar = ab + i * ld + k0;
             if (direct) {
               const lowp_out o{dst.c ? dst.c + (i0 + i) * ldc + j0 : nullptr,
                                dst.c8 ? dst.c8 + (i0 + i) * ldc + j0 : nullptr,
@@ -654,9 +796,9 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
                                cols.alpha,
                                ep.residual_before_act,
                                dst.q};
-              Kernel::template micro<A>(kc, ar, bp, pt + i * NR, k0 > 0, &o);
+              Kernel::template micro<A>(kc, ar, ld, rr, bp, pt + i * NR, k0 > 0, &o);
             } else {
-              Kernel::template micro<A>(kc, ar, bp, pt + i * NR, k0 > 0, nullptr);
+              Kernel::template micro<A>(kc, ar, ld, rr, bp, pt + i * NR, k0 > 0, nullptr);
             }
           }
         }
@@ -681,6 +823,7 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
         }
       }
     }
+    Kernel::end();
   };
   if (allow_parallel)
     parallel_for(tasks.count(), task, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
@@ -745,9 +888,25 @@ void gemm_s8_with(std::size_t m, std::size_t n, std::size_t k, const Source& src
   lowp_dispatch<Kernel>(m, n, k, src, b, dst, ep, cols, allow_parallel);
 }
 
+template <class Kernel>
+struct kernel_tag {
+  using type = Kernel;
+};
+
+/// Calls f(kernel_tag<K>{}) with the int8 kernel this process runs: AMX where `amx_usable()`, else
+/// the compiled-in one (VNNI or portable).
+template <class F>
+void with_s8_kernel(F&& f) {
+#if DRT_HAVE_AMX
+  if (amx_usable()) return f(kernel_tag<s8_kernel_amx>{});
+#endif
+  f(kernel_tag<s8_kernel>{});
+}
+
 }  // namespace detail
 
-/// Whether `gemm_s8` runs the AVX-512 VNNI kernel (else the portable one: correct, several times slower).
+/// Whether `gemm_s8` runs a native kernel, AVX-512 VNNI or AMX (else the portable one: correct,
+/// several times slower).
 inline constexpr bool gemm_s8_native = !std::is_same_v<detail::s8_kernel, detail::s8_kernel_generic>;
 
 /// C[m, n] (row stride ldc) = epilogue(A[m, k] (floats, row stride lda, quantized per call to u8
@@ -757,8 +916,9 @@ inline void gemm_s8(std::size_t m, std::size_t n, std::size_t k, const float* a,
                     const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
                     const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8", k, n, aq, b);
-  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}}, ep,
-                                          allow_parallel);
+  detail::with_s8_kernel([&](auto kernel) {
+    detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}}, ep, allow_parallel);
+  });
 }
 
 /// As gemm_s8 with A already quantized: u8 A[m, k] (row stride lda) of parameters `aq`. Only the
@@ -767,8 +927,9 @@ inline void gemm_s8_u8(std::size_t m, std::size_t n, std::size_t k, const std::u
                        const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
                        const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_u8", k, n, aq, b);
-  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {c, nullptr, ldc, {}}, ep,
-                                          allow_parallel);
+  detail::with_s8_kernel([&](auto kernel) {
+    detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {c, nullptr, ldc, {}}, ep, allow_parallel);
+  });
 }
 
 /// As gemm_s8, with the output requantized for a following int8 layer: u8 C[m, n] (row stride ldc)
@@ -778,8 +939,9 @@ inline void gemm_s8_requant(std::size_t m, std::size_t n, std::size_t k, const f
                             const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_requant", k, n, aq, b);
   detail::check_quant_params("gemm_s8_requant", "output", cq);
-  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {nullptr, c, ldc, cq}, ep,
-                                          allow_parallel);
+  detail::with_s8_kernel([&](auto kernel) {
+    detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {nullptr, c, ldc, cq}, ep, allow_parallel);
+  });
 }
 
 /// As gemm_s8_u8 (u8 A), with the output requantized as gemm_s8_requant does: u8 in, u8 out.
@@ -788,8 +950,9 @@ inline void gemm_s8_u8_requant(std::size_t m, std::size_t n, std::size_t k, cons
                                const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_u8_requant", k, n, aq, b);
   detail::check_quant_params("gemm_s8_u8_requant", "output", cq);
-  detail::gemm_s8_with<detail::s8_kernel>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {nullptr, c, ldc, cq}, ep,
-                                          allow_parallel);
+  detail::with_s8_kernel([&](auto kernel) {
+    detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {nullptr, c, ldc, cq}, ep, allow_parallel);
+  });
 }
 
 /// Plain-loop reference of the int8 numerics: u8 A[m][k] (row stride lda, parameters aq), int8

@@ -21,9 +21,11 @@ inline std::string kernel_description(precision p) {
   switch (p) {
     case precision::fp32: return std::string("fp32 FMA, ") + detail::simd::arch_type::name();
     case precision::bf16:
+      if (amx_usable()) return "bf16 AMX (tdpbf16ps)";
       return gemm_bf16_native ? "bf16 AVX-512 BF16 (vdpbf16ps)"
                               : "bf16 portable kernel (built without AVX-512 BF16: slower than fp32)";
     case precision::int8:
+      if (amx_usable()) return "int8 AMX (tdpbusd)";
       return gemm_s8_native ? "int8 AVX-512 VNNI (vpdpbusd)"
                             : "int8 portable kernel (built without AVX-512 VNNI: slower than fp32)";
   }
