@@ -20,8 +20,9 @@
 ///   C_ij    = d_ij + bias[j], then residual / activation as `gemm_epilogue` says;
 ///   or, for a following int8 layer, u8 C_ij = quantize_u8(that, cq) (`gemm_s8_requant`).
 /// The zero-point correction zp * colsum_j is the only term that depends on the prefix k': the
-/// column sums are recomputed per call from the packed panels (k' * n' byte adds, with `vpdpbusd`
-/// against a vector of ones: about 1 / m of the GEMM, and no per-prefix table to store).
+/// column sums over the whole reduction are kept with the panels; a shorter prefix recomputes its
+/// own per call (k' * n' byte adds, with `vpdpbusd` against a vector of ones: about 1 / m of the
+/// GEMM, and no per-prefix table to store).
 /// |acc| <= 255 * 127 * k, so k is limited to `packed_matrix_s8::max_k` (int32 never overflows).
 ///
 /// The loop nest (row blocks x panel groups x reduction blocks x panels x micro-tiles, tasks over
@@ -218,9 +219,13 @@ public:
     p.data_.resize(p.panels() * p.groups() * nr * group);
     std::fill(p.data_.begin(), p.data_.end(), std::int8_t(0));
     p.scales_.assign(scales, scales + n);
+    p.colsum_.assign(p.panels() * nr, 0);
     for (std::size_t j = 0; j < n; ++j) {
       std::int8_t* dst = p.data_.data() + (j / nr) * p.groups() * nr * group + (j % nr) * group;
-      for (std::size_t kk = 0; kk < k; ++kk) dst[(kk / group) * nr * group + kk % group] = q[j * ld + kk];
+      for (std::size_t kk = 0; kk < k; ++kk) {
+        dst[(kk / group) * nr * group + kk % group] = q[j * ld + kk];
+        p.colsum_[j] += q[j * ld + kk];
+      }
     }
     return p;
   }
@@ -233,16 +238,22 @@ public:
   const std::int8_t* panel(std::size_t p) const noexcept { return data_.data() + p * groups() * nr * group; }
   /// [n] per-output-channel scales.
   const float* scales() const noexcept { return scales_.data(); }
+  /// [panels() * NR] sums of each column's quantized weights over the whole reduction (zero past n):
+  /// the zero-point correction of a call with k = k() (a shorter prefix sums its own).
+  const std::int32_t* column_sums() const noexcept { return colsum_.data(); }
   /// The quantized weight of output j, reduction index kk (reads the packed layout).
   std::int8_t at(std::size_t j, std::size_t kk) const noexcept {
     return panel(j / nr)[((kk / group) * nr + j % nr) * group + kk % group];
   }
-  std::size_t bytes() const noexcept { return data_.size() + scales_.size() * sizeof(float); }
+  std::size_t bytes() const noexcept {
+    return data_.size() + scales_.size() * sizeof(float) + colsum_.size() * sizeof(std::int32_t);
+  }
 
 private:
   std::size_t k_ = 0, n_ = 0;
   detail::aligned_vector<std::int8_t> data_;
   std::vector<float> scales_;
+  std::vector<std::int32_t> colsum_;
 };
 
 namespace detail {
@@ -876,7 +887,10 @@ void gemm_s8_with(std::size_t m, std::size_t n, std::size_t k, const Source& src
   thread_local aligned_vector<float> scale;
   if (corr.size() < panels * NR) corr.resize(panels * NR);
   if (scale.size() < panels * NR) scale.resize(panels * NR);
-  Kernel::column_sums(b, k, panels, corr.data());
+  if (k == b.k())
+    std::copy(b.column_sums(), b.column_sums() + panels * NR, corr.data());
+  else
+    Kernel::column_sums(b, k, panels, corr.data());
   const float s = ep.alpha * aq.scale;
   for (std::size_t j = 0; j < panels * NR; ++j) {
     corr[j] *= aq.zero_point;
