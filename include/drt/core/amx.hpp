@@ -67,7 +67,10 @@ struct alignas(64) amx_tile_config {
 };
 
 /// Loads the configuration on the calling thread (about 50 ns: once per GEMM task, not per tile).
+/// Callers choose the AMX kernels only where `amx_usable()`; asking here too keeps a direct use of
+/// a kernel (tests, benchmarks) from faulting before the process has asked for the tiles.
 inline void amx_begin() noexcept {
+  (void)amx_usable();
   static const amx_tile_config config;
   _tile_loadconfig(&config);
 }

@@ -169,6 +169,9 @@ class packed_matrix_s8 {
 public:
   static constexpr std::size_t nr = detail::gemm_nr;  ///< output columns per panel
   static constexpr std::size_t group = 4;             ///< reduction elements per 32-bit lane
+  /// Zero group rows after the last panel: a 16-row AMX tile load at a reduction's last step never
+  /// leaves the allocation.
+  static constexpr std::size_t tail_rows = 16;
   /// Largest reduction: 255 * 127 * max_k < 2^31, so the int32 accumulators cannot overflow.
   static constexpr std::size_t max_k = 65536;
 
@@ -216,7 +219,7 @@ public:
     packed_matrix_s8 p;
     p.k_ = k;
     p.n_ = n;
-    p.data_.resize(p.panels() * p.groups() * nr * group);
+    p.data_.resize(p.panels() * p.groups() * nr * group + tail_rows * nr * group);
     std::fill(p.data_.begin(), p.data_.end(), std::int8_t(0));
     p.scales_.assign(scales, scales + n);
     p.colsum_.assign(p.panels() * nr, 0);
@@ -373,7 +376,7 @@ struct lowp_kernel_generic {
   static void begin() noexcept {}
   static void end() noexcept {}
   template <activation A>
-  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, const b_type* bp,
+  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, bool, const b_type* bp,
                     acc_type* tile, bool accumulate, const lowp_out*) noexcept {
     constexpr std::size_t NR = gemm_nr, G = group;
     const a_type* ar[mr];
@@ -419,7 +422,7 @@ struct lowp_kernel_avx512 {
   static void begin() noexcept {}
   static void end() noexcept {}
   template <activation A>
-  static void micro(std::size_t k, const a_type* arows, std::size_t lda, std::size_t rows, const b_type* bp,
+  static void micro(std::size_t k, const a_type* arows, std::size_t lda, std::size_t rows, bool, const b_type* bp,
                     acc_type* tile, bool accumulate, const lowp_out* out) noexcept {
     using vec = typename Dot::vec;
     constexpr std::size_t NR = gemm_nr, G = group, half = NR * G / 2;
@@ -491,10 +494,12 @@ struct lowp_kernel_avx512 {
 /// two halves of 16 columns: 16 group rows of 64 bytes, stride 128 — the [groups][NR][group] layout
 /// of the AVX-512 kernels, unchanged, so every prefix property holds) and four `Dot::tile_dot`.
 /// Edges, never reading outside A's rows or the panel: with 16 < rows < 32 the second A tile starts
-/// at row rows - 16 (the rows both tiles hold are computed twice, identically, and stored twice);
-/// with rows < 16 the rows are copied into a zero-padded block first; a reduction that ends inside
-/// a step takes that step's A bytes (zero past k) and panel rows (zero past the last group) from
-/// zero-padded copies. The accumulators are stored to the tile buffer (`tile`, [MR][NR]) and, with
+/// at row rows - 16 (the rows both tiles hold are computed twice, identically, and stored twice).
+/// From a `zero_padded` row source (the converted float rows) the last step and a block of fewer
+/// than 16 rows are read in place (zeros past k, spare rows after the last, zero group rows after
+/// the last panel); from rows read in place (u8 A) fewer than 16 rows are copied into a zero-padded
+/// block, and a reduction that ends inside a step takes that step's A bytes (zero past k) and panel
+/// rows (zero past the last group) from zero-padded copies. The accumulators are stored to the tile buffer (`tile`, [MR][NR]) and, with
 /// `out`, go through the epilogue from there.
 template <class Dot>
 struct lowp_kernel_amx {
@@ -512,8 +517,8 @@ struct lowp_kernel_amx {
   static void end() noexcept { amx_end(); }
 
   template <activation A>
-  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, const b_type* bp,
-                    acc_type* tile, bool accumulate, const lowp_out* out) noexcept {
+  static void micro(std::size_t k, const a_type* a, std::size_t lda, std::size_t rows, bool padded,
+                    const b_type* bp, acc_type* tile, bool accumulate, const lowp_out* out) noexcept {
     constexpr std::size_t NR = gemm_nr, G = group;
     constexpr std::size_t c_stride = NR * sizeof(acc_type);  // tile buffer row: 128 bytes
     constexpr std::size_t b_stride = NR * G * sizeof(b_type);  // one group row of a panel: 128 bytes
@@ -521,13 +526,14 @@ struct lowp_kernel_amx {
     const bool two = rows > 16;
     const a_type* a0 = a;  // rows 0-15
     std::size_t ld0 = lda;
-    if (rows < 16) {
+    if (rows < 16 && !padded) {
       thread_local aligned_vector<a_type> pad;
       ld0 = (k + step - 1) / step * step;
       pad.assign(16 * ld0, a_type(0));
       for (std::size_t r = 0; r < rows; ++r) std::memcpy(pad.data() + r * ld0, a + r * lda, k * sizeof(a_type));
       a0 = pad.data();
     }
+    if (out) lowp_prefetch(*out);  // C's lines arrive while the tiles compute
     const std::size_t r1 = two ? rows - 16 : 0;  // first row of the second A tile (and of C tiles 2-3)
     const a_type* a1 = a + r1 * lda;
     acc_type* t1 = tile + r1 * NR;
@@ -558,7 +564,19 @@ struct lowp_kernel_amx {
         Dot::template tile_dot<3>();
       }
     }
-    if (rem) {
+    if (rem && padded) {  // A is zero past k in place, the panel is followed by zero rows
+      const b_type* b = bp + steps * b_step;
+      _tile_loadd(6, b, b_stride);
+      _tile_loadd(7, b + 16 * G, b_stride);
+      _tile_loadd(4, a0 + steps * step, ld0 * sizeof(a_type));
+      Dot::template tile_dot<0>();
+      Dot::template tile_dot<1>();
+      if (two) {
+        _tile_loadd(5, a1 + steps * step, lda * sizeof(a_type));
+        Dot::template tile_dot<2>();
+        Dot::template tile_dot<3>();
+      }
+    } else if (rem) {
       alignas(64) a_type at[32 * step] = {};
       alignas(64) b_type bt[16 * NR * G] = {};
       std::memcpy(bt, bp + steps * b_step, (rem + G - 1) / G * NR * G * sizeof(b_type));
@@ -714,22 +732,39 @@ using s8_kernel = s8_kernel_generic;
 /// Row sources of `lowp_run`: prepare(i0, rows, k0, kc, k, buf) makes the reduction columns
 /// [k0, k0 + kc) of rows i0..i0+rows-1 (of a reduction of length k) ready in the kernel's type and
 /// returns where the rows start (column 0) and their stride. Called once per reduction block, in
-/// order, k0 = 0 first.
+/// order, k0 = 0 first. `zero_padded`: the rows hold zeros from k to the stride (a multiple of 64
+/// bytes) and 16 more rows are readable after the last (their values unused), so the AMX kernel
+/// reads a reduction's last step and a short row block in place.
+
+/// Grows a conversion buffer to rows + 16 rows of ld elements (the 16 spare rows zeroed when new).
+template <class T>
+void lowp_reserve_rows(aligned_vector<T>& buf, std::size_t rows, std::size_t ld) {
+  const std::size_t need = (rows + 16) * ld, old = buf.size();
+  if (old >= need) return;
+  buf.resize(need);
+  std::fill(buf.begin() + static_cast<std::ptrdiff_t>(old), buf.end(), T(0));
+}
 /// A rows given as floats, quantized to u8 block by block into `buf` (row stride a multiple of 64).
 struct s8_rows_float {
   const float* a;
   std::size_t lda;
   quant_params q;
+  static constexpr bool zero_padded = true;
   std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
                                                       std::size_t k, aligned_vector<std::uint8_t>& buf) const {
     const std::size_t ld = std::max<std::size_t>(64, (k + 63) / 64 * 64);
-    if (buf.size() < rows * ld) buf.resize(rows * ld);
-    for (std::size_t r = 0; r < rows; ++r) quantize_u8(a + (i0 + r) * lda + k0, kc, q, buf.data() + r * ld + k0);
+    lowp_reserve_rows(buf, rows, ld);
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::uint8_t* row = buf.data() + r * ld;
+      quantize_u8(a + (i0 + r) * lda + k0, kc, q, row + k0);
+      if (k0 + kc == k) std::fill(row + k, row + ld, std::uint8_t(0));
+    }
     return {buf.data(), ld};
   }
 };
-/// A rows already quantized to u8 (read in place).
+/// A rows already quantized to u8 (read in place: nothing is known past k or past the last row).
 struct s8_rows_u8 {
+  static constexpr bool zero_padded = false;
   const std::uint8_t* a;
   std::size_t lda;
   std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t, std::size_t, std::size_t,
@@ -807,9 +842,9 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
                                cols.alpha,
                                ep.residual_before_act,
                                dst.q};
-              Kernel::template micro<A>(kc, ar, ld, rr, bp, pt + i * NR, k0 > 0, &o);
+              Kernel::template micro<A>(kc, ar, ld, rr, Source::zero_padded, bp, pt + i * NR, k0 > 0, &o);
             } else {
-              Kernel::template micro<A>(kc, ar, ld, rr, bp, pt + i * NR, k0 > 0, nullptr);
+              Kernel::template micro<A>(kc, ar, ld, rr, Source::zero_padded, bp, pt + i * NR, k0 > 0, nullptr);
             }
           }
         }
@@ -907,12 +942,16 @@ struct kernel_tag {
   using type = Kernel;
 };
 
-/// Calls f(kernel_tag<K>{}) with the int8 kernel this process runs: AMX where `amx_usable()`, else
-/// the compiled-in one (VNNI or portable).
+/// Calls f(kernel_tag<K>{}) with the int8 kernel this process runs for a reduction of k: AMX where
+/// `amx_usable()` and k fills at least one 64-byte tile row, else the compiled-in one (VNNI or
+/// portable). Below 64 both are bound by writing C and VNNI's epilogue from registers is faster
+/// (16384 x 32 x 256, 2 threads: 0.73 ms VNNI, 0.92 AMX; docs/lowp_kernels.md).
 template <class F>
-void with_s8_kernel(F&& f) {
+void with_s8_kernel(std::size_t k, F&& f) {
 #if DRT_HAVE_AMX
-  if (amx_usable()) return f(kernel_tag<s8_kernel_amx>{});
+  if (k >= 64 && amx_usable()) return f(kernel_tag<s8_kernel_amx>{});
+#else
+  (void)k;
 #endif
   f(kernel_tag<s8_kernel>{});
 }
@@ -930,7 +969,7 @@ inline void gemm_s8(std::size_t m, std::size_t n, std::size_t k, const float* a,
                     const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
                     const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8", k, n, aq, b);
-  detail::with_s8_kernel([&](auto kernel) {
+  detail::with_s8_kernel(k, [&](auto kernel) {
     detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {c, nullptr, ldc, {}}, ep, allow_parallel);
   });
 }
@@ -941,7 +980,7 @@ inline void gemm_s8_u8(std::size_t m, std::size_t n, std::size_t k, const std::u
                        const quant_params& aq, const packed_matrix_s8& b, float* c, std::size_t ldc,
                        const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_u8", k, n, aq, b);
-  detail::with_s8_kernel([&](auto kernel) {
+  detail::with_s8_kernel(k, [&](auto kernel) {
     detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {c, nullptr, ldc, {}}, ep, allow_parallel);
   });
 }
@@ -953,7 +992,7 @@ inline void gemm_s8_requant(std::size_t m, std::size_t n, std::size_t k, const f
                             const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_requant", k, n, aq, b);
   detail::check_quant_params("gemm_s8_requant", "output", cq);
-  detail::with_s8_kernel([&](auto kernel) {
+  detail::with_s8_kernel(k, [&](auto kernel) {
     detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_float{a, lda, aq}, aq, b, {nullptr, c, ldc, cq}, ep, allow_parallel);
   });
 }
@@ -964,7 +1003,7 @@ inline void gemm_s8_u8_requant(std::size_t m, std::size_t n, std::size_t k, cons
                                const quant_params& cq, const gemm_epilogue& ep = {}, bool allow_parallel = true) {
   detail::check_s8_call("gemm_s8_u8_requant", k, n, aq, b);
   detail::check_quant_params("gemm_s8_u8_requant", "output", cq);
-  detail::with_s8_kernel([&](auto kernel) {
+  detail::with_s8_kernel(k, [&](auto kernel) {
     detail::gemm_s8_with<typename decltype(kernel)::type>(m, n, k, detail::s8_rows_u8{a, lda}, aq, b, {nullptr, c, ldc, cq}, ep, allow_parallel);
   });
 }
