@@ -205,6 +205,17 @@ TEST_SUITE("layers") {
     CHECK(drt::quantize_s8(200.f, 1.f) == 127);
     CHECK(drt::quantize_s8(-127.6f, 1.f) == -127);
     CHECK(drt::quantize_s8(-1e30f, 1.f) == -127);
+    // The row form (vectorized) gives the scalar's bytes: ties, saturation, huge values, a tail.
+    std::vector<float> x{2.5f, 3.5f, -2.5f, -3.5f, 0.26f, 127.4f, 200.f, -127.6f, -1e30f, 1e30f, 0.f, -0.f, 126.5f,
+                         -126.5f, 0.05f, -0.05f, 1.f, 7.25f, -64.5f};
+    const auto g = s8_gaussian(37, 77, 50.f);
+    x.insert(x.end(), g.begin(), g.end());
+    for (float scale : {1.f, 0.1f, 0.37f}) {
+      std::vector<std::int8_t> row(x.size());
+      drt::quantize_s8(x.data(), x.size(), scale, row.data());
+      for (std::size_t i = 0; i < x.size(); ++i)
+        CHECK_MESSAGE(row[i] == drt::quantize_s8(x[i], scale), "x=" << x[i] << " scale=" << scale);
+    }
   }
 
   TEST_CASE("packed_matrix_s8: per-output-channel scales, values, panel layout and zero padding") {

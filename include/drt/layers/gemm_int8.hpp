@@ -126,6 +126,23 @@ inline std::int8_t quantize_s8(float x, float scale) noexcept {
   return static_cast<std::int8_t>(std::min(127L, std::max(-127L, v)));
 }
 
+/// n contiguous floats to symmetric int8 with one scale, exactly as the scalar `quantize_s8`
+/// (vectorized with AVX-512: the same division, clamp and rounding).
+inline void quantize_s8(const float* x, std::size_t n, float scale, std::int8_t* out) noexcept {
+  std::size_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-256.f), hi = _mm512_set1_ps(256.f);
+  const __m512i qlo = _mm512_set1_epi32(-127), qhi = _mm512_set1_epi32(127);
+  for (const std::size_t nv = n / 16 * 16; i < nv; i += 16) {
+    __m512 t = _mm512_div_ps(_mm512_loadu_ps(x + i), vs);
+    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+    const __m512i v = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(t), qlo), qhi);  // lrint: nearest even
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtsepi32_epi8(v));
+  }
+#endif
+  for (; i < n; ++i) out[i] = quantize_s8(x[i], scale);
+}
+
 namespace detail {
 /// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
 /// NaN, NaN when any value is not finite (one vectorized pass).
@@ -181,20 +198,25 @@ public:
   /// scale_j = max_kk |w[j][kk]| / 127 (1 for an all-zero row), w_q = quantize_s8(w, scale_j).
   static packed_matrix_s8 from_nk(const float* w, std::size_t n, std::size_t k, std::size_t ld) {
     std::vector<float> scales(n);
-    std::vector<std::int8_t> q(n * k);
     for (std::size_t j = 0; j < n; ++j) {
-      float amax = 0.f;
-      for (std::size_t kk = 0; kk < k; ++kk) {
-        const float v = w[j * ld + kk];
-        if (!std::isfinite(v))
-          throw invalid_input("packed_matrix_s8: weight [" + std::to_string(j) + ", " + std::to_string(kk) + "] of [" +
-                              std::to_string(n) + ", " + std::to_string(k) + "] is not finite");
-        amax = std::max(amax, std::abs(v));
+      const float* row = w + j * ld;
+      const auto [lo, hi] = detail::value_range(row, 1, k, k);  // vectorized; NaN if any is not finite
+      if (!std::isfinite(lo) || !std::isfinite(hi)) {
+        std::size_t kk = 0;
+        while (kk < k && std::isfinite(row[kk])) ++kk;
+        throw invalid_input("packed_matrix_s8: weight [" + std::to_string(j) + ", " + std::to_string(kk) + "] of [" +
+                            std::to_string(n) + ", " + std::to_string(k) + "] is not finite");
       }
+      const float amax = k ? std::max(-lo, hi) : 0.f;
       scales[j] = amax > 0.f ? amax / 127.f : 1.f;
-      for (std::size_t kk = 0; kk < k; ++kk) q[j * k + kk] = quantize_s8(w[j * ld + kk], scales[j]);
     }
-    return from_nk_quantized(q.data(), scales.data(), n, k, k);
+    packed_matrix_s8 p = allocate(scales.data(), n, k);
+    std::vector<std::int8_t> q(k);
+    for (std::size_t j = 0; j < n; ++j) {
+      quantize_s8(w + j * ld, k, scales[j], q.data());
+      p.set_row(j, q.data());
+    }
+    return p;
   }
 
   /// From float b[k][n] with row stride ld (B as it multiplies, e.g. the values of attention),
@@ -216,20 +238,8 @@ public:
       if (!(scales[j] > 0.f) || !std::isfinite(scales[j]))
         throw invalid_input("packed_matrix_s8: scale of output " + std::to_string(j) + " is " +
                             detail::float_str(scales[j]) + ", expected a finite value > 0");
-    packed_matrix_s8 p;
-    p.k_ = k;
-    p.n_ = n;
-    p.data_.resize(p.panels() * p.groups() * nr * group + tail_rows * nr * group);
-    std::fill(p.data_.begin(), p.data_.end(), std::int8_t(0));
-    p.scales_.assign(scales, scales + n);
-    p.colsum_.assign(p.panels() * nr, 0);
-    for (std::size_t j = 0; j < n; ++j) {
-      std::int8_t* dst = p.data_.data() + (j / nr) * p.groups() * nr * group + (j % nr) * group;
-      for (std::size_t kk = 0; kk < k; ++kk) {
-        dst[(kk / group) * nr * group + kk % group] = q[j * ld + kk];
-        p.colsum_[j] += q[j * ld + kk];
-      }
-    }
+    packed_matrix_s8 p = allocate(scales, n, k);
+    for (std::size_t j = 0; j < n; ++j) p.set_row(j, q + j * ld);
     return p;
   }
 
@@ -253,6 +263,28 @@ public:
   }
 
 private:
+  /// Zeroed panels (and the zero rows after them) for n x k weights with these scales.
+  static packed_matrix_s8 allocate(const float* scales, std::size_t n, std::size_t k) {
+    packed_matrix_s8 p;
+    p.k_ = k;
+    p.n_ = n;
+    p.data_.resize(p.panels() * p.groups() * nr * group + tail_rows * nr * group);
+    std::fill(p.data_.begin(), p.data_.end(), std::int8_t(0));
+    p.scales_.assign(scales, scales + n);
+    p.colsum_.assign(p.panels() * nr, 0);
+    return p;
+  }
+  /// Output column j's k quantized weights into its panel (4-byte groups), and their sum.
+  void set_row(std::size_t j, const std::int8_t* q) noexcept {
+    std::int8_t* dst = data_.data() + (j / nr) * groups() * nr * group + (j % nr) * group;
+    std::int32_t sum = 0;
+    const std::size_t full = k_ / group * group;
+    for (std::size_t kk = 0; kk < full; kk += group) std::memcpy(dst + (kk / group) * nr * group, q + kk, group);
+    for (std::size_t kk = full; kk < k_; ++kk) dst[(kk / group) * nr * group + kk % group] = q[kk];
+    for (std::size_t kk = 0; kk < k_; ++kk) sum += q[kk];
+    colsum_[j] = sum;
+  }
+
   std::size_t k_ = 0, n_ = 0;
   detail::aligned_vector<std::int8_t> data_;
   std::vector<float> scales_;
