@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -197,6 +198,22 @@ TEST_SUITE("layers") {
         for (std::size_t i = 0; i < t * c; ++i) ref[b * t * c + i] = residual[b * t * c + i] + o[i];
       }
       check_close(out.data(), ref.data(), ref.size(), what, att_rel, att_abs);
+      // int8: each image's input range handed in (as the LayerNorm before it does) gives the bits
+      // of the projections' own range passes (sr 4 on 13x9 does not divide the grid: its spatial
+      // reduction keeps its own pass; the query still takes the range).
+      {
+        std::vector<std::pair<float, float>> ranges(e.n);
+        for (std::size_t b = 0; b < e.n; ++b) ranges[b] = drt::detail::value_range(x.data() + b * t * c, t, c, c);
+        std::vector<float> own = residual, given = residual;
+        att.run(x.data(), e.n, e.h, e.w, own.data(), drt::precision::int8, drt::precision::int8);
+        att.run(x.data(), e.n, e.h, e.w, given.data(), drt::precision::int8, drt::precision::int8, 0, nullptr,
+                ranges.data());
+        CHECK(own == given);
+        ranges[0] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()};
+        CHECK_THROWS_AS(att.run(x.data(), e.n, e.h, e.w, given.data(), drt::precision::int8, drt::precision::int8, 0,
+                                nullptr, ranges.data()),
+                        drt::invalid_input);
+      }
       // The attention term is not negligible next to the residual: the check can fail.
       CHECK(compare(out.data(), residual.data(), residual.size()).rel_l2 > 1e-2);
 

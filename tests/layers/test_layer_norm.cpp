@@ -3,9 +3,14 @@
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float two-pass statistics vs double).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <drt/layers/gemm_int8.hpp>
 #include <drt/layers/layer_norm.hpp>
 
 #include "test_support.hpp"
@@ -85,6 +90,40 @@ TEST_SUITE("layers") {
         check_close(got.data(), ref.data(), ref.size(), what + " strided", ln_rel, ln_abs);
         check_close(got_inplace.data(), ref.data(), ref.size(), what + " strided in place", ln_rel, ln_abs);
       });
+    }
+  }
+
+  TEST_CASE("layer_norm::run_with_ranges writes run's bits and each group's value_range; NaN where not finite") {
+    const std::size_t m = 23;
+    unsigned seed = 40;
+    for (std::size_t c : {1, 7, 16, 33, 160}) {
+      const auto g = random_vector(c, seed++, 0.5f, 1.5f), b = random_vector(c, seed++);
+      auto x = rows(m, c, seed += 3);
+      const drt::layer_norm ln(g.data(), b.data(), c, 1e-5f);
+      std::vector<float> y(m * c), yr(m * c);
+      ln.run(m, x.data(), c, y.data(), c);
+      for (std::size_t group : {std::size_t(1), std::size_t(5), m}) {
+        CAPTURE(c);
+        CAPTURE(group);
+        std::vector<std::pair<float, float>> ranges((m + group - 1) / group);
+        ln.run_with_ranges(m, x.data(), c, yr.data(), c, group, ranges.data());
+        CHECK(yr == y);
+        for (std::size_t gi = 0; gi < ranges.size(); ++gi) {
+          const std::size_t r0 = gi * group, rows_in = std::min(group, m - r0);
+          const auto want = drt::detail::value_range(y.data() + r0 * c, rows_in, c, c);
+          CHECK(ranges[gi].first == want.first);
+          CHECK(ranges[gi].second == want.second);
+        }
+      }
+      // A non-finite input row makes its group's range NaN (the int8 layer reading it refuses it),
+      // the other groups keep theirs.
+      x[7 * c] = std::numeric_limits<float>::infinity();
+      std::vector<std::pair<float, float>> ranges(5);
+      ln.run_with_ranges(m, x.data(), c, yr.data(), c, 5, ranges.data());
+      CHECK(std::isnan(ranges[1].first));
+      CHECK(std::isnan(ranges[1].second));
+      CHECK(std::isfinite(ranges[0].first));
+      CHECK(std::isfinite(ranges[2].second));
     }
   }
 

@@ -184,6 +184,12 @@ TEST_SUITE("layers") {
       for (const float v : outs[0]) energy += double(v) * v;
       CHECK(energy / double(h * w * c) > 1e-3);  // a real output, not zeros
     }
+    // int8 with the input's range handed in (as the LayerNorm before it does): the same bits.
+    std::vector<float> own(h * w * c, 0.f), given(h * w * c, 0.f);
+    const auto range = drt::detail::value_range(x.data(), h * w, c, c);
+    ffn.run(x.data(), 1, h, w, own.data(), 0, nullptr, drt::precision::int8);
+    ffn.run(x.data(), 1, h, w, given.data(), 0, nullptr, drt::precision::int8, &range);
+    CHECK(own == given);
   }
 
   TEST_CASE("mix_ffn on a hidden prefix equals the Mix-FFN of the first hidden units") {

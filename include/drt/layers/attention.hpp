@@ -243,8 +243,12 @@ public:
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p = precision::fp32) const {
     run(x, n, h, w, out, p, p);
   }
+  /// `x_ranges` (null = none; else one per image): each image's [min, max] of x from its producer
+  /// (`layer_norm::run_with_ranges`), which the int8 projections reading x take instead of a pass
+  /// of their own (the same values, so the same quantization).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, precision p,
-           precision products, std::size_t heads_kept = 0, const token_merge* merges = nullptr) const {
+           precision products, std::size_t heads_kept = 0, const token_merge* merges = nullptr,
+           const std::pair<float, float>* x_ranges = nullptr) const {
     const std::size_t t = h * w, s = reduced_tokens(h, w), c = c_, d = c_ / heads_;
     const std::size_t hk = heads_kept == 0 ? heads_ : std::min(heads_kept, heads_), ch = hk * d;
     detail::aligned_vector<float> q(t * ch), kv(sr_ > 1 ? s * c : 0), patches(sr_ > 1 ? s * sr_ * sr_ * c : 0),
@@ -263,14 +267,30 @@ public:
           tm->merge(xb, c, c, merged.data(), c);
           xq = merged.data();
         }
-        query_.run_prefix(tq, ch, c, xq, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p);
+        // x's range serves the query when it reads x itself (merged tokens have their own range).
+        const bool ranged = p == precision::int8 && x_ranges;
+        quant_params qq;
+        if (ranged && !tm) qq = query_.int8_input_quant(x_ranges[b], c, ch);
+        query_.run_prefix(tq, ch, c, xq, c, q.data(), ch, activation::none, nullptr, 0, nullptr, p, true,
+                          ranged && !tm ? &qq : nullptr);
       }
       const float* kv_in = xb;
+      const bool kv_ranged = p == precision::int8 && x_ranges && sr_ == 1;  // key / value read x
+      quant_params qk, qv;
+      if (kv_ranged) {
+        qk = key_.int8_input_quant(x_ranges[b], c, ch);
+        qv = value_.int8_input_quant(x_ranges[b], c, ch);
+      }
       if (sr_ > 1) {
         {
           profile_scope ps("attention.sr");
           gather_patches(xb, h, w, patches.data());
-          reduce_.run(s, patches.data(), sr_ * sr_ * c, kv.data(), c, activation::none, nullptr, 0, true, p);
+          // The patches hold every value of x when sr divides the grid (else the border is dropped).
+          quant_params qr;
+          const bool ranged = p == precision::int8 && x_ranges && h % sr_ == 0 && w % sr_ == 0;
+          if (ranged) qr = reduce_.int8_input_quant(x_ranges[b], sr_ * sr_ * c);
+          reduce_.run_prefix(s, c, sr_ * sr_ * c, patches.data(), sr_ * sr_ * c, kv.data(), c, activation::none,
+                             nullptr, 0, nullptr, p, true, ranged ? &qr : nullptr);
         }
         profile_scope ps("attention.sr_layer_norm");
         sr_norm_.run(s, kv.data(), c, kv.data(), c);
@@ -278,11 +298,13 @@ public:
       }
       {
         profile_scope ps("attention.key");
-        key_.run_prefix(s, ch, c, kv_in, c, k.data(), ch, activation::none, nullptr, 0, nullptr, p);
+        key_.run_prefix(s, ch, c, kv_in, c, k.data(), ch, activation::none, nullptr, 0, nullptr, p, true,
+                        kv_ranged ? &qk : nullptr);
       }
       {
         profile_scope ps("attention.value");
-        value_.run_prefix(s, ch, c, kv_in, c, v.data(), ch, activation::none, nullptr, 0, nullptr, p);
+        value_.run_prefix(s, ch, c, kv_in, c, v.data(), ch, activation::none, nullptr, 0, nullptr, p, true,
+                          kv_ranged ? &qv : nullptr);
       }
       {
         profile_scope ps("attention.qk_softmax_pv");  // one fused pass over row blocks

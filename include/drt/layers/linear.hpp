@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../core/observer.hpp"
@@ -93,10 +94,15 @@ public:
   quant_params int8_input_quant(const float* x, std::size_t m, std::size_t inputs, std::size_t ldx,
                                 std::size_t outputs = 0) const {
     const auto [lo, hi] = detail::value_range(x, m, inputs, ldx);
-    if (!std::isfinite(lo) || !std::isfinite(hi))
+    return int8_input_quant(std::pair<float, float>{lo, hi}, inputs, outputs);
+  }
+  /// The same from the inputs' [min, max] found by their producer (e.g.
+  /// `layer_norm::run_with_ranges`; NaN where they are not finite) instead of a pass of its own.
+  quant_params int8_input_quant(std::pair<float, float> range, std::size_t inputs, std::size_t outputs = 0) const {
+    if (!std::isfinite(range.first) || !std::isfinite(range.second))
       throw invalid_input("linear [" + std::to_string(outputs ? outputs : out_features()) + " x " +
                           std::to_string(inputs) + "] in int8: its input holds non-finite values");
-    return has_input_q_ ? input_q_ : quant_params_u8(lo, hi);
+    return has_input_q_ ? input_q_ : quant_params_u8(range.first, range.second);
   }
 
   /// The bias that keeps a prefix of `inputs` inputs unbiased: b + sum_{i >= inputs} W[:, i] * mean[i],

@@ -55,13 +55,17 @@ public:
   /// between two runs are computed once, before, and shared. int8: dense1 quantizes with one range
   /// for the whole input and dense2 per band of `band_rows` rows (a function of the shape only), so
   /// the result does not depend on the number of threads.
+  /// `x_range` (optional): the [min, max] of all of x from its producer (`layer_norm::run_with_ranges`),
+  /// which int8 dense1 takes instead of a pass of its own (the same values, the same quantization).
   void run(const float* x, std::size_t n, std::size_t h, std::size_t w, float* out, std::size_t kept = 0,
-           const float* bias2 = nullptr, precision p = precision::fp32) const {
+           const float* bias2 = nullptr, precision p = precision::fp32,
+           const std::pair<float, float>* x_range = nullptr) const {
     const std::size_t r = kept ? std::min(kept, hidden()) : hidden(), c = channels(), row = w * r;
     if (n * h * w == 0) return;
     profile_scope ps("mlp");
     quant_params q1;
-    if (p == precision::int8) q1 = dense1_.int8_input_quant(x, n * h * w, c, c, r);
+    if (p == precision::int8)
+      q1 = x_range ? dense1_.int8_input_quant(*x_range, c, r) : dense1_.int8_input_quant(x, n * h * w, c, c, r);
     const quant_params* q1p = p == precision::int8 ? &q1 : nullptr;
     const std::size_t R = band_rows(h, w, r), bands = (h + R - 1) / R;
     // Runs of whole bands per image: one per thread (none shared across images).

@@ -559,9 +559,14 @@ public:
         if (exec.is_skipped(s, j)) continue;  // a bypassed block is the identity: nothing computed
         const auto& blk = blocks_[s][j];
         profile_prefix pp(prof ? st + " Block" + std::to_string(j + 1) + " " : std::string());
+        // An int8 encoder's projections take each image's LayerNorm output range from the LayerNorm
+        // (found while it writes) instead of scanning the output again per layer.
+        const bool ranges = exec.encoder == precision::int8;
+        std::vector<std::pair<float, float>> range(ranges ? n : 0);
         {
           profile_scope ps("attention.layer_norm_1");
-          blk.norm1.run(m, f.data(), C, normed.data(), C);
+          if (ranges) blk.norm1.run_with_ranges(m, f.data(), C, normed.data(), C, oh * ow, range.data());
+          else blk.norm1.run(m, f.data(), C, normed.data(), C);
         }
         // Token merging (path knob `tokens`): one plan per image from the attention's inputs, used by
         // the attention and the Mix-FFN.
@@ -572,13 +577,19 @@ public:
             merges.push_back(token_merge::plan(normed.data() + b * oh * ow * C, C, oh, ow, C, keep));
         }
         blk.attention.run(normed.data(), n, oh, ow, f.data(), exec.encoder, exec.attention, exec.heads.at(s, j),
-                          merges.empty() ? nullptr : merges.data());
+                          merges.empty() ? nullptr : merges.data(), ranges ? range.data() : nullptr);
+        std::pair<float, float> all;  // the whole batch's range: dense1 quantizes the batch alike
         {
           profile_scope ps("mlp.layer_norm_2");
-          blk.norm2.run(m, f.data(), C, normed.data(), C);
+          if (ranges) {
+            blk.norm2.run_with_ranges(m, f.data(), C, normed.data(), C, m, &all);
+          } else {
+            blk.norm2.run(m, f.data(), C, normed.data(), C);
+          }
         }
         if (merges.empty())
-          blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder);
+          blk.ffn.run(normed.data(), n, oh, ow, f.data(), exec.mlp.at(s, j), exec.mlp.bias_at(s, j), exec.encoder,
+                      ranges ? &all : nullptr);
         else
           for (std::size_t b = 0; b < n; ++b)
             blk.ffn.run_merged(normed.data() + b * oh * ow * C, merges[b], oh, ow, f.data() + b * oh * ow * C,
