@@ -582,32 +582,24 @@ struct lowp_kernel_amx {
       _tile_zero(2);
       _tile_zero(3);
     }
-    const std::size_t steps = k / step, rem = k % step;
-    for (std::size_t s = 0; s < steps; ++s) {
-      const b_type* b = bp + s * b_step;
+    // One 64-byte step of the reduction: 16 group rows of the panel at b, 16 A rows at x0 (and, with
+    // two, at x1), strides in bytes.
+    auto one_step = [&](const b_type* b, const a_type* x0, std::size_t s0, const a_type* x1, std::size_t s1) {
       _tile_loadd(6, b, b_stride);
       _tile_loadd(7, b + 16 * G, b_stride);
-      _tile_loadd(4, a0 + s * step, ld0 * sizeof(a_type));
+      _tile_loadd(4, x0, s0);
       Dot::template tile_dot<0>();
       Dot::template tile_dot<1>();
       if (two) {
-        _tile_loadd(5, a1 + s * step, lda * sizeof(a_type));
+        _tile_loadd(5, x1, s1);
         Dot::template tile_dot<2>();
         Dot::template tile_dot<3>();
       }
-    }
+    };
+    const std::size_t steps = k / step, rem = k % step, s0 = ld0 * sizeof(a_type), s1 = lda * sizeof(a_type);
+    for (std::size_t s = 0; s < steps; ++s) one_step(bp + s * b_step, a0 + s * step, s0, a1 + s * step, s1);
     if (rem && padded) {  // A is zero past k in place, the panel is followed by zero rows
-      const b_type* b = bp + steps * b_step;
-      _tile_loadd(6, b, b_stride);
-      _tile_loadd(7, b + 16 * G, b_stride);
-      _tile_loadd(4, a0 + steps * step, ld0 * sizeof(a_type));
-      Dot::template tile_dot<0>();
-      Dot::template tile_dot<1>();
-      if (two) {
-        _tile_loadd(5, a1 + steps * step, lda * sizeof(a_type));
-        Dot::template tile_dot<2>();
-        Dot::template tile_dot<3>();
-      }
+      one_step(bp + steps * b_step, a0 + steps * step, s0, a1 + steps * step, s1);
     } else if (rem) {
       alignas(64) a_type at[32 * step] = {};
       alignas(64) b_type bt[16 * NR * G] = {};
@@ -616,16 +608,7 @@ struct lowp_kernel_amx {
         std::memcpy(at + r * step, a0 + r * ld0 + steps * step, rem * sizeof(a_type));
         if (two) std::memcpy(at + (16 + r) * step, a1 + r * lda + steps * step, rem * sizeof(a_type));
       }
-      _tile_loadd(6, bt, b_stride);
-      _tile_loadd(7, bt + 16 * G, b_stride);
-      _tile_loadd(4, at, 64);
-      Dot::template tile_dot<0>();
-      Dot::template tile_dot<1>();
-      if (two) {
-        _tile_loadd(5, at + 16 * step, 64);
-        Dot::template tile_dot<2>();
-        Dot::template tile_dot<3>();
-      }
+      one_step(bt, at, 64, at + 16 * step, 64);
     }
     _tile_stored(0, tile, c_stride);
     _tile_stored(1, tile + 16, c_stride);
