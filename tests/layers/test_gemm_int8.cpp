@@ -263,6 +263,10 @@ TEST_SUITE("layers") {
                          "packed_matrix_s8: k=65537 exceeds 65536 (the int32 accumulators could overflow)",
                          drt::shape_error);
     CHECK_NOTHROW(drt::packed_matrix_s8::from_nk_quantized(q.data(), &one, 1, q.size() - 1, q.size()));
+    const std::vector<float> wide(q.size(), 0.5f);  // the float form refuses it too
+    CHECK_THROWS_WITH_AS(drt::packed_matrix_s8::from_nk(wide.data(), 1, wide.size(), wide.size()),
+                         "packed_matrix_s8: k=65537 exceeds 65536 (the int32 accumulators could overflow)",
+                         drt::shape_error);
   }
 
   TEST_CASE_TEMPLATE("gemm_s8 equals the exact integer reference bit for bit on odd shapes and tile edges", Kernel,

@@ -37,7 +37,7 @@ inline bool amx_usable() noexcept {
     const char* env = std::getenv("DRT_AMX");
     if (env && std::strcmp(env, "0") == 0) return false;
     constexpr long arch_req_xcomp_perm = 0x1023;  // asm/prctl.h
-    constexpr long xfeature_xtiledata = 18;        // the tile data state component
+    constexpr long xfeature_xtiledata = 18;       // the tile data state component
     return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
   }();
   return usable;

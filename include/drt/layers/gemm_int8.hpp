@@ -231,9 +231,6 @@ public:
   /// From int8 q[n][k] (row stride ld) already quantized, with scales[n] (> 0).
   static packed_matrix_s8 from_nk_quantized(const std::int8_t* q, const float* scales, std::size_t n, std::size_t k,
                                             std::size_t ld) {
-    if (k > max_k)
-      throw shape_error("packed_matrix_s8: k=" + std::to_string(k) + " exceeds " + std::to_string(max_k) +
-                        " (the int32 accumulators could overflow)");
     for (std::size_t j = 0; j < n; ++j)
       if (!(scales[j] > 0.f) || !std::isfinite(scales[j]))
         throw invalid_input("packed_matrix_s8: scale of output " + std::to_string(j) + " is " +
@@ -265,6 +262,9 @@ public:
 private:
   /// Zeroed panels (and the zero rows after them) for n x k weights with these scales.
   static packed_matrix_s8 allocate(const float* scales, std::size_t n, std::size_t k) {
+    if (k > max_k)
+      throw shape_error("packed_matrix_s8: k=" + std::to_string(k) + " exceeds " + std::to_string(max_k) +
+                        " (the int32 accumulators could overflow)");
     packed_matrix_s8 p;
     p.k_ = k;
     p.n_ = n;
@@ -531,8 +531,8 @@ struct lowp_kernel_avx512 {
 /// than 16 rows are read in place (zeros past k, spare rows after the last, zero group rows after
 /// the last panel); from rows read in place (u8 A) fewer than 16 rows are copied into a zero-padded
 /// block, and a reduction that ends inside a step takes that step's A bytes (zero past k) and panel
-/// rows (zero past the last group) from zero-padded copies. The accumulators are stored to the tile buffer (`tile`, [MR][NR]) and, with
-/// `out`, go through the epilogue from there.
+/// rows (zero past the last group) from zero-padded copies. The accumulators are stored to the tile
+/// buffer (`tile`, [MR][NR]) and, with `out`, go through the epilogue from there.
 template <class Dot>
 struct lowp_kernel_amx {
   using a_type = typename Dot::a_type;
