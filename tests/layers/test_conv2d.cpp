@@ -340,9 +340,12 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE("conv2d_dw<3>::run_point gives run's output at every position, bit for bit") {
-    // the merged Mix-FFN (layers/mix_ffn.hpp) computes the conv one point at a time from gathered taps
-    for (std::size_t c : {std::size_t(5), std::size_t(16), std::size_t(37)}) {
-      const std::size_t h = 4, w = 6;
+    // the merged Mix-FFN (layers/mix_ffn.hpp) computes the conv one point at a time from gathered taps;
+    // run_row's interior loop (several columns at a time, taps unrolled) must give the same bits as
+    // its edge loop: w = 6 has one block of interior columns, w = 11 two and a remainder
+    for (std::size_t c : {std::size_t(5), std::size_t(16), std::size_t(37)})
+    for (std::size_t w : {std::size_t(6), std::size_t(11)}) {
+      const std::size_t h = 4;
       const auto weight = random_vector(c * 9, unsigned(c)), bias = random_vector(c, unsigned(c + 1));
       const auto x = random_vector(h * w * c, unsigned(c + 2), -2.f, 2.f);
       const drt::conv2d_dw<3> dw(weight.data(), bias.data(), c);
@@ -357,7 +360,7 @@ TEST_SUITE("layers") {
           taps[t] = in ? x.data() + ((oy + ky - 1) * w + ox + kx - 1) * c : nullptr;
         }
         dw.run_point<drt::activation::gelu>(taps, c, point.data());
-        for (std::size_t j = 0; j < c; ++j) CHECK(point[j] == y[i * c + j]);
+        for (std::size_t j = 0; j < c; ++j) { CAPTURE(c); CAPTURE(w); CAPTURE(i); CAPTURE(j); CHECK(point[j] == y[i * c + j]); }
       }
     }
   }

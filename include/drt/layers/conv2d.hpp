@@ -524,12 +524,19 @@ public:
     long ky0 = 0, ky1 = static_cast<long>(K);
     while (ky0 < ky1 && !rows[ky0]) ++ky0;
     while (ky1 > ky0 && !rows[ky1 - 1]) --ky1;
+    // Where all K input rows exist, the columns whose taps all fall inside the row run a loop with
+    // the K*K taps unrolled, several outputs at a time: the activation's long dependency chain
+    // (GELU's rational erf ends in a division) then overlaps between outputs. The taps are summed in
+    // the same order as on the edges, so every output has the same bits either way.
+    const bool all_rows = ky0 == 0 && ky1 == static_cast<long>(K);
+    const std::size_t inner0 = all_rows && w > 2 * static_cast<std::size_t>(P) ? static_cast<std::size_t>(P) : w;
+    const std::size_t inner1 = inner0 < w ? w - static_cast<std::size_t>(P) : w;
     std::size_t j = 0;
     for (; j + W <= c; j += W) {
       simd wk[K * K];
       for (std::size_t t = 0; t < K * K; ++t) wk[t] = simd::load_unaligned(w_.data() + t * cw + j);
       const simd bias = simd::load_unaligned(bias_.data() + j);
-      for (std::size_t ox = 0; ox < w; ++ox) {
+      auto edge_point = [&](std::size_t ox) {
         const long kx0 = std::max<long>(0, P - static_cast<long>(ox));
         const long kx1 = std::min<long>(static_cast<long>(K), static_cast<long>(w) + P - static_cast<long>(ox));
         const long base = (static_cast<long>(ox) - P) * static_cast<long>(c) + static_cast<long>(j);
@@ -539,7 +546,22 @@ public:
             acc = xsimd::fma(simd::load_unaligned(rows[ky] + (base + kx * static_cast<long>(c))),
                              wk[static_cast<std::size_t>(ky * static_cast<long>(K) + kx)], acc);
         activate<A>(acc).store_unaligned(out + ox * c + j);
+      };
+      std::size_t ox = 0;
+      for (; ox < inner0; ++ox) edge_point(ox);
+      constexpr std::size_t U = 4;  // outputs in flight
+      for (; ox + U <= inner1; ox += U) {
+        simd acc[U];
+        for (std::size_t u = 0; u < U; ++u) acc[u] = bias;
+        const std::size_t base = (ox - static_cast<std::size_t>(P)) * c + j;
+#pragma GCC unroll 16
+        for (std::size_t t = 0; t < K * K; ++t) {
+          const float* src = rows[t / K] + base + (t % K) * c;
+          for (std::size_t u = 0; u < U; ++u) acc[u] = xsimd::fma(simd::load_unaligned(src + u * c), wk[t], acc[u]);
+        }
+        for (std::size_t u = 0; u < U; ++u) activate<A>(acc[u]).store_unaligned(out + (ox + u) * c + j);
       }
+      for (; ox < w; ++ox) edge_point(ox);
     }
     for (; j < c; ++j)
       for (std::size_t ox = 0; ox < w; ++ox) {
