@@ -221,12 +221,32 @@ private:
       src[i] = v;
       off += len;
     }
+    // Each output pixel's taps (two columns and two weights per input) are looked up once, before
+    // its channels are swept: the sweep then only loads, multiplies and adds.
+    constexpr std::size_t max_inputs = 8;
+    const std::size_t inputs = xs_.size();
+    const float* left[max_inputs];
+    const float* right[max_inputs];
+    float wl[max_inputs], wr[max_inputs];
     for (std::size_t ox = 0; ox < ow_; ++ox) {
       float* o = out + ox * c;
       std::size_t j = 0;
+      if (inputs <= max_inputs) {
+        for (std::size_t i = 0; i < inputs; ++i) {
+          const auto& vx = tx_[i][ox];
+          left[i] = src[i] + vx.i0 * c, right[i] = src[i] + vx.i1 * c, wl[i] = vx.w0, wr[i] = vx.w1;
+        }
+        for (; j + W <= c; j += W) {
+          simd v = bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
+          for (std::size_t i = 0; i < inputs; ++i)
+            v += simd::load_unaligned(left[i] + j) * simd(wl[i]) + simd::load_unaligned(right[i] + j) * simd(wr[i]);
+          if (relu_) v = xsimd::max(v, simd(0.f));
+          v.store_unaligned(o + j);
+        }
+      }
       for (; j + W <= c; j += W) {
         simd v = bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
-        for (std::size_t i = 0; i < xs_.size(); ++i) {
+        for (std::size_t i = 0; i < inputs; ++i) {
           const auto& vx = tx_[i][ox];
           v += simd::load_unaligned(src[i] + vx.i0 * c + j) * simd(vx.w0) +
                simd::load_unaligned(src[i] + vx.i1 * c + j) * simd(vx.w1);
