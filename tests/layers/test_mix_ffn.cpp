@@ -5,6 +5,7 @@
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (float vs double).
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -190,6 +191,39 @@ TEST_SUITE("layers") {
     ffn.run(x.data(), 1, h, w, own.data(), 0, nullptr, drt::precision::int8);
     ffn.run(x.data(), 1, h, w, given.data(), 0, nullptr, drt::precision::int8, &range);
     CHECK(own == given);
+  }
+
+  TEST_CASE("mix_ffn in int8 equals its layers run one after the other, dense2 quantized per band") {
+    // The fused layer quantizes dense1's input with one range and dense2's per band; the layers run
+    // apart, each int8 linear with its own input range, dense2 one band (mix_ffn::band_rows) at a
+    // time, must give the same bits.
+    for (const auto& [h, w, c, hidden] : {std::array<std::size_t, 4>{20, 64, 16, 512}, {9, 7, 5, 20}, {2, 3, 32, 128}}) {
+      unsigned seed = unsigned(200 + h);
+      const auto d1w = random_vector(hidden * c, seed++, -0.25f, 0.25f), d1b = random_vector(hidden, seed++);
+      const auto dww = random_vector(hidden * 9, seed++, -0.4f, 0.4f), dwb = random_vector(hidden, seed++);
+      const auto d2w = random_vector(c * hidden, seed++, -0.05f, 0.05f), d2b = random_vector(c, seed++);
+      const drt::mix_ffn ffn({d1w.data(), d1b.data(), dww.data(), dwb.data(), d2w.data(), d2b.data()}, c, hidden);
+      const auto x = random_vector(h * w * c, seed++, -2.f, 2.f), residual = random_vector(h * w * c, seed++);
+      std::vector<float> fused = residual, apart = residual, a(h * w * hidden), b(h * w * hidden);
+      ffn.run(x.data(), 1, h, w, fused.data(), 0, nullptr, drt::precision::int8);
+
+      const drt::linear dense1(d1w.data(), d1b.data(), hidden, c), dense2(d2w.data(), d2b.data(), c, hidden);
+      const drt::conv2d_dw<3> dw(dww.data(), dwb.data(), hidden);
+      dense1.run_prefix(h * w, hidden, c, x.data(), c, a.data(), hidden, drt::activation::none, nullptr, 0, nullptr,
+                        drt::precision::int8);
+      dw.run<drt::activation::gelu>(a.data(), 1, h, w, b.data());
+      const std::size_t R = drt::mix_ffn::band_rows(h, w, hidden);
+      for (std::size_t y0 = 0; y0 < h; y0 += R) {
+        const std::size_t rows = std::min(R, h - y0);
+        float* o = apart.data() + y0 * w * c;
+        dense2.run_prefix(rows * w, c, hidden, b.data() + y0 * w * hidden, hidden, o, c, drt::activation::none, o, c,
+                          nullptr, drt::precision::int8);
+      }
+      CAPTURE(h);
+      CAPTURE(w);
+      CHECK(fused == apart);
+      CHECK(compare(fused.data(), residual.data(), residual.size()).rel_l2 > 1e-3);  // dense2 added something
+    }
   }
 
   TEST_CASE("mix_ffn on a hidden prefix equals the Mix-FFN of the first hidden units") {

@@ -504,7 +504,7 @@ public:
     for (; j < c; ++j) {
       float acc = bias_[j];
       for (std::size_t t = 0; t < K * K; ++t)
-        if (taps[t]) acc += taps[t][j] * w_[t * c_ + j];
+        if (taps[t]) acc = std::fma(taps[t][j], w_[t * c_ + j], acc);  // as run_row's tail, whatever the contraction
       out[j] = activate<A>(acc);
     }
   }
@@ -571,8 +571,8 @@ public:
         float acc = bias_[j];
         for (long ky = ky0; ky < ky1; ++ky)
           for (long kx = kx0; kx < kx1; ++kx)
-            acc += rows[ky][base + kx * static_cast<long>(c)] *
-                   w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j];
+            acc = std::fma(rows[ky][base + kx * static_cast<long>(c)],
+                           w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j], acc);
         out[ox * c + j] = activate<A>(acc);
       }
   }
