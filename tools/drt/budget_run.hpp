@@ -10,6 +10,7 @@
 #include <drt/engine/policy.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <iomanip>
@@ -23,6 +24,21 @@
 #include "inputs.hpp"
 
 namespace drt_cli {
+
+/// Calls `run` (which returns the time of one forward pass in ms) until two consecutive times agree
+/// within 5 %, at most `max_runs` times; returns how many ran. A path's first runs pay for page
+/// faults, thread start-up and cold caches, and on some machines several pass before its time
+/// settles (docs/engine.md, "drt segment --lut").
+template <class Run>
+std::size_t warm_until_settled(Run&& run, std::size_t max_runs = 8) {
+  double previous = -1.0;
+  for (std::size_t n = 1; n <= max_runs; ++n) {
+    const double t = run();
+    if (previous >= 0.0 && std::abs(t - previous) <= 0.05 * previous) return n;
+    previous = t;
+  }
+  return max_runs;
+}
 
 /// What one budgeted frame gave.
 struct budget_step {
@@ -39,7 +55,8 @@ class frame_runner {
 public:
   virtual ~frame_runner() = default;
   virtual const char* policy_name() const = 0;
-  /// Untimed and unseen by the policy: each model's cheapest candidate once (page faults, thread start-up).
+  /// Untimed and unseen by the policy: each model's cheapest candidate until its time settles
+  /// (`warm_until_settled`: page faults, thread start-up, cold caches).
   virtual void warm_up(const drt::tensor4& x) = 0;
   /// Runs frame `x` under `budget_ms` (the caller checks the logits: warn_nonfinite).
   virtual budget_step step(const drt::tensor4& x, double budget_ms) = 0;
@@ -55,7 +72,13 @@ public:
     std::set<std::string> warmed;
     for (const std::size_t c : ex_.policy().candidates()) {
       const auto& e = ex_.policy().table().entries[c];
-      if (warmed.insert(e.model).second) ex_.graph().run(x, ex_.graph().plan(e));
+      if (!warmed.insert(e.model).second) continue;
+      const auto plan = ex_.graph().plan(e);
+      warm_until_settled([&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        ex_.graph().run(x, plan);
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      });
     }
   }
   budget_step step(const drt::tensor4& x, double budget_ms) override {
