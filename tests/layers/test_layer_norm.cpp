@@ -94,15 +94,22 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE("layer_norm::run_with_ranges writes run's bits and each group's value_range; NaN where not finite") {
-    const std::size_t m = 23;
+    // groups of 1, 5, 40 (a 32-row block and a short one) and all rows (101: four blocks)
     unsigned seed = 40;
+    for (std::size_t m : {std::size_t(23), std::size_t(101)})
     for (std::size_t c : {1, 7, 16, 33, 160}) {
       const auto g = random_vector(c, seed++, 0.5f, 1.5f), b = random_vector(c, seed++);
       auto x = rows(m, c, seed += 3);
       const drt::layer_norm ln(g.data(), b.data(), c, 1e-5f);
       std::vector<float> y(m * c), yr(m * c);
       ln.run(m, x.data(), c, y.data(), c);
-      for (std::size_t group : {std::size_t(1), std::size_t(5), m}) {
+      {
+        std::vector<float> y0(m * c);
+        ln.run_with_ranges(m, x.data(), c, y0.data(), c, 0, nullptr);  // no groups: the rows, no ranges
+        CHECK(y0 == y);
+      }
+      for (std::size_t group : {std::size_t(1), std::size_t(5), std::size_t(40), m}) {
+        CAPTURE(m);
         CAPTURE(c);
         CAPTURE(group);
         std::vector<std::pair<float, float>> ranges((m + group - 1) / group);
@@ -118,7 +125,7 @@ TEST_SUITE("layers") {
       // A non-finite input row makes its group's range NaN (the int8 layer reading it refuses it),
       // the other groups keep theirs.
       x[7 * c] = std::numeric_limits<float>::infinity();
-      std::vector<std::pair<float, float>> ranges(5);
+      std::vector<std::pair<float, float>> ranges((m + 4) / 5);
       ln.run_with_ranges(m, x.data(), c, yr.data(), c, 5, ranges.data());
       CHECK(std::isnan(ranges[1].first));
       CHECK(std::isnan(ranges[1].second));

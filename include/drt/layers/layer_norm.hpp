@@ -26,7 +26,7 @@ public:
   /// x: [m, C] rows of stride ldx; y: [m, C] rows of stride ldy (may alias x).
   void run(std::size_t m, const float* x, std::size_t ldx, float* y, std::size_t ldy,
            bool allow_parallel = true) const noexcept {
-    run_rows<false>(m, x, ldx, y, ldy, allow_parallel, nullptr);
+    run_rows(m, x, ldx, y, ldy, allow_parallel);
   }
 
   /// As run, and ranges[g] = the [min, max] of output rows [g * group_rows, (g + 1) * group_rows)
@@ -35,93 +35,109 @@ public:
   /// taken here from the values while they are in registers. Groups: e.g. one per image.
   void run_with_ranges(std::size_t m, const float* x, std::size_t ldx, float* y, std::size_t ldy,
                        std::size_t group_rows, std::pair<float, float>* ranges) const {
-    std::vector<std::pair<float, float>> rows(m);
-    run_rows<true>(m, x, ldx, y, ldy, true, rows.data());
+    // Blocks of up to `block` rows inside one group each: a block's range is kept in vectors across
+    // its rows and reduced once (a per-row horizontal min / max costs as much as a 64-wide row).
+    constexpr std::size_t block = 32;
+    if (group_rows == 0) return run(m, x, ldx, y, ldy);  // no groups: no ranges
+    const std::size_t groups = (m + group_rows - 1) / group_rows;
+    const std::size_t per_group = (group_rows + block - 1) / block;
+    std::vector<std::pair<float, float>> block_range(groups * per_group);
+    auto run_block = [&](std::size_t t) {
+      const std::size_t g = t / per_group, r0 = g * group_rows + (t % per_group) * block;
+      const std::size_t r1 = std::min({m, (g + 1) * group_rows, r0 + block});
+      range_acc acc;
+      for (std::size_t i = r0; i < r1; ++i) normalize_row<true>(x + i * ldx, y + i * ldy, &acc);
+      block_range[t] = acc.result();
+    };
+    if (groups) parallel_for(groups * per_group, run_block, 8.0 * static_cast<double>(m) * channels());
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (std::size_t g = 0; group_rows && g * group_rows < m; ++g) {
+    for (std::size_t g = 0; g < groups; ++g) {
       float lo = std::numeric_limits<float>::infinity(), hi = -lo;
       bool bad = false;
-      for (std::size_t i = g * group_rows; i < std::min(m, (g + 1) * group_rows); ++i) {
-        bad = bad || std::isnan(rows[i].first);
-        lo = std::min(lo, rows[i].first);
-        hi = std::max(hi, rows[i].second);
+      for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
+        bad = bad || std::isnan(block_range[t].first);
+        lo = std::min(lo, block_range[t].first);
+        hi = std::max(hi, block_range[t].second);
       }
       ranges[g] = bad ? std::pair<float, float>{nan, nan} : std::pair<float, float>{lo, hi};
     }
   }
 
 private:
-  /// The rows; with Range, row_range[i] = [min, max] of output row i (NaN, NaN if not finite).
+  using simd = xsimd::batch<float>;
+  static constexpr std::size_t W = simd::size;
+
+  /// A running [min, max] of values, with NaN / inf detection (min / max drop NaNs: the sum of
+  /// value * 0 turns NaN instead).
+  struct range_acc {
+    simd lo = simd(std::numeric_limits<float>::infinity()), hi = simd(-std::numeric_limits<float>::infinity()),
+         bad = simd(0.f);
+    float l = std::numeric_limits<float>::infinity(), h = -std::numeric_limits<float>::infinity(), nonfinite = 0.f;
+    std::pair<float, float> result() const noexcept {
+      float nf = nonfinite + xsimd::hadd(bad), a_l = l, a_h = h;
+      alignas(64) float a[W], b[W];  // xsimd 8.1 has no horizontal min / max
+      lo.store_aligned(a);
+      hi.store_aligned(b);
+      for (std::size_t e = 0; e < W; ++e) a_l = std::min(a_l, a[e]), a_h = std::max(a_h, b[e]);
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      return std::isfinite(nf) ? std::pair<float, float>{a_l, a_h} : std::pair<float, float>{nan, nan};
+    }
+  };
+
+  /// One row: yr = LayerNorm(xr); with Range, its outputs join `acc`.
   template <bool Range>
-  void run_rows(std::size_t m, const float* x, std::size_t ldx, float* y, std::size_t ldy, bool allow_parallel,
-                std::pair<float, float>* row_range) const noexcept {
+  void normalize_row(const float* xr, float* yr, range_acc* acc) const noexcept {
     const std::size_t c = channels();
-    auto row = [&](std::size_t i) {
-      using simd = xsimd::batch<float>;
-      constexpr std::size_t W = simd::size;
-      const float* xr = x + i * ldx;
-      float* yr = y + i * ldy;
-      simd s(0.f);
-      std::size_t j = 0;
-      for (; j + W <= c; j += W) s += simd::load_unaligned(xr + j);
-      float sum = xsimd::hadd(s);
-      for (; j < c; ++j) sum += xr[j];
-      const float mean = sum / static_cast<float>(c);
-      // Second pass around the first mean; its residual sum corrects the mean (rows with a large
-      // common offset would otherwise lose digits in the float sum).
-      simd v(0.f), r(0.f);
-      j = 0;
-      for (; j + W <= c; j += W) {
-        const simd d = simd::load_unaligned(xr + j) - simd(mean);
-        r += d;
-        v = xsimd::fma(d, d, v);
-      }
-      float var = xsimd::hadd(v), res = xsimd::hadd(r);
-      for (; j < c; ++j) {
-        res += xr[j] - mean;
-        var += (xr[j] - mean) * (xr[j] - mean);
-      }
-      // mean + shift is the true mean in more than float precision: x - mean is exact for x near
-      // the mean, so subtracting the small shift afterwards keeps the digits a float mean would lose.
-      const float shift = res / static_cast<float>(c);
-      var = std::max(0.f, var / static_cast<float>(c) - shift * shift);
-      const float inv = 1.0f / std::sqrt(var + eps_);
-      j = 0;
-      simd lo(std::numeric_limits<float>::infinity()), hi(-std::numeric_limits<float>::infinity()), bad(0.f);
-      for (; j + W <= c; j += W) {
-        const simd d = (simd::load_unaligned(xr + j) - simd(mean) - simd(shift)) * simd(inv);
-        const simd o =
-            xsimd::fma(d, simd::load_unaligned(gamma_.data() + j), simd::load_unaligned(beta_.data() + j));
-        o.store_unaligned(yr + j);
-        if constexpr (Range) {
-          lo = xsimd::min(lo, o);
-          hi = xsimd::max(hi, o);
-          bad = bad + o * 0.f;  // NaN where a value is not finite (min / max drop NaNs)
-        }
-      }
-      float l = std::numeric_limits<float>::infinity(), h = -l, nonfinite = 0.f;
-      for (; j < c; ++j) {
-        yr[j] = ((xr[j] - mean) - shift) * inv * gamma_[j] + beta_[j];
-        if constexpr (Range) {
-          l = std::min(l, yr[j]);
-          h = std::max(h, yr[j]);
-          nonfinite += yr[j] * 0.f;
-        }
-      }
+    simd s(0.f);
+    std::size_t j = 0;
+    for (; j + W <= c; j += W) s += simd::load_unaligned(xr + j);
+    float sum = xsimd::hadd(s);
+    for (; j < c; ++j) sum += xr[j];
+    const float mean = sum / static_cast<float>(c);
+    // Second pass around the first mean; its residual sum corrects the mean (rows with a large
+    // common offset would otherwise lose digits in the float sum).
+    simd v(0.f), r(0.f);
+    j = 0;
+    for (; j + W <= c; j += W) {
+      const simd d = simd::load_unaligned(xr + j) - simd(mean);
+      r += d;
+      v = xsimd::fma(d, d, v);
+    }
+    float var = xsimd::hadd(v), res = xsimd::hadd(r);
+    for (; j < c; ++j) {
+      res += xr[j] - mean;
+      var += (xr[j] - mean) * (xr[j] - mean);
+    }
+    // mean + shift is the true mean in more than float precision: x - mean is exact for x near
+    // the mean, so subtracting the small shift afterwards keeps the digits a float mean would lose.
+    const float shift = res / static_cast<float>(c);
+    var = std::max(0.f, var / static_cast<float>(c) - shift * shift);
+    const float inv = 1.0f / std::sqrt(var + eps_);
+    j = 0;
+    for (; j + W <= c; j += W) {
+      const simd d = (simd::load_unaligned(xr + j) - simd(mean) - simd(shift)) * simd(inv);
+      const simd o = xsimd::fma(d, simd::load_unaligned(gamma_.data() + j), simd::load_unaligned(beta_.data() + j));
+      o.store_unaligned(yr + j);
       if constexpr (Range) {
-        nonfinite += xsimd::hadd(bad);
-        alignas(64) float a[W], b[W];  // xsimd 8.1 has no horizontal min / max
-        lo.store_aligned(a);
-        hi.store_aligned(b);
-        for (std::size_t e = 0; e < W; ++e) {
-          l = std::min(l, a[e]);
-          h = std::max(h, b[e]);
-        }
-        const float nan = std::numeric_limits<float>::quiet_NaN();
-        row_range[i] = std::isfinite(nonfinite) ? std::pair<float, float>{l, h} : std::pair<float, float>{nan, nan};
+        acc->lo = xsimd::min(acc->lo, o);
+        acc->hi = xsimd::max(acc->hi, o);
+        acc->bad = acc->bad + o * 0.f;
       }
-    };
-    if (allow_parallel) parallel_for(m, row, 8.0 * static_cast<double>(m) * c);
+    }
+    for (; j < c; ++j) {
+      yr[j] = ((xr[j] - mean) - shift) * inv * gamma_[j] + beta_[j];
+      if constexpr (Range) {
+        acc->l = std::min(acc->l, yr[j]);
+        acc->h = std::max(acc->h, yr[j]);
+        acc->nonfinite += yr[j] * 0.f;
+      }
+    }
+  }
+
+  void run_rows(std::size_t m, const float* x, std::size_t ldx, float* y, std::size_t ldy,
+                bool allow_parallel) const noexcept {
+    auto row = [&](std::size_t i) { normalize_row<false>(x + i * ldx, y + i * ldy, nullptr); };
+    if (allow_parallel) parallel_for(m, row, 8.0 * static_cast<double>(m) * channels());
     else
       for (std::size_t i = 0; i < m; ++i) row(i);
   }
