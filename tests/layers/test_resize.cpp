@@ -202,7 +202,7 @@ TEST_SUITE("layers") {
         {3, 5, 7, 3, {{5, 7}, {2, 9}}},                // the identity size; a map wider than the output
         {1, 8, 8, 40, {}},                             // no maps: base + ReLU only
         {1, 6, 10, 33, {{3, 5}, {2, 3}, {1, 2}, {6, 10}, {4, 4}, {2, 7}, {5, 5}, {3, 3}, {1, 1}}},  // more maps
-        // than the pixel sweep holds taps for (8): the sweep that looks each tap up per channel vector
+        // than one chunk of the pixel sweep (8): the sum carried in the output between chunks
     };
     unsigned seed = 77;
     for (const auto& k : cases)

@@ -222,37 +222,30 @@ private:
       off += len;
     }
     // Each output pixel's taps (two columns and two weights per input) are looked up once, before
-    // its channels are swept: the sweep then only loads, multiplies and adds.
-    constexpr std::size_t max_inputs = 8;
+    // its channels are swept: the sweep then only loads, multiplies and adds. More inputs than a
+    // chunk go in chunks, the running sum kept in `o` between them (the same sum, in the same order).
+    constexpr std::size_t chunk = 8;
     const std::size_t inputs = xs_.size();
-    const float* left[max_inputs];
-    const float* right[max_inputs];
-    float wl[max_inputs], wr[max_inputs];
+    const float* left[chunk];
+    const float* right[chunk];
+    float wl[chunk], wr[chunk];
     for (std::size_t ox = 0; ox < ow_; ++ox) {
       float* o = out + ox * c;
       std::size_t j = 0;
-      if (inputs <= max_inputs) {
-        for (std::size_t i = 0; i < inputs; ++i) {
-          const auto& vx = tx_[i][ox];
-          left[i] = src[i] + vx.i0 * c, right[i] = src[i] + vx.i1 * c, wl[i] = vx.w0, wr[i] = vx.w1;
+      for (std::size_t i0 = 0; i0 == 0 || i0 < inputs; i0 += chunk) {
+        const std::size_t n = std::min(chunk, inputs - i0);
+        for (std::size_t i = 0; i < n; ++i) {
+          const auto& vx = tx_[i0 + i][ox];
+          left[i] = src[i0 + i] + vx.i0 * c, right[i] = src[i0 + i] + vx.i1 * c, wl[i] = vx.w0, wr[i] = vx.w1;
         }
-        for (; j + W <= c; j += W) {
-          simd v = bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
-          for (std::size_t i = 0; i < inputs; ++i)
+        const bool first = i0 == 0, last = i0 + n >= inputs;
+        for (j = 0; j + W <= c; j += W) {
+          simd v = first && bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
+          for (std::size_t i = 0; i < n; ++i)
             v += simd::load_unaligned(left[i] + j) * simd(wl[i]) + simd::load_unaligned(right[i] + j) * simd(wr[i]);
-          if (relu_) v = xsimd::max(v, simd(0.f));
+          if (last && relu_) v = xsimd::max(v, simd(0.f));
           v.store_unaligned(o + j);
         }
-      }
-      for (; j + W <= c; j += W) {
-        simd v = bias_ ? simd::load_unaligned(bias_ + j) : simd::load_unaligned(o + j);
-        for (std::size_t i = 0; i < inputs; ++i) {
-          const auto& vx = tx_[i][ox];
-          v += simd::load_unaligned(src[i] + vx.i0 * c + j) * simd(vx.w0) +
-               simd::load_unaligned(src[i] + vx.i1 * c + j) * simd(vx.w1);
-        }
-        if (relu_) v = xsimd::max(v, simd(0.f));
-        v.store_unaligned(o + j);
       }
       for (; j < c; ++j) {
         float v = bias_ ? bias_[j] : o[j];
