@@ -186,7 +186,7 @@ TEST_CASE("model_path_layers: any family, its own path type") {
   CHECK(drt::total_macs(seg.layers) == doctest::Approx(drt::total_macs(
                                            b2().layers(512, 512, b2().compile(drt::segformer_path::parse(seg.path))))));
   CHECK_THROWS_WITH_AS(drt::model_path_layers(r50(), "fuse_in=3", 480, 640),
-                       "path 'fuse_in=3': key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width)",
+                       "path 'fuse_in=3': key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width, precision)",
                        drt::invalid_input);
   CHECK(drt::default_accel_input(r50()) == std::pair<std::size_t, std::size_t>{480, 640});
   CHECK(drt::default_accel_input(swin_t()) == std::pair<std::size_t, std::size_t>{512, 512});

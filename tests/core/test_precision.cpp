@@ -1,10 +1,11 @@
 // precision and precision_plan (core/precision.hpp): the text form, and the path knob that carries it
-// (`precision=` in SegFormer's path language: text, JSON, validation).
+// (`precision=` in the path languages of SegFormer, Swin + UPerNet and ResNet: text, JSON, validation).
 #include <doctest/doctest.h>
 
 #include <drt/core/precision.hpp>
 #include <drt/dynamic/path.hpp>
 #include <drt/models/segformer.hpp>
+#include <drt/dynamic/resnet_path.hpp>
 #include <drt/dynamic/upernet_path.hpp>
 
 TEST_SUITE("core") {
@@ -98,5 +99,22 @@ TEST_SUITE("core") {
                          "path 'precision=decoder:bf16': precision region 'decoder' is not a region of upernet "
                          "(regions: encoder)",
                          drt::invalid_input);
+  }
+
+  TEST_CASE("resnet path: the precision knob lowers the 1x1 convs (region encoder)") {
+    const auto c = drt::standard_resnet_config("resnet50");
+    const auto p = drt::resnet_path::parse("precision=int8 expand=0.5");
+    CHECK(p.precision.of("encoder") == drt::precision::int8);
+    CHECK(p.to_string() == "expand=0.5 precision=int8");
+    CHECK(drt::resnet_path::from_json(p.to_json()).to_string() == p.to_string());
+    p.validate(c);
+    drt::resnet_path::parse("precision=encoder:bf16").validate(c);
+    CHECK(drt::resnet_path::parse("precision=fp32").to_string() == "full");
+    CHECK_THROWS_WITH_AS(drt::resnet_path::parse("precision=decoder:int8").validate(c),
+                         "path 'precision=decoder:int8': precision region 'decoder' is not a region of resnet "
+                         "(regions: encoder)",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(drt::resnet_path::parse("precision=int4"),
+                         doctest::Contains("precision 'int4' is not one of fp32, bf16, int8"), drt::invalid_input);
   }
 }

@@ -131,7 +131,7 @@ TEST_SUITE("dynamic") {
                          "bottleneck_in, fpn_out, fpn_in, pred_in, mlp, heads, precision)",
                          E);
     CHECK_THROWS_WITH_AS(drt::resnet_path::from_json(nlohmann::json{{"fuse_in", 3}}),
-                         "path JSON: key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width)", E);
+                         "path JSON: key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width, precision)", E);
     CHECK_THROWS_WITH_AS(drt::segformer_path::parse("skip=0.1 depths=1,1,1,1 skip=0.0"),
                          "path 'skip=0.1 depths=1,1,1,1 skip=0.0': key 'skip' given twice", E);
     CHECK_THROWS_WITH_AS(drt::resnet_path::parse("expand=0.5 expand=0.5"),
@@ -257,7 +257,7 @@ TEST_SUITE("dynamic") {
     CHECK(r.to_string() == "expand=0.25");
     using E = drt::invalid_input;
     CHECK_THROWS_WITH_AS(drt::set_path_knob(r, "fuse_in", 3),
-                         "path: key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width)", E);
+                         "path: key 'fuse_in' does not apply to resnet (keys: depths, mid, expand, width, precision)", E);
     CHECK_THROWS_WITH_AS(drt::set_path_knob(s, "pred_in", std::vector<double>{1, 2}),
                          "path: key 'pred_in' takes one value, got 2", E);
     CHECK_THROWS_WITH_AS(drt::set_path_knob(s, "skip", 1),

@@ -54,7 +54,7 @@ TEST_SUITE("io") {
                          E);
     CHECK_THROWS_WITH_AS(drt::resnet_path::parse(text),
                          "path 'fuse_in=512 \\x00propagate=0': key 'fuse_in' does not apply to resnet (keys: depths, "
-                         "mid, expand, width)",
+                         "mid, expand, width, precision)",
                          E);
   }
 

@@ -12,6 +12,7 @@
 // (int8) and above 1e-5 (it really ran in low precision); Winograd and grouped convs refuse.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -280,6 +281,91 @@ TEST_SUITE("layers") {
     const drt::conv2d plain(wt.data(), nullptr, make_shape(24, 24, 3, 1, 1), drt::conv2d_options::implicit_gemm());
     CHECK_THROWS_WITH_AS(plain.run(bad.data(), 1, 11, 6, y.data(), drt::activation::none, 0, drt::precision::int8),
                          "conv2d [24 -> 24, 3x3 stride 1] in int8: its input holds non-finite values", drt::invalid_input);
+  }
+
+  // run_1x1 (ResNet's reduce / expand / shortcut convs on a path's channel prefixes, in its precision):
+  // strided and not, with a residual added before the ReLU, against conv2d_ref on the operands each
+  // precision sees: the values read quantized with their own range (int8), weights per output channel
+  // with the scale of the full row (the one packed copy serves every prefix), or rounded to bf16.
+  TEST_CASE("conv2d::run_1x1: channel prefixes, strides and a residual in fp32, bf16 and int8") {
+    const std::size_t ic = 20, oc = 24, n = 2, h = 9, w = 7, in_kept = 13, out_kept = 17, ldx = 23, ldy = 19, ldr = 21;
+    const auto weight = random_vector(oc * ic, 900);
+    const auto bias = random_vector(oc, 901);
+    const auto x = random_vector(n * h * w * ldx, 902, -0.5f, 1.5f);
+    for (const std::size_t stride : {1, 2}) {
+      const auto shape = make_shape(ic, oc, 1, stride, 0);
+      const drt::conv2d conv(weight.data(), bias.data(), shape);
+      const std::size_t oh = shape.out_h(h), ow = shape.out_w(w), m = n * oh * ow;
+      const auto residual = random_vector(m * ldr, 903 + unsigned(stride));
+      // The values the conv reads: the strided pixels' first in_kept channels, dense.
+      std::vector<float> read(m * in_kept);
+      for (std::size_t b = 0; b < n; ++b)
+        for (std::size_t oy = 0; oy < oh; ++oy)
+          for (std::size_t ox = 0; ox < ow; ++ox)
+            for (std::size_t c = 0; c < in_kept; ++c)
+              read[((b * oh + oy) * ow + ox) * in_kept + c] = x[((b * h + oy * stride) * w + ox * stride) * ldx + c];
+      for (const drt::precision p : {drt::precision::fp32, drt::precision::bf16, drt::precision::int8}) {
+        const bool with_residual = stride == 1 || p != drt::precision::fp32;
+        CAPTURE(stride);
+        CAPTURE(drt::to_string(p));
+        std::vector<float> xs = read, ws(out_kept * in_kept);
+        for (std::size_t o = 0; o < out_kept; ++o) {
+          float amax = 0.f;
+          for (std::size_t i = 0; i < ic; ++i) amax = std::max(amax, std::abs(weight[o * ic + i]));
+          const float sc = amax / 127.f;
+          for (std::size_t i = 0; i < in_kept; ++i) {
+            const float v = weight[o * ic + i];
+            ws[o * in_kept + i] = p == drt::precision::int8   ? float(drt::quantize_s8(v, sc)) * sc
+                                  : p == drt::precision::bf16 ? drt::from_bf16(drt::to_bf16(v))
+                                                              : v;
+          }
+        }
+        if (p == drt::precision::int8) {
+          const auto [lo, hi] = drt::detail::value_range(read.data(), read.size(), 1, 1);
+          const auto q = drt::quant_params_u8(lo, hi);
+          for (auto& v : xs) v = drt::dequantize_u8(drt::quantize_u8(v, q), q);
+        } else if (p == drt::precision::bf16) {
+          for (auto& v : xs) v = drt::from_bf16(drt::to_bf16(v));
+        }
+        std::vector<float> want(m * out_kept);
+        drt::conv2d_ref(xs.data(), 1, m, 1, ws.data(), bias.data(), make_shape(in_kept, out_kept, 1, 1, 0), want.data());
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t o = 0; o < out_kept; ++o) {
+            float& v = want[i * out_kept + o];
+            v = std::max(0.f, v + (with_residual ? residual[i * ldr + o] : 0.f));
+          }
+        std::vector<float> y(m * ldy, -7.f), got(m * out_kept);
+        conv.run_1x1(x.data(), ldx, n, h, w, in_kept, y.data(), ldy, out_kept, drt::activation::relu, p,
+                     with_residual ? residual.data() : nullptr, ldr);
+        bool untouched = true;  // channels past out_kept keep what they held
+        for (std::size_t i = 0; i < m; ++i) {
+          std::copy_n(y.data() + i * ldy, out_kept, got.data() + i * out_kept);
+          for (std::size_t o = out_kept; o < ldy; ++o) untouched = untouched && y[i * ldy + o] == -7.f;
+        }
+        CHECK(untouched);
+        check_close(got.data(), want.data(), want.size(), "run_1x1 in " + std::string(drt::to_string(p)), conv_rel,
+                    conv_abs);
+      }
+    }
+    const drt::conv2d strided(weight.data(), bias.data(), make_shape(ic, oc, 1, 2, 0));
+    std::vector<float> y(n * h * w * oc), r(y.size());
+    CHECK_THROWS_WITH_AS(strided.run_1x1(x.data(), ldx, n, h, w, in_kept, y.data(), oc, oc, drt::activation::relu,
+                                         drt::precision::fp32, r.data(), oc),
+                         "conv2d [20 -> 24, 1x1 stride 2] in fp32: run_1x1 adds a residual only to a stride-1 conv",
+                         drt::invalid_input);
+    CHECK_THROWS_WITH_AS(strided.run_1x1(x.data(), ldx, n, h, w, 21, y.data(), oc, oc),
+                         "conv2d [20 -> 24, 1x1 stride 2] in fp32: run_1x1 with channels in=21 (stride 23), out=24 "
+                         "(stride 24) needs a one-group 1x1 conv without padding and channels within it",
+                         drt::shape_error);
+    const auto w3 = random_vector(oc * ic * 9, 910);
+    const drt::conv2d three(w3.data(), nullptr, make_shape(ic, oc, 3, 1, 1));
+    CHECK_THROWS_AS(three.run_1x1(x.data(), ldx, n, h, w, ic, y.data(), oc, oc), drt::shape_error);
+    std::vector<float> bad = x;
+    bad[3] = std::numeric_limits<float>::infinity();
+    const drt::conv2d one(weight.data(), bias.data(), make_shape(ic, oc, 1, 1, 0));
+    CHECK_THROWS_WITH_AS(one.run_1x1(bad.data(), ldx, n, h, w, in_kept, y.data(), oc, oc, drt::activation::none,
+                                     drt::precision::int8),
+                         "conv2d [20 -> 24, 1x1 stride 1] in int8: its input holds non-finite values", drt::invalid_input);
   }
 
   TEST_CASE("conv2d_shape geometry") {

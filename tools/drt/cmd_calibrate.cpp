@@ -69,8 +69,9 @@ int calibrate_main(const parsed_args& args) {
         [&](auto& m) -> drt::int8_calibration {
           if constexpr (std::is_same_v<std::decay_t<decltype(m)>, drt::resnet_model>)
             throw drt::invalid_input("model '" + model_dir + "' is a " + drt::family_name(view) +
-                                     " model: its path has no precision knob (int8 runs SegFormer and Swin + "
-                                     "UPerNet; docs/precision.md)");
+                                     " model: int8 ranges are calibrated for SegFormer and Swin + UPerNet only (a "
+                                     "ResNet's int8 1x1 convs quantize each call's input with its own range; "
+                                     "docs/precision.md)");
           else
             return drt::calibrate_int8(m, [&] { run_images(view, "drt calibrate --int8"); }, method, source);
         },

@@ -20,6 +20,12 @@
 ///   every block of a stage to one width: each block's last conv and the stage's shortcut projection
 ///   compute the first `width` channels, and the next stage's first block (its first conv and its
 ///   shortcut) and the classifier read only those.
+/// - precision: the arithmetic of the stages' 1x1 convs (the bottleneck's reduce and expand convs, the
+///   shortcut projections): `precision=int8`, `precision=bf16` or `precision=encoder:int8`, on every
+///   channel prefix (the packed panels of each precision serve every width). int8 quantizes each
+///   conv's input with its own range. The stem, the 3x3 convs (Winograd in fp32: 4x fewer
+///   multiplications than the direct form, about what int8's rate would give) and the classifier stay
+///   fp32 (docs/precision.md).
 
 #include <algorithm>
 #include <cmath>
@@ -42,8 +48,9 @@ struct resnet_path {
   std::vector<int> mid;        ///< middle channels kept: 1, one per stage or one per block
   std::vector<double> expand;  ///< middle channels kept as fractions: 1, one per stage or one per block
   std::vector<int> width;      ///< output channels kept per stage
+  precision_plan precision;    ///< the 1x1 convs' arithmetic (fp32 by default)
 
-  static constexpr const char* keys = "depths, mid, expand, width";
+  static constexpr const char* keys = "depths, mid, expand, width, precision";
 
   /// The knob table: the one description the text / JSON forms, validation and sweeps read.
   static const path_family<resnet_path, resnet_config>& family() {
@@ -68,6 +75,10 @@ struct resnet_path {
              [](const C& c, std::size_t s, std::size_t) { return knob_range{1, double(c.hidden_sizes[s]), 1}; },
              "output channels kept per stage (every block's last conv and the shortcut projection)",
              "the next stage's first block and the classifier read only those"},
+            {"precision", &resnet_path::precision, knob_layout::scalar, nullptr,
+             "arithmetic of the stages' 1x1 convs (reduce, expand, shortcut projections): fp32, bf16 or int8 "
+             "(region: encoder; the stem, the 3x3 convs and the classifier stay fp32)",
+             "", nullptr, "", nullptr, "", nullptr, "encoder"},
         },
         [](const C& c) { return c.depths; }};
     return f;

@@ -256,8 +256,8 @@ inline double kl_logits(const float* p, const float* q, std::size_t k) {
 template <class Model>
 Model load_for_sweep(const std::string& dir, const sweep_options& opt) {
   if (opt.int8)
-    throw invalid_input("model '" + dir + "': calibrated int8 ranges apply to SegFormer and Swin + UPerNet (its path "
-                        "has no precision knob)");
+    throw invalid_input("model '" + dir + "': calibrated int8 ranges apply to SegFormer and Swin + UPerNet (a ResNet's "
+                        "int8 1x1 convs quantize each call's input with its own range)");
   return Model::from_dir(dir);
 }
 template <>

@@ -342,13 +342,8 @@ public:
       wino_.run(x, ldx, n, h, w, runs, bias(), y, ldy, out_kept, act);
       return;
     }
-    if (s.is_pointwise() && runs.size() == 1 && runs[0].b_row == 0) {  // a prefix: one GEMM on the pixels
-      gemm_epilogue ep;
-      ep.act = act;
-      ep.bias = bias();
-      gemm(n * h * w, out_kept, runs[0].k, x + runs[0].a_offset, ldx, w_[0].fp32(), y, ldy, ep);
-      return;
-    }
+    if (s.is_pointwise() && runs.size() == 1 && runs[0].b_row == 0)  // a prefix: one GEMM on the pixels
+      return run_1x1(x + runs[0].a_offset, ldx, n, h, w, runs[0].k, y, ldy, out_kept, act);
     // Implicit GEMM: one segment per (tap, run) of the (ky, kx, ic) reduction, read in place.
     const std::size_t taps = s.kernel_h * s.kernel_w;
     std::vector<conv_segment> segs;
@@ -359,7 +354,71 @@ public:
     conv2d_gemm(x, ldx, n, h, w, s, segs, w_[0].fp32(), bias(), y, ldy, out_kept, act);
   }
 
+  /// A 1x1 conv (any stride, no padding, one group) on channel prefixes in `p`: y[:, :out_kept] =
+  /// act(x[:, :in_kept] W[:out_kept, :in_kept]^T + bias (+ residual)), one GEMM on the pixels read.
+  /// x: [N, H, W, *] with pixel stride ldx; y: [N, OH, OW, *] with pixel stride ldy; `residual`
+  /// (optional): [N, OH, OW, *] with pixel stride ldr, added before the activation (the end of a
+  /// bottleneck block; ref: transformers' ResNetBottleNeckLayer, `hidden_state += residual` then the
+  /// activation). int8: the input quantized with the range of the values read. A strided conv
+  /// gathers the pixels it reads first in bf16 and int8 (in fp32 it reads them in place, an implicit GEMM).
+  void run_1x1(const float* x, std::size_t ldx, std::size_t n, std::size_t h, std::size_t w, std::size_t in_kept,
+               float* y, std::size_t ldy, std::size_t out_kept, activation act = activation::none,
+               precision p = precision::fp32, const float* residual = nullptr, std::size_t ldr = 0) const {
+    const conv2d_shape& s = s_;
+    if (s.kernel_h != 1 || s.kernel_w != 1 || s.pad_h != 0 || s.pad_w != 0 || s.groups != 1 || in_kept == 0 ||
+        in_kept > s.in_channels || ldx < in_kept || out_kept == 0 || out_kept > s.out_channels || ldy < out_kept ||
+        (residual && ldr < out_kept))
+      throw shape_error(describe(p) + ": run_1x1 with channels in=" + std::to_string(in_kept) + " (stride " +
+                        std::to_string(ldx) + "), out=" + std::to_string(out_kept) + " (stride " +
+                        std::to_string(ldy) + (residual ? ", residual stride " + std::to_string(ldr) : std::string()) +
+                        ") needs a one-group 1x1 conv without padding and channels within it");
+    const std::size_t oh = s.out_h(h), ow = s.out_w(w), m = n * oh * ow;
+    if (m == 0) return;
+    gemm_epilogue ep;
+    ep.act = act;
+    ep.bias = bias();
+    ep.residual = residual;
+    ep.ldr = ldr;
+    ep.residual_before_act = true;
+    const bool strided = s.stride_h != 1 || s.stride_w != 1;
+    if (p == precision::fp32 && strided) {
+      if (residual)
+        throw invalid_input(describe(p) + ": run_1x1 adds a residual only to a stride-1 conv");
+      conv2d_gemm(x, ldx, n, h, w, s, {conv_segment{0, 0, 0, in_kept}}, w_[0].fp32(), bias(), y, ldy, out_kept, act);
+      return;
+    }
+    const float* a = x;
+    std::size_t lda = ldx;
+    detail::aligned_vector<float> gathered;
+    if (strided) {  // the pixels the conv reads, dense
+      gathered.resize(m * in_kept);
+      parallel_for(n * oh, [&](std::size_t r) {
+        const std::size_t b = r / oh, oy = r % oh;
+        for (std::size_t ox = 0; ox < ow; ++ox)
+          std::copy_n(x + ((b * h + oy * s.stride_h) * w + ox * s.stride_w) * ldx, in_kept,
+                      gathered.data() + (r * ow + ox) * in_kept);
+      }, double(m) * in_kept);
+      a = gathered.data();
+      lda = in_kept;
+    }
+    quant_params q;
+    if (p == precision::int8) {
+      const auto [lo, hi] = detail::value_range(a, m, in_kept, lda);
+      if (!std::isfinite(lo) || !std::isfinite(hi)) throw invalid_input(describe(p) + ": its input holds non-finite values");
+      q = quant_params_u8(lo, hi);
+    }
+    w_[0].gemm(p, m, out_kept, in_kept, a, lda, y, ldy, ep, true, &q);
+  }
+
 private:
+  /// "conv2d [IC -> OC, KHxKW stride S] in P": the conv as its errors name it.
+  std::string describe(precision p) const {
+    const auto& s = s_;
+    return "conv2d [" + std::to_string(s.in_channels) + " -> " + std::to_string(s.out_channels) + ", " +
+           std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " stride " + std::to_string(s.stride_h) +
+           "] in " + to_string(p);
+  }
+
   /// The low-precision forms of run(): a pointwise conv is one GEMM on the pixels, any other
   /// one-group conv an im2col GEMM over blocks of output pixels (the taps gathered in float, then
   /// converted by the GEMM's row source: a copy the fp32 implicit GEMM does not need, small beside
@@ -367,9 +426,7 @@ private:
   void run_lowp(const float* x, std::size_t n, std::size_t h, std::size_t w, float* y, activation act, std::size_t ldy,
                 precision p) const {
     const auto& s = s_;
-    const std::string what = "conv2d [" + std::to_string(s.in_channels) + " -> " + std::to_string(s.out_channels) +
-                             ", " + std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) + " stride " +
-                             std::to_string(s.stride_h) + "] in " + to_string(p);
+    const std::string what = describe(p);
     if (uses_winograd() || s.groups != 1)
       throw invalid_input(what + ": only one-group convolutions in the pointwise or implicit-GEMM form run in low "
                                  "precision (this one is " +

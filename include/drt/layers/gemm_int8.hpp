@@ -144,9 +144,8 @@ inline void quantize_s8(const float* x, std::size_t n, float scale, std::int8_t*
 }
 
 namespace detail {
-/// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
-/// NaN, NaN when any value is not finite (one vectorized pass).
-inline std::pair<float, float> value_range(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
+/// value_range of one thread.
+inline std::pair<float, float> value_range_serial(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
   simd lo(std::numeric_limits<float>::infinity()), hi(-std::numeric_limits<float>::infinity()), bad(0.f);
   float l = std::numeric_limits<float>::infinity(), h = -l, nonfinite = 0.f;
   if (rows == 0 || cols == 0) return {0.f, 0.f};
@@ -177,6 +176,29 @@ inline std::pair<float, float> value_range(const float* x, std::size_t rows, std
     h = std::max(h, b[i]);
   }
   return {l, h};
+}
+
+/// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
+/// NaN, NaN when any value is not finite (one vectorized pass). Outside a parallel region a large
+/// input is split over the threads by rows (min and max are exact, so the result is the same): run
+/// by one thread, the range of a layer's whole input left the others waiting.
+inline std::pair<float, float> value_range(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
+  constexpr std::size_t min_chunk = std::size_t(1) << 15;  // floats per task: a few microseconds
+  const std::size_t threads = in_parallel() ? 1 : static_cast<std::size_t>(std::max(1, max_threads()));
+  const std::size_t want = std::min(rows, std::min(4 * threads, rows * cols / min_chunk));
+  if (threads == 1 || want < 2) return value_range_serial(x, rows, cols, ld);
+  const std::size_t per = (rows + want - 1) / want, tasks = (rows + per - 1) / per;
+  std::vector<std::pair<float, float>> parts(tasks);
+  parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t r0 = t * per;
+    parts[t] = value_range_serial(x + r0 * ld, std::min(per, rows - r0), cols, ld);
+  }, 1e9);
+  std::pair<float, float> r = parts[0];
+  for (const auto& p : parts) {
+    if (std::isnan(p.first)) return p;
+    r.first = std::min(r.first, p.first), r.second = std::max(r.second, p.second);
+  }
+  return r;
 }
 }  // namespace detail
 

@@ -31,8 +31,8 @@ inline any_model load_model(const std::string& dir, safetensors_options options 
   }
   if (segformer.int8)
     throw invalid_input("model '" + dir + "' is a " + type +
-                        " model: calibrated int8 ranges apply to SegFormer and Swin + UPerNet (its path has no "
-                        "precision knob)");
+                        " model: calibrated int8 ranges apply to SegFormer and Swin + UPerNet (a ResNet's int8 1x1 "
+                        "convs quantize each call's input with its own range)");
   if (type == "resnet") return resnet_model::from_dir(dir, options);
   throw invalid_input("model '" + dir + "': model_type '" + type +
                       "' is not supported (supported: segformer, upernet with a swin backbone, resnet)");

@@ -69,6 +69,9 @@ struct resnet_execution {
   std::vector<std::size_t> depths;            ///< blocks run per stage (the first d); empty = all
   std::vector<std::vector<std::size_t>> mid;  ///< middle channels per stage and block; empty = all
   std::vector<std::size_t> width;             ///< output channels per stage; empty = all
+  /// The arithmetic of the stages' 1x1 convs (reduce, expand, shortcut projections; path knob
+  /// `precision`, region encoder). The stem, the 3x3 convs and the classifier stay fp32.
+  precision encoder = precision::fp32;
 };
 
 /// One residual block (ref: ResNetBottleNeckLayer / ResNetBasicLayer), every BatchNorm folded.
@@ -81,22 +84,6 @@ struct resnet_block {
 };
 
 namespace detail {
-
-/// y[m, n] (row stride ldy) = relu(a[m, k] x B + bias + residual[m, n] (row stride ldr)): the end of
-/// every bottleneck block (ref: `hidden_state += residual; hidden_state = self.activation(hidden_state)`),
-/// in the GEMM's epilogue. residual may alias y when ldr == ldy. n and k may be prefixes of B's outputs
-/// and reduction (a dynamic path's width and middle channels).
-inline void gemm_residual_relu(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-                               const packed_matrix& b, const float* bias, const float* residual, std::size_t ldr,
-                               float* y, std::size_t ldy) {
-  gemm_epilogue ep;
-  ep.bias = bias;
-  ep.act = activation::relu;
-  ep.residual = residual;
-  ep.ldr = ldr;
-  ep.residual_before_act = true;
-  gemm(m, n, k, a, lda, b, y, ldy, ep);
-}
 
 /// y = relu(y + residual) over `count` floats (the end of a basic block, after its 3x3 conv).
 inline void add_relu_inplace(float* y, const float* residual, std::size_t count) {
@@ -288,6 +275,9 @@ public:
       for (std::size_t j = 0; j < stages_[s].size(); ++j, ++g) e.mid[s].push_back(path.mid_kept(cfg_, s, g));
       e.width.push_back(path.width_kept(cfg_, s));
     }
+    e.encoder = path.precision.of("encoder");
+    if (e.encoder != precision::fp32)  // pack once here, not in the first frame
+      for_each_1x1([&](const conv2d& c) { c.prepare(e.encoder); });
     return e;
   }
 
@@ -399,12 +389,13 @@ private:
   void visit_layers(std::size_t height, std::size_t width, const resnet_execution& exec, std::size_t n, F&& f) const {
     auto emit = [&](std::string name, layer_kind kind, std::size_t k, std::size_t c, std::size_t p, std::size_t q,
                     std::size_t r, std::size_t stride, std::size_t params, const std::string& module,
-                    std::string timed_as = {}) {
+                    std::string timed_as = {}, precision arithmetic = precision::fp32) {
       // The backbone (stem, stages) is the encoder; the head (global pooling, classifier) the decoder.
       const auto region = name == "pool" || name == "classifier" ? model_region::decoder : model_region::encoder;
       layer_info l = make_layer(std::move(name), kind, region, n, k, c, p, q, r, stride, params);
       l.timed_as = std::move(timed_as);
       l.module = module;
+      l.arithmetic = arithmetic;
       f(std::move(l));
     };
     const auto& st = stem_.shape();
@@ -427,7 +418,8 @@ private:
         }
         if (b.has_shortcut) {
           const auto& ss = b.shortcut.shape();
-          emit(pre + "shortcut", layer_kind::conv, cout, c, oh, ow, 1, ss.stride_h, cout * c + cout, mod + "shortcut");
+          emit(pre + "shortcut", layer_kind::conv, cout, c, oh, ow, 1, ss.stride_h, cout * c + cout, mod + "shortcut", {},
+               exec.encoder);
         }
         std::size_t lh = h, lw = w;
         for (std::size_t i = 0; i < b.layer.size(); ++i) {
@@ -436,7 +428,8 @@ private:
           lh = ls.out_h(lh);
           lw = ls.out_w(lw);
           emit(pre + "conv" + std::to_string(i + 1), layer_kind::conv, o, in, lh, lw, ls.kernel_h, ls.stride_h,
-               o * in * ls.kernel_h * ls.kernel_w + o, mod + "layer." + std::to_string(i));
+               o * in * ls.kernel_h * ls.kernel_w + o, mod + "layer." + std::to_string(i), {},
+               is_1x1(b.layer[i]) ? exec.encoder : precision::fp32);
         }
         emit(pre + "residual", layer_kind::elementwise, cout, cout, oh, ow, 1, 1, 0, mod.substr(0, mod.size() - 1),
              b.layer.size() == 3 ? pre + "conv3" : std::string());
@@ -490,7 +483,7 @@ private:
       for (std::size_t j = 0; j < blocks_run(exec, s); ++j) {
         profile_prefix pp(prof ? "stage" + std::to_string(s + 1) + ".block" + std::to_string(j + 1) + "."
                                : std::string());
-        run_block(stages_[s][j], n, h, w, ch, mid_kept(exec, s, j), width, buf);
+        run_block(stages_[s][j], n, h, w, ch, mid_kept(exec, s, j), width, exec.encoder, buf);
         std::swap(buf.cur, buf.next);
         ch = width;
       }
@@ -515,9 +508,10 @@ private:
 
   /// buf.cur [N, h, w, cin] -> buf.next [N, h', w', cout]; h and w become the output size. `mid` and
   /// `cout` are the block's kept middle and output channels, `cin` the channels of its input (the
-  /// previous block's kept width): every conv reads and writes only those prefixes.
+  /// previous block's kept width): every conv reads and writes only those prefixes. `p`: the 1x1
+  /// convs' arithmetic.
   void run_block(const resnet_block& b, std::size_t n, std::size_t& h, std::size_t& w, std::size_t cin, std::size_t mid,
-                 std::size_t cout, buffers& buf) const {
+                 std::size_t cout, precision p, buffers& buf) const {
     const float* x = buf.cur.data();
     // The shortcut's geometry equals the block's (1x1 pad 0 and 3x3 pad 1 with the same stride agree).
     std::size_t oh = h, ow = w;
@@ -531,7 +525,7 @@ private:
     if (b.has_shortcut) {
       grow(buf.sc, m * cout);
       profile_scope ps("shortcut");
-      b.shortcut.forward_prefix(x, cin, n, h, w, cin, buf.sc.data(), cout, cout, activation::none);
+      b.shortcut.run_1x1(x, cin, n, h, w, cin, buf.sc.data(), cout, cout, activation::none, p);
       residual = buf.sc.data();
       ldr = cout;
     }
@@ -541,7 +535,8 @@ private:
     grow(buf.t1, n * h1 * w1 * mid);
     {
       profile_scope ps("conv1");
-      l0.forward_prefix(x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu);
+      if (is_1x1(l0)) l0.run_1x1(x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu, p);
+      else l0.forward_prefix(x, cin, n, h, w, cin, buf.t1.data(), mid, mid, activation::relu);
     }
     if (b.layer.size() == 3) {  // bottleneck: 3x3, then the 1x1 expand fused with the residual and ReLU
       const auto& l1 = b.layer[1];
@@ -552,8 +547,7 @@ private:
       }
       const auto& l2 = b.layer[2];
       profile_scope ps("conv3");
-      detail::gemm_residual_relu(m, cout, mid, buf.t2.data(), mid, l2.weights(), l2.bias(), residual, ldr,
-                                 buf.next.data(), cout);
+      l2.run_1x1(buf.t2.data(), mid, n, oh, ow, mid, buf.next.data(), cout, cout, activation::relu, p, residual, ldr);
     } else {  // basic: 3x3 without activation, then residual + ReLU
       {
         profile_scope ps("conv2");
@@ -564,6 +558,22 @@ private:
     }
     h = oh;
     w = ow;
+  }
+
+  /// The convs a path's precision lowers: 1x1, no padding, one group (any stride).
+  static bool is_1x1(const conv2d& c) noexcept {
+    const auto& s = c.shape();
+    return s.kernel_h == 1 && s.kernel_w == 1 && s.pad_h == 0 && s.pad_w == 0 && s.groups == 1;
+  }
+  /// Calls f(conv) for every 1x1 conv of the stages (shortcut projections, reduce and expand convs).
+  template <class F>
+  void for_each_1x1(F&& f) const {
+    for (const auto& stage : stages_)
+      for (const auto& b : stage) {
+        if (b.has_shortcut) f(b.shortcut);
+        for (const auto& l : b.layer)
+          if (is_1x1(l)) f(l);
+      }
   }
 
   resnet_config cfg_;
