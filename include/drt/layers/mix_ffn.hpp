@@ -5,7 +5,6 @@
 /// depthwise conv and the residual add into dense2.
 
 #include <algorithm>
-#include <cstring>
 #include <cstddef>
 #include <vector>
 
@@ -92,8 +91,13 @@ public:
 
     auto sweep = [&](std::size_t img, std::size_t k) {
       const std::size_t y0 = first_row(k), y1 = first_row(k + 1);
-      detail::aligned_vector<float> window((R + 2) * row), conv(R * row);
-      std::size_t have0 = 0, have1 = 0;  // rows held in `window` (from its start)
+      // dense1's rows of a band and its halo live in a ring of R + 2 rows, row y in slot y % (R + 2):
+      // the halo rows a band shares with the previous one stay where they are (moving them to the
+      // front of a window cost 2 of every R + 2 rows' bytes again).
+      const std::size_t slots = R + 2;
+      detail::aligned_vector<float> ring(slots * row), conv(R * row);
+      auto slot = [&](std::size_t y) { return ring.data() + (y % slots) * row; };
+      std::size_t have1 = 0;  // the previous band's rows end here
       // Rows [a, b) into `dst`: the boundary rows from the edge store, the others computed.
       auto fetch = [&](std::size_t a, std::size_t b, float* dst) {
         std::size_t y = a;
@@ -114,17 +118,19 @@ public:
       for (std::size_t yy = y0; yy < y1; yy += R) {
         const std::size_t ye = std::min(y1, yy + R);
         const std::size_t lo = yy ? yy - 1 : 0, hi = std::min(h, ye + 1);
-        const std::size_t keep0 = std::max(lo, have0), keep1 = std::min(hi, have1);
-        if (keep1 > keep0) std::memmove(window.data() + (keep0 - lo) * row, window.data() + (keep0 - have0) * row,
-                                        (keep1 - keep0) * row * sizeof(float));
-        if (keep1 > keep0) fetch(keep1, hi, window.data() + (keep1 - lo) * row);
-        else fetch(lo, hi, window.data());
-        have0 = lo, have1 = hi;
+        // Rows [lo, have1) are still in the ring (the previous band began at or before lo); the
+        // others are fetched in runs of slots that do not wrap.
+        for (std::size_t a = std::max(lo, have1); a < hi;) {
+          const std::size_t e = std::min(hi, a + (slots - a % slots));
+          fetch(a, e, slot(a));
+          a = e;
+        }
+        have1 = hi;
         auto conv_row = [&](std::size_t i) {
           const std::size_t oy = yy + i;
           const float* rows[3];
           for (std::size_t ky = 0; ky < 3; ++ky)
-            rows[ky] = oy + ky >= 1 && oy + ky - 1 < h ? window.data() + (oy + ky - 1 - lo) * row : nullptr;
+            rows[ky] = oy + ky >= 1 && oy + ky - 1 < h ? slot(oy + ky - 1) : nullptr;
           float* o = conv.data() + i * row;
           switch (act_) {  // the kernel is compiled per activation; one branch per row
             case activation::gelu: dw_.run_row<activation::gelu>(rows, w, r, o); break;
