@@ -9,10 +9,10 @@
 /// (last conv + shortcut + ReLU) is one fused pass.
 ///
 /// Dynamic paths (dynamic/resnet_path.hpp, Once-for-All style): `compile(path)` gives a
-/// `resnet_execution` (blocks run per stage, middle channels per block, output width per stage) that
-/// `forward` runs without copying weights: skipped blocks cost nothing, every conv reads and writes
-/// only its kept channel prefixes (`conv2d::forward_prefix`), activations are stored dense at the kept
-/// widths. `layers(h, w, exec)` lists what runs, named as the profile scopes of `forward`.
+/// `resnet_execution` (blocks run per stage, middle channels per block, output width per stage, the
+/// 1x1 convs' precision) that `forward` runs without copying weights: skipped blocks cost nothing,
+/// every conv reads and writes only its kept channel prefixes (`conv2d::forward_prefix`,
+/// `conv2d::run_1x1`), activations are stored dense at the kept widths. `layers(h, w, exec)` lists what runs, named as the profile scopes of `forward`.
 
 #include <algorithm>
 #include <cmath>
