@@ -130,6 +130,7 @@ TEST_SUITE("engine") {
                          "channel_levels: full, levels and step must be positive (got 256, 4, 0)", drt::invalid_input);
   }
 
+#ifndef DRT_SANITIZED_BUILD  // 100 s under ASan; the hybrid sweep below runs the same pipeline there
   TEST_CASE("sweep: miniature sweep of the vendored B0 reproduces the protocol's mIoU") {
     const std::string model_dir = drt_test::source_dir() + "/data/models/segformer-b0-camvid";
     const std::string data = drt_test::source_dir() + "/data";
@@ -218,6 +219,8 @@ TEST_SUITE("engine") {
       CHECK(reloaded.entries[i].miou_ci.high == doctest::Approx(t.entries[i].miou_ci.high));
     }
   }
+
+#endif
 
   TEST_CASE("sweep: two models give one hybrid table; a tiny time budget stops after the full encoders") {
     const std::string model_dir = drt_test::source_dir() + "/data/models/segformer-b0-camvid";
