@@ -1,10 +1,15 @@
 // softmax_row (layers/softmax.hpp) against softmax_ref for n = 1, 3, 8, 17, 256 and around the
 // SIMD width, for ordinary logits and large magnitudes (+-80, +-1e4) that overflow a naive exp.
 // Tolerance: rel L2 <= 1e-5, max abs <= 1e-4 * max|ref| (xsimd exp vs double exp); every output
-// finite, in [0, 1], summing to 1 within 1e-5.
+// finite, in [0, 1], summing to 1 within 1e-5. softmax_row_u8 (int8 attention's numerator codes)
+// against round(255 exp(x - max)) in double: every code within 1 of it, at most 1 in 2000 off (the
+// AVX-512 exp is a polynomial accurate to 1e-3 of a code: only values next to a rounding boundary
+// may round the other way), the row's largest 255, the returned sum their sum.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <utility>
 #include <set>
 #include <string>
 #include <vector>
@@ -86,6 +91,37 @@ TEST_SUITE("layers") {
       CHECK(std::log(x[5] / x[6]) == doctest::Approx(2.5).epsilon(1e-5));
       CHECK(x[0] == x[5]);
     }
+  }
+
+  TEST_CASE("softmax_row_u8: codes of the exact numerators, in the SIMD body and the tail") {
+    std::size_t values = 0, off = 0;
+    unsigned seed = 50;
+    for (std::size_t n : {std::size_t(1), std::size_t(15), std::size_t(16), std::size_t(17), std::size_t(49),
+                          std::size_t(256), std::size_t(300), std::size_t(1024)})
+      for (const auto& [lo, hi] : {std::pair<float, float>{-5.f, 5.f}, {-12.f, 3.f}, {70.f, 80.f}, {-1e4f, 1e4f}}) {
+        const auto x = random_vector(n, seed++, lo, hi);
+        std::vector<std::uint8_t> codes(n + 1, 77);  // one guard byte past the row
+        const std::uint32_t sum = drt::softmax_row_u8(x.data(), n, codes.data());
+        INFO("n=" << n << " [" << lo << ", " << hi << "]");
+        CHECK(codes[n] == 77);
+        double mx = x[0];
+        for (float v : x) mx = std::max<double>(mx, v);
+        std::uint32_t total = 0;
+        int worst = 0, largest = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          const int want = static_cast<int>(std::nearbyint(255.0 * std::exp(double(x[j]) - mx)));
+          const int d = std::abs(int(codes[j]) - want);
+          worst = std::max(worst, d);
+          off += d != 0;
+          total += codes[j];
+          largest = std::max<int>(largest, codes[j]);
+        }
+        values += n;
+        CHECK(worst <= 1);
+        CHECK(largest == 255);
+        CHECK(sum == total);
+      }
+    CHECK(off * 2000 <= values);
   }
 
 }  // TEST_SUITE("layers")
