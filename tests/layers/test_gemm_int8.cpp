@@ -2,7 +2,8 @@
 // 0..255 and +-127, zero point, per-channel scales, the packed layout and its zero padding); the
 // GEMM against gemm_s8_ref, which sums the integers exactly (int64) and applies the same float
 // steps, on odd shapes, across the micro-tile (MR), row-block (MC), panel (NR) and reduction-block
-// (KC) edges, and on every (k, n) prefix of one packed matrix; the epilogues; the requantized u8
+// (KC) edges, in parallel (few row blocks: A quantized whole first, lowp_run) and serially (block by
+// block), and on every (k, n) prefix of one packed matrix; the epilogues; the requantized u8
 // output (gemm_s8_requant); the shape errors.
 // Both kernels run: the one the compiler targets (VNNI on AVX-512) and the portable one.
 // Tolerances: without bias / activation / residual the output must equal the reference bit for bit

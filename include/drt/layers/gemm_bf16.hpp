@@ -185,9 +185,16 @@ struct bf16_rows_float {
   const float* a;
   std::size_t lda;
   static constexpr bool zero_padded = true;
+  static constexpr bool converts = true;  ///< convert_row / row_stride: see lowp_run
+  static std::size_t row_stride(std::size_t k) noexcept { return std::max<std::size_t>(32, (k + 31) / 32 * 32); }
+  /// Row i whole, zero-padded to row_stride(k).
+  void convert_row(std::size_t i, std::size_t k, std::uint16_t* dst) const noexcept {
+    to_bf16(a + i * lda, k, dst);
+    std::fill(dst + k, dst + row_stride(k), std::uint16_t(0));
+  }
   std::pair<const std::uint16_t*, std::size_t> prepare(std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
                                                        std::size_t k, aligned_vector<std::uint16_t>& buf) const {
-    const std::size_t ld = std::max<std::size_t>(32, (k + 31) / 32 * 32);
+    const std::size_t ld = row_stride(k);
     lowp_reserve_rows(buf, rows, ld);
     for (std::size_t r = 0; r < rows; ++r) {
       std::uint16_t* row = buf.data() + r * ld;

@@ -787,9 +787,16 @@ struct s8_rows_float {
   std::size_t lda;
   quant_params q;
   static constexpr bool zero_padded = true;
+  static constexpr bool converts = true;  ///< convert_row / row_stride: see lowp_run
+  static std::size_t row_stride(std::size_t k) noexcept { return std::max<std::size_t>(64, (k + 63) / 64 * 64); }
+  /// Row i whole, zero-padded to row_stride(k).
+  void convert_row(std::size_t i, std::size_t k, std::uint8_t* dst) const noexcept {
+    quantize_u8(a + i * lda, k, q, dst);
+    std::fill(dst + k, dst + row_stride(k), std::uint8_t(0));
+  }
   std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
                                                       std::size_t k, aligned_vector<std::uint8_t>& buf) const {
-    const std::size_t ld = std::max<std::size_t>(64, (k + 63) / 64 * 64);
+    const std::size_t ld = row_stride(k);
     lowp_reserve_rows(buf, rows, ld);
     for (std::size_t r = 0; r < rows; ++r) {
       std::uint8_t* row = buf.data() + r * ld;
@@ -799,9 +806,23 @@ struct s8_rows_float {
     return {buf.data(), ld};
   }
 };
+/// Rows a converting source made ready for the whole of A at once (lowp_run): read in place, zero
+/// past k to the stride and 16 zero rows after the last, as `prepare`'s buffers.
+template <class T>
+struct lowp_rows_ready {
+  const T* a;
+  std::size_t ld;
+  static constexpr bool zero_padded = true;
+  static constexpr bool converts = false;
+  std::pair<const T*, std::size_t> prepare(std::size_t i0, std::size_t, std::size_t, std::size_t, std::size_t,
+                                           aligned_vector<T>&) const noexcept {
+    return {a + i0 * ld, ld};
+  }
+};
 /// A rows already quantized to u8 (read in place: nothing is known past k or past the last row).
 struct s8_rows_u8 {
   static constexpr bool zero_padded = false;
+  static constexpr bool converts = false;
   const std::uint8_t* a;
   std::size_t lda;
   std::pair<const std::uint8_t*, std::size_t> prepare(std::size_t i0, std::size_t, std::size_t, std::size_t,
@@ -819,6 +840,12 @@ struct s8_rows_u8 {
 /// that the other groups reuse. The last reduction block of a full panel goes to C through the epilogue from registers
 /// (Kernel::direct); partial panels and an empty reduction go through `Kernel::dequantize` and
 /// `gemm_store` (with alpha already applied: the column data carry it).
+/// With few row blocks the panels are split into chunks, and each chunk's task converts the same
+/// rows of A again (a spatial reduction's 256 rows of 2048 in four chunks: four quantizations of A
+/// for one GEMM). Where those repeats add up to 512 K elements or more, a converting source converts
+/// all of A once, in parallel, first; below that the extra parallel pass and the rows a thread reads
+/// from the other's cache cost more than they save (`drt profile`, B2 int8: the spatial reductions
+/// and patch embeddings of stages 2-4 gain, the projections of stage 3 lose). Same codes either way.
 template <class Kernel, activation A, class Source, class Packed>
 void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, const Packed& b, const lowp_dest& dst,
               const gemm_epilogue& ep, const lowp_columns& cols, bool allow_parallel) {
@@ -832,6 +859,21 @@ void lowp_run(std::size_t m, std::size_t n, std::size_t k, const Source& src, co
   const std::size_t panels = (n + NR - 1) / NR;
   const gemm_tasks tasks(m, MC, panels, allow_parallel);
   const std::size_t pchunks = tasks.chunks, ppc = tasks.per_chunk;
+  if constexpr (Source::converts) {
+    if (pchunks > 1 && k > 0 && (pchunks - 1) * m * k >= (std::size_t(1) << 19)) {
+      const std::size_t ld = Source::row_stride(k);
+      // The calling thread's buffer (kept between calls: a fresh allocation of megabytes each call
+      // pays page faults, and its release moves the heap's limits for the callers' buffers too).
+      thread_local aligned_vector<a_type> whole;
+      if (whole.size() < (m + 16) * ld) whole.resize((m + 16) * ld);
+      std::fill(whole.begin() + static_cast<std::ptrdiff_t>(m * ld), whole.begin() + static_cast<std::ptrdiff_t>((m + 16) * ld),
+                a_type(0));  // the spare rows
+      a_type* const rows = whole.data();  // the workers see the caller's buffer through this pointer
+      parallel_for(m, [&](std::size_t i) { src.convert_row(i, k, rows + i * ld); }, 4.0 * double(m) * double(k));
+      lowp_run<Kernel, A>(m, n, k, lowp_rows_ready<a_type>{rows, ld}, b, dst, ep, cols, allow_parallel);
+      return;
+    }
+  }
   gemm_epilogue ep1 = ep;
   ep1.alpha = 1.f;  // applied by Kernel::dequantize
   const std::size_t ldc = dst.ldc;
