@@ -132,7 +132,7 @@ TEST_SUITE("layers") {
     struct esa_case {
       std::size_t n, h, w, c, heads, sr;
     };
-    const esa_case cases[] = {{2, 5, 7, 16, 2, 1}, {1, 13, 9, 32, 1, 2}, {2, 13, 9, 40, 5, 4}, {1, 16, 8, 20, 4, 8}};
+    const esa_case cases[] = {{2, 5, 7, 16, 2, 1}, {1, 13, 9, 32, 1, 2}, {2, 13, 9, 40, 5, 4}, {1, 16, 8, 20, 4, 8}, {2, 8, 6, 24, 3, 2}};
     for (const auto& e : cases) {
       const std::string what = "esa " + std::to_string(e.n) + "x" + std::to_string(e.h) + "x" + std::to_string(e.w) +
                                " C=" + std::to_string(e.c) + " heads=" + std::to_string(e.heads) +
@@ -200,7 +200,9 @@ TEST_SUITE("layers") {
       check_close(out.data(), ref.data(), ref.size(), what, att_rel, att_abs);
       // int8: each image's input range handed in (as the LayerNorm before it does) gives the bits
       // of the projections' own range passes (sr 4 on 13x9 does not divide the grid: its spatial
-      // reduction keeps its own pass; the query still takes the range).
+      // reduction keeps its own pass; the query still takes the range). Where sr divides the grid
+      // (sr 8 on 16x8, sr 2 on 8x6) the ranged spatial reduction quantizes its patches as it
+      // gathers them, the other gathers floats: the same bits.
       {
         std::vector<std::pair<float, float>> ranges(e.n);
         for (std::size_t b = 0; b < e.n; ++b) ranges[b] = drt::detail::value_range(x.data() + b * t * c, t, c, c);

@@ -88,6 +88,15 @@ public:
     w_.gemm(p, m, outputs, inputs, x, ldx, y, ldy, ep, allow_parallel, &q);
   }
 
+  /// run_prefix in int8 on inputs its producer already quantized with `q` (from `int8_input_quant`):
+  /// u8 x[m, :inputs], row stride ldx (the spatial reduction quantizes its patches as it gathers them).
+  void run_prefix_u8(std::size_t m, std::size_t outputs, std::size_t inputs, const std::uint8_t* x, std::size_t ldx,
+                     const quant_params& q, float* y, std::size_t ldy, bool allow_parallel = true) const {
+    gemm_epilogue ep;
+    ep.bias = bias();
+    w_.gemm_u8(m, outputs, inputs, x, ldx, q, y, ldy, ep, allow_parallel);
+  }
+
   /// The int8 quantization of the inputs x[m, inputs] (row stride ldx): the calibrated one, else their
   /// own [min, max]. The range pass runs with calibrated ranges too: quantizing clamps NaN / inf to a
   /// finite code, so without it a broken input would give a plausible, wrong output.

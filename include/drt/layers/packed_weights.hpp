@@ -71,6 +71,13 @@ public:
     }
   }
 
+  /// As gemm in int8 with x already quantized: u8 x[m, :inputs] (row stride ldx) of parameters q.
+  void gemm_u8(std::size_t m, std::size_t outputs, std::size_t inputs, const std::uint8_t* x, std::size_t ldx,
+               const quant_params& q, float* y, std::size_t ldy, const gemm_epilogue& ep, bool allow_parallel) const {
+    prepare(precision::int8);
+    gemm_s8_u8(m, outputs, inputs, x, ldx, q, lowp_->s8, y, ldy, ep, allow_parallel);
+  }
+
 private:
   /// Packed copies in the low precisions, made on first use and shared by copies of the layer (the
   /// weights never change after construction).
