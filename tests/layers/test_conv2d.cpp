@@ -452,4 +452,31 @@ TEST_SUITE("layers") {
     }
   }
 
+  TEST_CASE("conv2d_dw<3>::run_row with a range accumulator: the same outputs, their exact range, NaN flagged") {
+    // the fused Mix-FFN's int8 dense2 takes its band's range from here instead of a pass over it
+    for (std::size_t c : {std::size_t(5), std::size_t(16), std::size_t(37)})
+      for (std::size_t w : {std::size_t(1), std::size_t(6), std::size_t(11)}) {
+        const auto weight = random_vector(c * 9, unsigned(c + 7)), bias = random_vector(c, unsigned(c + 8));
+        auto x = random_vector(3 * w * c, unsigned(c + 9), -2.f, 2.f);
+        const drt::conv2d_dw<3> dw(weight.data(), bias.data(), c);
+        const float* rows[3] = {x.data(), x.data() + w * c, x.data() + 2 * w * c};
+        std::vector<float> plain(w * c), ranged(w * c);
+        dw.run_row<drt::activation::gelu>(rows, w, c, plain.data());
+        drt::detail::range_accumulator acc;
+        dw.run_row<drt::activation::gelu>(rows, w, c, ranged.data(), &acc);
+        CAPTURE(c);
+        CAPTURE(w);
+        CHECK(plain == ranged);
+        const auto want = drt::detail::value_range(plain.data(), w, c, c);
+        const auto got = acc.result();
+        CHECK(got.first == want.first);
+        CHECK(got.second == want.second);
+        CHECK(got.first < got.second);
+        x[w * c + c - 1] = std::numeric_limits<float>::quiet_NaN();  // reaches every output of the last channel near it
+        drt::detail::range_accumulator bad;
+        dw.run_row<drt::activation::gelu>(rows, w, c, ranged.data(), &bad);
+        CHECK(std::isnan(bad.result().first));
+      }
+  }
+
 }  // TEST_SUITE("layers")

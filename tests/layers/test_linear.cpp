@@ -17,7 +17,7 @@ using namespace drt_test;
 
 namespace {
 constexpr double lin_rel = 1e-5, lin_abs = 1e-4;
-constexpr std::size_t tile_mr = drt::detail::gemm_mr, tile_nr = drt::detail::gemm_nr;
+constexpr std::size_t lin_mr = drt::detail::gemm_mr, lin_nr = drt::detail::gemm_nr;
 
 float apply(drt::activation a, float v) {
   if (a == drt::activation::relu) return drt::activate<drt::activation::relu>(v);
@@ -32,8 +32,8 @@ TEST_SUITE("layers") {
       std::size_t m, in, out;
     };
     unsigned seed = 1;
-    for (const dims d : {dims{1, 1, 1}, dims{tile_mr - 1, 3, tile_nr - 1}, dims{13, 17, 33}, dims{50, 32, 64},
-                         dims{2 * tile_mr + 1, 64, 160}, dims{7, 160, 2 * tile_nr + 1}}) {
+    for (const dims d : {dims{1, 1, 1}, dims{lin_mr - 1, 3, lin_nr - 1}, dims{13, 17, 33}, dims{50, 32, 64},
+                         dims{2 * lin_mr + 1, 64, 160}, dims{7, 160, 2 * lin_nr + 1}}) {
       for (bool with_bias : {true, false}) {
         const auto w = random_vector(d.out * d.in, seed++), b = random_vector(d.out, seed++),
                    x = random_vector(d.m * d.in, seed++);
@@ -52,7 +52,7 @@ TEST_SUITE("layers") {
   }
 
   TEST_CASE("linear with activation, residual and strided rows equals act(linear_ref) + residual") {
-    const std::size_t m = 2 * tile_mr + 3, in = 37, out = tile_nr + 5;
+    const std::size_t m = 2 * lin_mr + 3, in = 37, out = lin_nr + 5;
     const std::size_t ldx = in + 4, ldy = out + 3;
     const auto w = random_vector(out * in, 81), b = random_vector(out, 82);
     const drt::linear lin(w.data(), b.data(), out, in);
@@ -116,7 +116,7 @@ TEST_SUITE("layers") {
   // sums exactly; int8 quantizes the input with the calibrated or the call's own range and the weights
   // per output channel (max|w| / 127). Tolerance rel L2 <= 1e-5 (fp32 sums of exact products).
   TEST_CASE("linear in bf16 and int8 equals its low-precision reference on every prefix") {
-    const std::size_t m = 2 * tile_mr + 5, in = 71, out = tile_nr + 9, ldx = in + 3;
+    const std::size_t m = 2 * lin_mr + 5, in = 71, out = lin_nr + 9, ldx = in + 3;
     const auto w = random_vector(out * in, 91), b = random_vector(out, 92);
     auto x = random_vector(m * ldx, 93, -2.f, 3.f);
     const drt::linear lin(w.data(), b.data(), out, in);
@@ -153,7 +153,7 @@ TEST_SUITE("layers") {
     struct prefix {
       std::size_t outs, ins;
     };
-    for (const prefix pf : {prefix{out, in}, prefix{out - 3, in}, prefix{5, 33}, prefix{tile_nr, 4}, prefix{1, 1}}) {
+    for (const prefix pf : {prefix{out, in}, prefix{out - 3, in}, prefix{5, 33}, prefix{lin_nr, 4}, prefix{1, 1}}) {
       CAPTURE(pf.outs);
       CAPTURE(pf.ins);
       std::vector<float> y(m * pf.outs);

@@ -191,6 +191,31 @@ TEST_SUITE("layers") {
     CHECK(wrong == 0);
   }
 
+  TEST_CASE("bilinear_sum::rows with a range accumulator: the same outputs and their exact range") {
+    // the folded decoder's int8 classifier takes its block's range from here instead of a pass
+    const std::size_t n = 1, oh = 6, ow = 10;
+    for (const std::size_t c : {std::size_t(5), std::size_t(33)})
+      for (const std::size_t maps : {std::size_t(2), std::size_t(9)}) {  // one chunk of the pixel sweep, and two
+        std::vector<std::vector<float>> data;
+        std::vector<drt::bilinear_source> xs;
+        for (std::size_t i = 0; i < maps; ++i) data.push_back(random_vector(3 * 5 * c, unsigned(90 + i + c), -2.f, 2.f));
+        for (const auto& d : data) xs.push_back({d.data(), 3, 5});
+        const auto bias = random_vector(c, unsigned(80 + c), -1.f, 1.f);
+        const drt::bilinear_sum sum(xs, n, c, oh, ow, bias.data(), drt::activation::relu);
+        std::vector<float> plain(oh * ow * c), ranged(oh * ow * c);
+        sum.rows(1, 5, plain.data());
+        drt::detail::range_accumulator acc;
+        sum.rows(1, 5, ranged.data(), &acc);
+        CAPTURE(c);
+        CAPTURE(maps);
+        CHECK(plain == ranged);
+        const auto want = drt::detail::value_range(plain.data(), 4 * ow, c, c);
+        CHECK(acc.result().first == want.first);
+        CHECK(acc.result().second == want.second);
+        CHECK(want.second > 0.f);
+      }
+  }
+
   TEST_CASE("resize_bilinear_sum matches resize_bilinear_sum_ref") {
     struct sum_case {
       std::size_t n, oh, ow, c;

@@ -568,9 +568,22 @@ public:
 
   /// One output row: `rows[ky]` is input row oy + ky - K/2 ([w, c] floats), null where it falls on
   /// the padding; `out` receives [w, c]. The unit of `run` and of callers that produce the input a
-  /// few rows at a time (the fused Mix-FFN, layers/mix_ffn.hpp).
+  /// few rows at a time (the fused Mix-FFN, layers/mix_ffn.hpp). With `range` (non-null), the
+  /// outputs also join it as they are stored: the range of an int8 consumer's input without a pass
+  /// of its own over them.
   template <activation A = activation::none>
-  void run_row(const float* const* rows, std::size_t w, std::size_t c, float* out) const noexcept {
+  void run_row(const float* const* rows, std::size_t w, std::size_t c, float* out,
+               detail::range_accumulator* range = nullptr) const noexcept {
+    if (range)
+      run_row_impl<A, true>(rows, w, c, out, range);
+    else
+      run_row_impl<A, false>(rows, w, c, out, nullptr);
+  }
+
+private:
+  template <activation A, bool Ranged>
+  void run_row_impl(const float* const* rows, std::size_t w, std::size_t c, float* out,
+                    detail::range_accumulator* range) const noexcept {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;
     constexpr long P = static_cast<long>(K / 2);
@@ -602,7 +615,9 @@ public:
           for (long kx = kx0; kx < kx1; ++kx)
             acc = xsimd::fma(simd::load_unaligned(rows[ky] + (base + kx * static_cast<long>(c))),
                              wk[static_cast<std::size_t>(ky * static_cast<long>(K) + kx)], acc);
-        activate<A>(acc).store_unaligned(out + ox * c + j);
+        const simd o = activate<A>(acc);
+        o.store_unaligned(out + ox * c + j);
+        if constexpr (Ranged) range->add(o);
       };
       std::size_t ox = 0;
       for (; ox < inner0; ++ox) edge_point(ox);
@@ -616,7 +631,11 @@ public:
           const float* src = rows[t / K] + base + (t % K) * c;
           for (std::size_t u = 0; u < U; ++u) acc[u] = xsimd::fma(simd::load_unaligned(src + u * c), wk[t], acc[u]);
         }
-        for (std::size_t u = 0; u < U; ++u) activate<A>(acc[u]).store_unaligned(out + (ox + u) * c + j);
+        for (std::size_t u = 0; u < U; ++u) {
+          const simd o = activate<A>(acc[u]);
+          o.store_unaligned(out + (ox + u) * c + j);
+          if constexpr (Ranged) range->add(o);
+        }
       }
       for (; ox < w; ++ox) edge_point(ox);
     }
@@ -631,10 +650,10 @@ public:
             acc = std::fma(rows[ky][base + kx * static_cast<long>(c)],
                            w_[static_cast<std::size_t>(ky * static_cast<long>(K) + kx) * cw + j], acc);
         out[ox * c + j] = activate<A>(acc);
+        if constexpr (Ranged) range->add(out[ox * c + j]);
       }
   }
 
-private:
   std::size_t c_ = 0;
   std::vector<float> w_, bias_;
 };

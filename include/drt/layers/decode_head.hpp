@@ -347,11 +347,18 @@ private:
             m0.run_prefix(px, p, k0, feats[0] + r0 * w0 * channels_[0], channels_[0], y, p, activation::none, nullptr,
                           0, bias, arith, false);
           }
-          sum.rows(r0, r1, y);
+          // int8: the classifier's input range comes from the upsample-sum as it stores the block
+          // (the values of the classifier's own range pass: the same quantization).
+          const bool ranged = logits && arith == precision::int8;
+          detail::range_accumulator acc;
+          sum.rows(r0, r1, y, ranged ? &acc : nullptr);
           if (!logits) return;
+          quant_params qc;
+          if (ranged) qc = cls.int8_input_quant(acc.result(), p, classes_);
+          const quant_params* qcp = ranged ? &qc : nullptr;
           if (!nchw) {
             cls.run_prefix(px, classes_, p, y, p, logits + r0 * w0 * classes_, classes_, activation::none, nullptr, 0,
-                            nullptr, arith, false);
+                            nullptr, arith, false, qcp);
             return;
           }
           // NCHW: the block's [pixels x K] goes out class by class, each a run of contiguous pixels
@@ -359,7 +366,7 @@ private:
           thread_local detail::aligned_vector<float> block;
           block.resize(px * classes_);
           cls.run_prefix(px, classes_, p, y, p, block.data(), classes_, activation::none, nullptr, 0, nullptr, arith,
-                          false);
+                          false, qcp);
           const std::size_t hw = h0 * w0;
           for (std::size_t i0 = 0; i0 < px;) {
             const std::size_t g = r0 * w0 + i0, b = g / hw, q = g % hw, len = std::min(px - i0, hw - q);

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "../core/amx.hpp"
+#include "../core/value_range.hpp"
 #include "gemm.hpp"
 
 namespace drt {
@@ -142,65 +143,6 @@ inline void quantize_s8(const float* x, std::size_t n, float scale, std::int8_t*
 #endif
   for (; i < n; ++i) out[i] = quantize_s8(x[i], scale);
 }
-
-namespace detail {
-/// value_range of one thread.
-inline std::pair<float, float> value_range_serial(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
-  simd lo(std::numeric_limits<float>::infinity()), hi(-std::numeric_limits<float>::infinity()), bad(0.f);
-  float l = std::numeric_limits<float>::infinity(), h = -l, nonfinite = 0.f;
-  if (rows == 0 || cols == 0) return {0.f, 0.f};
-  for (std::size_t r = 0; r < rows; ++r) {
-    const float* row = x + r * ld;
-    std::size_t c = 0;
-    for (; c + simd_width <= cols; c += simd_width) {
-      const simd v = simd::load_unaligned(row + c);
-      lo = xsimd::min(lo, v);
-      hi = xsimd::max(hi, v);
-      bad = bad + v * 0.f;  // NaN where any value is NaN or infinite (min / max drop NaNs)
-    }
-    for (; c < cols; ++c) {
-      l = std::min(l, row[c]);
-      h = std::max(h, row[c]);
-      nonfinite = nonfinite + row[c] * 0.f;
-    }
-  }
-  alignas(64) float z[simd_width];
-  bad.store_aligned(z);
-  for (std::size_t i = 0; i < simd_width; ++i) nonfinite += z[i];
-  if (!std::isfinite(nonfinite)) return {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()};
-  alignas(64) float a[simd_width], b[simd_width];
-  lo.store_aligned(a);
-  hi.store_aligned(b);
-  for (std::size_t i = 0; i < simd_width; ++i) {
-    l = std::min(l, a[i]);
-    h = std::max(h, b[i]);
-  }
-  return {l, h};
-}
-
-/// The [min, max] of rows x cols floats (row stride ld): an int8 input's range when none is calibrated.
-/// NaN, NaN when any value is not finite (one vectorized pass). Outside a parallel region a large
-/// input is split over the threads by rows (min and max are exact, so the result is the same): run
-/// by one thread, the range of a layer's whole input left the others waiting.
-inline std::pair<float, float> value_range(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
-  constexpr std::size_t min_chunk = std::size_t(1) << 15;  // floats per task: a few microseconds
-  const std::size_t threads = in_parallel() ? 1 : static_cast<std::size_t>(std::max(1, max_threads()));
-  const std::size_t want = std::min(rows, std::min(4 * threads, rows * cols / min_chunk));
-  if (threads == 1 || want < 2) return value_range_serial(x, rows, cols, ld);
-  const std::size_t per = (rows + want - 1) / want, tasks = (rows + per - 1) / per;
-  std::vector<std::pair<float, float>> parts(tasks);
-  parallel_for(tasks, [&](std::size_t t) {
-    const std::size_t r0 = t * per;
-    parts[t] = value_range_serial(x + r0 * ld, std::min(per, rows - r0), cols, ld);
-  }, 1e9);
-  std::pair<float, float> r = parts[0];
-  for (const auto& p : parts) {
-    if (std::isnan(p.first)) return p;
-    r.first = std::min(r.first, p.first), r.second = std::max(r.second, p.second);
-  }
-  return r;
-}
-}  // namespace detail
 
 /// The B operand of an int8 GEMM: ceil(n / NR) panels of [ceil(k/4)][NR][4] int8, zero past k and n,
 /// with one float scale per output column.

@@ -12,6 +12,7 @@
 #include "../core/simd.hpp"
 
 #include "../core/parallel.hpp"
+#include "../core/value_range.hpp"
 
 namespace drt {
 
@@ -45,21 +46,15 @@ public:
     auto run_block = [&](std::size_t t) {
       const std::size_t g = t / per_group, r0 = g * group_rows + (t % per_group) * block;
       const std::size_t r1 = std::min({m, (g + 1) * group_rows, r0 + block});
-      range_acc acc;
+      detail::range_accumulator acc;
       for (std::size_t i = r0; i < r1; ++i) normalize_row<true>(x + i * ldx, y + i * ldy, &acc);
       block_range[t] = acc.result();
     };
     if (groups) parallel_for(groups * per_group, run_block, 8.0 * static_cast<double>(m) * channels());
-    const float nan = std::numeric_limits<float>::quiet_NaN();
     for (std::size_t g = 0; g < groups; ++g) {
-      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-      bool bad = false;
-      for (std::size_t t = g * per_group; t < (g + 1) * per_group; ++t) {
-        bad = bad || std::isnan(block_range[t].first);
-        lo = std::min(lo, block_range[t].first);
-        hi = std::max(hi, block_range[t].second);
-      }
-      ranges[g] = bad ? std::pair<float, float>{nan, nan} : std::pair<float, float>{lo, hi};
+      std::pair<float, float> r = block_range[g * per_group];
+      for (std::size_t t = g * per_group + 1; t < (g + 1) * per_group; ++t) r = detail::merge_ranges(r, block_range[t]);
+      ranges[g] = r;
     }
   }
 
@@ -67,26 +62,9 @@ private:
   using simd = xsimd::batch<float>;
   static constexpr std::size_t W = simd::size;
 
-  /// A running [min, max] of values, with NaN / inf detection (min / max drop NaNs: the sum of
-  /// value * 0 turns NaN instead).
-  struct range_acc {
-    simd lo = simd(std::numeric_limits<float>::infinity()), hi = simd(-std::numeric_limits<float>::infinity()),
-         bad = simd(0.f);
-    float l = std::numeric_limits<float>::infinity(), h = -std::numeric_limits<float>::infinity(), nonfinite = 0.f;
-    std::pair<float, float> result() const noexcept {
-      float nf = nonfinite + xsimd::hadd(bad), a_l = l, a_h = h;
-      alignas(64) float a[W], b[W];  // xsimd 8.1 has no horizontal min / max
-      lo.store_aligned(a);
-      hi.store_aligned(b);
-      for (std::size_t e = 0; e < W; ++e) a_l = std::min(a_l, a[e]), a_h = std::max(a_h, b[e]);
-      const float nan = std::numeric_limits<float>::quiet_NaN();
-      return std::isfinite(nf) ? std::pair<float, float>{a_l, a_h} : std::pair<float, float>{nan, nan};
-    }
-  };
-
   /// One row: yr = LayerNorm(xr); with Range, its outputs join `acc`.
   template <bool Range>
-  void normalize_row(const float* xr, float* yr, range_acc* acc) const noexcept {
+  void normalize_row(const float* xr, float* yr, detail::range_accumulator* acc) const noexcept {
     const std::size_t c = channels();
     simd s(0.f);
     std::size_t j = 0;
@@ -118,19 +96,11 @@ private:
       const simd d = (simd::load_unaligned(xr + j) - simd(mean) - simd(shift)) * simd(inv);
       const simd o = xsimd::fma(d, simd::load_unaligned(gamma_.data() + j), simd::load_unaligned(beta_.data() + j));
       o.store_unaligned(yr + j);
-      if constexpr (Range) {
-        acc->lo = xsimd::min(acc->lo, o);
-        acc->hi = xsimd::max(acc->hi, o);
-        acc->bad = acc->bad + o * 0.f;
-      }
+      if constexpr (Range) acc->add(o);
     }
     for (; j < c; ++j) {
       yr[j] = ((xr[j] - mean) - shift) * inv * gamma_[j] + beta_[j];
-      if constexpr (Range) {
-        acc->l = std::min(acc->l, yr[j]);
-        acc->h = std::max(acc->h, yr[j]);
-        acc->nonfinite += yr[j] * 0.f;
-      }
+      if constexpr (Range) acc->add(yr[j]);
     }
   }
 

@@ -132,23 +132,37 @@ public:
           a = e;
         }
         have1 = hi;
+        // int8: each conv row's outputs are ranged as they are stored, for dense2's quantization of
+        // the band (the values of its own range pass: the same quantization).
+        std::pair<float, float> row_range[64];
+        const bool ranged = p == precision::int8 && ye - yy <= 64;
         auto conv_row = [&](std::size_t i) {
           const std::size_t oy = yy + i;
           const float* rows[3];
           for (std::size_t ky = 0; ky < 3; ++ky)
             rows[ky] = oy + ky >= 1 && oy + ky - 1 < h ? slot(oy + ky - 1) : nullptr;
           float* o = conv + i * row;
+          detail::range_accumulator acc;
+          detail::range_accumulator* a = ranged ? &acc : nullptr;
           switch (act_) {  // the kernel is compiled per activation; one branch per row
-            case activation::gelu: dw_.run_row<activation::gelu>(rows, w, r, o); break;
-            case activation::relu: dw_.run_row<activation::relu>(rows, w, r, o); break;
-            case activation::none: dw_.run_row<activation::none>(rows, w, r, o); break;
+            case activation::gelu: dw_.run_row<activation::gelu>(rows, w, r, o, a); break;
+            case activation::relu: dw_.run_row<activation::relu>(rows, w, r, o, a); break;
+            case activation::none: dw_.run_row<activation::none>(rows, w, r, o, a); break;
           }
+          if (ranged) row_range[i] = acc.result();
         };
         if (single) parallel_for(ye - yy, conv_row, 18.0 * (ye - yy) * row);
         else
           for (std::size_t i = 0; i < ye - yy; ++i) conv_row(i);
+        quant_params q2;
+        if (ranged) {
+          std::pair<float, float> band = row_range[0];
+          for (std::size_t i = 1; i < ye - yy; ++i) band = detail::merge_ranges(band, row_range[i]);
+          q2 = dense2_.int8_input_quant(band, r, c);
+        }
         float* o = out + (img * h + yy) * w * c;
-        dense2_.run_prefix((ye - yy) * w, c, r, conv, r, o, c, activation::none, o, c, bias2, p, single);
+        dense2_.run_prefix((ye - yy) * w, c, r, conv, r, o, c, activation::none, o, c, bias2, p, single,
+                           ranged ? &q2 : nullptr);
       }
     };
     parallel_for(n * runs, [&](std::size_t i) { sweep(i / runs, i % runs); }, 1e9);

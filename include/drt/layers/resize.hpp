@@ -16,6 +16,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "../core/value_range.hpp"
 #include "activation.hpp"
 
 namespace drt {
@@ -193,16 +194,25 @@ public:
     return w;
   }
 
-  void rows(std::size_t r0, std::size_t r1, float* y) const {
+  /// With `range` (non-null) the outputs also join it as they are stored (an int8 consumer's input
+  /// range without a pass of its own).
+  void rows(std::size_t r0, std::size_t r1, float* y, detail::range_accumulator* range = nullptr) const {
     thread_local std::vector<float> blended;  // the vertically blended rows of every input
     thread_local std::vector<const float*> src;
     blended.resize(blended_);
     src.resize(xs_.size());
-    for (std::size_t r = r0; r < r1; ++r) row(r, y + (r - r0) * ow_ * c_, blended.data(), src.data());
+    for (std::size_t r = r0; r < r1; ++r) {
+      float* out = y + (r - r0) * ow_ * c_;
+      if (range)
+        row<true>(r, out, blended.data(), src.data(), range);
+      else
+        row<false>(r, out, blended.data(), src.data(), nullptr);
+    }
   }
 
 private:
-  void row(std::size_t r, float* out, float* blended, const float** src) const {
+  template <bool Ranged>
+  void row(std::size_t r, float* out, float* blended, const float** src, detail::range_accumulator* range) const {
     using simd = xsimd::batch<float>;
     constexpr std::size_t W = simd::size;
     const std::size_t b = r / oh_, oy = r % oh_, c = c_;
@@ -245,6 +255,8 @@ private:
             v += simd::load_unaligned(left[i] + j) * simd(wl[i]) + simd::load_unaligned(right[i] + j) * simd(wr[i]);
           if (last && relu_) v = xsimd::max(v, simd(0.f));
           v.store_unaligned(o + j);
+          if constexpr (Ranged)
+            if (last) range->add(v);
         }
       }
       for (; j < c; ++j) {
@@ -254,6 +266,7 @@ private:
           v += src[i][vx.i0 * c + j] * vx.w0 + src[i][vx.i1 * c + j] * vx.w1;
         }
         o[j] = relu_ ? std::max(v, 0.f) : v;
+        if constexpr (Ranged) range->add(o[j]);
       }
     }
   }
